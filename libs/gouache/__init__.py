@@ -1,0 +1,1 @@
+"""gouache: neural style transfer as a production service."""

@@ -1,0 +1,183 @@
+"""Generate, check, lint and breaking-check the protobuf contracts.
+
+    python scripts/contracts.py gen        regenerate libs/gouache/contracts
+    python scripts/contracts.py check      fail if libs/gouache/contracts is stale
+    python scripts/contracts.py lint       buf lint
+    python scripts/contracts.py breaking   buf breaking against the previous commit (REV=HEAD~1)
+"""
+
+from __future__ import annotations
+
+import filecmp
+import re
+import shutil
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+PROTOS = ROOT / "protos"
+OUT = ROOT / "libs" / "gouache" / "contracts"
+DEPS = ROOT / "build" / "protodeps"
+PACKAGES = ("auth", "common", "events", "feedback", "inference", "jobs", "storage", "tiling")
+_IMPORT = re.compile(r"\bgouache\.(" + "|".join(PACKAGES) + r")\.v1\b")
+_HEADER = '"""Generated from protos/ by scripts/contracts.py; do not edit."""\n'
+
+
+def _site_packages() -> Path:
+    import google.api.annotations_pb2 as annotations
+
+    return Path(annotations.__file__).resolve().parent.parent.parent
+
+
+def _grpc_tools_include() -> Path:
+    import grpc_tools
+
+    return Path(grpc_tools.__file__).resolve().parent / "_proto"
+
+
+def _proto_files(root: Path) -> list[str]:
+    return sorted(str(p.relative_to(root)) for p in root.rglob("*.proto"))
+
+
+def _rewrite_imports(text: str, *, stub: bool) -> str:
+    """Point imports of generated modules at gouache.contracts.
+
+    Only import lines of .py files change: serialized descriptors and gRPC method
+    paths keep the proto package names. Stubs also name types by module path.
+    """
+    lines = []
+    for line in text.splitlines(keepends=True):
+        code = line.lstrip()
+        is_import = code.startswith(("from gouache.", "import gouache."))
+        if is_import or (stub and "'/gouache." not in line and '"/gouache.' not in line):
+            line = _IMPORT.sub(r"gouache.contracts.\1.v1", line)
+        lines.append(line)
+    return "".join(lines)
+
+
+def ensure_deps() -> None:
+    """Copy google/api/*.proto from the googleapis-common-protos wheel for buf."""
+    target = DEPS / "google" / "api"
+    target.mkdir(parents=True, exist_ok=True)
+    for name in ("annotations.proto", "http.proto"):
+        shutil.copyfile(_site_packages() / "google" / "api" / name, target / name)
+
+
+def generate(dest: Path) -> None:
+    """Run protoc into dest and rewrite imports into the gouache.contracts package."""
+    raw = Path(tempfile.mkdtemp(prefix="gouache-gen-"))
+    try:
+        args = [
+            "grpc_tools.protoc",
+            f"-I{PROTOS}",
+            f"-I{_site_packages()}",
+            f"-I{_grpc_tools_include()}",
+            f"--python_out={raw}",
+            f"--grpc_python_out={raw}",
+            f"--plugin=protoc-gen-mypy={Path(sys.executable).parent / 'protoc-gen-mypy'}",
+            f"--plugin=protoc-gen-mypy_grpc={Path(sys.executable).parent / 'protoc-gen-mypy_grpc'}",
+            f"--mypy_out={raw}",
+            f"--mypy_grpc_out={raw}",
+            f"--descriptor_set_out={raw / 'descriptor.pb'}",
+            "--include_imports",
+            "--include_source_info",
+            *_proto_files(PROTOS),
+        ]
+        from grpc_tools import protoc
+
+        if protoc.main(args) != 0:
+            raise SystemExit("protoc failed")
+        if dest.exists():
+            shutil.rmtree(dest)
+        dest.mkdir(parents=True)
+        (dest / "__init__.py").write_text(_HEADER)
+        shutil.copyfile(raw / "descriptor.pb", dest / "descriptor.pb")
+        for src in sorted((raw / "gouache").rglob("*")):
+            if src.is_dir():
+                continue
+            rel = src.relative_to(raw / "gouache")
+            out = dest / rel
+            out.parent.mkdir(parents=True, exist_ok=True)
+            out.write_text(_rewrite_imports(src.read_text(), stub=src.suffix == ".pyi"))
+        for folder in [p for p in dest.rglob("*") if p.is_dir()]:
+            init = folder / "__init__.py"
+            if not init.exists():
+                init.write_text(_HEADER)
+    finally:
+        shutil.rmtree(raw, ignore_errors=True)
+
+
+def _same_tree(a: Path, b: Path) -> list[str]:
+    left = {p.relative_to(a) for p in a.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    right = {p.relative_to(b) for p in b.rglob("*") if p.is_file() and "__pycache__" not in p.parts}
+    stale = sorted(str(p) for p in left ^ right)
+    stale += sorted(str(p) for p in left & right if not filecmp.cmp(a / p, b / p, shallow=False))
+    return stale
+
+
+def _buf() -> str:
+    return str(Path(sys.executable).parent / "buf")
+
+
+def lint() -> int:
+    ensure_deps()
+    return subprocess.call([_buf(), "lint"], cwd=ROOT)
+
+
+def breaking(rev: str) -> int:
+    """buf breaking of the working tree's protos against those at `rev`."""
+    ensure_deps()
+    listed = subprocess.run(
+        ["git", "ls-tree", "-r", "--name-only", rev, "protos"],
+        cwd=ROOT, capture_output=True, text=True, check=False,
+    )
+    if listed.returncode != 0 or not listed.stdout.strip():
+        print(f"buf breaking: {rev} has no protos/; nothing to compare against")
+        return 0
+    build = ROOT / "build"
+    previous = Path(tempfile.mkdtemp(prefix="gouache-prev-"))
+    try:
+        archive = subprocess.run(
+            ["git", "archive", rev, "protos"], cwd=ROOT, capture_output=True, check=True
+        )
+        subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
+        shutil.copytree(DEPS, previous / "build" / "protodeps")
+        shutil.copyfile(ROOT / "buf.yaml", previous / "buf.yaml")
+        subprocess.run([_buf(), "build", "-o", str(build / "previous.binpb")], cwd=previous, check=True)
+        subprocess.run([_buf(), "build", "-o", str(build / "current.binpb")], cwd=ROOT, check=True)
+        return subprocess.call(
+            [_buf(), "breaking", str(build / "current.binpb"), "--against", str(build / "previous.binpb")],
+            cwd=ROOT,
+        )
+    finally:
+        shutil.rmtree(previous, ignore_errors=True)
+
+
+def main(argv: list[str]) -> int:
+    command = argv[1] if len(argv) > 1 else "gen"
+    if command == "gen":
+        generate(OUT)
+        print(f"generated {OUT.relative_to(ROOT)}")
+        return 0
+    if command == "check":
+        fresh = Path(tempfile.mkdtemp(prefix="gouache-check-")) / "contracts"
+        generate(fresh)
+        stale = _same_tree(fresh, OUT)
+        if stale:
+            print("generated contracts are stale; run `python scripts/contracts.py gen`:")
+            print("\n".join(f"  {p}" for p in stale))
+            return 1
+        print("generated contracts are fresh")
+        return 0
+    if command == "lint":
+        return lint()
+    if command == "breaking":
+        return breaking(argv[2] if len(argv) > 2 else "HEAD~1")
+    print(__doc__)
+    return 2
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))

@@ -1,0 +1,1 @@
+"""The gouache services, one package each; each runs as `python -m services.<name>`."""
