@@ -1,0 +1,1 @@
+"""How every gouache service starts, authenticates, logs, measures and fails."""

@@ -1,0 +1,90 @@
+"""The one error hierarchy: domain code raises these, one interceptor maps them to gRPC status."""
+
+from __future__ import annotations
+
+import grpc
+
+
+class GouacheError(Exception):
+    """An error a caller can act on; `message` is shown to the caller verbatim.
+
+    `field` names the offending request field (for INVALID_ARGUMENT), `reason` is a
+    short machine-readable code such as "image_too_large".
+    """
+
+    code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
+
+    def __init__(
+        self, message: str, *, field: str | None = None, reason: str | None = None
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.field = field
+        self.reason = reason
+
+
+class InvalidArgument(GouacheError):
+    code = grpc.StatusCode.INVALID_ARGUMENT
+
+
+class NotFound(GouacheError):
+    code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(GouacheError):
+    code = grpc.StatusCode.ALREADY_EXISTS
+
+
+class FailedPrecondition(GouacheError):
+    code = grpc.StatusCode.FAILED_PRECONDITION
+
+
+class PermissionDenied(GouacheError):
+    code = grpc.StatusCode.PERMISSION_DENIED
+
+
+class Unauthenticated(GouacheError):
+    code = grpc.StatusCode.UNAUTHENTICATED
+
+
+class ResourceExhausted(GouacheError):
+    code = grpc.StatusCode.RESOURCE_EXHAUSTED
+
+
+class Unavailable(GouacheError):
+    code = grpc.StatusCode.UNAVAILABLE
+
+
+class DeadlineExceeded(GouacheError):
+    code = grpc.StatusCode.DEADLINE_EXCEEDED
+
+
+class Aborted(GouacheError):
+    code = grpc.StatusCode.ABORTED
+
+
+_BY_CODE: dict[grpc.StatusCode, type[GouacheError]] = {
+    cls.code: cls
+    for cls in (
+        InvalidArgument,
+        NotFound,
+        AlreadyExists,
+        FailedPrecondition,
+        PermissionDenied,
+        Unauthenticated,
+        ResourceExhausted,
+        Unavailable,
+        DeadlineExceeded,
+        Aborted,
+    )
+}
+
+
+def from_rpc_error(error: grpc.aio.AioRpcError, *, context: str) -> GouacheError:
+    """Turns a failed outbound call into our error, keeping its code and message.
+
+    Unknown and internal codes of another service become UNAVAILABLE for our caller:
+    the dependency failed, not the caller's request.
+    """
+    cls = _BY_CODE.get(error.code(), Unavailable)
+    return cls(f"{context}: {error.details() or error.code().name}")

@@ -1,0 +1,7 @@
+"""Shared pytest configuration: fixtures that start real servers live in tests/fixtures."""
+
+pytest_plugins = [
+    "tests.fixtures.nats",
+    "tests.fixtures.postgres",
+    "tests.fixtures.envoy",
+]
