@@ -1,0 +1,1 @@
+"""The `gouache` command: run the embedded mesh and stylize images through it."""

@@ -1,0 +1,301 @@
+"""`gouache up | stylize | demo | token`: the embedded mesh and the public API from a terminal."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+import uuid
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+
+console = Console(stderr=True)
+DEFAULT_STATE = Path(".gouache")
+
+
+def _report(component: Any) -> None:
+    console.print(f"  [green]✓[/green] {component.name:<10} {component.address}")
+
+
+def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
+    from gouache.cli.mesh import MeshConfig, MeshPorts
+
+    ports = MeshPorts.ephemeral() if ephemeral else MeshPorts()
+    if not ephemeral:
+        ports.envoy = args.port
+        ports.nats = args.nats_port
+    return MeshConfig(
+        state_dir=Path(args.state_dir).resolve(),
+        ports=ports,
+        models=args.models,
+        styles_dir=Path(args.styles).resolve() if getattr(args, "styles", None) else None,
+    )
+
+
+def cmd_up(args: argparse.Namespace) -> int:
+    """Starts the mesh and keeps it running until Ctrl-C."""
+    from gouache.cli.mesh import Mesh
+
+    mesh = Mesh(_mesh_config(args), report=_report)
+    console.print(f"[bold]gouache[/bold]: starting the embedded mesh in {mesh.config.state_dir}")
+    credentials = mesh.start()
+    console.print(f"\n[bold green]ready[/bold green]: REST API at {mesh.config.public_url}")
+    console.print(
+        f"  admin API key: {credentials.admin_api_key}  (also in {mesh.config.state_dir}/credentials.json)"
+    )
+    console.print(
+        f"  token: curl -s -X POST {mesh.config.public_url}/v1/auth/token "
+        f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
+    )
+    console.print("  Ctrl-C stops everything.")
+    try:
+        while not mesh.failed():
+            time.sleep(0.5)
+        for component in mesh.failed():
+            console.print(
+                f"[red]✗ {component.name} exited; see {mesh.config.state_dir}/logs/{component.name}.log[/red]"
+            )
+        return 1
+    except KeyboardInterrupt:
+        console.print("\nstopping…")
+        return 0
+    finally:
+        mesh.stop()
+        console.print("stopped.")
+
+
+def _credentials(args: argparse.Namespace) -> tuple[str, str]:
+    base_url = args.url or os.environ.get("GOUACHE_URL")
+    api_key = args.api_key or os.environ.get("GOUACHE_API_KEY")
+    saved = Path(args.state_dir) / "credentials.json"
+    if (not api_key or not base_url) and saved.exists():
+        stored = json.loads(saved.read_text())
+        api_key = api_key or stored["api_key"]
+        base_url = base_url or stored["base_url"]
+    if not api_key:
+        raise SystemExit(
+            "no API key: pass --api-key, set GOUACHE_API_KEY, or run `gouache up` first"
+        )
+    return base_url or "http://127.0.0.1:8080", api_key
+
+
+def _params(args: argparse.Namespace) -> dict[str, Any]:
+    params: dict[str, Any] = {}
+    if args.alpha is not None:
+        params["alpha"] = args.alpha
+    if args.weights:
+        params["weights"] = [float(w) for w in args.weights.split(",")]
+    if args.seed is not None:
+        params["seed"] = args.seed
+    if args.luminance_only:
+        params["luminance_only"] = True
+    if args.histogram_match:
+        params["histogram_match"] = True
+    if args.tile_size is not None:
+        params["tile_size"] = args.tile_size
+    suffix = Path(args.output).suffix.lower()
+    params["output_format"] = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
+    return params
+
+
+def stylize(
+    base_url: str,
+    api_key: str,
+    content: str,
+    styles: Sequence[str],
+    output: Path,
+    *,
+    model: str,
+    params: Mapping[str, Any],
+    max_side: int | None,
+    timeout_s: float,
+) -> dict[str, Any]:
+    """Uploads the images, runs one job through the public API, and writes the result."""
+    from gouache.cli.images import load_image_argument
+    from gouache.client import GouacheClient
+
+    with GouacheClient(base_url, api_key) as client:
+        name, data = load_image_argument(content, max_side=max_side)
+        content_url = client.upload(data, filename=name)
+        style_urls = []
+        for style in styles:
+            if style.startswith(("http://", "https://")):
+                style_urls.append(style)
+                continue
+            style_name, style_data = load_image_argument(style, max_side=max_side)
+            style_urls.append(client.upload(style_data, filename=style_name, kind="style"))
+        created = client.create_job(
+            content_url,
+            style_urls,
+            model_version=model,
+            params=params,
+            idempotency_key=uuid.uuid4().hex,
+        )
+        job_id = created["job_id"]
+        console.print(f"job [bold]{job_id}[/bold] created ({created.get('model_version')})")
+        with Progress(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            TextColumn("{task.percentage:>3.0f}%"),
+            TimeElapsedColumn(),
+            console=console,
+        ) as progress:
+            task = progress.add_task("pending", total=1.0)
+
+            def update(job: Mapping[str, Any]) -> None:
+                progress.update(
+                    task,
+                    completed=float(job.get("progress", 0.0)),
+                    description=str(job.get("status")),
+                )
+
+            result = client.wait(job_id, timeout_s=timeout_s, on_update=update)
+        if result.status != "succeeded" or not result.result_url:
+            raise SystemExit(f"job {job_id} {result.status}: {result.error or 'no result'}")
+        output.write_bytes(client.download(result.result_url))
+        summary = {
+            "job_id": job_id,
+            "model_version": result.model_version,
+            "latency_ms": result.latency_ms,
+            "output": str(output),
+        }
+        console.print(
+            f"[green]✓[/green] {output}  job {job_id}  model {result.model_version}  latency {result.latency_ms} ms"
+        )
+        return summary
+
+
+def cmd_stylize(args: argparse.Namespace) -> int:
+    base_url, api_key = _credentials(args)
+    summary = stylize(
+        base_url,
+        api_key,
+        args.content,
+        args.style,
+        Path(args.output),
+        model=args.model,
+        params=_params(args),
+        max_side=args.max_side,
+        timeout_s=args.timeout,
+    )
+    print(json.dumps(summary))
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    """Starts a private mesh on free ports, stylizes a bundled image through it, stops it."""
+    from gouache.cli.mesh import Mesh
+
+    mesh = Mesh(_mesh_config(args, ephemeral=True), report=_report)
+    console.print(
+        "[bold]gouache demo[/bold]: starting the embedded mesh (NATS, six services, Envoy)…"
+    )
+    try:
+        credentials = mesh.start()
+        summary = stylize(
+            mesh.config.public_url,
+            credentials.admin_api_key,
+            args.content,
+            args.style,
+            Path(args.output),
+            model=args.model,
+            params=_params(args),
+            max_side=args.max_side,
+            timeout_s=args.timeout,
+        )
+        print(json.dumps(summary))
+        return 0
+    finally:
+        mesh.stop()
+
+
+def cmd_token(args: argparse.Namespace) -> int:
+    from gouache.client import GouacheClient
+
+    base_url, api_key = _credentials(args)
+    with GouacheClient(base_url, api_key) as client:
+        print(client.token())
+    return 0
+
+
+def _add_job_options(parser: argparse.ArgumentParser, *, default_model: str) -> None:
+    parser.add_argument(
+        "--style",
+        action="append",
+        default=None,
+        help="style image: a path, skimage:NAME or a file URL (repeat for 2-4 styles)",
+    )
+    parser.add_argument("--weights", help="comma-separated weights, one per style, e.g. 0.7,0.3")
+    parser.add_argument("--alpha", type=float, help="style strength 0-1")
+    parser.add_argument("--model", default=default_model, help="model alias or version")
+    parser.add_argument("--seed", type=int)
+    parser.add_argument("--luminance-only", action="store_true")
+    parser.add_argument("--histogram-match", action="store_true")
+    parser.add_argument("--tile-size", type=int)
+    parser.add_argument(
+        "--max-side",
+        type=int,
+        default=None,
+        help="downscale inputs to this long side before upload",
+    )
+    parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument("-o", "--output", default="stylized.png")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="gouache", description=__doc__)
+    parser.add_argument(
+        "--state-dir", default=str(DEFAULT_STATE), help="where the embedded mesh keeps its data"
+    )
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    up = sub.add_parser("up", help="run the embedded mesh until Ctrl-C")
+    up.add_argument("--port", type=int, default=8080, help="REST port (Envoy)")
+    up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--models", default="gatys.lite0-v1,gatys.lite0-fast")
+    up.add_argument(
+        "--styles", help="directory of curated style images (with manifest.json) to import"
+    )
+    up.set_defaults(func=cmd_up)
+
+    stylize_parser = sub.add_parser("stylize", help="stylize an image through the public API")
+    stylize_parser.add_argument("content", help="content image: a path or skimage:NAME")
+    stylize_parser.add_argument("--url", help="REST base URL (default from `gouache up`)")
+    stylize_parser.add_argument("--api-key")
+    _add_job_options(stylize_parser, default_model="default")
+    stylize_parser.set_defaults(func=cmd_stylize)
+
+    demo = sub.add_parser("demo", help="start a mesh, stylize a bundled image, stop")
+    demo.add_argument("--content", default="skimage:astronaut")
+    demo.add_argument("--models", default="gatys.lite0-fast")
+    _add_job_options(demo, default_model="gatys-fast")
+    demo.set_defaults(func=cmd_demo, max_side=256)
+
+    token = sub.add_parser("token", help="print an access token for an API key")
+    token.add_argument("--url")
+    token.add_argument("--api-key")
+    token.set_defaults(func=cmd_token)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    from gouache.runtime.logging import configure_logging
+
+    configure_logging("cli", level="WARNING", json_output=False)
+    args = build_parser().parse_args(argv)
+    if getattr(args, "style", None) is None and args.command in ("stylize", "demo"):
+        args.style = ["skimage:hubble_deep_field"] if args.command == "demo" else None
+        if args.style is None:
+            raise SystemExit("give at least one --style")
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,356 @@
+"""The embedded mesh: NATS, the six services and Envoy as local processes, SQLite and files."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import IO
+
+import grpc
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream, write
+
+SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
+SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
+
+
+def free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@dataclass
+class MeshPorts:
+    """Ports of every component; `ephemeral()` picks free ones (tests, side-by-side meshes)."""
+
+    nats: int = 4222
+    envoy: int = 8080
+    envoy_admin: int = 9901
+    storage_http: int = 8081
+    grpc: dict[str, int] = field(
+        default_factory=lambda: {
+            "auth": 50051,
+            "storage": 50052,
+            "jobs": 50053,
+            "tiling": 50054,
+            "inference": 50055,
+            "feedback": 50056,
+        }
+    )
+
+    @classmethod
+    def ephemeral(cls) -> MeshPorts:
+        return cls(
+            nats=free_port(),
+            envoy=free_port(),
+            envoy_admin=free_port(),
+            storage_http=free_port(),
+            grpc={name: free_port() for name in SERVICES},
+        )
+
+
+@dataclass
+class MeshConfig:
+    state_dir: Path
+    ports: MeshPorts = field(default_factory=MeshPorts)
+    models: str = "gatys.lite0-v1,gatys.lite0-fast"
+    styles_dir: Path | None = None
+    admin_email: str = "admin@gouache.local"
+    # Extra GOUACHE_* variables for every service (tests shorten timeouts this way).
+    extra_env: dict[str, str] = field(default_factory=dict)
+    startup_timeout_s: float = 180.0
+
+    @property
+    def public_url(self) -> str:
+        return f"http://127.0.0.1:{self.ports.envoy}"
+
+
+@dataclass
+class Component:
+    name: str
+    address: str
+    process: subprocess.Popen[bytes] | None = None
+    envoy: EnvoyProcess | None = None
+    log: IO[bytes] | None = None
+    status: str = "starting"
+
+
+@dataclass(frozen=True)
+class Credentials:
+    admin_api_key: str
+    admin_email: str
+
+
+Report = Callable[[Component], None]
+
+
+class Mesh:
+    """Starts the components in dependency order and stops them in reverse."""
+
+    def __init__(self, config: MeshConfig, report: Report | None = None) -> None:
+        self.config = config
+        self.components: list[Component] = []
+        self.credentials: Credentials | None = None
+        self._report = report or (lambda _c: None)
+        self._secrets = self._load_secrets()
+        self._service_keys: dict[str, str] = {}
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    def start(self) -> Credentials:
+        state = self.config.state_dir
+        (state / "logs").mkdir(parents=True, exist_ok=True)
+        try:
+            self._start_nats()
+            self._start_service("auth")
+            self.credentials = self._bootstrap()
+            for name in ("storage", "inference", "tiling", "jobs", "feedback"):
+                self._start_service(name)
+            self._import_styles()
+            self._start_envoy()
+        except BaseException:
+            self.stop()
+            raise
+        return self.credentials
+
+    def stop(self) -> None:
+        for component in reversed(self.components):
+            if component.envoy is not None:
+                component.envoy.stop()
+            elif component.process is not None and component.process.poll() is None:
+                component.process.send_signal(signal.SIGTERM)
+        for component in reversed(self.components):
+            if component.process is not None:
+                try:
+                    component.process.wait(timeout=15)
+                except subprocess.TimeoutExpired:
+                    component.process.kill()
+                    component.process.wait()
+            if component.log is not None:
+                component.log.close()
+            component.status = "stopped"
+        self.components.clear()
+
+    def failed(self) -> list[Component]:
+        """Components whose process has exited on its own."""
+        return [
+            c for c in self.components if c.process is not None and c.process.poll() is not None
+        ]
+
+    # -- components ------------------------------------------------------------------------
+
+    def _spawn(self, name: str, argv: list[str], env: dict[str, str], address: str) -> Component:
+        log = (self.config.state_dir / "logs" / f"{name}.log").open("ab")
+        process = subprocess.Popen(
+            argv,
+            env={**os.environ, **env},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+        component = Component(name=name, address=address, process=process, log=log)
+        self.components.append(component)
+        return component
+
+    def _start_nats(self) -> None:
+        binary = _binary("nats-server")
+        store = self.config.state_dir / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        port = self.config.ports.nats
+        component = self._spawn(
+            "nats",
+            [binary, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+            {},
+            f"nats://127.0.0.1:{port}",
+        )
+        _wait_for(
+            lambda: _tcp_open(port),
+            f"NATS on port {port}",
+            self.config.startup_timeout_s,
+            component,
+        )
+        self._ready(component)
+
+    def _service_env(self, name: str) -> dict[str, str]:
+        state = self.config.state_dir
+        ports = self.config.ports
+        prefix = f"GOUACHE_{name.upper()}_"
+        env = {
+            "PORT": str(ports.grpc[name]),
+            "DATABASE_URL": f"sqlite+aiosqlite:///{state / (name + '.db')}",
+            "NATS_URL": f"nats://127.0.0.1:{ports.nats}",
+            "AUTH_ADDR": f"127.0.0.1:{ports.grpc['auth']}",
+            "STORAGE_ADDR": f"127.0.0.1:{ports.grpc['storage']}",
+            "INFERENCE_ADDR": f"127.0.0.1:{ports.grpc['inference']}",
+            "STATE_DIR": str(state),
+        }
+        if name == "storage":
+            env.update(
+                {
+                    "HTTP_PORT": str(ports.storage_http),
+                    "PUBLIC_URL": self.config.public_url,
+                    "URL_SIGNING_KEY": self._secrets["url_signing_key"],
+                    "BLOB_ROOT": str(state / "blobs"),
+                }
+            )
+        if name == "inference":
+            env["MODELS"] = self.config.models
+        if name == "auth":
+            env["KEY_ENCRYPTION_SECRET"] = self._secrets["key_encryption_secret"]
+        if name in SERVICE_ACCOUNTS and self._service_keys:
+            env["SERVICE_API_KEY"] = self._service_keys[name]
+        merged = {prefix + key: value for key, value in env.items()}
+        merged.update(self.config.extra_env)
+        return merged
+
+    def _start_service(self, name: str) -> None:
+        port = self.config.ports.grpc[name]
+        component = self._spawn(
+            name,
+            [sys.executable, "-m", f"services.{name}"],
+            self._service_env(name),
+            f"127.0.0.1:{port}",
+        )
+        _wait_for(
+            lambda: _grpc_serving(port),
+            f"{name} on port {port}",
+            self.config.startup_timeout_s,
+            component,
+        )
+        self._ready(component)
+
+    def _bootstrap(self) -> Credentials:
+        from services.auth.bootstrap import bootstrap_admin, ensure_service_account
+        from services.auth.settings import AuthSettings
+
+        settings = AuthSettings(**_settings_kwargs(self._service_env("auth"), "GOUACHE_AUTH_"))
+
+        async def run() -> tuple[str, dict[str, str]]:
+            admin = await bootstrap_admin(settings, self.config.admin_email)
+            keys = {name: await ensure_service_account(settings, name) for name in SERVICE_ACCOUNTS}
+            return admin.api_key, keys
+
+        admin_key, self._service_keys = asyncio.run(run())
+        credentials = Credentials(admin_api_key=admin_key, admin_email=self.config.admin_email)
+        path = self.config.state_dir / "credentials.json"
+        path.write_text(
+            json.dumps(
+                {
+                    "api_key": admin_key,
+                    "email": self.config.admin_email,
+                    "base_url": self.config.public_url,
+                }
+            )
+        )
+        path.chmod(0o600)
+        return credentials
+
+    def _import_styles(self) -> None:
+        if self.config.styles_dir is None:
+            return
+        from services.storage import import_styles
+        from services.storage.settings import StorageSettings
+
+        settings = StorageSettings(
+            **_settings_kwargs(self._service_env("storage"), "GOUACHE_STORAGE_")
+        )
+        asyncio.run(import_styles(settings, self.config.styles_dir))
+
+    def _start_envoy(self) -> None:
+        ports = self.config.ports
+        edge = EdgeConfig(
+            listen_port=ports.envoy,
+            admin_port=ports.envoy_admin,
+            auth=Upstream("127.0.0.1", ports.grpc["auth"]),
+            storage=Upstream("127.0.0.1", ports.grpc["storage"]),
+            jobs=Upstream("127.0.0.1", ports.grpc["jobs"]),
+            feedback=Upstream("127.0.0.1", ports.grpc["feedback"]),
+            storage_http=Upstream("127.0.0.1", ports.storage_http),
+        )
+        config_path = write(edge, self.config.state_dir / "envoy.yaml")
+        envoy = EnvoyProcess(config_path, log_path=self.config.state_dir / "logs" / "envoy.log")
+        component = Component(name="envoy", address=self.config.public_url, envoy=envoy)
+        self.components.append(component)
+        envoy.start()
+        component.process = envoy.process
+        envoy.wait_ready(timeout=self.config.startup_timeout_s)
+        self._ready(component)
+
+    def _ready(self, component: Component) -> None:
+        component.status = "ready"
+        self._report(component)
+
+    def _load_secrets(self) -> dict[str, str]:
+        path = self.config.state_dir / "secrets.json"
+        if path.exists():
+            loaded: dict[str, str] = json.loads(path.read_text())
+            return loaded
+        self.config.state_dir.mkdir(parents=True, exist_ok=True)
+        created = {
+            "url_signing_key": secrets.token_urlsafe(32),
+            "key_encryption_secret": secrets.token_urlsafe(32),
+        }
+        path.write_text(json.dumps(created))
+        path.chmod(0o600)
+        return created
+
+
+def _settings_kwargs(env: dict[str, str], prefix: str) -> dict[str, str]:
+    return {
+        key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)
+    }
+
+
+def _binary(name: str) -> str:
+    beside = Path(sys.executable).parent / name
+    if beside.exists():
+        return str(beside)
+    found = shutil.which(name)
+    if found is None:
+        raise RuntimeError(f"{name} not found: install gouache with the [embedded] extra")
+    return found
+
+
+def _tcp_open(port: int) -> bool:
+    try:
+        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+            return True
+    except OSError:
+        return False
+
+
+def _grpc_serving(port: int) -> bool:
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            reply = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=""), timeout=1
+            )
+        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
+    except grpc.RpcError:
+        return False
+
+
+def _wait_for(check: Callable[[], bool], what: str, timeout_s: float, component: Component) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not check():
+        process = component.process
+        if process is not None and process.poll() is not None:
+            raise RuntimeError(
+                f"{what} exited with code {process.returncode}; see its log in logs/{component.name}.log"
+            )
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
+        time.sleep(0.2)

@@ -1,0 +1,190 @@
+"""A small synchronous REST client for the public API (product requirements §11.1)."""
+
+from __future__ import annotations
+
+import mimetypes
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+
+
+class ApiError(Exception):
+    """A non-2xx answer: the HTTP status, the gRPC code number and the server's message."""
+
+    def __init__(self, status: int, message: str, code: int | None = None) -> None:
+        super().__init__(f"HTTP {status}: {message}")
+        self.status = status
+        self.message = message
+        self.code = code
+
+
+@dataclass(frozen=True)
+class JobResult:
+    job_id: str
+    status: str
+    model_version: str
+    latency_ms: int
+    result_url: str | None
+    error: str | None
+    raw: Mapping[str, Any]
+
+
+class GouacheClient:
+    """Talks to gouache over REST with an API key, renewing the access token as needed."""
+
+    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 60.0) -> None:
+        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        self._api_key = api_key
+        self._token = ""
+        self._token_expires = 0.0
+
+    def close(self) -> None:
+        self._http.close()
+
+    def __enter__(self) -> GouacheClient:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def token(self) -> str:
+        """An access token for the API key, fetched from POST /v1/auth/token."""
+        if time.monotonic() < self._token_expires - 30:
+            return self._token
+        body = self._request(
+            "POST",
+            "/v1/auth/token",
+            json={"grant_type": "client_credentials", "api_key": self._api_key},
+            auth=False,
+        )
+        self._token = str(body["access_token"])
+        self._token_expires = time.monotonic() + int(body["expires_in"])
+        return self._token
+
+    def upload(
+        self, data: bytes, *, filename: str, content_type: str | None = None, kind: str = "content"
+    ) -> str:
+        """Signs an upload, PUTs the bytes and returns the file URL to use in jobs."""
+        content_type = (
+            content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
+        )
+        signed = self._request(
+            "POST",
+            "/v1/uploads/sign",
+            json={"filename": filename, "content_type": content_type, "kind": kind},
+        )
+        response = self._http.put(
+            str(signed["upload_url"]), content=data, headers={"content-type": content_type}
+        )
+        _raise_for_status(response)
+        return str(signed["file_url"])
+
+    def upload_file(self, path: Path, *, kind: str = "content") -> str:
+        return self.upload(path.read_bytes(), filename=path.name, kind=kind)
+
+    def create_job(
+        self,
+        content_url: str,
+        style_urls: Sequence[str],
+        *,
+        model_version: str = "",
+        params: Mapping[str, Any] | None = None,
+        idempotency_key: str | None = None,
+    ) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "content_url": content_url,
+            "style_urls": list(style_urls),
+            "model_version": model_version,
+            "params": dict(params or {}),
+        }
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else None
+        return self._request("POST", "/v1/jobs", json=body, headers=headers)
+
+    def get_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("GET", f"/v1/jobs/{job_id}")
+
+    def cancel_job(self, job_id: str) -> dict[str, Any]:
+        return self._request("POST", f"/v1/jobs/{job_id}:cancel", json={})
+
+    def wait(
+        self,
+        job_id: str,
+        *,
+        timeout_s: float = 600.0,
+        poll_s: float = 0.5,
+        on_update: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> JobResult:
+        """Polls GET /v1/jobs/{job_id} until the job is final or the timeout passes."""
+        deadline = time.monotonic() + timeout_s
+        while True:
+            job = self.get_job(job_id)
+            if on_update is not None:
+                on_update(job)
+            if job.get("status") in FINAL_STATUSES:
+                return JobResult(
+                    job_id=job_id,
+                    status=str(job["status"]),
+                    model_version=str(job.get("model_version", "")),
+                    latency_ms=int(job.get("latency_ms", 0)),
+                    result_url=job.get("result_url"),
+                    error=job.get("error"),
+                    raw=job,
+                )
+            if time.monotonic() > deadline:
+                raise TimeoutError(
+                    f"job {job_id} still {job.get('status')} after {timeout_s:.0f} s"
+                )
+            time.sleep(poll_s)
+
+    def download(self, url: str) -> bytes:
+        response = self._http.get(url)
+        _raise_for_status(response)
+        return response.content
+
+    def submit_feedback(self, job_id: str, rating: int, comments: str = "") -> dict[str, Any]:
+        return self._request(
+            "POST", "/v1/feedback", json={"job_id": job_id, "rating": rating, "comments": comments}
+        )
+
+    def list_styles(self, *, curated: bool | None = None) -> list[dict[str, Any]]:
+        params = {} if curated is None else {"curated": str(curated).lower()}
+        return list(self._request("GET", "/v1/styles", params=params).get("styles", []))
+
+    def list_models(self) -> dict[str, Any]:
+        return self._request("GET", "/v1/models")
+
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        params: Mapping[str, str] | None = None,
+        headers: Mapping[str, str] | None = None,
+        auth: bool = True,
+    ) -> dict[str, Any]:
+        merged = dict(headers or {})
+        if auth:
+            merged["authorization"] = f"Bearer {self.token()}"
+        response = self._http.request(method, path, json=json, params=params, headers=merged)
+        _raise_for_status(response)
+        body: dict[str, Any] = response.json() if response.content else {}
+        return body
+
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if response.is_success:
+        return
+    try:
+        body = response.json()
+        message = str(body.get("message", response.text))
+        code = body.get("code")
+    except ValueError:
+        message, code = response.text, None
+    raise ApiError(response.status_code, message, code if isinstance(code, int) else None)

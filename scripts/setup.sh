@@ -1,0 +1,18 @@
+#!/usr/bin/env bash
+# Creates .venv with everything gouache needs; idempotent and cheap when nothing changed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+if ! "$PYTHON" -c 'import sys; sys.exit(sys.version_info < (3, 11))'; then
+  echo "gouache needs Python 3.11 or newer; set PYTHON=/path/to/python3.11" >&2
+  exit 1
+fi
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
+if [ ! -f "$stamp" ]; then
+  .venv/bin/pip install -q --upgrade pip
+  # torch from PyPI is the CUDA build (~3 GB); pip's cache makes reinstalls fast.
+  .venv/bin/pip install -q -e '.[ml,embedded,dev]'
+  rm -f .venv/.installed-*
+  touch "$stamp"
+fi

@@ -1,0 +1,13 @@
+#!/usr/bin/env bash
+# The test command: installs what it needs, lints, type-checks and runs the whole suite.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+bash scripts/setup.sh
+bash scripts/ensure-postgres.sh
+echo "== ruff"
+.venv/bin/ruff check .
+.venv/bin/ruff format --check .
+echo "== mypy"
+.venv/bin/mypy libs services
+echo "== pytest"
+.venv/bin/pytest "$@"
