@@ -144,6 +144,25 @@ class Mesh:
             component.status = "stopped"
         self.components.clear()
 
+    def component(self, name: str) -> Component:
+        return next(c for c in self.components if c.name == name)
+
+    def kill(self, name: str) -> None:
+        """SIGKILLs a component's process, as a crash would (fault tests)."""
+        component = self.component(name)
+        if component.process is not None:
+            component.process.kill()
+            component.process.wait()
+        component.status = "killed"
+
+    def restart(self, name: str) -> None:
+        """Starts a service again after a crash, with the same settings."""
+        component = self.component(name)
+        self.components.remove(component)
+        if component.log is not None:
+            component.log.close()
+        self._start_service(name)
+
     def failed(self) -> list[Component]:
         """Components whose process has exited on its own."""
         return [

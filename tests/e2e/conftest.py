@@ -1,0 +1,38 @@
+"""The whole embedded mesh (NATS, six services, Envoy) on free ports, once per session."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
+from gouache.client import GouacheClient
+
+
+@pytest.fixture(scope="session")
+def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
+    state: Path = tmp_path_factory.mktemp("mesh")
+    config = MeshConfig(
+        state_dir=state,
+        ports=MeshPorts.ephemeral(),
+        models="gatys.lite0-fast",
+        extra_env={"GOUACHE_TILING_ACK_WAIT_S": "5"},
+    )
+    running = Mesh(config)
+    try:
+        running.start()
+    except BaseException:
+        for log in sorted((state / "logs").glob("*.log")):
+            print(f"--- {log.name}\n{log.read_text()[-3000:]}")
+        raise
+    yield running
+    running.stop()
+
+
+@pytest.fixture(scope="session")
+def admin(mesh: Mesh) -> Iterator[GouacheClient]:
+    assert mesh.credentials is not None
+    with GouacheClient(mesh.config.public_url, mesh.credentials.admin_api_key) as client:
+        yield client
