@@ -1,0 +1,1 @@
+"""Image handling shared by the services: decode and validate, encode, colour, tiling."""
