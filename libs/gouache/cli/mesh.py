@@ -20,7 +20,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream, write
+from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream
 
 SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
 SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
@@ -299,12 +299,12 @@ class Mesh:
             feedback=Upstream("127.0.0.1", ports.grpc["feedback"]),
             storage_http=Upstream("127.0.0.1", ports.storage_http),
         )
-        config_path = write(edge, self.config.state_dir / "envoy.yaml")
-        envoy = EnvoyProcess(config_path, log_path=self.config.state_dir / "logs" / "envoy.log")
+        envoy = EnvoyProcess(
+            edge, self.config.state_dir / "envoy.json", output=self.config.state_dir / "logs" / "envoy.log"
+        )
         component = Component(name="envoy", address=self.config.public_url, envoy=envoy)
         self.components.append(component)
         envoy.start()
-        component.process = envoy.process
         envoy.wait_ready(timeout=self.config.startup_timeout_s)
         self._ready(component)
 

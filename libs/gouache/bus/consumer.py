@@ -1,0 +1,386 @@
+"""Durable JetStream pull consumers that decode protobuf events and ack, retry or drop them."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+
+from google.protobuf.message import DecodeError, Message
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy
+from sqlalchemy import Column, String, Table
+from sqlalchemy import MetaData as SqlMetaData
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import Insert
+
+from gouache.bus.jetstream import HEADER_EVENT_TYPE, HEADER_MSG_ID, NATS_ERRORS, backoff_delay
+from gouache.bus.subjects import MESSAGE_TYPES
+from gouache.db.types import UtcDateTime, utc_now
+
+logger = logging.getLogger(__name__)
+
+
+class PermanentEventError(Exception):
+    """The event can never be handled (malformed, refers to nothing): drop it, no redelivery."""
+
+
+class RetryableEventError(Exception):
+    """The event may succeed later; redeliver it after delay seconds, or the usual backoff."""
+
+    def __init__(self, message: str, *, delay: float | None = None) -> None:
+        super().__init__(message)
+        self.delay = delay
+
+
+@dataclass(frozen=True)
+class Event:
+    """One delivery of an event to a handler."""
+
+    subject: str
+    message: Message
+    event_id: str
+    num_delivered: int
+    """1 on the first delivery, more on redeliveries."""
+    stream_sequence: int
+
+
+Handler = Callable[[Event], Awaitable[None]]
+
+
+class DurableConsumer:
+    """Feeds events from a durable JetStream pull consumer to an async handler.
+
+    Outcome of a delivery, by what the handler does:
+    - returns: the message is acked.
+    - raises PermanentEventError (or the message cannot be decoded): it is terminated and
+      logged; JetStream never redelivers it.
+    - raises anything else (RetryableEventError to choose the delay): it is nak'ed with an
+      exponential backoff and redelivered, up to max_deliver deliveries in all, after
+      which it is terminated and logged.
+    - runs long: the consumer sends in-progress heartbeats every ack_wait/3 so JetStream
+      does not redeliver it meanwhile; if this process dies, the heartbeats stop and the
+      message goes to another instance after ack_wait.
+    Handlers must be idempotent on ``Event.event_id`` (see ``mark_processed``): delivery is
+    at least once. At most max_in_flight handlers run at once (1 suits a GPU worker).
+    """
+
+    def __init__(
+        self,
+        js: JetStreamContext,
+        *,
+        stream: str,
+        durable: str,
+        filter_subjects: Sequence[str],
+        handler: Handler,
+        message_types: Mapping[str, type[Message]] = MESSAGE_TYPES,
+        ack_wait: float = 30.0,
+        max_deliver: int = 5,
+        max_in_flight: int = 1,
+        deliver_policy: DeliverPolicy = DeliverPolicy.ALL,
+        retry_initial: float = 1.0,
+        retry_max: float = 60.0,
+        fetch_wait: float = 1.0,
+        drain_grace: float = 10.0,
+    ) -> None:
+        if not filter_subjects:
+            raise ValueError("a consumer needs at least one filter subject")
+        if max_in_flight < 1:
+            raise ValueError("max_in_flight must be at least 1")
+        self._js = js
+        self._stream = stream
+        self._durable = durable
+        self._filter_subjects = tuple(filter_subjects)
+        self._handler = handler
+        self._message_types = message_types
+        self._ack_wait = ack_wait
+        self._max_deliver = max_deliver
+        self._max_in_flight = max_in_flight
+        self._deliver_policy = deliver_policy
+        self._retry_initial = retry_initial
+        self._retry_max = retry_max
+        self._fetch_wait = fetch_wait
+        self._drain_grace = drain_grace
+        self._subscription: JetStreamContext.PullSubscription | None = None
+        self._loop_task: asyncio.Task[None] | None = None
+        self._handlers: set[asyncio.Task[None]] = set()
+        self._slot_freed = asyncio.Event()
+        self._stopping = asyncio.Event()
+
+    @property
+    def in_flight(self) -> int:
+        """How many handlers are running now."""
+        return len(self._handlers)
+
+    async def start(self) -> None:
+        """Create or update the durable consumer, bind to it and start fetching."""
+        if self._loop_task is not None:
+            raise RuntimeError(f"consumer {self._durable} is already running")
+        self._stopping.clear()
+        self._subscription = await self._subscribe()
+        self._loop_task = asyncio.create_task(self._fetch_loop(), name=f"consumer-{self._durable}")
+
+    async def stop(self) -> None:
+        """Stop fetching, let running handlers finish for up to drain_grace seconds.
+
+        Handlers still running then are cancelled and their messages nak'ed, so another
+        instance gets them at once instead of after ack_wait.
+        """
+        loop_task, self._loop_task = self._loop_task, None
+        if loop_task is None:
+            return
+        self._stopping.set()
+        self._slot_freed.set()
+        await loop_task
+        await self._drain()
+        if self._subscription is not None:
+            with contextlib.suppress(*NATS_ERRORS):
+                await self._subscription.unsubscribe()
+            self._subscription = None
+
+    async def _subscribe(self) -> JetStreamContext.PullSubscription:
+        await self._js.add_consumer(self._stream, config=self._consumer_config())
+        return await self._js.pull_subscribe_bind(durable=self._durable, stream=self._stream)
+
+    def _consumer_config(self) -> ConsumerConfig:
+        single = self._filter_subjects[0] if len(self._filter_subjects) == 1 else None
+        return ConsumerConfig(
+            name=self._durable,
+            durable_name=self._durable,
+            ack_policy=AckPolicy.EXPLICIT,
+            ack_wait=self._ack_wait,
+            max_deliver=self._max_deliver,
+            deliver_policy=self._deliver_policy,
+            filter_subject=single,
+            filter_subjects=None if single else list(self._filter_subjects),
+        )
+
+    async def _fetch_loop(self) -> None:
+        failures = 0
+        while await self._wait_for_free_slot():
+            try:
+                messages = await self._fetch(self._max_in_flight - len(self._handlers))
+            except TimeoutError:
+                failures = 0
+                continue
+            except Exception:
+                failures += 1
+                delay = backoff_delay(
+                    failures, initial=self._retry_initial, maximum=self._retry_max
+                )
+                logger.warning(
+                    "consumer %s: fetch failed (attempt %d), retrying in %.1fs",
+                    self._durable,
+                    failures,
+                    delay,
+                    exc_info=True,
+                )
+                await self._pause(delay)
+                await self._resubscribe()
+                continue
+            failures = 0
+            for msg in messages:
+                self._dispatch(msg)
+
+    async def _fetch(self, batch: int) -> list[Msg]:
+        if self._subscription is None:
+            raise TimeoutError
+        return await self._subscription.fetch(batch=batch, timeout=self._fetch_wait)
+
+    async def _wait_for_free_slot(self) -> bool:
+        """Wait until a handler slot is free; False once stopping."""
+        while len(self._handlers) >= self._max_in_flight and not self._stopping.is_set():
+            self._slot_freed.clear()
+            await self._slot_freed.wait()
+        return not self._stopping.is_set()
+
+    async def _pause(self, delay: float) -> None:
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._stopping.wait(), timeout=delay)
+
+    async def _resubscribe(self) -> None:
+        """Recreate the consumer and binding, in case the server lost them."""
+        if self._stopping.is_set():
+            return
+        try:
+            subscription = await self._subscribe()
+        except Exception as exc:
+            logger.warning("consumer %s: cannot resubscribe yet: %s", self._durable, exc)
+            return
+        if self._subscription is not None:
+            with contextlib.suppress(*NATS_ERRORS):
+                await self._subscription.unsubscribe()
+        self._subscription = subscription
+
+    def _dispatch(self, msg: Msg) -> None:
+        task = asyncio.create_task(self._process(msg))
+        self._handlers.add(task)
+        task.add_done_callback(self._on_handler_done)
+
+    def _on_handler_done(self, task: asyncio.Task[None]) -> None:
+        self._handlers.discard(task)
+        self._slot_freed.set()
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("consumer %s: delivery crashed", self._durable, exc_info=task.exception())
+
+    async def _drain(self) -> None:
+        running = set(self._handlers)
+        if not running:
+            return
+        _, late = await asyncio.wait(running, timeout=self._drain_grace)
+        for task in late:
+            task.cancel()
+        if late:
+            logger.warning(
+                "consumer %s: cancelled %d handlers still running after %.1fs",
+                self._durable,
+                len(late),
+                self._drain_grace,
+            )
+            await asyncio.gather(*late, return_exceptions=True)
+
+    async def _process(self, msg: Msg) -> None:
+        try:
+            event = self._decode(msg)
+            async with self._heartbeats(msg):
+                await self._handler(event)
+        except PermanentEventError as exc:
+            logger.error(
+                "consumer %s: dropping message %d on %s: %s",
+                self._durable,
+                msg.metadata.sequence.stream,
+                msg.subject,
+                exc,
+            )
+            await self._settle(msg.term(), msg)
+        except asyncio.CancelledError:
+            await self._settle(msg.nak(), msg)
+            raise
+        except Exception as exc:
+            await self._retry_or_give_up(msg, exc)
+        else:
+            await self._settle(msg.ack_sync(), msg)
+
+    def _decode(self, msg: Msg) -> Event:
+        message_type = self._message_types.get(msg.subject)
+        if message_type is None:
+            raise PermanentEventError(f"no message type is known for subject {msg.subject}")
+        headers = msg.headers or {}
+        declared = headers.get(HEADER_EVENT_TYPE)
+        expected = message_type.DESCRIPTOR.full_name
+        if declared and declared != expected:
+            raise PermanentEventError(
+                f"event type {declared} on {msg.subject}, expected {expected}"
+            )
+        message = message_type()
+        try:
+            message.ParseFromString(msg.data)
+        except DecodeError as exc:
+            raise PermanentEventError(f"undecodable {expected}: {exc}") from exc
+        event_id = headers.get(HEADER_MSG_ID) or str(getattr(message, "event_id", ""))
+        if not event_id:
+            raise PermanentEventError(f"{expected} without an event id")
+        metadata = msg.metadata
+        return Event(
+            subject=msg.subject,
+            message=message,
+            event_id=event_id,
+            num_delivered=metadata.num_delivered,
+            stream_sequence=metadata.sequence.stream,
+        )
+
+    @contextlib.asynccontextmanager
+    async def _heartbeats(self, msg: Msg) -> AsyncIterator[None]:
+        beat = asyncio.create_task(self._beat(msg))
+        try:
+            yield
+        finally:
+            beat.cancel()
+
+    async def _beat(self, msg: Msg) -> None:
+        interval = self._ack_wait / 3
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                await msg.in_progress()
+            except NATS_ERRORS as exc:
+                logger.warning("consumer %s: in-progress heartbeat failed: %s", self._durable, exc)
+
+    async def _retry_or_give_up(self, msg: Msg, exc: Exception) -> None:
+        delivered = msg.metadata.num_delivered
+        if delivered >= self._max_deliver:
+            logger.error(
+                "consumer %s: giving up on message %d on %s after %d deliveries",
+                self._durable,
+                msg.metadata.sequence.stream,
+                msg.subject,
+                delivered,
+                exc_info=exc,
+            )
+            await self._settle(msg.term(), msg)
+            return
+        delay = backoff_delay(delivered, initial=self._retry_initial, maximum=self._retry_max)
+        if isinstance(exc, RetryableEventError) and exc.delay is not None:
+            delay = exc.delay
+        logger.warning(
+            "consumer %s: delivery %d of message %d on %s failed, retrying in %.1fs",
+            self._durable,
+            delivered,
+            msg.metadata.sequence.stream,
+            msg.subject,
+            delay,
+            exc_info=not isinstance(exc, RetryableEventError),
+        )
+        await self._settle(msg.nak(delay=delay), msg)
+
+    async def _settle(self, reply: Awaitable[object], msg: Msg) -> None:
+        """Send an ack/nak/term; if that fails, JetStream redelivers after ack_wait."""
+        try:
+            await reply
+        except NATS_ERRORS as exc:
+            logger.warning(
+                "consumer %s: could not settle message on %s: %s", self._durable, msg.subject, exc
+            )
+
+
+def processed_events_table(metadata: SqlMetaData, name: str = "processed_events") -> Table:
+    """Define the table of event ids a consumer has applied (for mark_processed).
+
+    One table per consumer that changes state; give each its own name when a service has
+    several, since one event may matter to more than one of them.
+    """
+    return Table(
+        name,
+        metadata,
+        Column("event_id", String(64), primary_key=True),
+        Column("processed_at", UtcDateTime, nullable=False),
+    )
+
+
+def _insert_ignoring_duplicates(dialect: str, table: Table) -> Insert:
+    if dialect == "postgresql":
+        return postgresql.insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+    if dialect == "sqlite":
+        return sqlite.insert(table).on_conflict_do_nothing(index_elements=["event_id"])
+    raise ValueError(f"mark_processed supports postgresql and sqlite, not {dialect}")
+
+
+async def mark_processed(session: AsyncSession, table: Table, event_id: str) -> bool:
+    """Record event_id in the caller's transaction; False if it was already processed.
+
+    Call it in the same transaction as the state change the event causes, and skip the
+    change when it returns False: a redelivered or republished event then changes nothing.
+    A concurrent transaction holding the same id makes this wait for it, then answer
+    False if it committed (True if it rolled back); no exception, no aborted transaction.
+    """
+    statement = (
+        _insert_ignoring_duplicates(session.get_bind().dialect.name, table)
+        .values(event_id=event_id, processed_at=utc_now())
+        .returning(table.c.event_id)
+    )
+    result = await session.execute(statement)
+    return result.first() is not None

@@ -1,0 +1,54 @@
+"""Event subjects, the message type on each subject, and the JetStream streams holding them."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from types import MappingProxyType
+
+from google.protobuf.message import Message
+
+from gouache.contracts.events.v1 import events_pb2
+
+JOBS_CREATED = "gouache.jobs.created"
+JOBS_CANCELED = "gouache.jobs.canceled"
+JOBS_SUCCEEDED = "gouache.jobs.succeeded"
+JOBS_FAILED = "gouache.jobs.failed"
+EXECUTION_PROGRESS = "gouache.execution.progress"
+EXECUTION_SUCCEEDED = "gouache.execution.succeeded"
+EXECUTION_FAILED = "gouache.execution.failed"
+
+MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
+    {
+        JOBS_CREATED: events_pb2.JobCreated,
+        JOBS_CANCELED: events_pb2.JobCanceled,
+        JOBS_SUCCEEDED: events_pb2.JobSucceeded,
+        JOBS_FAILED: events_pb2.JobFailed,
+        EXECUTION_PROGRESS: events_pb2.ExecutionProgress,
+        EXECUTION_SUCCEEDED: events_pb2.ExecutionSucceeded,
+        EXECUTION_FAILED: events_pb2.ExecutionFailed,
+    }
+)
+"""The protobuf message published on each subject (events.proto), for decoding."""
+
+DUPLICATE_WINDOW_S = 600.0
+"""How long JetStream remembers a Nats-Msg-Id: a republish within it is dropped."""
+
+MAX_AGE_S = 7 * 24 * 3600.0
+"""How long a stream keeps events, for consumers that were down and for replays."""
+
+
+@dataclass(frozen=True)
+class StreamSpec:
+    """What a JetStream stream must look like; jetstream.ensure_streams applies it."""
+
+    name: str
+    subjects: tuple[str, ...]
+    file_storage: bool = True
+    duplicate_window_s: float = DUPLICATE_WINDOW_S
+    max_age_s: float = MAX_AGE_S
+
+
+JOBS_STREAM = StreamSpec(name="GOUACHE_JOBS", subjects=("gouache.jobs.>",))
+EXECUTION_STREAM = StreamSpec(name="GOUACHE_EXECUTION", subjects=("gouache.execution.>",))
+STREAMS: tuple[StreamSpec, ...] = (JOBS_STREAM, EXECUTION_STREAM)

@@ -1,0 +1,102 @@
+"""Async engines, sessions and schema creation for SQLite (embedded) and PostgreSQL."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import MetaData, event, text
+from sqlalchemy.engine import Connection, make_url
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
+from sqlalchemy.pool import ConnectionPoolEntry
+
+SQLITE_DRIVER = "sqlite+aiosqlite"
+POSTGRES_DRIVER = "postgresql+asyncpg"
+SQLITE_BUSY_TIMEOUT_MS = 5_000
+# Any constant works; it only has to be the same for every replica of every service.
+_SCHEMA_LOCK_KEY = 0x6A0AC4E
+
+
+def create_engine(
+    url: str, *, echo: bool = False, pool_size: int = 5, max_overflow: int = 10
+) -> AsyncEngine:
+    """Create an async engine for ``sqlite+aiosqlite:///...`` or ``postgresql+asyncpg://...``.
+
+    SQLite connections get WAL (readers do not block the writer), foreign keys, a busy
+    timeout, and real transactions (see ``_configure_sqlite``). PostgreSQL connections are
+    pooled (``pool_size`` + ``max_overflow``), checked before use and recycled, so a
+    restarted server or a proxy that drops idle connections costs no failed request.
+    """
+    driver = make_url(url).drivername
+    if driver == SQLITE_DRIVER:
+        engine = create_async_engine(url, echo=echo)
+        _configure_sqlite(engine)
+        return engine
+    if driver == POSTGRES_DRIVER:
+        return create_async_engine(
+            url,
+            echo=echo,
+            pool_size=pool_size,
+            max_overflow=max_overflow,
+            pool_pre_ping=True,
+            pool_recycle=1800,
+            pool_timeout=30,
+        )
+    raise ValueError(
+        f"unsupported database driver {driver!r}: use {SQLITE_DRIVER}:///path.db "
+        f"or {POSTGRES_DRIVER}://user:password@host:port/database"
+    )
+
+
+def _configure_sqlite(engine: AsyncEngine) -> None:
+    """Set pragmas on each new connection and make every transaction BEGIN IMMEDIATE.
+
+    Python's sqlite3 driver by default starts a transaction only at the first INSERT or
+    UPDATE, so SELECTs before it see no snapshot and savepoints misbehave. We switch that
+    off and emit BEGIN ourselves. IMMEDIATE takes the write lock up front: a deferred
+    transaction that reads, then writes fails at once with "database is locked" when
+    another connection committed in between, whereas waiting for the lock honours the
+    busy timeout. SQLite serialises writers anyway; the cost is that read-only sessions
+    queue too, so keep sessions short and never await a network call inside one.
+    """
+
+    def on_connect(dbapi_connection: Any, _record: ConnectionPoolEntry) -> None:
+        dbapi_connection.isolation_level = None
+        cursor = dbapi_connection.cursor()
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute("PRAGMA synchronous=NORMAL")
+            cursor.execute("PRAGMA foreign_keys=ON")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+        finally:
+            cursor.close()
+
+    def on_begin(connection: Connection) -> None:
+        connection.exec_driver_sql("BEGIN IMMEDIATE")
+
+    event.listen(engine.sync_engine, "connect", on_connect)
+    event.listen(engine.sync_engine, "begin", on_begin)
+
+
+def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    """Return the session maker services use; objects stay readable after commit."""
+    return async_sessionmaker(engine, expire_on_commit=False)
+
+
+async def create_all(engine: AsyncEngine, metadata: MetaData) -> None:
+    """Create the tables and indexes of metadata that do not exist yet (safe to repeat).
+
+    On PostgreSQL a transaction-scoped advisory lock serialises replicas that start at the
+    same moment, which would otherwise race on CREATE TABLE. SQLite needs nothing more:
+    the DDL runs in one BEGIN IMMEDIATE transaction.
+    """
+    async with engine.begin() as connection:
+        if connection.dialect.name == "postgresql":
+            await connection.execute(
+                text("SELECT pg_advisory_xact_lock(:key)"), {"key": _SCHEMA_LOCK_KEY}
+            )
+        await connection.run_sync(metadata.create_all)

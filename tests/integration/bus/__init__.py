@@ -1,0 +1,1 @@
+"""Integration tests for gouache.bus against a real NATS JetStream server."""

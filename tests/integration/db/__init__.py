@@ -1,0 +1,1 @@
+"""Integration tests for gouache.db against SQLite and a real PostgreSQL."""
