@@ -228,7 +228,7 @@ class Mesh:
         if name == "inference":
             env["MODELS"] = self.config.models
         if name == "auth":
-            env["KEY_ENCRYPTION_SECRET"] = self._secrets["key_encryption_secret"]
+            env["SIGNING_KEY_PASSPHRASE"] = self._secrets["key_encryption_secret"]
         if name in SERVICE_ACCOUNTS and self._service_keys:
             env["SERVICE_API_KEY"] = self._service_keys[name]
         merged = {prefix + key: value for key, value in env.items()}

@@ -1,0 +1,1 @@
+"""The auth service: users, API keys, signing keys and short-lived EdDSA access tokens."""

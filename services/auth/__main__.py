@@ -1,0 +1,77 @@
+"""`python -m services.auth` serves; subcommands bootstrap an admin, service accounts, keys."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+
+from gouache.runtime.errors import GouacheError
+from gouache.runtime.logging import configure_logging
+from gouache.runtime.server import serve
+from gouache.runtime.tracing import configure_tracing
+from services.auth.bootstrap import bootstrap_admin, ensure_service_account, rotate_signing_key
+from services.auth.server import build
+from services.auth.settings import AuthSettings
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="python -m services.auth",
+        description="The gouache auth service. Without a command it serves gRPC.",
+    )
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="serve gRPC (the default)")
+    boot = commands.add_parser(
+        "bootstrap", help="create the first admin (idempotent) and print a new API key for it"
+    )
+    boot.add_argument("--email", required=True)
+    boot.add_argument("--password", help="at least 12 characters; kept if the admin exists")
+    account = commands.add_parser(
+        "create-service-account",
+        help="create a service account (idempotent) and print a new API key for it",
+    )
+    account.add_argument("name", help="e.g. jobs, storage, tiling")
+    commands.add_parser(
+        "rotate-signing-key", help="add a signing key that signs from now on; print its kid"
+    )
+    return parser
+
+
+async def _serve(settings: AuthSettings) -> None:
+    spec, verifier = await build(settings)
+    await serve(settings, spec, verifier)
+
+
+async def _run(args: argparse.Namespace, settings: AuthSettings) -> None:
+    if args.command == "bootstrap":
+        result = await bootstrap_admin(settings, args.email, args.password)
+        state = "created" if result.created else "already existed"
+        print(f"admin {result.email} ({result.user_id}) {state}; new API key:", file=sys.stderr)
+        print(result.api_key)
+    elif args.command == "create-service-account":
+        print(await ensure_service_account(settings, args.name))
+    elif args.command == "rotate-signing-key":
+        print(await rotate_signing_key(settings))
+    else:
+        await _serve(settings)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point: parses the command, reads settings, runs."""
+    args = _parser().parse_args(argv)
+    settings = AuthSettings()
+    serving = args.command in (None, "serve")
+    configure_logging("auth", level=settings.log_level, json_output=settings.log_json and serving)
+    if serving:
+        configure_tracing("auth", console=settings.otel_console)
+    try:
+        asyncio.run(_run(args, settings))
+    except GouacheError as exc:
+        print(f"error: {exc.message}", file=sys.stderr)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,148 @@
+"""Input rules: emails, passwords, roles, names, scopes and the claims of an access token."""
+
+from __future__ import annotations
+
+import re
+import uuid
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Any
+
+from gouache.runtime.auth import ROLE_SCOPES, SCOPES
+from gouache.runtime.errors import InvalidArgument, PermissionDenied
+
+ROLES = ("user", "admin", "service")
+# Roles CreateUser may give; service accounts are made by the bootstrap commands.
+CREATABLE_ROLES = ("user", "admin")
+SERVICE_ACCOUNT_DOMAIN = "services.gouache.internal"
+MIN_PASSWORD_CHARS = 12
+# Bounds the work one request can cause in the KDF.
+MAX_PASSWORD_CHARS = 1024
+MAX_EMAIL_CHARS = 254
+MAX_NAME_CHARS = 200
+MAX_KEY_NAME_CHARS = 100
+
+_EMAIL = re.compile(
+    r"[A-Za-z0-9.!#$%&'*+/=?^_`{|}~-]+@[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?(?:\.[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?)+"
+)
+_SERVICE_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}")
+
+
+def normalize_email(email: str) -> str:
+    """The canonical form of an email address (trimmed, lower case), or INVALID_ARGUMENT."""
+    value = email.strip().lower()
+    if not value:
+        raise InvalidArgument("email is required", field="email", reason="email_missing")
+    if len(value) > MAX_EMAIL_CHARS or not _EMAIL.fullmatch(value):
+        raise InvalidArgument(
+            f"email {email!r} is not a valid address (expected name@example.com)",
+            field="email",
+            reason="email_invalid",
+        )
+    return value
+
+
+def validate_password(password: str) -> None:
+    """Refuses passwords shorter than 12 or longer than 1024 characters."""
+    if len(password) < MIN_PASSWORD_CHARS:
+        raise InvalidArgument(
+            f"password must have at least {MIN_PASSWORD_CHARS} characters",
+            field="password",
+            reason="password_too_short",
+        )
+    if len(password) > MAX_PASSWORD_CHARS:
+        raise InvalidArgument(
+            f"password must have at most {MAX_PASSWORD_CHARS} characters",
+            field="password",
+            reason="password_too_long",
+        )
+
+
+def validate_label(value: str, *, field_name: str, max_chars: int) -> str:
+    """A trimmed free-text label of at most max_chars characters."""
+    value = value.strip()
+    if len(value) > max_chars:
+        raise InvalidArgument(
+            f"{field_name} must have at most {max_chars} characters",
+            field=field_name,
+            reason=f"{field_name}_too_long",
+        )
+    return value
+
+
+def validate_new_role(role: str) -> str:
+    """The role for CreateUser: "user" when empty, else "user" or "admin"."""
+    value = role.strip().lower() or "user"
+    if value not in CREATABLE_ROLES:
+        raise InvalidArgument(
+            f"role must be one of {', '.join(CREATABLE_ROLES)}, got {role!r}",
+            field="role",
+            reason="role_invalid",
+        )
+    return value
+
+
+def service_account_email(name: str) -> str:
+    """The email that names service account `name`, e.g. jobs@services.gouache.internal."""
+    if not _SERVICE_NAME.fullmatch(name):
+        raise InvalidArgument(
+            f"service account name {name!r} must be lower-case letters, digits and '-', "
+            "starting with a letter (at most 63 characters)",
+            field="name",
+            reason="service_name_invalid",
+        )
+    return f"{name}@{SERVICE_ACCOUNT_DOMAIN}"
+
+
+def grant_scopes(role: str, requested: Sequence[str]) -> tuple[str, ...]:
+    """The scopes a token gets: all the role allows when none are requested, else a subset.
+
+    An unknown scope is INVALID_ARGUMENT; a known one the role does not allow is
+    PERMISSION_DENIED.
+    """
+    allowed = ROLE_SCOPES.get(role, ())
+    wanted = [scope for raw in requested for scope in raw.split()]
+    if not wanted:
+        return tuple(allowed)
+    known = {*SCOPES, *(scope for scopes in ROLE_SCOPES.values() for scope in scopes)}
+    unknown = sorted({scope for scope in wanted if scope not in known})
+    if unknown:
+        raise InvalidArgument(
+            f"unknown scope(s) {', '.join(unknown)}; known scopes: {', '.join(sorted(known))}",
+            field="scopes",
+            reason="scope_unknown",
+        )
+    refused = sorted({scope for scope in wanted if scope not in allowed})
+    if refused:
+        raise PermissionDenied(
+            f"role {role!r} may not hold scope(s) {', '.join(refused)}; "
+            f"it may request {', '.join(allowed) or 'no scopes'}",
+            reason="scope_not_allowed",
+        )
+    return tuple(scope for scope in allowed if scope in wanted)
+
+
+def token_claims(
+    *,
+    user_id: str,
+    role: str,
+    email: str,
+    scopes: Sequence[str],
+    now: datetime,
+    ttl_s: int,
+    issuer: str,
+    audience: str,
+) -> dict[str, Any]:
+    """The JWT claims of an access token for one user."""
+    issued_at = int(now.timestamp())
+    return {
+        "iss": issuer,
+        "aud": audience,
+        "sub": user_id,
+        "role": role,
+        "scope": " ".join(scopes),
+        "email": email,
+        "iat": issued_at,
+        "exp": issued_at + ttl_s,
+        "jti": uuid.uuid4().hex,
+    }

@@ -1,0 +1,243 @@
+"""Feedback rules: rating validation, job outcomes, and per model version aggregates."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Protocol
+
+from gouache.runtime.context import Principal
+from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+
+logger = logging.getLogger(__name__)
+
+Clock = Callable[[], datetime]
+
+SUCCEEDED = "succeeded"
+FAILED = "failed"
+MIN_RATING = 1
+MAX_RATING = 5
+MAX_COMMENT_CHARS = 2000
+MAX_ID_CHARS = 64
+
+
+def utc_now() -> datetime:
+    """The current time, aware and in UTC."""
+    return datetime.now(UTC)
+
+
+class InvalidOutcome(ValueError):
+    """A job outcome event that can never be recorded (missing ids, negative latency)."""
+
+
+@dataclass(frozen=True)
+class JobOutcome:
+    """How a job ended, as the jobs service announced it."""
+
+    job_id: str
+    owner_id: str
+    model_version: str
+    status: str
+    latency_ms: int
+    finished_at: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("job_id", "owner_id", "model_version"):
+            value = getattr(self, name)
+            if not value or len(value) > MAX_ID_CHARS:
+                raise InvalidOutcome(f"{name} must have 1 to {MAX_ID_CHARS} characters")
+        if self.status not in (SUCCEEDED, FAILED):
+            raise InvalidOutcome(f"status must be {SUCCEEDED} or {FAILED}, got {self.status!r}")
+        if self.latency_ms < 0:
+            raise InvalidOutcome(f"latency_ms must not be negative, got {self.latency_ms}")
+
+
+@dataclass(frozen=True)
+class Rating:
+    """One owner's rating of one job; a later rating replaces it under the same id."""
+
+    feedback_id: str
+    job_id: str
+    owner_id: str
+    rating: int
+    comments: str
+    created_at: datetime
+    updated_at: datetime
+
+
+@dataclass(frozen=True)
+class VersionRecords:
+    """What the store holds about one model version, for aggregation."""
+
+    model_version: str
+    jobs_succeeded: int
+    jobs_failed: int
+    # Latencies of succeeded jobs only: a failure's time to fail says nothing about speed.
+    latencies_ms: Sequence[float]
+    ratings_count: int
+    ratings_sum: int
+
+
+@dataclass(frozen=True)
+class ModelVersionStats:
+    """The aggregates of one model version that the operator compares during a rollout."""
+
+    model_version: str
+    jobs_succeeded: int
+    jobs_failed: int
+    error_rate: float
+    latency_p50_ms: float
+    latency_p95_ms: float
+    ratings_count: int
+    rating_mean: float
+
+
+def percentile(values: Sequence[float], q: float) -> float:
+    """The q-th percentile (0-100) with linear interpolation between closest ranks.
+
+    The same definition as numpy's default and PostgreSQL's percentile_cont; 0.0 for no
+    values.
+    """
+    if not 0 <= q <= 100:
+        raise ValueError(f"percentile must be within 0..100, got {q}")
+    if not values:
+        return 0.0
+    ordered = sorted(values)
+    rank = (len(ordered) - 1) * q / 100
+    low = math.floor(rank)
+    high = math.ceil(rank)
+    fraction = rank - low
+    return float(ordered[low] + (ordered[high] - ordered[low]) * fraction)
+
+
+def aggregate(records: VersionRecords) -> ModelVersionStats:
+    """Error rate, latency p50/p95 and mean rating of one model version."""
+    finished = records.jobs_succeeded + records.jobs_failed
+    return ModelVersionStats(
+        model_version=records.model_version,
+        jobs_succeeded=records.jobs_succeeded,
+        jobs_failed=records.jobs_failed,
+        error_rate=records.jobs_failed / finished if finished else 0.0,
+        latency_p50_ms=percentile(records.latencies_ms, 50),
+        latency_p95_ms=percentile(records.latencies_ms, 95),
+        ratings_count=records.ratings_count,
+        rating_mean=(records.ratings_sum / records.ratings_count if records.ratings_count else 0.0),
+    )
+
+
+def validate_rating(job_id: str, rating: int, comments: str) -> tuple[str, str]:
+    """The trimmed job id and comments of a valid rating, or INVALID_ARGUMENT naming the field."""
+    job = job_id.strip()
+    if not job:
+        raise InvalidArgument("job_id is required", field="job_id", reason="missing")
+    if len(job) > MAX_ID_CHARS:
+        raise InvalidArgument(
+            f"job_id must have at most {MAX_ID_CHARS} characters",
+            field="job_id",
+            reason="job_id_too_long",
+        )
+    if not MIN_RATING <= rating <= MAX_RATING:
+        raise InvalidArgument(
+            f"rating must be an integer from {MIN_RATING} (worst) to {MAX_RATING} (best), "
+            f"got {rating}",
+            field="rating",
+            reason="rating_out_of_range",
+        )
+    text = comments.strip()
+    if len(text) > MAX_COMMENT_CHARS:
+        raise InvalidArgument(
+            f"comments must have at most {MAX_COMMENT_CHARS} characters, got {len(text)}",
+            field="comments",
+            reason="comments_too_long",
+        )
+    return job, text
+
+
+def validate_model_version(model_version: str) -> str:
+    """A non-empty model version name of sane length, or INVALID_ARGUMENT."""
+    value = model_version.strip()
+    if not value:
+        raise InvalidArgument(
+            "model_version is required, e.g. gatys.lite0-v1",
+            field="model_version",
+            reason="missing",
+        )
+    if len(value) > MAX_ID_CHARS:
+        raise InvalidArgument(
+            f"model_version must have at most {MAX_ID_CHARS} characters",
+            field="model_version",
+            reason="model_version_too_long",
+        )
+    return value
+
+
+class FeedbackStore(Protocol):
+    """What the use cases need from the database (store.FeedbackDatabase implements it)."""
+
+    async def outcome(self, job_id: str) -> JobOutcome | None: ...
+
+    async def save_rating(
+        self, *, job_id: str, owner_id: str, rating: int, comments: str, at: datetime
+    ) -> Rating:
+        """Inserts the job's rating, or replaces rating and comments of the existing one."""
+        ...
+
+    async def version_records(self, model_version: str | None) -> list[VersionRecords]:
+        """Records of one model version (None: of every version seen), by name."""
+        ...
+
+
+class FeedbackService:
+    """The feedback use cases over a store."""
+
+    def __init__(self, store: FeedbackStore, *, clock: Clock = utc_now) -> None:
+        self._store = store
+        self._clock = clock
+
+    async def submit(self, actor: Principal, *, job_id: str, rating: int, comments: str) -> Rating:
+        """Records the owner's rating of a succeeded job; a second rating replaces the first."""
+        job, text = validate_rating(job_id, rating, comments)
+        outcome = await self._store.outcome(job)
+        if outcome is None or outcome.owner_id != actor.user_id:
+            raise NotFound(
+                f"no finished job {job} for this user; feedback knows a job once it has "
+                "finished (succeeded or failed), so retry when GetJob says it is done",
+                reason="job_not_found",
+            )
+        if outcome.status != SUCCEEDED:
+            raise FailedPrecondition(
+                f"job {job} {outcome.status}; only succeeded jobs can be rated",
+                reason="job_not_succeeded",
+            )
+        saved = await self._store.save_rating(
+            job_id=job, owner_id=actor.user_id, rating=rating, comments=text, at=self._clock()
+        )
+        logger.info(
+            "rating saved",
+            extra={
+                "job_id": job,
+                "feedback_id": saved.feedback_id,
+                "rating": rating,
+                "model_version": outcome.model_version,
+            },
+        )
+        return saved
+
+    async def stats(self, model_version: str) -> ModelVersionStats:
+        """Aggregates of one model version; NOT_FOUND when no job of it has finished."""
+        version = validate_model_version(model_version)
+        records = await self._store.version_records(version)
+        if not records:
+            raise NotFound(
+                f"no finished jobs of model version {version}; ListModelVersionStats shows "
+                "the versions seen",
+                reason="model_version_not_found",
+            )
+        return aggregate(records[0])
+
+    async def all_stats(self) -> list[ModelVersionStats]:
+        """Aggregates of every model version with a finished job, by name."""
+        return [aggregate(records) for records in await self._store.version_records(None)]

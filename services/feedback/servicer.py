@@ -1,0 +1,71 @@
+"""FeedbackService over gRPC: converts messages and delegates to the use cases."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+import grpc
+from google.protobuf.timestamp_pb2 import Timestamp
+
+from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
+from gouache.runtime.context import current_principal
+from services.feedback.domain import FeedbackService, ModelVersionStats
+
+
+def _timestamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+def _stats(stats: ModelVersionStats) -> feedback_pb2.ModelVersionStats:
+    return feedback_pb2.ModelVersionStats(
+        model_version=stats.model_version,
+        jobs_succeeded=stats.jobs_succeeded,
+        jobs_failed=stats.jobs_failed,
+        error_rate=stats.error_rate,
+        latency_p50_ms=stats.latency_p50_ms,
+        latency_p95_ms=stats.latency_p95_ms,
+        ratings_count=stats.ratings_count,
+        rating_mean=stats.rating_mean,
+    )
+
+
+class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
+    """One method per RPC; rules live in FeedbackService."""
+
+    def __init__(self, service: FeedbackService) -> None:
+        self._service = service
+
+    async def SubmitFeedback(
+        self, request: feedback_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
+    ) -> feedback_pb2.SubmitFeedbackResponse:
+        saved = await self._service.submit(
+            current_principal(),
+            job_id=request.job_id,
+            rating=request.rating,
+            comments=request.comments,
+        )
+        return feedback_pb2.SubmitFeedbackResponse(
+            feedback_id=saved.feedback_id,
+            job_id=saved.job_id,
+            rating=saved.rating,
+            created_at=_timestamp(saved.created_at),
+        )
+
+    async def GetModelVersionStats(
+        self,
+        request: feedback_pb2.GetModelVersionStatsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> feedback_pb2.GetModelVersionStatsResponse:
+        stats = await self._service.stats(request.model_version)
+        return feedback_pb2.GetModelVersionStatsResponse(stats=_stats(stats))
+
+    async def ListModelVersionStats(
+        self,
+        request: feedback_pb2.ListModelVersionStatsRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> feedback_pb2.ListModelVersionStatsResponse:
+        return feedback_pb2.ListModelVersionStatsResponse(
+            stats=[_stats(stats) for stats in await self._service.all_stats()]
+        )

@@ -1,0 +1,231 @@
+"""The feedback tables (job outcomes, ratings, processed events) and their adapter."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Index,
+    Integer,
+    String,
+    Table,
+    Text,
+    func,
+    insert,
+    select,
+    update,
+)
+from sqlalchemy.engine import RowMapping
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+from gouache.bus.consumer import mark_processed, processed_events_table
+from gouache.db import (
+    UtcDateTime,
+    create_all,
+    is_unique_violation,
+    new_id,
+    new_metadata,
+    session_factory,
+)
+from services.feedback.domain import SUCCEEDED, JobOutcome, Rating, VersionRecords
+
+metadata = new_metadata()
+
+outcomes = Table(
+    "feedback_job_outcomes",
+    metadata,
+    Column("job_id", String(64), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("model_version", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("latency_ms", BigInteger, nullable=False),
+    Column("finished_at", UtcDateTime(), nullable=False),
+    # The event that last set this row, for tracing a number back to its source.
+    Column("event_id", String(64), nullable=False),
+    Column("recorded_at", UtcDateTime(), nullable=False),
+    Index("ix_feedback_job_outcomes_model_version_status", "model_version", "status"),
+)
+
+ratings = Table(
+    "feedback_ratings",
+    metadata,
+    Column("feedback_id", String(40), primary_key=True),
+    Column("job_id", String(64), nullable=False, unique=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("rating", Integer, nullable=False),
+    Column("comments", Text, nullable=False, default=""),
+    Column("created_at", UtcDateTime(), nullable=False),
+    Column("updated_at", UtcDateTime(), nullable=False),
+)
+
+processed_events = processed_events_table(metadata, "feedback_processed_events")
+
+
+def _outcome(row: RowMapping) -> JobOutcome:
+    return JobOutcome(
+        job_id=row["job_id"],
+        owner_id=row["owner_id"],
+        model_version=row["model_version"],
+        status=row["status"],
+        latency_ms=int(row["latency_ms"]),
+        finished_at=row["finished_at"],
+    )
+
+
+def _rating(row: RowMapping) -> Rating:
+    return Rating(
+        feedback_id=row["feedback_id"],
+        job_id=row["job_id"],
+        owner_id=row["owner_id"],
+        rating=int(row["rating"]),
+        comments=row["comments"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+class FeedbackDatabase:
+    """Job outcomes and ratings in one SQLite or PostgreSQL database."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self._sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+
+    async def create_schema(self) -> None:
+        """Creates the feedback tables that do not exist yet."""
+        await create_all(self.engine, metadata)
+
+    async def close(self) -> None:
+        await self.engine.dispose()
+
+    async def record_outcome(self, outcome: JobOutcome, *, event_id: str, at: datetime) -> bool:
+        """Stores a job's outcome once per event id; False when the event was seen before.
+
+        The event id is marked in the same transaction, so a redelivered event changes
+        nothing. One row per job: a second outcome event for the same job (another event
+        id) replaces the first only if it finished later, so a job is never counted twice.
+        """
+        async with self._sessions.begin() as session:
+            if not await mark_processed(session, processed_events, event_id):
+                return False
+            existing = (
+                await session.execute(
+                    select(outcomes.c.finished_at).where(outcomes.c.job_id == outcome.job_id)
+                )
+            ).first()
+            values = {
+                "owner_id": outcome.owner_id,
+                "model_version": outcome.model_version,
+                "status": outcome.status,
+                "latency_ms": outcome.latency_ms,
+                "finished_at": outcome.finished_at,
+                "event_id": event_id,
+                "recorded_at": at,
+            }
+            if existing is None:
+                await session.execute(insert(outcomes).values(job_id=outcome.job_id, **values))
+            elif outcome.finished_at >= existing.finished_at:
+                await session.execute(
+                    update(outcomes).where(outcomes.c.job_id == outcome.job_id).values(**values)
+                )
+        return True
+
+    async def outcome(self, job_id: str) -> JobOutcome | None:
+        async with self._sessions() as session:
+            row = (
+                (await session.execute(select(outcomes).where(outcomes.c.job_id == job_id)))
+                .mappings()
+                .first()
+            )
+        return _outcome(row) if row else None
+
+    async def save_rating(
+        self, *, job_id: str, owner_id: str, rating: int, comments: str, at: datetime
+    ) -> Rating:
+        """Inserts the job's rating, or replaces rating and comments of the existing one."""
+        try:
+            return await self._upsert_rating(job_id, owner_id, rating, comments, at)
+        except IntegrityError as exc:
+            # Two first ratings raced; the loser's insert failed, so it updates instead.
+            if not is_unique_violation(exc):
+                raise
+            return await self._upsert_rating(job_id, owner_id, rating, comments, at)
+
+    async def _upsert_rating(
+        self, job_id: str, owner_id: str, rating: int, comments: str, at: datetime
+    ) -> Rating:
+        async with self._sessions.begin() as session:
+            existing = (
+                await session.execute(
+                    select(ratings.c.feedback_id).where(ratings.c.job_id == job_id)
+                )
+            ).first()
+            if existing is None:
+                await session.execute(
+                    insert(ratings).values(
+                        feedback_id=new_id("fbk"),
+                        job_id=job_id,
+                        owner_id=owner_id,
+                        rating=rating,
+                        comments=comments,
+                        created_at=at,
+                        updated_at=at,
+                    )
+                )
+            else:
+                await session.execute(
+                    update(ratings)
+                    .where(ratings.c.job_id == job_id)
+                    .values(rating=rating, comments=comments, updated_at=at)
+                )
+            row = (
+                (await session.execute(select(ratings).where(ratings.c.job_id == job_id)))
+                .mappings()
+                .one()
+            )
+        return _rating(row)
+
+    async def version_records(self, model_version: str | None) -> list[VersionRecords]:
+        """Counts, succeeded latencies and rating sums per model version, by name."""
+        counts = select(outcomes.c.model_version, outcomes.c.status, func.count()).group_by(
+            outcomes.c.model_version, outcomes.c.status
+        )
+        latencies = select(outcomes.c.model_version, outcomes.c.latency_ms).where(
+            outcomes.c.status == SUCCEEDED
+        )
+        rated = (
+            select(
+                outcomes.c.model_version, func.count(), func.coalesce(func.sum(ratings.c.rating), 0)
+            )
+            .select_from(ratings.join(outcomes, ratings.c.job_id == outcomes.c.job_id))
+            .group_by(outcomes.c.model_version)
+        )
+        if model_version is not None:
+            counts = counts.where(outcomes.c.model_version == model_version)
+            latencies = latencies.where(outcomes.c.model_version == model_version)
+            rated = rated.where(outcomes.c.model_version == model_version)
+        status_counts: dict[str, dict[str, int]] = defaultdict(dict)
+        latency_values: dict[str, list[float]] = defaultdict(list)
+        rating_totals: dict[str, tuple[int, int]] = {}
+        async with self._sessions() as session:
+            for version, status, count in (await session.execute(counts)).all():
+                status_counts[version][status] = int(count)
+            for version, latency in (await session.execute(latencies)).all():
+                latency_values[version].append(float(latency))
+            for version, count, total in (await session.execute(rated)).all():
+                rating_totals[version] = (int(count), int(total))
+        return [
+            VersionRecords(
+                model_version=version,
+                jobs_succeeded=by_status.get(SUCCEEDED, 0),
+                jobs_failed=sum(n for status, n in by_status.items() if status != SUCCEEDED),
+                latencies_ms=latency_values.get(version, []),
+                ratings_count=rating_totals.get(version, (0, 0))[0],
+                ratings_sum=rating_totals.get(version, (0, 0))[1],
+            )
+            for version, by_status in sorted(status_counts.items())
+        ]

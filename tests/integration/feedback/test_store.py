@@ -1,0 +1,98 @@
+"""The feedback store on SQLite and PostgreSQL: idempotent outcomes, ratings, aggregates."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from gouache.db import create_engine
+from gouache.runtime.context import Principal
+from services.feedback.domain import FAILED, SUCCEEDED, FeedbackService, JobOutcome
+from services.feedback.store import FeedbackDatabase
+
+NOW = datetime(2030, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
+
+
+@pytest.fixture
+async def database(db_url: str) -> AsyncIterator[FeedbackDatabase]:
+    database = FeedbackDatabase(create_engine(db_url))
+    await database.create_schema()
+    await database.create_schema()
+    try:
+        yield database
+    finally:
+        await database.close()
+
+
+def _outcome(
+    job_id: str,
+    *,
+    version: str = "v1",
+    status: str = SUCCEEDED,
+    latency: int = 100,
+    at: datetime = NOW,
+) -> JobOutcome:
+    return JobOutcome(job_id, "usr_1", version, status, latency, at)
+
+
+async def test_an_event_is_recorded_once(database: FeedbackDatabase) -> None:
+    assert await database.record_outcome(_outcome("job_1"), event_id="evt_1", at=NOW)
+    assert not await database.record_outcome(_outcome("job_1"), event_id="evt_1", at=NOW)
+    assert await database.outcome("job_1") == _outcome("job_1")
+    records = await database.version_records("v1")
+    assert records[0].jobs_succeeded == 1
+
+
+async def test_a_job_counts_once_and_the_latest_outcome_wins(database: FeedbackDatabase) -> None:
+    await database.record_outcome(_outcome("job_1", status=FAILED), event_id="evt_1", at=NOW)
+    later = _outcome("job_1", latency=900, at=NOW + timedelta(seconds=5))
+    assert await database.record_outcome(later, event_id="evt_2", at=NOW)
+    earlier = _outcome("job_1", status=FAILED, at=NOW - timedelta(seconds=5))
+    assert await database.record_outcome(earlier, event_id="evt_3", at=NOW)
+    assert await database.outcome("job_1") == later
+    (records,) = await database.version_records(None)
+    assert (records.jobs_succeeded, records.jobs_failed) == (1, 0)
+
+
+async def test_aggregates_per_version(database: FeedbackDatabase) -> None:
+    latencies = [120, 80, 400, 250, 1000, 60, 90, 300, 200, 150]
+    for index, latency in enumerate(latencies):
+        await database.record_outcome(
+            _outcome(f"job_{index}", latency=latency), event_id=f"e{index}", at=NOW
+        )
+    await database.record_outcome(
+        _outcome("job_f1", status=FAILED, latency=5), event_id="f1", at=NOW
+    )
+    await database.record_outcome(
+        _outcome("job_w1", version="v2", latency=7), event_id="w1", at=NOW
+    )
+    service = FeedbackService(database, clock=lambda: NOW)
+    owner = Principal(user_id="usr_1", role="user")
+    await service.submit(owner, job_id="job_0", rating=1, comments="")
+    await service.submit(owner, job_id="job_1", rating=4, comments="ok")
+    await service.submit(owner, job_id="job_0", rating=3, comments="changed my mind")
+    stats = await service.stats("v1")
+    assert (stats.jobs_succeeded, stats.jobs_failed) == (10, 1)
+    assert stats.error_rate == pytest.approx(1 / 11)
+    assert stats.latency_p50_ms == pytest.approx(175)
+    assert stats.latency_p95_ms == pytest.approx(730)
+    assert (stats.ratings_count, stats.rating_mean) == (2, 3.5)
+    assert [s.model_version for s in await service.all_stats()] == ["v1", "v2"]
+    assert await database.version_records("v3") == []
+
+
+async def test_rating_is_replaced_in_place(database: FeedbackDatabase) -> None:
+    await database.record_outcome(_outcome("job_1"), event_id="evt_1", at=NOW)
+    first = await database.save_rating(
+        job_id="job_1", owner_id="usr_1", rating=2, comments="a", at=NOW
+    )
+    later = NOW + timedelta(minutes=1)
+    second = await database.save_rating(
+        job_id="job_1", owner_id="usr_1", rating=5, comments="b", at=later
+    )
+    assert second.feedback_id == first.feedback_id
+    assert second.created_at == NOW
+    assert second.updated_at == later
+    assert (second.rating, second.comments) == (5, "b")

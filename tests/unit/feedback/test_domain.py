@@ -1,0 +1,190 @@
+"""Feedback rules without a network: validation, percentiles, aggregates, ownership."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import replace
+from datetime import UTC, datetime
+
+import numpy as np
+import pytest
+
+from gouache.runtime.context import Principal
+from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from services.feedback.domain import (
+    FAILED,
+    SUCCEEDED,
+    FeedbackService,
+    InvalidOutcome,
+    JobOutcome,
+    Rating,
+    VersionRecords,
+    aggregate,
+    percentile,
+    validate_model_version,
+    validate_rating,
+)
+
+NOW = datetime(2030, 1, 1, tzinfo=UTC)
+OWNER = Principal(user_id="usr_owner", role="user", scopes=frozenset({"write:jobs"}))
+STRANGER = Principal(user_id="usr_other", role="user", scopes=frozenset({"write:jobs"}))
+
+
+def test_percentile_matches_numpy_linear() -> None:
+    rng = random.Random(7)
+    for size in (1, 2, 3, 10, 101):
+        values = [rng.uniform(0, 10_000) for _ in range(size)]
+        for q in (0, 50, 95, 100):
+            assert percentile(values, q) == pytest.approx(float(np.percentile(values, q)))
+
+
+def test_percentile_known_values() -> None:
+    values = list(range(10, 0, -1))
+    assert percentile(values, 50) == 5.5
+    assert percentile(values, 95) == pytest.approx(9.55)
+    assert percentile([], 95) == 0.0
+    assert percentile([42], 50) == 42.0
+    with pytest.raises(ValueError, match=r"0\.\.100"):
+        percentile([1], 101)
+
+
+def test_aggregate() -> None:
+    stats = aggregate(
+        VersionRecords(
+            model_version="m",
+            jobs_succeeded=3,
+            jobs_failed=1,
+            latencies_ms=[100, 300, 200],
+            ratings_count=2,
+            ratings_sum=7,
+        )
+    )
+    assert stats.error_rate == 0.25
+    assert stats.latency_p50_ms == 200
+    assert stats.latency_p95_ms == pytest.approx(290)
+    assert stats.rating_mean == 3.5
+
+
+def test_aggregate_without_data_is_zero_not_nan() -> None:
+    stats = aggregate(VersionRecords("m", 0, 2, [], 0, 0))
+    assert stats.error_rate == 1.0
+    assert (stats.latency_p50_ms, stats.latency_p95_ms, stats.rating_mean) == (0.0, 0.0, 0.0)
+    empty = aggregate(VersionRecords("m", 0, 0, [], 0, 0))
+    assert empty.error_rate == 0.0
+
+
+@pytest.mark.parametrize(
+    ("job_id", "rating", "comments", "field"),
+    [
+        ("job_1", 0, "", "rating"),
+        ("job_1", 6, "", "rating"),
+        ("job_1", -3, "", "rating"),
+        ("", 3, "", "job_id"),
+        ("  ", 3, "", "job_id"),
+        ("j" * 65, 3, "", "job_id"),
+        ("job_1", 3, "c" * 2001, "comments"),
+    ],
+)
+def test_bad_rating_names_the_field(job_id: str, rating: int, comments: str, field: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_rating(job_id, rating, comments)
+    assert caught.value.field == field
+    assert field in caught.value.message
+
+
+def test_good_rating_is_trimmed() -> None:
+    assert validate_rating(" job_1 ", 5, " nice \n") == ("job_1", "nice")
+    assert validate_rating("job_1", 1, "c" * 2000) == ("job_1", "c" * 2000)
+
+
+def test_model_version_is_required() -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_model_version(" ")
+    assert caught.value.field == "model_version"
+
+
+@pytest.mark.parametrize(
+    "change",
+    [
+        {"job_id": ""},
+        {"owner_id": ""},
+        {"model_version": ""},
+        {"status": "running"},
+        {"latency_ms": -1},
+        {"job_id": "j" * 65},
+    ],
+)
+def test_invalid_outcomes_are_refused(change: dict[str, object]) -> None:
+    good = JobOutcome("job_1", "usr_1", "m", SUCCEEDED, 10, NOW)
+    with pytest.raises(InvalidOutcome):
+        replace(good, **change)  # type: ignore[arg-type]
+
+
+class _MemoryStore:
+    def __init__(self, outcomes: list[JobOutcome]) -> None:
+        self.outcomes = {o.job_id: o for o in outcomes}
+        self.ratings: dict[str, Rating] = {}
+
+    async def outcome(self, job_id: str) -> JobOutcome | None:
+        return self.outcomes.get(job_id)
+
+    async def save_rating(
+        self, *, job_id: str, owner_id: str, rating: int, comments: str, at: datetime
+    ) -> Rating:
+        old = self.ratings.get(job_id)
+        saved = Rating(
+            feedback_id=old.feedback_id if old else f"fbk_{len(self.ratings)}",
+            job_id=job_id,
+            owner_id=owner_id,
+            rating=rating,
+            comments=comments,
+            created_at=old.created_at if old else at,
+            updated_at=at,
+        )
+        self.ratings[job_id] = saved
+        return saved
+
+    async def version_records(self, model_version: str | None) -> list[VersionRecords]:
+        return []
+
+
+@pytest.fixture
+def service() -> FeedbackService:
+    return FeedbackService(
+        _MemoryStore(
+            [
+                JobOutcome("job_ok", "usr_owner", "m", SUCCEEDED, 10, NOW),
+                JobOutcome("job_bad", "usr_owner", "m", FAILED, 10, NOW),
+            ]
+        ),
+        clock=lambda: NOW,
+    )
+
+
+async def test_second_rating_replaces_the_first(service: FeedbackService) -> None:
+    first = await service.submit(OWNER, job_id="job_ok", rating=2, comments="meh")
+    second = await service.submit(OWNER, job_id="job_ok", rating=5, comments="")
+    assert second.feedback_id == first.feedback_id
+    assert (second.rating, second.comments) == (5, "")
+
+
+async def test_only_the_owner_may_rate(service: FeedbackService) -> None:
+    with pytest.raises(NotFound, match="no finished job job_ok for this user") as other:
+        await service.submit(STRANGER, job_id="job_ok", rating=3, comments="")
+    with pytest.raises(NotFound) as unknown:
+        await service.submit(OWNER, job_id="job_missing", rating=3, comments="")
+    assert other.value.message.replace("job_ok", "X") == unknown.value.message.replace(
+        "job_missing", "X"
+    )
+    assert "finished" in unknown.value.message
+
+
+async def test_failed_jobs_cannot_be_rated(service: FeedbackService) -> None:
+    with pytest.raises(FailedPrecondition, match="only succeeded jobs"):
+        await service.submit(OWNER, job_id="job_bad", rating=1, comments="")
+
+
+async def test_unknown_version_is_not_found(service: FeedbackService) -> None:
+    with pytest.raises(NotFound, match="nope"):
+        await service.stats("nope")
+    assert await service.all_stats() == []
