@@ -280,7 +280,7 @@ class Mesh:
     def _import_styles(self) -> None:
         if self.config.styles_dir is None:
             return
-        from services.storage import import_styles
+        from services.storage.catalog import import_styles
         from services.storage.settings import StorageSettings
 
         settings = StorageSettings(

@@ -1,0 +1,60 @@
+"""`python -m services.storage` serves; `python -m services.storage import-styles DIR` imports."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from pathlib import Path
+
+from gouache.runtime.logging import configure_logging
+from gouache.runtime.server import serve
+from gouache.runtime.tracing import configure_tracing
+from services.storage.catalog import ManifestError, run_import
+from services.storage.server import build
+from services.storage.settings import StorageSettings
+
+
+async def _serve(settings: StorageSettings) -> None:
+    spec, verifier = await build(settings)
+    await serve(settings, spec, verifier)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Runs the service until SIGTERM, or imports a style directory and exits."""
+    parser = argparse.ArgumentParser(prog="python -m services.storage")
+    commands = parser.add_subparsers(dest="command")
+    commands.add_parser("serve", help="run the storage service (the default)")
+    importer = commands.add_parser(
+        "import-styles", help="import curated styles from a directory (manifest.json or images)"
+    )
+    importer.add_argument("directory", type=Path)
+    args = parser.parse_args(argv)
+
+    settings = StorageSettings()
+    configure_logging("storage", level=settings.log_level, json_output=settings.log_json)
+    if args.command == "import-styles":
+        try:
+            report = asyncio.run(run_import(settings, args.directory))
+        except (FileNotFoundError, ManifestError) as exc:
+            print(f"error: {exc}", file=sys.stderr)
+            return 2
+        print(
+            f"imported {len(report.imported)} new styles, {len(report.existing)} already "
+            f"present, {len(report.rejected)} rejected"
+        )
+        for name, why in report.rejected.items():
+            print(f"  rejected {name}: {why}", file=sys.stderr)
+        return 1 if report.rejected else 0
+    try:
+        settings.signing_key()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    configure_tracing("storage", console=settings.otel_console)
+    asyncio.run(_serve(settings))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

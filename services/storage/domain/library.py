@@ -1,0 +1,486 @@
+"""The ImageLibrary: everything the storage service does, independent of gRPC and HTTP."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from gouache.blobs import BlobStore
+from gouache.db import new_id, utc_now
+from gouache.imaging.codec import ImageLimits, validate_and_decode
+from gouache.imaging.errors import ImageRejected
+from gouache.runtime.context import Principal
+from gouache.runtime.errors import (
+    AlreadyExists,
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
+from services.storage.domain.rules import (
+    DOWNLOAD_CHUNK_BYTES,
+    blob_key,
+    decode_page_token,
+    download_ttl,
+    encode_page_token,
+    listing_for,
+    may_read,
+    normalize_content_type,
+    page_size_or_default,
+    read_capped,
+    rejected_image,
+    title_from_filename,
+    validate_filename,
+    validate_image_id,
+    validate_kind,
+    validate_metadata_json,
+    validate_owner_id,
+)
+from services.storage.records import (
+    STYLE,
+    SYSTEM_OWNER,
+    ImageRecord,
+    Reservation,
+    StyleCursor,
+    StyleRecord,
+    StyleView,
+)
+from services.storage.store import StorageStore
+from services.storage.urls import SignedUrl, UrlSigner, parse_image_ref
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class UploadTicket:
+    """What SignUpload hands out: where to PUT the bytes and how to name the image after."""
+
+    image_id: str
+    upload_url: str
+    file_url: str
+    expires_at: datetime
+
+
+@dataclass(frozen=True)
+class UploadHeader:
+    """The header of a streamed upload (UploadImage), as sent."""
+
+    filename: str = ""
+    content_type: str = ""
+    kind: str = ""
+    image_id: str = ""
+    owner_id: str = ""
+    metadata_json: str = ""
+
+
+@dataclass(frozen=True)
+class CatalogEntry:
+    """The descriptive fields of a curated style."""
+
+    title: str
+    artist: str = ""
+    year: str = ""
+    license: str = ""
+    provenance: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+
+
+@dataclass(frozen=True)
+class StylePage:
+    styles: list[StyleView]
+    next_page_token: str
+
+
+class ImageLibrary:
+    """Everything the storage service does, independent of gRPC and HTTP."""
+
+    def __init__(
+        self,
+        store: StorageStore,
+        blobs: BlobStore,
+        signer: UrlSigner,
+        *,
+        limits: ImageLimits,
+        upload_ttl: timedelta,
+        decode_concurrency: int = 2,
+        clock: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self.store = store
+        self.blobs = blobs
+        self.signer = signer
+        self.limits = limits
+        self.upload_ttl = upload_ttl
+        # Each decode holds up to max_pixels * 3 bytes; this bounds how many at once.
+        self._decoding = asyncio.Semaphore(decode_concurrency)
+        self._clock = clock
+
+    def file_url(self, image_id: str) -> str:
+        """The URL that names an image in job requests."""
+        return self.signer.file_url(image_id)
+
+    # --- uploads ------------------------------------------------------------------------
+
+    async def sign_upload(
+        self, principal: Principal, *, filename: str, content_type: str, kind: str
+    ) -> UploadTicket:
+        """Reserves an image id for the caller and signs a URL to PUT its bytes to."""
+        filename = validate_filename(filename)
+        content_type = normalize_content_type(content_type)
+        kind = validate_kind(kind, allow_result=False)
+        image_id = new_id("img")
+        now = self._clock()
+        signed = self.signer.sign("PUT", image_id, now + self.upload_ttl)
+        await self.store.add_reservation(
+            Reservation(
+                image_id=image_id,
+                owner_id=principal.user_id,
+                kind=kind,
+                content_type=content_type,
+                filename=filename,
+                expires_at=signed.expires_at,
+                created_at=now,
+            )
+        )
+        logger.info(
+            "upload signed",
+            extra={"image_id": image_id, "owner_id": principal.user_id, "kind": kind},
+        )
+        return UploadTicket(
+            image_id=image_id,
+            upload_url=signed.url,
+            file_url=self.file_url(image_id),
+            expires_at=signed.expires_at,
+        )
+
+    async def check_signed_upload(
+        self, image_id: str, *, expires: str | None, sig: str | None, content_type: str
+    ) -> Reservation:
+        """Everything a signed PUT must pass before its body is read."""
+        self.signer.verify("PUT", image_id, expires, sig, now=self._clock())
+        reservation = await self.store.get_reservation(image_id)
+        if reservation is None:
+            raise NotFound(f"upload {image_id} not found; request a new upload URL with SignUpload")
+        if await self.store.get_image(image_id) is not None:
+            raise _already_uploaded(image_id)
+        declared = content_type.split(";", 1)[0].strip().lower()
+        if declared != reservation.content_type:
+            raise InvalidArgument(
+                f"Content-Type must be {reservation.content_type}, as requested from SignUpload; "
+                f"got {content_type.strip() or 'none'!r}",
+                field="content_type",
+                reason="content_type_mismatch",
+            )
+        return reservation
+
+    async def complete_signed_upload(self, reservation: Reservation, data: bytes) -> ImageRecord:
+        """Validates and stores the body of a signed PUT: one image per reservation."""
+        image, created = await self._store_image(
+            image_id=reservation.image_id,
+            owner_id=reservation.owner_id,
+            kind=reservation.kind,
+            data=data,
+            declared_content_type=reservation.content_type,
+            filename=reservation.filename,
+            metadata_json="",
+        )
+        if not created:
+            raise _already_uploaded(reservation.image_id)
+        return image
+
+    async def upload(
+        self, principal: Principal, header: UploadHeader, chunks: AsyncIterator[bytes]
+    ) -> ImageRecord:
+        """Stores a streamed upload (UploadImage); the header is checked before any chunk.
+
+        Services may name the image id and owner and store "result" images; the same id
+        with the same bytes returns the stored image, so a retried worker stores one image.
+        """
+        kind = validate_kind(header.kind, allow_result=principal.is_service)
+        if principal.is_service:
+            owner_id = validate_owner_id(header.owner_id)
+            image_id = validate_image_id(header.image_id) if header.image_id else ""
+        elif header.image_id or header.owner_id:
+            raise PermissionDenied(
+                "only services may choose image_id or owner_id; leave them empty",
+                field="image_id" if header.image_id else "owner_id",
+            )
+        else:
+            owner_id, image_id = principal.user_id, ""
+        filename = validate_filename(header.filename) if header.filename else ""
+        declared = normalize_content_type(header.content_type) if header.content_type else None
+        metadata_json = validate_metadata_json(header.metadata_json)
+        data = await read_capped(chunks, self.limits.max_bytes)
+        if image_id:
+            existing = await self._existing_for_retry(image_id, owner_id, kind, data)
+            if existing is not None:
+                return existing
+        image, created = await self._store_image(
+            image_id=image_id or new_id("img"),
+            owner_id=owner_id,
+            kind=kind,
+            data=data,
+            declared_content_type=declared,
+            filename=filename,
+            metadata_json=metadata_json,
+        )
+        if not created:
+            return _same_image_or_conflict(image, owner_id, kind, hashlib.sha256(data).hexdigest())
+        return image
+
+    async def _existing_for_retry(
+        self, image_id: str, owner_id: str, kind: str, data: bytes
+    ) -> ImageRecord | None:
+        existing = await self.store.get_image(image_id)
+        if existing is not None:
+            return _same_image_or_conflict(
+                existing, owner_id, kind, hashlib.sha256(data).hexdigest()
+            )
+        if await self.store.get_reservation(image_id) is not None:
+            raise AlreadyExists(
+                f"image id {image_id} is reserved by a signed upload; store under a new id"
+            )
+        return None
+
+    async def _store_image(
+        self,
+        *,
+        image_id: str,
+        owner_id: str,
+        kind: str,
+        data: bytes,
+        declared_content_type: str | None,
+        filename: str,
+        metadata_json: str,
+        catalog: CatalogEntry | None = None,
+    ) -> tuple[ImageRecord, bool]:
+        """Validates, writes the blob, then the row; (image, False) if the id was taken.
+
+        Nothing is written for a rejected image. When the row cannot be inserted because
+        the id (or, for the catalog, the sha256) is taken, the blob just written is deleted
+        unless it is the very object the existing row names.
+        """
+        try:
+            async with self._decoding:
+                decoded = await asyncio.to_thread(
+                    validate_and_decode,
+                    data,
+                    declared_content_type=declared_content_type,
+                    limits=self.limits,
+                )
+        except ImageRejected as exc:
+            logger.info(
+                "image rejected",
+                extra={"image_id": image_id, "owner_id": owner_id, "reason": exc.reason},
+            )
+            raise rejected_image(exc) from exc
+        now = self._clock()
+        key = blob_key(image_id, decoded.sha256, decoded.format)
+        image = ImageRecord(
+            image_id=image_id,
+            owner_id=owner_id,
+            kind=kind,
+            content_type=decoded.content_type,
+            format=decoded.format,
+            width=decoded.width,
+            height=decoded.height,
+            size_bytes=len(data),
+            sha256=decoded.sha256,
+            blob_key=key,
+            created_at=now,
+            filename=filename,
+            metadata_json=metadata_json,
+        )
+        style = None
+        if kind == STYLE:
+            entry = catalog or CatalogEntry(title=title_from_filename(filename) or image_id)
+            style = StyleRecord(
+                style_id=new_id("sty"),
+                image_id=image_id,
+                title=entry.title,
+                curated=catalog is not None,
+                created_at=now,
+                artist=entry.artist,
+                year=entry.year,
+                license=entry.license,
+                provenance=entry.provenance,
+                tags=entry.tags,
+                catalog_sha256=decoded.sha256 if catalog is not None else None,
+            )
+        await self.blobs.put(key, data, decoded.content_type)
+        if await self.store.insert_image(image, style):
+            logger.info(
+                "image stored",
+                extra={
+                    "image_id": image_id,
+                    "owner_id": owner_id,
+                    "kind": kind,
+                    "size_bytes": len(data),
+                    "format": decoded.format,
+                },
+            )
+            return image, True
+        existing = await self.store.get_image(image_id)
+        if existing is None or existing.blob_key != key:
+            await self.blobs.delete(key)
+        return existing or image, False
+
+    # --- the curated catalog -------------------------------------------------------------
+
+    async def add_curated_style(
+        self, data: bytes, entry: CatalogEntry, *, filename: str
+    ) -> tuple[StyleView, bool]:
+        """Stores a curated style once per sha256; returns (entry, whether it was new)."""
+        sha256 = hashlib.sha256(data).hexdigest()
+        existing = await self.store.find_curated_style(sha256)
+        if existing is not None:
+            return existing, False
+        _image, created = await self._store_image(
+            image_id=new_id("img"),
+            owner_id=SYSTEM_OWNER,
+            kind=STYLE,
+            data=data,
+            declared_content_type=None,
+            filename=filename,
+            metadata_json="",
+            catalog=entry,
+        )
+        stored = await self.store.find_curated_style(sha256)
+        if stored is None:
+            raise RuntimeError(f"curated style {sha256} vanished right after it was stored")
+        return stored, created
+
+    # --- reading ------------------------------------------------------------------------
+
+    async def get_image(self, principal: Principal, image_id: str) -> ImageRecord:
+        """An image the caller may read; NOT_FOUND for missing and for other users' images."""
+        validate_image_id(image_id)
+        image = await self.store.get_image(image_id)
+        if image is None or not may_read(principal, image):
+            raise NotFound(f"image {image_id} not found")
+        return image
+
+    async def open_image(self, image: ImageRecord) -> AsyncGenerator[bytes, None]:
+        """The image's bytes in chunks of 1 MiB; `aclose()` it if you stop early."""
+        chunks = await self.blobs.open(image.blob_key, chunk_bytes=DOWNLOAD_CHUNK_BYTES)
+        return _closing(chunks)
+
+    async def image_for_signed_download(
+        self, image_id: str, *, expires: str | None, sig: str | None
+    ) -> ImageRecord:
+        """The image a signed GET names, after checking its signature and expiry."""
+        self.signer.verify("GET", image_id, expires, sig, now=self._clock())
+        image = await self.store.get_image(image_id)
+        if image is None:
+            raise NotFound(f"image {image_id} not found")
+        return image
+
+    async def sign_download(
+        self, principal: Principal, image_id: str, ttl_seconds: int
+    ) -> SignedUrl:
+        """A URL to GET an image without a token, for ttl_seconds (default 1 hour)."""
+        ttl = download_ttl(ttl_seconds)
+        image = await self.get_image(principal, image_id)
+        return self.signer.sign("GET", image.image_id, self._clock() + ttl)
+
+    async def resolve(self, principal: Principal, url: str, owner_id: str) -> ImageRecord:
+        """The image a file URL (or bare id) names, if the acting user may use it.
+
+        Services pass the user they act for in owner_id. A reserved id whose bytes have not
+        arrived is FAILED_PRECONDITION, so the caller knows to finish the upload first.
+        """
+        image_id = parse_image_ref(url)
+        acting = self._acting_owner(principal, owner_id)
+        image = await self.store.get_image(image_id)
+        if image is not None:
+            if acting is None or image.curated or image.owner_id == acting:
+                return image
+            raise NotFound(f"image {image_id} not found")
+        reservation = await self.store.get_reservation(image_id)
+        if reservation is not None and (acting is None or reservation.owner_id == acting):
+            if reservation.expires_at <= self._clock():
+                raise FailedPrecondition(
+                    f"upload {image_id} expired before the image arrived: request a new "
+                    "upload URL with SignUpload and PUT the image to it",
+                    reason="upload_expired",
+                )
+            raise FailedPrecondition(
+                f"upload {image_id} has not finished: PUT the image to its upload_url first",
+                reason="upload_pending",
+            )
+        raise NotFound(f"image {image_id} not found")
+
+    @staticmethod
+    def _acting_owner(principal: Principal, owner_id: str) -> str | None:
+        """Whose images the caller may use; None means any (a service acting for itself)."""
+        if not owner_id:
+            return None if principal.is_service else principal.user_id
+        if principal.is_service or owner_id == principal.user_id:
+            return owner_id
+        raise PermissionDenied(
+            "only services may resolve images on behalf of another user; leave owner_id empty",
+            field="owner_id",
+        )
+
+    async def list_styles(
+        self, principal: Principal, *, curated: bool | None, page_size: int, page_token: str
+    ) -> StylePage:
+        """The catalog (curated=True), the caller's own styles (False), or both (None)."""
+        limit = page_size_or_default(page_size)
+        listing = listing_for(curated)
+        cursor = decode_page_token(page_token, listing)
+        rows = await self.store.list_styles(
+            curated=curated, owner_id=principal.user_id, after=cursor, limit=limit + 1
+        )
+        page, more = rows[:limit], len(rows) > limit
+        token = ""
+        if more:
+            last = page[-1].style
+            token = encode_page_token(
+                listing, StyleCursor(curated=last.curated, style_id=last.style_id)
+            )
+        return StylePage(styles=page, next_page_token=token)
+
+    # --- housekeeping -------------------------------------------------------------------
+
+    async def purge_reservations(self, retention: timedelta) -> int:
+        """Forgets reservations that expired more than `retention` ago."""
+        purged = await self.store.purge_reservations(self._clock() - retention)
+        if purged:
+            logger.info("expired upload reservations purged", extra={"count": purged})
+        return purged
+
+
+async def _closing(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
+    """Passes chunks through and closes the source however the consumer stops."""
+    try:
+        async for chunk in chunks:
+            yield chunk
+    finally:
+        close = getattr(chunks, "aclose", None)
+        if close is not None:
+            await close()
+
+
+def _already_uploaded(image_id: str) -> AlreadyExists:
+    return AlreadyExists(
+        f"image {image_id} has already been uploaded; request a new upload URL with "
+        "SignUpload for another image",
+        reason="already_uploaded",
+    )
+
+
+def _same_image_or_conflict(
+    existing: ImageRecord, owner_id: str, kind: str, sha256: str
+) -> ImageRecord:
+    if existing.sha256 == sha256 and existing.owner_id == owner_id and existing.kind == kind:
+        return existing
+    raise AlreadyExists(
+        f"image {existing.image_id} already exists with different content or owner; "
+        "store a new image under a new id",
+        field="image_id",
+        reason="image_id_taken",
+    )

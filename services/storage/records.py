@@ -1,0 +1,86 @@
+"""What the storage service keeps: images, upload reservations and style catalog entries."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+CONTENT = "content"
+STYLE = "style"
+RESULT = "result"
+KINDS = (CONTENT, STYLE, RESULT)
+
+# Owner of the curated catalog's images; reserved, so no upload may claim it.
+SYSTEM_OWNER = "system"
+
+
+@dataclass(frozen=True)
+class ImageRecord:
+    """One stored image and where its bytes are."""
+
+    image_id: str
+    owner_id: str
+    kind: str
+    content_type: str
+    format: str
+    width: int
+    height: int
+    size_bytes: int
+    sha256: str
+    blob_key: str
+    created_at: datetime
+    filename: str = ""
+    metadata_json: str = ""
+
+    @property
+    def curated(self) -> bool:
+        """Curated catalog images are owned by the system and readable by everyone."""
+        return self.owner_id == SYSTEM_OWNER
+
+
+@dataclass(frozen=True)
+class Reservation:
+    """An image id handed out by SignUpload, waiting for its bytes."""
+
+    image_id: str
+    owner_id: str
+    kind: str
+    content_type: str
+    filename: str
+    expires_at: datetime
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class StyleRecord:
+    """A style image's catalog entry (curated) or a user's own style upload (not curated)."""
+
+    style_id: str
+    image_id: str
+    title: str
+    curated: bool
+    created_at: datetime
+    artist: str = ""
+    year: str = ""
+    license: str = ""
+    provenance: str = ""
+    tags: tuple[str, ...] = field(default_factory=tuple)
+    # The sha256 a curated entry was imported from (None for user styles): keeps imports
+    # idempotent even when two run at once.
+    catalog_sha256: str | None = None
+
+
+@dataclass(frozen=True)
+class StyleView:
+    """A style entry together with the image it describes, as ListStyles returns it."""
+
+    style: StyleRecord
+    image: ImageRecord
+
+
+@dataclass(frozen=True)
+class StyleCursor:
+    """Where a page of styles ended: ordered by curated first, then by style id."""
+
+    curated: bool
+    style_id: str

@@ -1,0 +1,130 @@
+"""Wires the storage service: database, blobs, URL signer, library, gRPC servicer, file server."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+import grpc
+
+from gouache.blobs import LocalBlobStore
+from gouache.contracts.storage.v1 import storage_pb2_grpc
+from gouache.db import create_engine
+from gouache.runtime.auth import TokenSettings, TokenVerifier
+from gouache.runtime.clients import jwks_fetcher, open_channel
+from gouache.runtime.server import ServiceSpec
+from services.storage.domain import ImageLibrary
+from services.storage.files import FileServer
+from services.storage.servicer import POLICY, SERVICE_NAME, StorageServicer
+from services.storage.settings import StorageSettings
+from services.storage.store import StorageStore
+from services.storage.urls import UrlSigner
+
+logger = logging.getLogger(__name__)
+
+PURGE_INTERVAL_S = 3600.0
+STALE_TEMP_FILE_AGE_S = 3600.0
+
+
+@dataclass
+class StorageService:
+    """The parts of a built storage service; `spec` and `verifier` go to start_service/serve."""
+
+    spec: ServiceSpec
+    verifier: TokenVerifier
+    library: ImageLibrary
+    files: FileServer
+    _tasks: list[asyncio.Task[None]] = field(default_factory=list)
+
+
+async def build(
+    settings: StorageSettings, *, verifier: TokenVerifier | None = None
+) -> tuple[ServiceSpec, TokenVerifier]:
+    """The service spec and the verifier for start_service/serve (see build_service)."""
+    service = await build_service(settings, verifier=verifier)
+    return service.spec, service.verifier
+
+
+async def build_service(
+    settings: StorageSettings, *, verifier: TokenVerifier | None = None
+) -> StorageService:
+    """Builds the service; nothing connects or listens until the spec's start hooks run.
+
+    Without a verifier, tokens are checked against the auth service's JWKS at
+    settings.auth_addr. Raises ValueError when no URL signing key is configured.
+    """
+    signer = UrlSigner(settings.signing_key(), settings.public_url)
+    store = StorageStore(create_engine(settings.database_url))
+    blobs = LocalBlobStore(settings.resolved_blob_root())
+    library = ImageLibrary(
+        store,
+        blobs,
+        signer,
+        limits=settings.image_limits(),
+        upload_ttl=settings.upload_ttl(),
+        decode_concurrency=settings.decode_concurrency,
+    )
+    channel: grpc.aio.Channel | None = None
+    if verifier is None:
+        channel = open_channel(settings.auth_addr)
+        verifier = TokenVerifier(
+            jwks_fetcher(channel),
+            TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        )
+    files = FileServer(
+        library,
+        verifier,
+        host=settings.http_host,
+        port=settings.http_port,
+        shutdown_timeout_s=settings.grace_s,
+    )
+    servicer = StorageServicer(library)
+    spec = ServiceSpec(
+        name="storage",
+        service_names=[SERVICE_NAME],
+        register=lambda server: storage_pb2_grpc.add_StorageServiceServicer_to_server(
+            servicer, server
+        ),
+        policy=POLICY,
+    )
+    service = StorageService(spec=spec, verifier=verifier, library=library, files=files)
+    retention = timedelta(seconds=settings.reservation_retention_s)
+
+    async def prepare_storage() -> None:
+        sqlite_file = settings.sqlite_path()
+        if sqlite_file is not None:
+            sqlite_file.parent.mkdir(parents=True, exist_ok=True)
+        await store.create_schema()
+        await blobs.remove_stale_temp_files(STALE_TEMP_FILE_AGE_S)
+
+    async def start_housekeeping() -> None:
+        service._tasks.append(asyncio.create_task(_purge_forever(library, retention)))
+
+    async def stop_housekeeping() -> None:
+        for task in service._tasks:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        service._tasks.clear()
+
+    async def close_connections() -> None:
+        if channel is not None:
+            await channel.close()
+        await store.close()
+
+    spec.on_start = [prepare_storage, files.start, start_housekeeping]
+    # Stop hooks run in reverse: housekeeping, then the file server, then connections.
+    spec.on_stop = [close_connections, files.stop, stop_housekeeping]
+    return service
+
+
+async def _purge_forever(library: ImageLibrary, retention: timedelta) -> None:
+    while True:
+        try:
+            await library.purge_reservations(retention)
+        except Exception:
+            logger.exception("purging expired upload reservations failed")
+        await asyncio.sleep(PURGE_INTERVAL_S)

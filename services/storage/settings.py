@@ -1,0 +1,118 @@
+"""Storage settings, read once from GOUACHE_STORAGE_* environment variables."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+from typing import Any
+
+from pydantic import SecretStr, field_validator, model_validator
+from pydantic_settings import SettingsConfigDict
+from sqlalchemy.engine import make_url
+
+from gouache.imaging.codec import ImageLimits
+from gouache.runtime.settings import ServiceSettings
+
+MIB = 1024 * 1024
+MIN_SIGNING_KEY_CHARS = 32
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "gouache"
+
+
+class StorageSettings(ServiceSettings):
+    """Where images live, how URLs to them are signed, and the upload limits."""
+
+    model_config = SettingsConfigDict(env_prefix="GOUACHE_STORAGE_", frozen=True, extra="ignore")
+
+    port: int = 50052
+    # Directory for the embedded defaults (the SQLite file and the blobs).
+    state_dir: Path = _default_state_dir()
+    # Default: sqlite+aiosqlite:///<state_dir>/storage.db.
+    database_url: str = ""
+    # Root of the local object store. Default: <state_dir>/blobs.
+    blob_root: Path | None = None
+    # Base of every URL handed out (file_url, upload_url, download URLs): the REST edge.
+    public_url: str = "http://127.0.0.1:8080"
+    # HMAC-SHA256 key for signed upload/download URLs; `gouache up` generates one.
+    url_signing_key: SecretStr = SecretStr("")
+    # The plain HTTP server for signed uploads and downloads (0 = a free port).
+    http_host: str = "127.0.0.1"
+    http_port: int = 8081
+    # Lifetime of a signed upload URL and its reservation, in seconds.
+    upload_ttl_s: int = 15 * 60
+    # Largest accepted image (signed PUT and UploadImage), in bytes.
+    max_upload_bytes: int = 25 * MIB
+    max_image_width: int = 8192
+    max_image_height: int = 8192
+    max_image_pixels: int = 40_000_000
+    min_image_side: int = 16
+    # Images validated (decoded) at once; each may hold max_image_pixels * 3 bytes.
+    decode_concurrency: int = 2
+    # Unused reservations are purged this long after they expire.
+    reservation_retention_s: int = 24 * 3600
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_paths(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        state_dir = Path(data.get("state_dir") or _default_state_dir()).expanduser()
+        if not data.get("database_url"):
+            data["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'storage.db'}"
+        if not data.get("blob_root"):
+            data["blob_root"] = state_dir / "blobs"
+        return data
+
+    @field_validator("public_url")
+    @classmethod
+    def _check_public_url(cls, value: str) -> str:
+        if not value.startswith(("http://", "https://")):
+            raise ValueError("public_url must start with http:// or https://")
+        return value.rstrip("/")
+
+    @field_validator(
+        "upload_ttl_s", "max_upload_bytes", "reservation_retention_s", "decode_concurrency"
+    )
+    @classmethod
+    def _check_positive(cls, value: int) -> int:
+        if value <= 0:
+            raise ValueError("must be positive")
+        return value
+
+    def signing_key(self) -> bytes:
+        """The URL signing key as bytes; refuses to run without a long enough key."""
+        key = self.url_signing_key.get_secret_value()
+        if len(key) < MIN_SIGNING_KEY_CHARS:
+            raise ValueError(
+                f"GOUACHE_STORAGE_URL_SIGNING_KEY must be set to at least {MIN_SIGNING_KEY_CHARS} "
+                "random characters (e.g. `python -c 'import secrets; print(secrets.token_urlsafe(32))'`); "
+                "`gouache up` generates one"
+            )
+        return key.encode()
+
+    def resolved_blob_root(self) -> Path:
+        """The blob root, never None after validation."""
+        return Path(self.blob_root or self.state_dir / "blobs").expanduser()
+
+    def image_limits(self) -> ImageLimits:
+        """What an uploaded image may be (bytes, sides, pixels)."""
+        return ImageLimits(
+            max_bytes=self.max_upload_bytes,
+            max_width=self.max_image_width,
+            max_height=self.max_image_height,
+            max_pixels=self.max_image_pixels,
+            min_side=self.min_image_side,
+        )
+
+    def upload_ttl(self) -> timedelta:
+        """How long a signed upload URL stays valid."""
+        return timedelta(seconds=self.upload_ttl_s)
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite file behind database_url, if it is one (its folder must exist)."""
+        url = make_url(self.database_url)
+        if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
+            return Path(url.database)
+        return None
