@@ -57,9 +57,9 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self,
         request: feedback_pb2.GetModelVersionStatsRequest,
         context: grpc.aio.ServicerContext,
-    ) -> feedback_pb2.GetModelVersionStatsResponse:
+    ) -> feedback_pb2.ModelVersionStats:
         stats = await self._service.stats(request.model_version)
-        return feedback_pb2.GetModelVersionStatsResponse(stats=_stats(stats))
+        return _stats(stats)
 
     async def ListModelVersionStats(
         self,

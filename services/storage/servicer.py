@@ -6,7 +6,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from typing import Any
 
-from google.protobuf import message_factory, timestamp_pb2
+from google.protobuf import timestamp_pb2
 
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.runtime.auth import MethodPolicy
@@ -26,21 +26,6 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/SignDownload": "read:jobs",
     f"/{SERVICE_NAME}/ListStyles": "read:jobs",
 }
-
-
-_GET_IMAGE_OUTPUT = (
-    storage_pb2.DESCRIPTOR.services_by_name["StorageService"]
-    .methods_by_name["GetImage"]
-    .output_type
-)
-
-
-def _get_image_reply(image: storage_pb2.Image) -> Any:
-    """GetImage answers the Image itself (storage.proto, AIP-131); contracts generated
-    before that change wrap it in a GetImageResponse, which this still serves."""
-    if _GET_IMAGE_OUTPUT.full_name == storage_pb2.Image.DESCRIPTOR.full_name:
-        return image
-    return message_factory.GetMessageClass(_GET_IMAGE_OUTPUT)(image=image)
 
 
 def _timestamp(value: Any) -> timestamp_pb2.Timestamp:
@@ -149,7 +134,7 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
 
     async def GetImage(self, request: storage_pb2.GetImageRequest, context: Any) -> Any:
         image = await self._library.get_image(current_principal(), request.image_id)
-        return _get_image_reply(self._image(image))
+        return self._image(image)
 
     async def ResolveImageUrl(
         self, request: storage_pb2.ResolveImageUrlRequest, context: Any

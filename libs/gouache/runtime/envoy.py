@@ -19,7 +19,6 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 from google.protobuf.descriptor import FileDescriptor
 from google.rpc import error_details_pb2, status_pb2
@@ -42,7 +41,6 @@ _TRANSCODER = "envoy.filters.http.grpc_json_transcoder"
 _BUFFER = "envoy.filters.http.buffer"
 _TYPE = "type.googleapis.com/envoy."
 _INT64_MAX = 2**63 - 1
-_HTTP_BODY = ".google.api.HttpBody"
 
 # google.rpc.Code for the HTTP statuses Envoy answers by itself, so that every error body
 # the edge sends has the same shape as a transcoded gRPC error: {code, message, details}.
@@ -151,13 +149,12 @@ def _seconds(value: float) -> str:
 
 def _descriptor_set(path: Path) -> descriptor_pb2.FileDescriptorSet:
     """The contracts' descriptor set as Envoy can use it: google.rpc status types added for
-    convert_grpc_status, the response_body mappings Envoy refuses removed, and comments
-    (source info) left out, as the transcoder never reads them."""
+    convert_grpc_status, and comments (source info) left out, as the transcoder never reads
+    them."""
     files = descriptor_pb2.FileDescriptorSet.FromString(path.read_bytes())
     for file in files.file:
         file.ClearField("source_code_info")
     _add_status_types(files)
-    _drop_unsupported_response_bodies(files)
     return files
 
 
@@ -168,27 +165,6 @@ def _add_status_types(files: descriptor_pb2.FileDescriptorSet) -> None:
             if file_descriptor.name not in present:
                 file_descriptor.CopyToProto(files.file.add())
                 present.add(file_descriptor.name)
-
-
-def _drop_unsupported_response_bodies(files: descriptor_pb2.FileDescriptorSet) -> None:
-    """Envoy 1.40 refuses to start on a response_body naming a field that is not
-    google.api.HttpBody (envoyproxy/envoy#11136). Without the mapping such an RPC answers
-    its whole response message, e.g. {"job": {...}} for GetJob."""
-    fields = {
-        f".{file.package}.{message.name}": {field.name: field.type_name for field in message.field}
-        for file in files.file
-        for message in file.message_type
-    }
-    for file in files.file:
-        for service in file.service:
-            for method in service.method:
-                if not method.options.HasExtension(annotations_pb2.http):
-                    continue
-                rule = method.options.Extensions[annotations_pb2.http]
-                for binding in (rule, *rule.additional_bindings):
-                    field_type = fields.get(method.output_type, {}).get(binding.response_body)
-                    if binding.response_body and field_type != _HTTP_BODY:
-                        binding.response_body = ""
 
 
 def _with_dependencies(

@@ -63,11 +63,11 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
 
     async def GetJob(
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext
-    ) -> jobs_pb2.GetJobResponse:
+    ) -> jobs_pb2.Job:
         self.recorder.record("GetJob", request, context)
         if request.job_id == "missing":
             await context.abort(grpc.StatusCode.NOT_FOUND, "job missing not found")
-        return jobs_pb2.GetJobResponse(job=jobs_pb2.Job(job_id=request.job_id, status="pending"))
+        return jobs_pb2.Job(job_id=request.job_id, status="pending")
 
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext

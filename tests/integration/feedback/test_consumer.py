@@ -50,7 +50,7 @@ class Mesh:
             if exc.code() == grpc.StatusCode.NOT_FOUND:
                 return None
             raise
-        stats: feedback_pb2.ModelVersionStats = response.stats
+        stats: feedback_pb2.ModelVersionStats = response
         return stats
 
     async def settled(self) -> bool:

@@ -70,8 +70,7 @@ async def test_upload_and_download_through_the_edge(
         described = await http.get(f"/v1/images/{image_id}", headers=bearer)
         assert described.status_code == 200, described.text
         body = described.json()
-        # The edge may or may not unwrap GetImageResponse (response_body: "image").
-        assert body.get("image", body)["sha256"] == stored.json()["sha256"]
+        assert body["sha256"] == stored.json()["sha256"]
 
         downloaded = await http.get(ticket["file_url"], headers=bearer)
         assert downloaded.status_code == 200

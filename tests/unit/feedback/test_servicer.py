@@ -92,7 +92,7 @@ async def test_rating_and_stats(feedback: Harness) -> None:
         feedback_pb2.GetModelVersionStatsRequest(model_version="gatys.lite0-v1"),
         metadata=feedback.md(scopes=("read:models",)),
     )
-    stats = response.stats
+    stats = response
     assert (stats.jobs_succeeded, stats.jobs_failed) == (2, 1)
     assert stats.error_rate == pytest.approx(1 / 3)
     assert stats.latency_p50_ms == 2000

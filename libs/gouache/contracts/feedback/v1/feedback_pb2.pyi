@@ -136,26 +136,6 @@ class GetModelVersionStatsRequest(_message.Message):
 Global___GetModelVersionStatsRequest: _TypeAlias = GetModelVersionStatsRequest  # noqa: Y015
 
 @_typing.final
-class GetModelVersionStatsResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    STATS_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def stats(self) -> Global___ModelVersionStats: ...
-    def __init__(
-        self,
-        *,
-        stats: Global___ModelVersionStats | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["stats", b"stats"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetModelVersionStatsResponse: _TypeAlias = GetModelVersionStatsResponse  # noqa: Y015
-
-@_typing.final
 class ListModelVersionStatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

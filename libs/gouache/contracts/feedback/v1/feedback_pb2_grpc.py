@@ -44,7 +44,7 @@ class FeedbackServiceStub:
         self.GetModelVersionStats = channel.unary_unary(
                 '/gouache.feedback.v1.FeedbackService/GetModelVersionStats',
                 request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetModelVersionStatsRequest.SerializeToString,
-                response_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetModelVersionStatsResponse.FromString,
+                response_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ModelVersionStats.FromString,
                 _registered_method=True)
         self.ListModelVersionStats = channel.unary_unary(
                 '/gouache.feedback.v1.FeedbackService/ListModelVersionStats',
@@ -67,6 +67,9 @@ class FeedbackServiceServicer:
 
     def GetModelVersionStats(self, request, context):
         """Aggregates for one model version.
+        Returns the stats themselves (AIP-131): Envoy's transcoder cannot unwrap response_body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -90,7 +93,7 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
             'GetModelVersionStats': grpc.unary_unary_rpc_method_handler(
                     servicer.GetModelVersionStats,
                     request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetModelVersionStatsRequest.FromString,
-                    response_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetModelVersionStatsResponse.SerializeToString,
+                    response_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ModelVersionStats.SerializeToString,
             ),
             'ListModelVersionStats': grpc.unary_unary_rpc_method_handler(
                     servicer.ListModelVersionStats,
@@ -153,7 +156,7 @@ class FeedbackService:
             target,
             '/gouache.feedback.v1.FeedbackService/GetModelVersionStats',
             gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetModelVersionStatsRequest.SerializeToString,
-            gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetModelVersionStatsResponse.FromString,
+            gouache_dot_feedback_dot_v1_dot_feedback__pb2.ModelVersionStats.FromString,
             options,
             channel_credentials,
             insecure,

@@ -37,8 +37,12 @@ class FeedbackServiceStub:
     def __new__(cls, channel: _aio.Channel) -> FeedbackServiceAsyncStub: ...
     SubmitFeedback: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.SubmitFeedbackRequest, _feedback_pb2.SubmitFeedbackResponse]
     """Rates a finished job; only its owner may, once (a second rating replaces the first)."""
-    GetModelVersionStats: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.GetModelVersionStatsRequest, _feedback_pb2.GetModelVersionStatsResponse]
-    """Aggregates for one model version."""
+    GetModelVersionStats: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.GetModelVersionStatsRequest, _feedback_pb2.ModelVersionStats]
+    """Aggregates for one model version.
+    Returns the stats themselves (AIP-131): Envoy's transcoder cannot unwrap response_body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ListModelVersionStats: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.ListModelVersionStatsRequest, _feedback_pb2.ListModelVersionStatsResponse]
     """Aggregates for every model version seen."""
 
@@ -51,8 +55,12 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     def __init__(self, channel: _aio.Channel) -> None: ...
     SubmitFeedback: _aio.UnaryUnaryMultiCallable[_feedback_pb2.SubmitFeedbackRequest, _feedback_pb2.SubmitFeedbackResponse]  # type: ignore[assignment]
     """Rates a finished job; only its owner may, once (a second rating replaces the first)."""
-    GetModelVersionStats: _aio.UnaryUnaryMultiCallable[_feedback_pb2.GetModelVersionStatsRequest, _feedback_pb2.GetModelVersionStatsResponse]  # type: ignore[assignment]
-    """Aggregates for one model version."""
+    GetModelVersionStats: _aio.UnaryUnaryMultiCallable[_feedback_pb2.GetModelVersionStatsRequest, _feedback_pb2.ModelVersionStats]  # type: ignore[assignment]
+    """Aggregates for one model version.
+    Returns the stats themselves (AIP-131): Envoy's transcoder cannot unwrap response_body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ListModelVersionStats: _aio.UnaryUnaryMultiCallable[_feedback_pb2.ListModelVersionStatsRequest, _feedback_pb2.ListModelVersionStatsResponse]  # type: ignore[assignment]
     """Aggregates for every model version seen."""
 
@@ -74,8 +82,12 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _feedback_pb2.GetModelVersionStatsRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_feedback_pb2.GetModelVersionStatsResponse, _abc.Awaitable[_feedback_pb2.GetModelVersionStatsResponse]]:
-        """Aggregates for one model version."""
+    ) -> _typing.Union[_feedback_pb2.ModelVersionStats, _abc.Awaitable[_feedback_pb2.ModelVersionStats]]:
+        """Aggregates for one model version.
+        Returns the stats themselves (AIP-131): Envoy's transcoder cannot unwrap response_body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def ListModelVersionStats(

@@ -37,12 +37,21 @@ class JobsServiceStub:
     """Creates a job. Idempotent: the same idempotency_key (or the
     "idempotency-key" header) from the same user returns the same job.
     """
-    GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.GetJobResponse]
-    """Returns one of the caller's jobs."""
+    GetJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.Job]
+    """Returns one of the caller's jobs.
+    Returns the Job itself (AIP-131), so REST answers {status, latency_ms, result_url, error}
+    flat as the product requirements show; Envoy's transcoder cannot unwrap response_body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ListJobs: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]
     """Lists the caller's jobs, newest first."""
-    CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]
-    """Cancels a job that has not finished; canceling a canceled job is a no-op."""
+    CancelJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.Job]
+    """Cancels a job that has not finished; canceling a canceled job is a no-op.
+    Returns the Job itself (AIP-136 custom method on a resource), like GetJob.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.WatchJobResponse]
     """Streams a job's state each time it changes, ending after its final state."""
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateWebhookRequest, _jobs_pb2.CreateWebhookResponse]
@@ -67,12 +76,21 @@ class JobsServiceAsyncStub(JobsServiceStub):
     """Creates a job. Idempotent: the same idempotency_key (or the
     "idempotency-key" header) from the same user returns the same job.
     """
-    GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.GetJobResponse]  # type: ignore[assignment]
-    """Returns one of the caller's jobs."""
+    GetJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
+    """Returns one of the caller's jobs.
+    Returns the Job itself (AIP-131), so REST answers {status, latency_ms, result_url, error}
+    flat as the product requirements show; Envoy's transcoder cannot unwrap response_body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ListJobs: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListJobsRequest, _jobs_pb2.ListJobsResponse]  # type: ignore[assignment]
     """Lists the caller's jobs, newest first."""
-    CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.CancelJobResponse]  # type: ignore[assignment]
-    """Cancels a job that has not finished; canceling a canceled job is a no-op."""
+    CancelJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
+    """Cancels a job that has not finished; canceling a canceled job is a no-op.
+    Returns the Job itself (AIP-136 custom method on a resource), like GetJob.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.WatchJobResponse]  # type: ignore[assignment]
     """Streams a job's state each time it changes, ending after its final state."""
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateWebhookRequest, _jobs_pb2.CreateWebhookResponse]  # type: ignore[assignment]
@@ -106,8 +124,13 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _jobs_pb2.GetJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.GetJobResponse, _abc.Awaitable[_jobs_pb2.GetJobResponse]]:
-        """Returns one of the caller's jobs."""
+    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
+        """Returns one of the caller's jobs.
+        Returns the Job itself (AIP-131), so REST answers {status, latency_ms, result_url, error}
+        flat as the product requirements show; Envoy's transcoder cannot unwrap response_body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def ListJobs(
@@ -122,8 +145,12 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _jobs_pb2.CancelJobRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_jobs_pb2.CancelJobResponse, _abc.Awaitable[_jobs_pb2.CancelJobResponse]]:
-        """Cancels a job that has not finished; canceling a canceled job is a no-op."""
+    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
+        """Cancels a job that has not finished; canceling a canceled job is a no-op.
+        Returns the Job itself (AIP-136 custom method on a resource), like GetJob.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def WatchJob(

@@ -278,26 +278,6 @@ class GetImageRequest(_message.Message):
 Global___GetImageRequest: _TypeAlias = GetImageRequest  # noqa: Y015
 
 @_typing.final
-class GetImageResponse(_message.Message):
-    DESCRIPTOR: _descriptor.Descriptor
-
-    IMAGE_FIELD_NUMBER: _builtins.int
-    @_builtins.property
-    def image(self) -> Global___Image: ...
-    def __init__(
-        self,
-        *,
-        image: Global___Image | None = ...,
-    ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
-    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
-    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
-
-Global___GetImageResponse: _TypeAlias = GetImageResponse  # noqa: Y015
-
-@_typing.final
 class ResolveImageUrlRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

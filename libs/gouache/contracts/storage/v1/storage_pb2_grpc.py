@@ -54,7 +54,7 @@ class StorageServiceStub:
         self.GetImage = channel.unary_unary(
                 '/gouache.storage.v1.StorageService/GetImage',
                 request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.GetImageRequest.SerializeToString,
-                response_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.GetImageResponse.FromString,
+                response_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.Image.FromString,
                 _registered_method=True)
         self.ResolveImageUrl = channel.unary_unary(
                 '/gouache.storage.v1.StorageService/ResolveImageUrl',
@@ -101,6 +101,9 @@ class StorageServiceServicer:
 
     def GetImage(self, request, context):
         """Describes one image the caller owns (or a curated style).
+        Returns the Image itself (AIP-131): Envoy's transcoder cannot unwrap response_body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -149,7 +152,7 @@ def add_StorageServiceServicer_to_server(servicer, server):
             'GetImage': grpc.unary_unary_rpc_method_handler(
                     servicer.GetImage,
                     request_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.GetImageRequest.FromString,
-                    response_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.GetImageResponse.SerializeToString,
+                    response_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.Image.SerializeToString,
             ),
             'ResolveImageUrl': grpc.unary_unary_rpc_method_handler(
                     servicer.ResolveImageUrl,
@@ -276,7 +279,7 @@ class StorageService:
             target,
             '/gouache.storage.v1.StorageService/GetImage',
             gouache_dot_storage_dot_v1_dot_storage__pb2.GetImageRequest.SerializeToString,
-            gouache_dot_storage_dot_v1_dot_storage__pb2.GetImageResponse.FromString,
+            gouache_dot_storage_dot_v1_dot_storage__pb2.Image.FromString,
             options,
             channel_credentials,
             insecure,

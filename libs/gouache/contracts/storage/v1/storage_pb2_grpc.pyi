@@ -41,8 +41,12 @@ class StorageServiceStub:
     """Streams an image in: the first message carries the header, the rest carry bytes."""
     DownloadImage: _grpc.UnaryStreamMultiCallable[_storage_pb2.DownloadImageRequest, _storage_pb2.DownloadImageResponse]
     """Streams an image's encoded bytes out in chunks."""
-    GetImage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetImageRequest, _storage_pb2.GetImageResponse]
-    """Describes one image the caller owns (or a curated style)."""
+    GetImage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.GetImageRequest, _storage_pb2.Image]
+    """Describes one image the caller owns (or a curated style).
+    Returns the Image itself (AIP-131): Envoy's transcoder cannot unwrap response_body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ResolveImageUrl: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ResolveImageUrlRequest, _storage_pb2.ResolveImageUrlResponse]
     """Turns a file URL given by SignUpload or ListStyles into the image it names,
     checking that the caller may use it.
@@ -65,8 +69,12 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Streams an image in: the first message carries the header, the rest carry bytes."""
     DownloadImage: _aio.UnaryStreamMultiCallable[_storage_pb2.DownloadImageRequest, _storage_pb2.DownloadImageResponse]  # type: ignore[assignment]
     """Streams an image's encoded bytes out in chunks."""
-    GetImage: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetImageRequest, _storage_pb2.GetImageResponse]  # type: ignore[assignment]
-    """Describes one image the caller owns (or a curated style)."""
+    GetImage: _aio.UnaryUnaryMultiCallable[_storage_pb2.GetImageRequest, _storage_pb2.Image]  # type: ignore[assignment]
+    """Describes one image the caller owns (or a curated style).
+    Returns the Image itself (AIP-131): Envoy's transcoder cannot unwrap response_body.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     ResolveImageUrl: _aio.UnaryUnaryMultiCallable[_storage_pb2.ResolveImageUrlRequest, _storage_pb2.ResolveImageUrlResponse]  # type: ignore[assignment]
     """Turns a file URL given by SignUpload or ListStyles into the image it names,
     checking that the caller may use it.
@@ -110,8 +118,12 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         self,
         request: _storage_pb2.GetImageRequest,
         context: _ServicerContext,
-    ) -> _typing.Union[_storage_pb2.GetImageResponse, _abc.Awaitable[_storage_pb2.GetImageResponse]]:
-        """Describes one image the caller owns (or a curated style)."""
+    ) -> _typing.Union[_storage_pb2.Image, _abc.Awaitable[_storage_pb2.Image]]:
+        """Describes one image the caller owns (or a curated style).
+        Returns the Image itself (AIP-131): Envoy's transcoder cannot unwrap response_body.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def ResolveImageUrl(

@@ -1,0 +1,1 @@
+"""The jobs service: jobs, webhooks and the model routing table."""

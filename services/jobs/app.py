@@ -1,0 +1,469 @@
+"""The jobs data plane: each use case reads, decides with the domain, and writes in one unit."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
+from typing import Any
+
+from gouache.db import is_unique_violation, new_id, utc_now
+from gouache.runtime.context import Principal, job_id_var
+from gouache.runtime.errors import (
+    Aborted,
+    AlreadyExists,
+    FailedPrecondition,
+    GouacheError,
+    InvalidArgument,
+    NotFound,
+)
+from services.jobs.clients import DownloadSigner, ImageResolver
+from services.jobs.convert import job_created_event, status_event
+from services.jobs.domain import jobs as job_rules
+from services.jobs.domain.jobs import (
+    ExecutionOutcome,
+    InvalidEvent,
+    Job,
+    JobChange,
+    JobStatus,
+    parse_status,
+)
+from services.jobs.domain.paging import PageCursor, check_id, page_size
+from services.jobs.domain.ratelimit import TokenBucketLimiter
+from services.jobs.domain.requests import (
+    JobRequest,
+    check_overlap,
+    choose_idempotency_key,
+    validate_job_request,
+)
+from services.jobs.domain.routing import (
+    ModelRoute,
+    ModelVersion,
+    RouteTarget,
+    RoutingTable,
+    parse_seed,
+    validate_model_version,
+)
+from services.jobs.domain.webhooks import Webhook, check_webhook_quota, validate_webhook
+from services.jobs.notifier import JobNotifier
+from services.jobs.store import JobStore, UnitOfWork
+
+logger = logging.getLogger(__name__)
+
+# How many result URLs a list signs at once.
+_SIGN_CONCURRENCY = 8
+
+
+@dataclass(frozen=True)
+class JobView:
+    """A job and, once it succeeded, a fresh signed URL of its result."""
+
+    job: Job
+    result_url: str | None = None
+
+
+@dataclass(frozen=True)
+class JobsConfig:
+    """The knobs of the data plane (from JobsSettings)."""
+
+    idempotency_ttl_s: int = 24 * 3600
+    download_url_ttl_s: int = 3600
+    watch_poll_interval_s: float = 0.5
+    max_webhooks_per_user: int = 10
+
+
+def _nothing() -> None:
+    return None
+
+
+def _about_field(exc: BaseException, field: str) -> BaseException:
+    """Storage's answer about one URL, told as an answer about that request field."""
+    if isinstance(exc, NotFound | FailedPrecondition | InvalidArgument):
+        return type(exc)(f"{field}: {exc.message}", field=field, reason=exc.reason)
+    return exc
+
+
+class JobsApp:
+    """Jobs, webhooks and routing, independent of gRPC: the servicer only converts."""
+
+    def __init__(
+        self,
+        store: JobStore,
+        images: ImageResolver,
+        downloads: DownloadSigner,
+        *,
+        config: JobsConfig = JobsConfig(),
+        notifier: JobNotifier | None = None,
+        limiter: TokenBucketLimiter | None = None,
+        on_events: Callable[[], None] = _nothing,
+        on_deliveries: Callable[[], None] = _nothing,
+        now: Callable[[], datetime] = utc_now,
+        monotonic: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.store = store
+        self.notifier = notifier or JobNotifier()
+        self._images = images
+        self._downloads = downloads
+        self._config = config
+        self._limiter = limiter
+        self._on_events = on_events
+        self._on_deliveries = on_deliveries
+        self._now = now
+        self._monotonic = monotonic
+
+    # -- jobs ----------------------------------------------------------------------------
+
+    async def create_job(
+        self, principal: Principal, request: JobRequest, *, header_key: str | None = None
+    ) -> tuple[Job, bool]:
+        """Creates a pending job, or returns the one an idempotency key already made.
+
+        Returns the job and whether it is new. The job and its JobCreated event are
+        written in one transaction; a key reused for a different request is refused.
+        """
+        owner = principal.user_id
+        if self._limiter is not None:
+            self._limiter.acquire(owner, self._monotonic())
+        key = choose_idempotency_key(request.idempotency_key, header_key)
+        valid = validate_job_request(replace(request, idempotency_key=key))
+        fingerprint = valid.fingerprint()
+        now = self._now()
+        key_expired_before = now - timedelta(seconds=self._config.idempotency_ttl_s)
+        if key:
+            existing = await self.store.find_job_by_key(owner, key)
+            if existing is not None and existing.created_at >= key_expired_before:
+                return self._replay(existing, fingerprint), False
+        job_id = new_id("job")
+        token = job_id_var.set(job_id)
+        try:
+            version = (await self.store.routing_table()).resolve(valid.model_version, job_id)
+            check_overlap(valid.params, valid.params.tile_size or version.tile_size)
+            content_id, style_ids = await self._resolve_images(valid, owner)
+            job = Job(
+                job_id=job_id,
+                owner_id=owner,
+                status=JobStatus.PENDING,
+                requested_model_version=valid.model_version,
+                model_version=version.name,
+                content_url=valid.content_url,
+                content_image_id=content_id,
+                style_urls=valid.style_urls,
+                style_image_ids=style_ids,
+                params=valid.params,
+                created_at=now,
+                updated_at=now,
+                idempotency_key=key or None,
+                request_fingerprint=fingerprint,
+                eta_seconds=version.eta_seconds,
+            )
+            created = await self.store.create_job(
+                job, job_created_event(job), key_expired_before=key_expired_before
+            )
+            if not created:
+                winner = await self.store.find_job_by_key(owner, key)
+                if winner is None:
+                    raise Aborted(
+                        "another request with this idempotency key was being handled at the "
+                        "same time; retry the request",
+                        field="idempotency_key",
+                    )
+                return self._replay(winner, fingerprint), False
+            self._on_events()
+            self.notifier.notify(job_id)
+            logger.info(
+                "job created",
+                extra={
+                    "owner_id": owner,
+                    "model_version": job.model_version,
+                    "requested_model_version": job.requested_model_version,
+                    "styles": len(job.style_urls),
+                },
+            )
+            return job, True
+        finally:
+            job_id_var.reset(token)
+
+    @staticmethod
+    def _replay(existing: Job, fingerprint: str) -> Job:
+        if existing.request_fingerprint != fingerprint:
+            raise AlreadyExists(
+                f"idempotency key {existing.idempotency_key!r} was already used for job "
+                f"{existing.job_id} with different parameters; use a new key for a different "
+                "request",
+                field="idempotency_key",
+                reason="idempotency_key_reused",
+            )
+        logger.info("idempotent retry", extra={"job_id": existing.job_id})
+        return existing
+
+    async def _resolve_images(self, request: JobRequest, owner: str) -> tuple[str, tuple[str, ...]]:
+        fields = ["content_url", *(f"style_urls[{i}]" for i in range(len(request.style_urls)))]
+        urls = [request.content_url, *request.style_urls]
+        results: Sequence[Any] = await asyncio.gather(
+            *(self._images.resolve_image(url, owner) for url in urls), return_exceptions=True
+        )
+        for field, result in zip(fields, results, strict=True):
+            if isinstance(result, BaseException):
+                raise _about_field(result, field)
+        return str(results[0]), tuple(str(image_id) for image_id in results[1:])
+
+    @staticmethod
+    def _visible(principal: Principal, job: Job) -> bool:
+        return job.owner_id == principal.user_id or principal.is_admin or principal.is_service
+
+    def _not_found(self, job_id: str) -> NotFound:
+        return NotFound(f"job {job_id} not found", field="job_id")
+
+    async def _view(self, job: Job) -> JobView:
+        if job.status is not JobStatus.SUCCEEDED or not job.result_image_id:
+            return JobView(job)
+        try:
+            url = await self._downloads.sign_download(
+                job.result_image_id, self._config.download_url_ttl_s
+            )
+        except NotFound:
+            logger.warning(
+                "result image of a succeeded job is missing",
+                extra={"job_id": job.job_id, "result_image_id": job.result_image_id},
+            )
+            return JobView(job)
+        return JobView(job, url)
+
+    async def get_job(self, principal: Principal, job_id: str) -> JobView:
+        """One job the caller may see, with a fresh result URL once succeeded."""
+        job_id = check_id(job_id, "job", field="job_id")
+        job = await self.store.get_job(job_id)
+        if job is None or not self._visible(principal, job):
+            raise self._not_found(job_id)
+        return await self._view(job)
+
+    async def list_jobs(
+        self, principal: Principal, *, size: int, page_token: str, status: str
+    ) -> tuple[list[JobView], str]:
+        """The caller's jobs, newest first, and the token of the next page ("" at the end)."""
+        limit = page_size(size)
+        cursor = PageCursor.decode(page_token) if page_token else None
+        wanted = parse_status(status) if status.strip() else None
+        jobs = await self.store.list_jobs(
+            principal.user_id, status=wanted, after=cursor, limit=limit + 1
+        )
+        more = len(jobs) > limit
+        jobs = jobs[:limit]
+        gate = asyncio.Semaphore(_SIGN_CONCURRENCY)
+
+        async def view(job: Job) -> JobView:
+            async with gate:
+                return await self._view(job)
+
+        views = list(await asyncio.gather(*(view(job) for job in jobs)))
+        next_token = PageCursor(jobs[-1].created_at, jobs[-1].job_id).encode() if more else ""
+        return views, next_token
+
+    async def cancel_job(self, principal: Principal, job_id: str) -> JobView:
+        """Cancels a pending or running job; a canceled one is returned as it is."""
+        job_id = check_id(job_id, "job", field="job_id")
+        token = job_id_var.set(job_id)
+        try:
+            now = self._now()
+            deliveries = 0
+            async with self.store.transaction() as uow:
+                job = await uow.job_for_update(job_id)
+                if job is None or not self._visible(principal, job):
+                    raise self._not_found(job_id)
+                change = job_rules.cancel(job, now)
+                if change is not None:
+                    await uow.save_job(change.job)
+                    deliveries = await self._record(uow, change, now)
+            if change is None:
+                return JobView(job)
+            self._after_change(change, deliveries)
+            logger.info("job canceled", extra={"by": principal.user_id})
+            return JobView(change.job)
+        finally:
+            job_id_var.reset(token)
+
+    async def watch_job(self, principal: Principal, job_id: str) -> AsyncIterator[JobView]:
+        """The job now, then after each change, until it is final.
+
+        Wakes on changes this replica makes and re-reads the job every
+        watch_poll_interval_s for changes made by other replicas.
+        """
+        job_id = check_id(job_id, "job", field="job_id")
+        with self.notifier.subscribe(job_id) as changed:
+            last: tuple[object, ...] | None = None
+            while True:
+                changed.clear()
+                job = await self.store.get_job(job_id)
+                if job is None or not self._visible(principal, job):
+                    raise self._not_found(job_id)
+                marker = (job.status, job.progress, job.updated_at)
+                if marker != last:
+                    last = marker
+                    yield await self._view(job)
+                if job.status.is_final:
+                    return
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(changed.wait(), self._config.watch_poll_interval_s)
+
+    async def apply_execution(self, event_id: str, job_id: str, outcome: ExecutionOutcome) -> bool:
+        """Applies an execution event once; False for a duplicate or an event that changes nothing.
+
+        Raises InvalidEvent for an event that can never apply (unknown job, no result).
+        """
+        token = job_id_var.set(job_id)
+        try:
+            now = self._now()
+            async with self.store.transaction() as uow:
+                if not await uow.mark_processed(event_id):
+                    logger.info("duplicate execution event ignored", extra={"event_id": event_id})
+                    return False
+                job = await uow.job_for_update(job_id)
+                if job is None:
+                    raise InvalidEvent(f"execution event {event_id} names unknown job {job_id}")
+                change = job_rules.apply_execution(job, outcome, now)
+                if change is None:
+                    return False
+                await uow.save_job(change.job)
+                deliveries = await self._record(uow, change, now)
+            self._after_change(change, deliveries)
+            if change.entered is not None:
+                logger.info(
+                    "job %s",
+                    change.entered.value,
+                    extra={
+                        "status": change.entered.value,
+                        "latency_ms": change.job.latency_ms,
+                        "model_version": change.job.model_version,
+                        "error_code": change.job.error_code,
+                    },
+                )
+            return True
+        finally:
+            job_id_var.reset(token)
+
+    async def _record(self, uow: UnitOfWork, change: JobChange, now: datetime) -> int:
+        """The outbox event and webhook deliveries of a change, in its transaction."""
+        if change.entered is None:
+            return 0
+        event = status_event(change.job)
+        if event is not None:
+            await uow.add_event(event)
+        hook_event = change.webhook_event
+        return await uow.enqueue_webhooks(change.job, hook_event, now) if hook_event else 0
+
+    def _after_change(self, change: JobChange, deliveries: int) -> None:
+        if change.entered is not None and change.entered is not JobStatus.RUNNING:
+            self._on_events()
+        if deliveries:
+            self._on_deliveries()
+        self.notifier.notify(change.job.job_id)
+
+    # -- webhooks ------------------------------------------------------------------------
+
+    async def create_webhook(
+        self, principal: Principal, url: str, secret: str, events: Sequence[str]
+    ) -> Webhook:
+        """Registers a webhook for the caller's job events (at most a few per user)."""
+        url, chosen = validate_webhook(url, secret, events)
+        webhook = Webhook(
+            webhook_id=new_id("whk"),
+            owner_id=principal.user_id,
+            url=url,
+            secret=secret,
+            events=chosen,
+            created_at=self._now(),
+        )
+        async with self.store.transaction() as uow:
+            check_webhook_quota(
+                await uow.count_webhooks(principal.user_id), self._config.max_webhooks_per_user
+            )
+            await uow.insert_webhook(webhook)
+        logger.info(
+            "webhook created",
+            extra={"webhook_id": webhook.webhook_id, "owner_id": webhook.owner_id},
+        )
+        return webhook
+
+    async def list_webhooks(self, principal: Principal) -> list[Webhook]:
+        """The caller's webhooks."""
+        return await self.store.list_webhooks(principal.user_id)
+
+    async def delete_webhook(self, principal: Principal, webhook_id: str) -> None:
+        """Deletes one of the caller's webhooks; pending deliveries go with it."""
+        webhook_id = check_id(webhook_id, "whk", field="webhook_id")
+        if not await self.store.delete_webhook(principal.user_id, webhook_id):
+            raise NotFound(f"webhook {webhook_id} not found", field="webhook_id")
+        logger.info("webhook deleted", extra={"webhook_id": webhook_id})
+
+    # -- models --------------------------------------------------------------------------
+
+    async def list_models(self) -> RoutingTable:
+        """Every registered version and alias."""
+        return await self.store.routing_table()
+
+    async def register_version(self, principal: Principal, version: ModelVersion) -> ModelVersion:
+        """Registers a version; registering the same definition again returns it."""
+        version = validate_model_version(version)
+        now = self._now()
+        for attempt in range(2):
+            try:
+                async with self.store.transaction() as uow:
+                    table = await uow.routing_table()
+                    if not table.check_registration(version):
+                        return table.versions[version.name]
+                    await uow.insert_version(version, now)
+            except GouacheError:
+                raise
+            except Exception as exc:
+                # A concurrent registration of the same name: the retry compares with it.
+                if attempt or not is_unique_violation(exc):
+                    raise
+                continue
+            logger.info(
+                "model version registered",
+                extra={"model_version": version.name, "by": principal.user_id},
+            )
+            return replace(version, created_at=now)
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def set_route(
+        self, principal: Principal, alias: str, targets: Sequence[RouteTarget]
+    ) -> ModelRoute:
+        """Replaces the weighted targets behind an alias (creating the alias if new)."""
+        for attempt in range(2):
+            try:
+                async with self.store.transaction() as uow:
+                    table = await uow.routing_table()
+                    route = table.validate_route(alias, targets)
+                    await uow.replace_route(route)
+            except GouacheError:
+                raise
+            except Exception as exc:
+                # Two replaces of one alias raced on its rows: the retry runs after the other.
+                if attempt or not is_unique_violation(exc):
+                    raise
+                continue
+            logger.info(
+                "model route set",
+                extra={
+                    "alias": route.alias,
+                    "targets": {t.model_version: t.weight for t in route.targets},
+                    "by": principal.user_id,
+                },
+            )
+            return route
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def seed_models(self, seed: dict[str, Any]) -> None:
+        """Registers the seed versions and aliases that do not exist yet."""
+        versions, routes = parse_seed(seed)
+        added_versions, added_routes = await self.store.seed_models(versions, routes, self._now())
+        if added_versions or added_routes:
+            logger.info(
+                "model routing seeded",
+                extra={"versions_added": added_versions, "aliases_added": added_routes},
+            )

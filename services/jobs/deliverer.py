@@ -1,0 +1,155 @@
+"""Sends due webhook deliveries: signed POSTs, retried with exponential backoff."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Callable
+from datetime import datetime, timedelta
+
+import httpx
+
+from gouache.bus.jetstream import backoff_delay
+from gouache.db import utc_now
+from services.jobs.domain.webhooks import AttemptOutcome, DeliveryStatus, after_attempt, sign
+from services.jobs.store import DeliveryTask, JobStore
+
+logger = logging.getLogger(__name__)
+
+USER_AGENT = "gouache-webhooks/1"
+
+
+class WebhookDeliverer:
+    """One background task that POSTs pending deliveries when they are due.
+
+    A claimed delivery is leased (its next attempt pushed past the POST's timeout) so
+    another replica does not send it at the same time. Delivery is at least once:
+    receivers deduplicate on X-Gouache-Delivery.
+    """
+
+    def __init__(
+        self,
+        store: JobStore,
+        *,
+        timeout_s: float = 10.0,
+        max_attempts: int = 6,
+        backoff_s: float = 1.0,
+        poll_interval_s: float = 0.5,
+        concurrency: int = 8,
+        now: Callable[[], datetime] = utc_now,
+    ) -> None:
+        self._store = store
+        self._timeout_s = timeout_s
+        self._max_attempts = max_attempts
+        self._backoff_s = backoff_s
+        self._poll_interval_s = poll_interval_s
+        self._concurrency = concurrency
+        self._batch = concurrency * 4
+        self._lease = timedelta(seconds=timeout_s + 30)
+        self._now = now
+        self._wake = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self._client: httpx.AsyncClient | None = None
+
+    def notify(self) -> None:
+        """Look for due deliveries now (call after committing new ones)."""
+        self._wake.set()
+
+    async def start(self) -> None:
+        """Starts delivering in a background task."""
+        if self._task is not None:
+            raise RuntimeError("the webhook deliverer is already running")
+        # trust_env=False: receivers are reached directly, never through a proxy from the env.
+        self._client = httpx.AsyncClient(
+            timeout=self._timeout_s, follow_redirects=False, trust_env=False
+        )
+        self._task = asyncio.create_task(self._run(), name="webhook-deliverer")
+
+    async def stop(self) -> None:
+        """Stops; a delivery cut short is retried when its lease runs out."""
+        task, self._task = self._task, None
+        if task is not None:
+            task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        client, self._client = self._client, None
+        if client is not None:
+            await client.aclose()
+
+    async def deliver_due(self) -> int:
+        """Sends one batch of due deliveries; returns how many were attempted."""
+        tasks = await self._store.claim_deliveries(
+            self._now(), limit=self._batch, lease=self._lease
+        )
+        gate = asyncio.Semaphore(self._concurrency)
+
+        async def send(task: DeliveryTask) -> None:
+            async with gate:
+                await self._send(task)
+
+        await asyncio.gather(*(send(task) for task in tasks))
+        return len(tasks)
+
+    async def _run(self) -> None:
+        failures = 0
+        while True:
+            self._wake.clear()
+            try:
+                sent = await self.deliver_due()
+            except Exception:
+                failures += 1
+                delay = backoff_delay(failures, initial=0.5, maximum=30.0)
+                logger.warning(
+                    "webhook delivery pass failed, retrying in %.1fs", delay, exc_info=True
+                )
+                await asyncio.sleep(delay)
+                continue
+            failures = 0
+            if sent < self._batch:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
+
+    async def _send(self, task: DeliveryTask) -> None:
+        if self._client is None:
+            raise RuntimeError("the webhook deliverer is not started")
+        delivery = task.delivery
+        stamp = int(self._now().timestamp())
+        headers = {
+            "Content-Type": "application/json",
+            "User-Agent": USER_AGENT,
+            "X-Gouache-Event": delivery.event,
+            "X-Gouache-Delivery": delivery.delivery_id,
+            "X-Gouache-Timestamp": str(stamp),
+            "X-Gouache-Signature": sign(task.secret, stamp, delivery.payload),
+        }
+        try:
+            response = await self._client.post(
+                task.url, content=delivery.payload.encode(), headers=headers
+            )
+            outcome = AttemptOutcome(status_code=response.status_code)
+        except httpx.HTTPError as exc:
+            outcome = AttemptOutcome(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        result = after_attempt(
+            delivery.attempts,
+            outcome,
+            self._now(),
+            max_attempts=self._max_attempts,
+            backoff_base_s=self._backoff_s,
+        )
+        await self._store.record_attempt(delivery.delivery_id, result, self._now())
+        extra = {
+            "delivery_id": delivery.delivery_id,
+            "webhook_id": delivery.webhook_id,
+            "job_id": delivery.job_id,
+            "event": delivery.event,
+            "attempt": result.attempts,
+            "status_code": outcome.status_code,
+            "error": outcome.error,
+        }
+        if result.status is DeliveryStatus.DELIVERED:
+            logger.info("webhook delivered", extra=extra)
+        elif result.status is DeliveryStatus.FAILED:
+            logger.warning("webhook delivery failed for good", extra=extra)
+        else:
+            logger.info("webhook delivery will be retried", extra=extra)

@@ -1,0 +1,189 @@
+"""Wires the jobs service: database, storage client, bus, consumer, webhooks and the servicer."""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import grpc
+from nats.aio.client import Client as NATS
+from sqlalchemy.engine import make_url
+
+from gouache.bus.jetstream import NATS_ERRORS, connect, ensure_streams
+from gouache.bus.outbox import OutboxRelay
+from gouache.contracts.jobs.v1 import jobs_pb2_grpc
+from gouache.db import create_engine
+from gouache.runtime.auth import MethodPolicy, TokenSettings, TokenVerifier
+from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
+from gouache.runtime.server import Hook, ServiceSpec
+from services.jobs.app import JobsApp, JobsConfig
+from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
+from services.jobs.consumer import execution_consumer
+from services.jobs.deliverer import WebhookDeliverer
+from services.jobs.domain.ratelimit import TokenBucketLimiter
+from services.jobs.domain.routing import parse_seed
+from services.jobs.servicer import JobsServicer
+from services.jobs.settings import JobsSettings
+from services.jobs.store import JobStore, outbox
+
+logger = logging.getLogger(__name__)
+
+SERVICE_NAME = "gouache.jobs.v1.JobsService"
+ADMIN = "admin:*"  # admins, and services (scope "internal"), e.g. the operator
+
+POLICY: MethodPolicy = {
+    f"/{SERVICE_NAME}/CreateJob": "write:jobs",
+    f"/{SERVICE_NAME}/GetJob": "read:jobs",
+    f"/{SERVICE_NAME}/ListJobs": "read:jobs",
+    f"/{SERVICE_NAME}/CancelJob": "write:jobs",
+    f"/{SERVICE_NAME}/WatchJob": "read:jobs",
+    f"/{SERVICE_NAME}/CreateWebhook": "write:webhooks",
+    f"/{SERVICE_NAME}/ListWebhooks": "write:webhooks",
+    f"/{SERVICE_NAME}/DeleteWebhook": "write:webhooks",
+    f"/{SERVICE_NAME}/ListModels": "read:models",
+    f"/{SERVICE_NAME}/RegisterModelVersion": ADMIN,
+    f"/{SERVICE_NAME}/SetModelRoute": ADMIN,
+}
+
+
+def service_spec(
+    app: JobsApp, *, on_start: Sequence[Hook] = (), on_stop: Sequence[Hook] = ()
+) -> ServiceSpec:
+    """The ServiceSpec for a JobsApp (tests use it without the bus)."""
+
+    def register(server: grpc.aio.Server) -> None:
+        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(app), server)
+
+    return ServiceSpec(
+        name="jobs",
+        service_names=[SERVICE_NAME],
+        register=register,
+        policy=POLICY,
+        on_start=list(on_start),
+        on_stop=list(on_stop),
+    )
+
+
+@dataclass
+class _Bus:
+    """The NATS connection, outbox relay and consumer, which exist between start and stop."""
+
+    settings: JobsSettings
+    store: JobStore
+    app: JobsApp | None = None
+    connection: NATS | None = None
+    relay: OutboxRelay | None = None
+    hooks: list[Hook] = field(default_factory=list)
+
+    def notify(self) -> None:
+        if self.relay is not None:
+            self.relay.notify()
+
+    async def start(self) -> None:
+        if self.app is None:
+            raise RuntimeError("the bus needs the app before it starts")
+        self.connection, js = await connect(self.settings.nats_url, name="jobs")
+        await ensure_streams(js)
+        self.relay = OutboxRelay(self.store.sessions, outbox, js)
+        await self.relay.start()
+        consumer = execution_consumer(js, self.app, concurrency=self.settings.consumer_concurrency)
+        await consumer.start()
+        self.hooks = [consumer.stop, self.relay.stop]
+
+    async def stop(self) -> None:
+        for hook in self.hooks:
+            await hook()
+        self.hooks = []
+        self.relay = None
+        connection, self.connection = self.connection, None
+        if connection is not None:
+            with contextlib.suppress(*NATS_ERRORS):
+                await connection.drain()
+
+
+@dataclass
+class JobsService:
+    """What build() assembled: the spec to serve and the parts tests look into."""
+
+    spec: ServiceSpec
+    verifier: TokenVerifier
+    app: JobsApp
+    store: JobStore
+    deliverer: WebhookDeliverer
+
+
+def _ensure_sqlite_dir(database_url: str) -> None:
+    url = make_url(database_url)
+    if url.drivername.startswith("sqlite") and url.database and url.database != ":memory:":
+        Path(url.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+
+
+async def build(
+    settings: JobsSettings,
+    *,
+    verifier: TokenVerifier | None = None,
+    images: ImageResolver | None = None,
+    downloads: DownloadSigner | None = None,
+) -> JobsService:
+    """Assembles the service; connections open in on_start, so SERVING means ready."""
+    seed = settings.seed_models
+    parse_seed(seed)  # a bad setting stops the service here, before it serves
+    on_stop: list[Hook] = []
+    auth_channel = open_channel(settings.auth_addr)
+    on_stop.append(lambda: auth_channel.close())
+    if verifier is None:
+        verifier = TokenVerifier(
+            jwks_fetcher(auth_channel),
+            TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
+        )
+    if images is None or downloads is None:
+        storage_channel = open_channel(settings.storage_addr)
+        on_stop.append(lambda: storage_channel.close())
+        calls = CallOptions(
+            ServiceTokenSource(auth_channel, settings.service_api_key), settings.call_timeout_s
+        )
+        storage = StorageClient(storage_channel, calls)
+        images = images or storage
+        downloads = downloads or storage
+
+    store = JobStore(create_engine(settings.database_url))
+    deliverer = WebhookDeliverer(
+        store,
+        timeout_s=settings.webhook_timeout_s,
+        max_attempts=settings.webhook_max_attempts,
+        backoff_s=settings.webhook_backoff_s,
+        poll_interval_s=settings.webhook_poll_interval_s,
+        concurrency=settings.webhook_concurrency,
+    )
+    bus = _Bus(settings=settings, store=store)
+    app = JobsApp(
+        store,
+        images,
+        downloads,
+        config=JobsConfig(
+            idempotency_ttl_s=settings.idempotency_ttl_s,
+            download_url_ttl_s=settings.download_url_ttl_s,
+            watch_poll_interval_s=settings.watch_poll_interval_s,
+            max_webhooks_per_user=settings.max_webhooks_per_user,
+        ),
+        limiter=TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
+        on_events=bus.notify,
+        on_deliveries=deliverer.notify,
+    )
+    bus.app = app
+
+    async def prepare_database() -> None:
+        _ensure_sqlite_dir(settings.database_url)
+        await store.create_schema()
+        await app.seed_models(seed)
+
+    spec = service_spec(
+        app,
+        on_start=[prepare_database, bus.start, deliverer.start],
+        # Reversed at stop: deliverer, bus (consumer, relay, NATS), then the engine and channels.
+        on_stop=[*on_stop, store.close, bus.stop, deliverer.stop],
+    )
+    return JobsService(spec=spec, verifier=verifier, app=app, store=store, deliverer=deliverer)

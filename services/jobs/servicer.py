@@ -1,0 +1,132 @@
+"""The JobsService gRPC servicer: converts messages and delegates to JobsApp."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from gouache.runtime.context import current_principal
+from services.jobs.app import JobsApp
+from services.jobs.convert import (
+    job_request_from_pb,
+    job_to_pb,
+    route_to_pb,
+    targets_from_pb,
+    version_from_pb,
+    version_to_pb,
+    webhook_to_pb,
+)
+
+IDEMPOTENCY_HEADER = "idempotency-key"
+
+
+def _header(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | None:
+    """A request header (Envoy forwards HTTP headers as gRPC metadata)."""
+    for key, value in context.invocation_metadata() or ():
+        if key.lower() == name:
+            return value.decode() if isinstance(value, bytes) else str(value)
+    return None
+
+
+class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
+    """One method per RPC; rules and errors live in JobsApp and the domain."""
+
+    def __init__(self, app: JobsApp) -> None:
+        self._app = app
+
+    async def CreateJob(
+        self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.CreateJobResponse:
+        job, _ = await self._app.create_job(
+            current_principal(),
+            job_request_from_pb(request),
+            header_key=_header(context, IDEMPOTENCY_HEADER),
+        )
+        return jobs_pb2.CreateJobResponse(
+            job_id=job.job_id,
+            status=job.status.value,
+            eta_seconds=job.eta_seconds,
+            model_version=job.model_version,
+        )
+
+    async def GetJob(
+        self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.Job:
+        view = await self._app.get_job(current_principal(), request.job_id)
+        return job_to_pb(view.job, view.result_url)
+
+    async def ListJobs(
+        self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.ListJobsResponse:
+        views, next_token = await self._app.list_jobs(
+            current_principal(),
+            size=request.page_size,
+            page_token=request.page_token,
+            status=request.status,
+        )
+        return jobs_pb2.ListJobsResponse(
+            jobs=[job_to_pb(view.job, view.result_url) for view in views],
+            next_page_token=next_token,
+        )
+
+    async def CancelJob(
+        self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.Job:
+        view = await self._app.cancel_job(current_principal(), request.job_id)
+        return job_to_pb(view.job, view.result_url)
+
+    async def WatchJob(
+        self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
+        async for view in self._app.watch_job(current_principal(), request.job_id):
+            yield jobs_pb2.WatchJobResponse(job=job_to_pb(view.job, view.result_url))
+
+    async def CreateWebhook(
+        self, request: jobs_pb2.CreateWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.CreateWebhookResponse:
+        webhook = await self._app.create_webhook(
+            current_principal(), request.url, request.secret, list(request.events)
+        )
+        return jobs_pb2.CreateWebhookResponse(webhook=webhook_to_pb(webhook))
+
+    async def ListWebhooks(
+        self, request: jobs_pb2.ListWebhooksRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.ListWebhooksResponse:
+        webhooks = await self._app.list_webhooks(current_principal())
+        return jobs_pb2.ListWebhooksResponse(webhooks=[webhook_to_pb(w) for w in webhooks])
+
+    async def DeleteWebhook(
+        self, request: jobs_pb2.DeleteWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.DeleteWebhookResponse:
+        await self._app.delete_webhook(current_principal(), request.webhook_id)
+        return jobs_pb2.DeleteWebhookResponse()
+
+    async def ListModels(
+        self, request: jobs_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.ListModelsResponse:
+        table = await self._app.list_models()
+        return jobs_pb2.ListModelsResponse(
+            versions=[version_to_pb(v) for v in table.versions.values()],
+            routes=[route_to_pb(table.routes[alias]) for alias in sorted(table.routes)],
+        )
+
+    async def RegisterModelVersion(
+        self,
+        request: jobs_pb2.RegisterModelVersionRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> jobs_pb2.RegisterModelVersionResponse:
+        version = await self._app.register_version(
+            current_principal(), version_from_pb(request.version)
+        )
+        return jobs_pb2.RegisterModelVersionResponse(version=version_to_pb(version))
+
+    async def SetModelRoute(
+        self, request: jobs_pb2.SetModelRouteRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.SetModelRouteResponse:
+        route = await self._app.set_route(
+            current_principal(), request.alias, targets_from_pb(list(request.targets))
+        )
+        return jobs_pb2.SetModelRouteResponse(route=route_to_pb(route))

@@ -1,0 +1,87 @@
+"""Settings of the jobs service, read once from GOUACHE_JOBS_* variables."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pydantic import Field, model_validator
+from pydantic_settings import SettingsConfigDict
+
+from gouache.runtime.settings import ServiceSettings
+
+DEFAULT_SEED_MODELS: dict[str, Any] = {
+    "versions": [
+        {
+            "name": "gatys.lite0-v1",
+            "family": "gatys",
+            "encoder": "efficientnet-lite0",
+            "tile_size": 512,
+            "config": {"eta_seconds": 60},
+            "description": "Gatys optimization on EfficientNet-Lite0 features; production defaults.",
+        },
+        {
+            "name": "gatys.lite0-fast",
+            "family": "gatys",
+            "encoder": "efficientnet-lite0",
+            "tile_size": 256,
+            "config": {"eta_seconds": 5},
+            "description": "Gatys with few steps and small tiles, for tests and CPU demos.",
+        },
+    ],
+    "routes": {
+        "default": [{"model_version": "gatys.lite0-v1", "weight": 100}],
+        "gatys": [{"model_version": "gatys.lite0-v1", "weight": 100}],
+        "gatys-fast": [{"model_version": "gatys.lite0-fast", "weight": 100}],
+    },
+}
+
+
+def _default_state_dir() -> Path:
+    return Path.home() / ".local" / "state" / "gouache"
+
+
+class JobsSettings(ServiceSettings):
+    """Where jobs live, whom jobs talks to, and the limits it enforces."""
+
+    model_config = SettingsConfigDict(env_prefix="GOUACHE_JOBS_", frozen=True, extra="ignore")
+
+    port: int = 50053
+    # Directory for the embedded default database.
+    state_dir: Path = _default_state_dir()
+    # Default: sqlite+aiosqlite:///<state_dir>/jobs.db.
+    database_url: str = ""
+    nats_url: str = "nats://127.0.0.1:4222"
+    # The storage service (ResolveImageUrl, SignDownload).
+    storage_addr: str = "127.0.0.1:50052"
+    # CreateJob calls per user and minute (token bucket), and the burst allowed at once.
+    rate_limit_per_minute: float = Field(default=60.0, gt=0)
+    rate_limit_burst: int = Field(default=60, ge=1)
+    # An idempotency key returns the same job for this long; after it, it may be reused.
+    idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
+    # Lifetime of the signed result URLs in GetJob, ListJobs and WatchJob.
+    download_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
+    # WatchJob re-reads the job this often, to see changes made by other replicas.
+    watch_poll_interval_s: float = Field(default=0.5, gt=0)
+    # Execution events handled at once by the "jobs" consumer.
+    consumer_concurrency: int = Field(default=8, ge=1)
+    # Webhook deliveries: per-POST timeout, attempts, first retry delay (doubling), how
+    # often due deliveries are looked for, POSTs at once, and webhooks per user.
+    webhook_timeout_s: float = Field(default=10.0, gt=0)
+    webhook_max_attempts: int = Field(default=6, ge=1)
+    webhook_backoff_s: float = Field(default=1.0, gt=0)
+    webhook_poll_interval_s: float = Field(default=0.5, gt=0)
+    webhook_concurrency: int = Field(default=8, ge=1)
+    max_webhooks_per_user: int = Field(default=10, ge=1)
+    # Model versions and aliases registered at first start; existing ones are never changed.
+    seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _derive_database_url(cls, data: Any) -> Any:
+        if not isinstance(data, dict):
+            return data
+        if not data.get("database_url"):
+            state_dir = Path(data.get("state_dir") or _default_state_dir()).expanduser()
+            data["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'jobs.db'}"
+        return data

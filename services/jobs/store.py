@@ -1,0 +1,615 @@
+"""The jobs database: tables of this service only, and the reads and writes on them."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import (
+    BigInteger,
+    Column,
+    Float,
+    ForeignKey,
+    Index,
+    Integer,
+    Row,
+    String,
+    Table,
+    Text,
+    UniqueConstraint,
+    and_,
+    delete,
+    func,
+    insert,
+    or_,
+    select,
+    update,
+)
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+
+from gouache.bus.consumer import mark_processed, processed_events_table
+from gouache.bus.outbox import add_event, outbox_table
+from gouache.db import (
+    PortableJSON,
+    UtcDateTime,
+    create_all,
+    is_unique_violation,
+    new_id,
+    new_metadata,
+    session_factory,
+)
+from services.jobs.convert import OutgoingEvent
+from services.jobs.domain.jobs import Job, JobStatus
+from services.jobs.domain.paging import PageCursor
+from services.jobs.domain.requests import StylizeParams
+from services.jobs.domain.routing import ModelRoute, ModelVersion, RouteTarget, RoutingTable
+from services.jobs.domain.webhooks import (
+    DeliveryStatus,
+    DeliveryUpdate,
+    Webhook,
+    delivery_payload,
+)
+
+metadata = new_metadata()
+
+jobs_table = Table(
+    "jobs",
+    metadata,
+    Column("job_id", String(40), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("requested_model_version", String(128), nullable=False),
+    Column("model_version", String(128), nullable=False),
+    Column("content_url", Text, nullable=False),
+    Column("content_image_id", String(64), nullable=False),
+    Column("style_urls", PortableJSON, nullable=False),
+    Column("style_image_ids", PortableJSON, nullable=False),
+    Column("params", PortableJSON, nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_fingerprint", String(64), nullable=False),
+    Column("eta_seconds", Integer, nullable=False),
+    Column("progress", Float, nullable=False),
+    Column("result_image_id", String(64), nullable=True),
+    Column("error", Text, nullable=True),
+    Column("error_code", String(64), nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("started_at", UtcDateTime, nullable=True),
+    Column("finished_at", UtcDateTime, nullable=True),
+    Column("latency_ms", BigInteger, nullable=True),
+    # NULL keys are distinct on both SQLite and PostgreSQL: jobs without a key never clash.
+    UniqueConstraint("owner_id", "idempotency_key"),
+)
+Index("ix_jobs_owner_created", jobs_table.c.owner_id, jobs_table.c.created_at, jobs_table.c.job_id)
+Index(
+    "ix_jobs_owner_status_created",
+    jobs_table.c.owner_id,
+    jobs_table.c.status,
+    jobs_table.c.created_at,
+    jobs_table.c.job_id,
+)
+
+webhooks_table = Table(
+    "webhooks",
+    metadata,
+    Column("webhook_id", String(40), primary_key=True),
+    Column("owner_id", String(64), nullable=False, index=True),
+    Column("url", Text, nullable=False),
+    Column("secret", String(256), nullable=False),
+    Column("events", PortableJSON, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+deliveries_table = Table(
+    "webhook_deliveries",
+    metadata,
+    Column("delivery_id", String(40), primary_key=True),
+    Column(
+        "webhook_id",
+        String(40),
+        ForeignKey("webhooks.webhook_id", ondelete="CASCADE"),
+        nullable=False,
+        index=True,
+    ),
+    Column("job_id", String(40), nullable=False, index=True),
+    Column("event", String(32), nullable=False),
+    Column("payload", Text, nullable=False),
+    Column("status", String(16), nullable=False),
+    Column("attempts", Integer, nullable=False),
+    Column("next_attempt_at", UtcDateTime, nullable=True),
+    Column("last_status_code", Integer, nullable=True),
+    Column("last_error", Text, nullable=True),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+)
+Index("ix_webhook_deliveries_due", deliveries_table.c.status, deliveries_table.c.next_attempt_at)
+
+versions_table = Table(
+    "model_versions",
+    metadata,
+    Column("name", String(128), primary_key=True),
+    Column("family", String(32), nullable=False),
+    Column("encoder", String(128), nullable=False),
+    Column("tile_size", Integer, nullable=False),
+    Column("config_json", Text, nullable=False),
+    Column("description", Text, nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+)
+
+routes_table = Table(
+    "model_routes",
+    metadata,
+    Column("alias", String(128), primary_key=True),
+    Column("model_version", String(128), ForeignKey("model_versions.name"), primary_key=True),
+    Column("weight", Integer, nullable=False),
+    # Keeps the targets in the order the route listed them (weighted choice depends on it).
+    Column("position", Integer, nullable=False),
+)
+
+outbox = outbox_table(metadata)
+processed_events = processed_events_table(metadata)
+
+
+@dataclass(frozen=True)
+class Delivery:
+    """A webhook delivery as stored."""
+
+    delivery_id: str
+    webhook_id: str
+    job_id: str
+    event: str
+    payload: str
+    status: DeliveryStatus
+    attempts: int
+    next_attempt_at: datetime | None
+    last_status_code: int | None
+    last_error: str | None
+
+
+@dataclass(frozen=True)
+class DeliveryTask:
+    """A due delivery with what it takes to send it."""
+
+    delivery: Delivery
+    url: str
+    secret: str
+
+
+def _job(row: Row[Any]) -> Job:
+    return Job(
+        job_id=row.job_id,
+        owner_id=row.owner_id,
+        status=JobStatus(row.status),
+        requested_model_version=row.requested_model_version,
+        model_version=row.model_version,
+        content_url=row.content_url,
+        content_image_id=row.content_image_id,
+        style_urls=tuple(row.style_urls),
+        style_image_ids=tuple(row.style_image_ids),
+        params=StylizeParams.from_dict(row.params),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        idempotency_key=row.idempotency_key,
+        request_fingerprint=row.request_fingerprint,
+        eta_seconds=row.eta_seconds,
+        progress=row.progress,
+        result_image_id=row.result_image_id,
+        error=row.error,
+        error_code=row.error_code,
+        started_at=row.started_at,
+        finished_at=row.finished_at,
+        latency_ms=row.latency_ms,
+    )
+
+
+def _job_values(job: Job) -> dict[str, Any]:
+    return {
+        "job_id": job.job_id,
+        "owner_id": job.owner_id,
+        "status": job.status.value,
+        "requested_model_version": job.requested_model_version,
+        "model_version": job.model_version,
+        "content_url": job.content_url,
+        "content_image_id": job.content_image_id,
+        "style_urls": list(job.style_urls),
+        "style_image_ids": list(job.style_image_ids),
+        "params": job.params.to_dict(),
+        "idempotency_key": job.idempotency_key,
+        "request_fingerprint": job.request_fingerprint,
+        "eta_seconds": job.eta_seconds,
+        "progress": job.progress,
+        "result_image_id": job.result_image_id,
+        "error": job.error,
+        "error_code": job.error_code,
+        "created_at": job.created_at,
+        "updated_at": job.updated_at,
+        "started_at": job.started_at,
+        "finished_at": job.finished_at,
+        "latency_ms": job.latency_ms,
+    }
+
+
+# What a state change may alter; the rest of a job is fixed at creation.
+_MUTABLE = (
+    "status",
+    "progress",
+    "result_image_id",
+    "error",
+    "error_code",
+    "updated_at",
+    "started_at",
+    "finished_at",
+    "latency_ms",
+)
+
+
+def _webhook(row: Row[Any]) -> Webhook:
+    return Webhook(
+        webhook_id=row.webhook_id,
+        owner_id=row.owner_id,
+        url=row.url,
+        secret=row.secret,
+        events=tuple(row.events),
+        created_at=row.created_at,
+    )
+
+
+def _delivery(row: Row[Any]) -> Delivery:
+    return Delivery(
+        delivery_id=row.delivery_id,
+        webhook_id=row.webhook_id,
+        job_id=row.job_id,
+        event=row.event,
+        payload=row.payload,
+        status=DeliveryStatus(row.status),
+        attempts=row.attempts,
+        next_attempt_at=row.next_attempt_at,
+        last_status_code=row.last_status_code,
+        last_error=row.last_error,
+    )
+
+
+def _version(row: Row[Any]) -> ModelVersion:
+    return ModelVersion(
+        name=row.name,
+        family=row.family,
+        encoder=row.encoder,
+        tile_size=row.tile_size,
+        config=json.loads(row.config_json),
+        description=row.description,
+        created_at=row.created_at,
+    )
+
+
+class UnitOfWork:
+    """One transaction: a state change, its outbox events and webhook deliveries together."""
+
+    def __init__(self, session: AsyncSession) -> None:
+        self.session = session
+
+    async def job_for_update(self, job_id: str) -> Job | None:
+        """The job, locked until commit (PostgreSQL; SQLite transactions are exclusive)."""
+        query = select(jobs_table).where(jobs_table.c.job_id == job_id).with_for_update()
+        row = (await self.session.execute(query)).first()
+        return None if row is None else _job(row)
+
+    async def insert_job(self, job: Job) -> None:
+        """Adds a new job (a taken idempotency key raises a unique violation)."""
+        await self.session.execute(insert(jobs_table).values(**_job_values(job)))
+
+    async def release_expired_key(self, owner_id: str, key: str, before: datetime) -> None:
+        """Frees an idempotency key whose job is older than the key's lifetime."""
+        await self.session.execute(
+            update(jobs_table)
+            .where(
+                jobs_table.c.owner_id == owner_id,
+                jobs_table.c.idempotency_key == key,
+                jobs_table.c.created_at < before,
+            )
+            .values(idempotency_key=None)
+        )
+
+    async def save_job(self, job: Job) -> None:
+        """Writes the fields a state change may alter."""
+        values = _job_values(job)
+        await self.session.execute(
+            update(jobs_table)
+            .where(jobs_table.c.job_id == job.job_id)
+            .values({name: values[name] for name in _MUTABLE})
+        )
+
+    async def add_event(self, event: OutgoingEvent) -> None:
+        """Stores an event in the outbox; it is published only if this transaction commits."""
+        await add_event(self.session, outbox, event.subject, event.message, event.event_id)
+
+    async def mark_processed(self, event_id: str) -> bool:
+        """Records a consumed event id; False if it was applied before."""
+        return await mark_processed(self.session, processed_events, event_id)
+
+    async def enqueue_webhooks(self, job: Job, event: str, now: datetime) -> int:
+        """A pending delivery for each of the owner's webhooks subscribed to event."""
+        rows = await self.session.execute(
+            select(webhooks_table).where(webhooks_table.c.owner_id == job.owner_id)
+        )
+        count = 0
+        for webhook in (_webhook(row) for row in rows):
+            if not webhook.wants(event):
+                continue
+            delivery_id = new_id("dlv")
+            await self.session.execute(
+                insert(deliveries_table).values(
+                    delivery_id=delivery_id,
+                    webhook_id=webhook.webhook_id,
+                    job_id=job.job_id,
+                    event=event,
+                    payload=delivery_payload(delivery_id, event, now, job),
+                    status=DeliveryStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            count += 1
+        return count
+
+    async def routing_table(self) -> RoutingTable:
+        """All versions and routes."""
+        return await _routing_table(self.session)
+
+    async def insert_version(self, version: ModelVersion, now: datetime) -> None:
+        """Registers a version."""
+        await self.session.execute(
+            insert(versions_table).values(
+                name=version.name,
+                family=version.family,
+                encoder=version.encoder,
+                tile_size=version.tile_size,
+                config_json=version.config_json,
+                description=version.description,
+                created_at=now,
+            )
+        )
+
+    async def replace_route(self, route: ModelRoute) -> None:
+        """Sets an alias's targets, replacing the previous ones."""
+        await self.session.execute(delete(routes_table).where(routes_table.c.alias == route.alias))
+        await self.session.execute(
+            insert(routes_table),
+            [
+                {
+                    "alias": route.alias,
+                    "model_version": target.model_version,
+                    "weight": target.weight,
+                    "position": position,
+                }
+                for position, target in enumerate(route.targets)
+            ],
+        )
+
+    async def count_webhooks(self, owner_id: str) -> int:
+        """How many webhooks a user has."""
+        query = select(func.count()).where(webhooks_table.c.owner_id == owner_id)
+        return int((await self.session.execute(query)).scalar_one())
+
+    async def insert_webhook(self, webhook: Webhook) -> None:
+        """Adds a webhook."""
+        await self.session.execute(
+            insert(webhooks_table).values(
+                webhook_id=webhook.webhook_id,
+                owner_id=webhook.owner_id,
+                url=webhook.url,
+                secret=webhook.secret,
+                events=list(webhook.events),
+                created_at=webhook.created_at,
+            )
+        )
+
+
+async def _routing_table(session: AsyncSession) -> RoutingTable:
+    versions = {
+        row.name: _version(row)
+        for row in await session.execute(select(versions_table).order_by(versions_table.c.name))
+    }
+    grouped: dict[str, list[RouteTarget]] = {}
+    rows = await session.execute(
+        select(routes_table).order_by(routes_table.c.alias, routes_table.c.position)
+    )
+    for row in rows:
+        grouped.setdefault(row.alias, []).append(RouteTarget(row.model_version, row.weight))
+    routes = {alias: ModelRoute(alias, tuple(targets)) for alias, targets in grouped.items()}
+    return RoutingTable(versions=versions, routes=routes)
+
+
+class JobStore:
+    """The jobs service's database; each method is one short transaction."""
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+        self.sessions = session_factory(engine)
+
+    async def create_schema(self) -> None:
+        """Creates the tables that do not exist yet."""
+        await create_all(self.engine, metadata)
+
+    async def close(self) -> None:
+        """Closes the connection pool."""
+        await self.engine.dispose()
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[UnitOfWork]:
+        """A unit of work that commits on success and rolls back on any error."""
+        async with self.sessions.begin() as session:
+            yield UnitOfWork(session)
+
+    async def get_job(self, job_id: str) -> Job | None:
+        """A job by id, whoever owns it."""
+        async with self.sessions() as session:
+            row = (
+                await session.execute(select(jobs_table).where(jobs_table.c.job_id == job_id))
+            ).first()
+        return None if row is None else _job(row)
+
+    async def find_job_by_key(self, owner_id: str, key: str) -> Job | None:
+        """The owner's job created with an idempotency key, if any."""
+        query = select(jobs_table).where(
+            jobs_table.c.owner_id == owner_id, jobs_table.c.idempotency_key == key
+        )
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return None if row is None else _job(row)
+
+    async def create_job(
+        self, job: Job, event: OutgoingEvent, *, key_expired_before: datetime
+    ) -> bool:
+        """Stores a pending job and its JobCreated event together.
+
+        False when another request took the job's idempotency key first (the unique
+        constraint decides races); nothing is written then.
+        """
+        try:
+            async with self.transaction() as uow:
+                if job.idempotency_key:
+                    await uow.release_expired_key(
+                        job.owner_id, job.idempotency_key, key_expired_before
+                    )
+                await uow.insert_job(job)
+                await uow.add_event(event)
+        except Exception as exc:
+            if job.idempotency_key and is_unique_violation(exc):
+                return False
+            raise
+        return True
+
+    async def list_jobs(
+        self, owner_id: str, *, status: JobStatus | None, after: PageCursor | None, limit: int
+    ) -> list[Job]:
+        """The owner's jobs, newest first, after a cursor."""
+        table = jobs_table
+        query = select(table).where(table.c.owner_id == owner_id)
+        if status is not None:
+            query = query.where(table.c.status == status.value)
+        if after is not None:
+            query = query.where(
+                or_(
+                    table.c.created_at < after.created_at,
+                    and_(table.c.created_at == after.created_at, table.c.job_id < after.job_id),
+                )
+            )
+        query = query.order_by(table.c.created_at.desc(), table.c.job_id.desc()).limit(limit)
+        async with self.sessions() as session:
+            return [_job(row) for row in await session.execute(query)]
+
+    async def list_webhooks(self, owner_id: str) -> list[Webhook]:
+        """The owner's webhooks, oldest first."""
+        query = (
+            select(webhooks_table)
+            .where(webhooks_table.c.owner_id == owner_id)
+            .order_by(webhooks_table.c.created_at, webhooks_table.c.webhook_id)
+        )
+        async with self.sessions() as session:
+            return [_webhook(row) for row in await session.execute(query)]
+
+    async def delete_webhook(self, owner_id: str, webhook_id: str) -> bool:
+        """Deletes one of the owner's webhooks (and its pending deliveries)."""
+        async with self.transaction() as uow:
+            result = await uow.session.execute(
+                delete(webhooks_table).where(
+                    webhooks_table.c.webhook_id == webhook_id,
+                    webhooks_table.c.owner_id == owner_id,
+                )
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def routing_table(self) -> RoutingTable:
+        """All versions and routes, read in one go."""
+        async with self.sessions() as session:
+            return await _routing_table(session)
+
+    async def seed_models(
+        self, versions: Sequence[ModelVersion], routes: Sequence[ModelRoute], now: datetime
+    ) -> tuple[int, int]:
+        """Adds the versions and aliases that do not exist yet; never changes existing ones.
+
+        Returns how many versions and aliases were added. Replicas starting together are
+        safe: a unique violation means another one seeded first, and the retry adds nothing.
+        """
+        for attempt in range(2):
+            try:
+                async with self.transaction() as uow:
+                    table = await uow.routing_table()
+                    new_versions = [v for v in versions if v.name not in table.versions]
+                    for version in new_versions:
+                        await uow.insert_version(version, now)
+                    new_routes = [r for r in routes if r.alias not in table.routes]
+                    for route in new_routes:
+                        await uow.replace_route(route)
+                return len(new_versions), len(new_routes)
+            except Exception as exc:
+                if attempt or not is_unique_violation(exc):
+                    raise
+        raise AssertionError("unreachable")
+
+    async def claim_deliveries(
+        self, now: datetime, *, limit: int, lease: timedelta
+    ) -> list[DeliveryTask]:
+        """Due deliveries, leased for a while so no other replica sends them meanwhile."""
+        query = (
+            select(deliveries_table, webhooks_table.c.url, webhooks_table.c.secret)
+            .join(webhooks_table, webhooks_table.c.webhook_id == deliveries_table.c.webhook_id)
+            .where(
+                deliveries_table.c.status == DeliveryStatus.PENDING.value,
+                deliveries_table.c.next_attempt_at <= now,
+            )
+            .order_by(deliveries_table.c.next_attempt_at, deliveries_table.c.delivery_id)
+            .limit(limit)
+            .with_for_update(of=deliveries_table, skip_locked=True)
+        )
+        async with self.transaction() as uow:
+            rows = list(await uow.session.execute(query))
+            if rows:
+                await uow.session.execute(
+                    update(deliveries_table)
+                    .where(deliveries_table.c.delivery_id.in_([row.delivery_id for row in rows]))
+                    .values(next_attempt_at=now + lease)
+                )
+        return [DeliveryTask(_delivery(row), row.url, row.secret) for row in rows]
+
+    async def next_delivery_due(self) -> datetime | None:
+        """When the next pending delivery is due, if any."""
+        query = select(func.min(deliveries_table.c.next_attempt_at)).where(
+            deliveries_table.c.status == DeliveryStatus.PENDING.value
+        )
+        async with self.sessions() as session:
+            value: datetime | None = (await session.execute(query)).scalar_one()
+        return value
+
+    async def record_attempt(self, delivery_id: str, result: DeliveryUpdate, now: datetime) -> None:
+        """Writes down the outcome of one delivery attempt."""
+        async with self.transaction() as uow:
+            await uow.session.execute(
+                update(deliveries_table)
+                .where(deliveries_table.c.delivery_id == delivery_id)
+                .values(
+                    status=result.status.value,
+                    attempts=result.attempts,
+                    next_attempt_at=result.next_attempt_at,
+                    last_status_code=result.last_status_code,
+                    last_error=result.last_error,
+                    updated_at=now,
+                )
+            )
+
+    async def deliveries_for_job(self, job_id: str) -> list[Delivery]:
+        """A job's webhook deliveries, oldest first (for operators and tests)."""
+        query = (
+            select(deliveries_table)
+            .where(deliveries_table.c.job_id == job_id)
+            .order_by(deliveries_table.c.created_at, deliveries_table.c.delivery_id)
+        )
+        async with self.sessions() as session:
+            return [_delivery(row) for row in await session.execute(query)]

@@ -1,0 +1,75 @@
+"""Test helpers for the jobs service: storage as an in-memory ImageResolver, error checks."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import grpc
+import pytest
+from google.rpc import error_details_pb2, status_pb2
+
+from gouache.db import new_id
+from gouache.runtime.errors import FailedPrecondition, NotFound
+
+PUBLIC = "http://127.0.0.1:8080/v1/files"
+
+
+@dataclass
+class InMemoryImages:
+    """Storage's ResolveImageUrl and SignDownload rules over a dict: owner, curated, pending."""
+
+    images: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    pending: set[str] = field(default_factory=set)
+    resolved: list[tuple[str, str]] = field(default_factory=list)
+
+    def add(self, owner: str | None, *, pending: bool = False) -> str:
+        """A new image of owner (None: curated, usable by all); returns its file URL."""
+        image_id = new_id("img")
+        url = f"{PUBLIC}/{image_id}"
+        self.images[url] = (image_id, owner)
+        if pending:
+            self.pending.add(url)
+        return url
+
+    async def resolve_image(self, url: str, owner_id: str) -> str:
+        self.resolved.append((url, owner_id))
+        found = self.images.get(url)
+        if found is None or found[1] not in (None, owner_id):
+            raise NotFound(f"image {url.rsplit('/', 1)[-1]} not found")
+        if url in self.pending:
+            raise FailedPrecondition(
+                f"upload {found[0]} has not finished: PUT the image to its upload_url first"
+            )
+        return found[0]
+
+    async def sign_download(self, image_id: str, ttl_s: int) -> str:
+        return f"{PUBLIC}/{image_id}?expires={ttl_s}&sig=test"
+
+
+def error_field(error: grpc.aio.AioRpcError) -> str | None:
+    """The field named in an error's ErrorInfo metadata."""
+    raw = dict(error.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if raw is None:
+        return None
+    status = status_pb2.Status.FromString(raw)
+    info = error_details_pb2.ErrorInfo()
+    status.details[0].Unpack(info)
+    field_name: str | None = info.metadata.get("field")
+    return field_name
+
+
+async def expect_error(
+    call: Any, code: grpc.StatusCode, *, field: str | None = None, contains: Sequence[str] = ()
+) -> grpc.aio.AioRpcError:
+    """Awaits call and checks the status it fails with."""
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await call
+    error = caught.value
+    assert error.code() == code, error.details()
+    if field is not None:
+        assert error_field(error) == field
+    for text in contains:
+        assert text in (error.details() or ""), error.details()
+    return error
