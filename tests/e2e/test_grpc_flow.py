@@ -77,11 +77,9 @@ async def test_grpc_upload_create_watch_download(mesh: Mesh) -> None:
         assert statuses[0] in ("pending", "running")
         assert statuses[-1] == "succeeded", statuses
 
-        final = (
-            await jobs.GetJob(
-                jobs_pb2.GetJobRequest(job_id=created.job_id), metadata=auth, timeout=10
-            )
-        ).job
+        final = await jobs.GetJob(
+            jobs_pb2.GetJobRequest(job_id=created.job_id), metadata=auth, timeout=10
+        )
         chunks = [
             part
             async for part in storage.DownloadImage(

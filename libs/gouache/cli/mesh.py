@@ -255,7 +255,9 @@ class Mesh:
         from services.auth.bootstrap import bootstrap_admin, ensure_service_account
         from services.auth.settings import AuthSettings
 
-        settings = AuthSettings(**_settings_kwargs(self._service_env("auth"), "GOUACHE_AUTH_"))
+        settings = AuthSettings.model_validate(
+            _settings_kwargs(self._service_env("auth"), "GOUACHE_AUTH_")
+        )
 
         async def run() -> tuple[str, dict[str, str]]:
             admin = await bootstrap_admin(settings, self.config.admin_email)
@@ -283,8 +285,8 @@ class Mesh:
         from services.storage.catalog import import_styles
         from services.storage.settings import StorageSettings
 
-        settings = StorageSettings(
-            **_settings_kwargs(self._service_env("storage"), "GOUACHE_STORAGE_")
+        settings = StorageSettings.model_validate(
+            _settings_kwargs(self._service_env("storage"), "GOUACHE_STORAGE_")
         )
         asyncio.run(import_styles(settings, self.config.styles_dir))
 
@@ -300,7 +302,9 @@ class Mesh:
             storage_http=Upstream("127.0.0.1", ports.storage_http),
         )
         envoy = EnvoyProcess(
-            edge, self.config.state_dir / "envoy.json", output=self.config.state_dir / "logs" / "envoy.log"
+            edge,
+            self.config.state_dir / "envoy.json",
+            output=self.config.state_dir / "logs" / "envoy.log",
         )
         component = Component(name="envoy", address=self.config.public_url, envoy=envoy)
         self.components.append(component)

@@ -1,0 +1,1 @@
+"""Style-transfer engine: encoders, losses, style families and the model registry."""

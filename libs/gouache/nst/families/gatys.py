@@ -1,0 +1,378 @@
+"""Gatys transfer: optimise the pixels until their Lite0 Gram statistics match the style.
+
+MEASUREMENTS_PLACEHOLDER
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field, fields
+from types import MappingProxyType
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
+from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.encoders.lite0 import LITE0_TAPS, Lite0Encoder
+from gouache.nst.losses import content_loss, gram, style_loss, tv_loss
+from gouache.runtime.errors import InvalidArgument
+
+FloatImage = npt.NDArray[np.float32]
+GramTargets = Mapping[str, Tensor]
+
+# The deterministic-algorithms switch is process-wide, so calls that flip it take turns.
+_DETERMINISM_LOCK = threading.Lock()
+
+
+def _default_style_taps() -> Mapping[str, float]:
+    return {"b1": 1.0, "b3": 1.0, "b5": 1.0, "b8": 1.0, "b11": 1.0}
+
+
+@dataclass(frozen=True)
+class GatysConfig:
+    """Everything that shapes a Gatys result; the defaults are the measured ones above.
+
+    style_taps: Lite0 taps whose Gram matrices define the style, with their weights.
+    content_tap: the tap whose activations must stay close to the content's.
+    style_weight, content_weight: balance of the two (both losses are relative errors).
+    tv_weight: total-variation weight when a request does not set one.
+    steps: Adam steps at the first (or only) resolution.
+    refine_steps: Adam steps at full resolution after a coarse pass.
+    learning_rate: Adam step size, in pixel units of a [0, 1] image.
+    max_side: largest long side optimised; larger contents are stylized at this size and
+        resized back, bounding time and memory (the tiler keeps tiles below it anyway).
+    coarse_to_fine_threshold: above this long side, optimise at half size first, then
+        upsample and refine; large images get coarse structure cheaply.
+    init_noise: amplitude of the seeded uniform noise added to the starting content.
+    style_cache_size: how many (style, size) Gram sets the LRU cache keeps.
+    """
+
+    style_taps: Mapping[str, float] = field(default_factory=_default_style_taps)
+    content_tap: str = "b8"
+    style_weight: float = 10.0
+    content_weight: float = 1.0
+    tv_weight: float = 30.0
+    steps: int = 200
+    refine_steps: int = 50
+    learning_rate: float = 0.02
+    max_side: int = 1024
+    coarse_to_fine_threshold: int = 384
+    init_noise: float = 0.1
+    style_cache_size: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "style_taps", MappingProxyType(dict(self.style_taps)))
+        unknown = set(self.style_taps).union([self.content_tap]).difference(LITE0_TAPS)
+        if unknown:
+            raise ValueError(f"unknown taps {sorted(unknown)}; known: {', '.join(LITE0_TAPS)}")
+        if not self.style_taps or any(w <= 0.0 for w in self.style_taps.values()):
+            raise ValueError("style_taps needs at least one tap, each with a positive weight")
+        if self.steps < 1 or self.refine_steps < 0:
+            raise ValueError("steps must be at least 1 and refine_steps at least 0")
+        if self.max_side < 16 or self.coarse_to_fine_threshold < 16:
+            raise ValueError("max_side and coarse_to_fine_threshold must be at least 16 pixels")
+        if self.style_cache_size < 1:
+            raise ValueError("style_cache_size must be at least 1")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> GatysConfig:
+        """Builds a config from a registry entry's `config`, refusing unknown keys."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values).difference(known)
+        if unknown:
+            raise ValueError(f"unknown GatysConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+@dataclass(frozen=True)
+class _Style:
+    """One style image as float RGB, with the identity its Gram matrices are cached under."""
+
+    pixels: FloatImage
+    key: tuple[object, ...]
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What one request asks for, resolved: styles, normalised mix, strength and weights."""
+
+    styles: tuple[_Style, ...]
+    mix: tuple[float, ...]
+    alpha: float
+    tv_weight: float
+    seed: int
+
+
+class GatysFamily:
+    """Stylizes by optimising pixels (Gatys et al., 2016) against a frozen Lite0 encoder.
+
+    Style strength `alpha` interpolates the Gram *targets* between the content's own
+    Gram matrices and the styles' mix, and scales the TV weight with it. Blending pixels
+    instead would ghost two images over each other; interpolating the statistics gives a
+    genuinely weaker style. At alpha=0 the content is already the optimum, so it is
+    returned exactly, without optimising.
+    """
+
+    name = "gatys"
+
+    def __init__(
+        self, config: GatysConfig, encoder: Lite0Encoder, *, device: str | torch.device = "cpu"
+    ) -> None:
+        self.config = config
+        self._encoder = encoder
+        self._device = torch.device(device)
+        self._cache: OrderedDict[tuple[object, ...], GramTargets] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def stylize(
+        self,
+        content: RGBImage,
+        styles: Sequence[RGBImage],
+        weights: Sequence[float],
+        controls: StylizeControls,
+        *,
+        style_keys: Sequence[str] | None = None,
+    ) -> RGBImage:
+        """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB.
+
+        `style_keys` (one stable id per style, e.g. the sha256 of its bytes) lets tiles of
+        one image reuse the styles' Gram matrices instead of recomputing them.
+        """
+        mix = validate_request(content, styles, weights)
+        if style_keys is not None and len(style_keys) != len(styles):
+            raise InvalidArgument(
+                f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
+            )
+        if controls.alpha == 0.0:
+            return content.copy()
+        content_f = to_float32(content)
+        plan = _Plan(
+            styles=_prepare_styles(styles, style_keys, content_f if controls.histogram_match else None),
+            mix=mix,
+            alpha=controls.alpha,
+            tv_weight=self.config.tv_weight if controls.tv_weight is None else controls.tv_weight,
+            seed=controls.seed,
+        )
+        with _deterministic():
+            result = self._optimise(_to_tensor(content_f, self._device), plan)
+        stylized = _to_numpy(result)
+        if controls.luminance_only:
+            stylized = luminance_transfer(stylized, content_f)
+        return to_uint8(stylized)
+
+    def cached_styles(self) -> int:
+        """How many (style, size) Gram sets are cached now; at most `style_cache_size`."""
+        with self._cache_lock:
+            return len(self._cache)
+
+    def _optimise(self, content: Tensor, plan: _Plan) -> Tensor:
+        """Runs the resolution pyramid and returns pixels at the content's size."""
+        working = _resize_long_side(content, min(_long_side(content), self.config.max_side))
+        if _long_side(working) > self.config.coarse_to_fine_threshold:
+            coarse = _resize_long_side(working, _long_side(working) // 2)
+            start = self._optimise_level(coarse, _seeded_start(coarse, plan.seed, self.config),
+                                         plan, self.config.steps)
+            start = _resize_to(start, working)
+            result = self._optimise_level(working, start, plan, self.config.refine_steps)
+        else:
+            start = _seeded_start(working, plan.seed, self.config)
+            result = self._optimise_level(working, start, plan, self.config.steps)
+        return _resize_to(result, content)
+
+    def _optimise_level(self, content: Tensor, start: Tensor, plan: _Plan, steps: int) -> Tensor:
+        """Optimises at one resolution; targets come from `content` and styles at its size."""
+        taps = list(self.config.style_taps)
+        with torch.no_grad():
+            content_features = self._encoder.forward_features(
+                content, [*taps, self.config.content_tap]
+            )
+        side = _long_side(content)
+        style_grams = [self._style_grams(style, side) for style in plan.styles]
+        targets = {
+            tap: (1.0 - plan.alpha) * gram(content_features[tap])
+            + plan.alpha * _weighted_sum([g[tap] for g in style_grams], plan.mix)
+            for tap in taps
+        }
+        objective = _Objective(
+            encoder=self._encoder,
+            style_targets=targets,
+            tap_weights=self.config.style_taps,
+            content_tap=self.config.content_tap,
+            content_target=content_features[self.config.content_tap],
+            style_weight=self.config.style_weight,
+            content_weight=self.config.content_weight,
+            tv_weight=plan.tv_weight * plan.alpha,
+        )
+        return _adam(objective, start, steps, self.config.learning_rate)
+
+    def _style_grams(self, style: _Style, side: int) -> GramTargets:
+        """Gram matrices of one style resized to long side `side`, through the LRU cache."""
+        key = (*style.key, side)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        image = _resize_long_side(_to_tensor(style.pixels, self._device), side)
+        with torch.no_grad():
+            features = self._encoder.forward_features(image, list(self.config.style_taps))
+        grams = MappingProxyType({tap: gram(value) for tap, value in features.items()})
+        with self._cache_lock:
+            self._cache[key] = grams
+            while len(self._cache) > self.config.style_cache_size:
+                self._cache.popitem(last=False)
+        return grams
+
+
+@dataclass(frozen=True)
+class _Objective:
+    """The Gatys loss at one resolution, each term made relative to its target's size.
+
+    Dividing each tap's squared Gram error by the mean square of its target (and the
+    content error by that of the content activations) makes the terms unitless, so the
+    tap weights and the style/content balance mean the same at every tap and image size.
+    """
+
+    encoder: Lite0Encoder
+    style_targets: GramTargets
+    tap_weights: Mapping[str, float]
+    content_tap: str
+    content_target: Tensor
+    style_weight: float
+    content_weight: float
+    tv_weight: float
+
+    def __call__(self, image: Tensor) -> Tensor:
+        features = self.encoder.forward_features(image, [*self.tap_weights, self.content_tap])
+        relative = {
+            tap: weight / _mean_square(self.style_targets[tap])
+            for tap, weight in self.tap_weights.items()
+        }
+        style = style_loss(features, self.style_targets, relative)
+        content = content_loss(features[self.content_tap], self.content_target)
+        return (
+            self.style_weight * style
+            + self.content_weight * content / _mean_square(self.content_target)
+            + self.tv_weight * tv_loss(image)
+        )
+
+
+def _adam(objective: _Objective, start: Tensor, steps: int, learning_rate: float) -> Tensor:
+    """Minimises `objective` over the pixels with Adam, keeping them inside [0, 1]."""
+    pixels = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
+    optimiser = torch.optim.Adam([pixels], lr=learning_rate)
+    for _ in range(steps):
+        optimiser.zero_grad(set_to_none=True)
+        objective(pixels).backward()
+        optimiser.step()
+        with torch.no_grad():
+            pixels.clamp_(0.0, 1.0)
+    return pixels.detach()
+
+
+def _seeded_start(content: Tensor, seed: int, config: GatysConfig) -> Tensor:
+    """The content plus uniform noise from a private generator seeded with `seed`.
+
+    The generator is private so no global random state is read or changed, and lives on
+    the CPU so a seed gives the same noise on every device.
+    """
+    if config.init_noise == 0.0:
+        return content
+    generator = torch.Generator().manual_seed(seed)
+    noise = torch.rand(content.shape, generator=generator).to(content.device) * 2.0 - 1.0
+    return (content + config.init_noise * noise).clamp(0.0, 1.0)
+
+
+def _prepare_styles(
+    styles: Sequence[RGBImage],
+    style_keys: Sequence[str] | None,
+    histogram_reference: FloatImage | None,
+) -> tuple[_Style, ...]:
+    """Converts styles to float, recolours them if asked, and gives each a cache key.
+
+    Without a caller's key, a style is identified by a digest of its pixels. A
+    histogram-matched style depends on the content it was matched to, so a digest of
+    that content joins the key: reusing another image's recolouring would be wrong.
+    """
+    reference = None if histogram_reference is None else _digest(histogram_reference)
+    prepared = []
+    for index, style in enumerate(styles):
+        pixels = to_float32(style)
+        if histogram_reference is not None:
+            pixels = match_histogram(source=pixels, reference=histogram_reference)
+        identity = _digest(style) if style_keys is None else style_keys[index]
+        prepared.append(_Style(pixels=pixels, key=(identity, reference)))
+    return tuple(prepared)
+
+
+@contextmanager
+def _deterministic() -> Iterator[None]:
+    """Insists on deterministic kernels for one call, then restores the previous setting.
+
+    On CPU our kernels are deterministic anyway; on CUDA this also pins cuDNN and needs
+    CUBLAS_WORKSPACE_CONFIG=:4096:8 in the environment (torch raises a clear error if
+    it is missing). The thread count is left alone: it is part of "the same runtime".
+    """
+    with _DETERMINISM_LOCK:
+        previous = torch.are_deterministic_algorithms_enabled()
+        torch.use_deterministic_algorithms(True)
+        try:
+            yield
+        finally:
+            torch.use_deterministic_algorithms(previous)
+
+
+def _weighted_sum(values: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
+    total = values[0] * weights[0]
+    for value, weight in zip(values[1:], weights[1:], strict=True):
+        total = total + value * weight
+    return total
+
+
+def _mean_square(value: Tensor) -> Tensor:
+    return torch.mean(value**2).clamp_min(1e-12).detach()
+
+
+def _to_tensor(image: FloatImage, device: torch.device) -> Tensor:
+    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous().to(
+        device
+    )
+
+
+def _to_numpy(image: Tensor) -> FloatImage:
+    array: FloatImage = image[0].permute(1, 2, 0).cpu().numpy()
+    return array
+
+
+def _long_side(image: Tensor) -> int:
+    return max(int(image.shape[-2]), int(image.shape[-1]))
+
+
+def _resize_long_side(image: Tensor, side: int) -> Tensor:
+    """Resizes NCHW so its long side is `side`, keeping the aspect ratio (antialiased)."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if size == (height, width):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _resize_to(image: Tensor, like: Tensor) -> Tensor:
+    if image.shape[-2:] == like.shape[-2:]:
+        return image
+    return F.interpolate(image, size=like.shape[-2:], mode="bilinear", align_corners=False)
+
+
+def _digest(image: npt.NDArray[np.generic]) -> str:
+    digest = hashlib.sha256(str((image.shape, image.dtype.str)).encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()

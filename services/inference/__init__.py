@@ -1,0 +1,1 @@
+"""The inference service: runs loaded style-transfer model versions for tiling."""

@@ -1,0 +1,341 @@
+"""Loaded model versions and the rules of one stylization request: validate, queue, compute."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import math
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from gouache.imaging.codec import from_rgb_bytes
+from gouache.imaging.errors import ImageRejected
+from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    ResourceExhausted,
+    Unavailable,
+)
+
+logger = logging.getLogger(__name__)
+
+MIN_STYLES = 1
+MAX_STYLES = 4
+MAX_BATCH_TILES = 64
+
+
+FamilyBuilder = Callable[[str, str], StyleFamily]
+"""Builds the family of a model version on a device: (model_version, device) -> family."""
+
+
+@dataclass(frozen=True)
+class RawImage:
+    """Raw RGB pixels as they arrive on the wire, not yet checked."""
+
+    width: int
+    height: int
+    pixels: bytes
+
+
+@dataclass(frozen=True)
+class RawStyle:
+    """A style image and the stable key its statistics are cached under (may be empty)."""
+
+    key: str
+    image: RawImage
+
+
+@dataclass(frozen=True)
+class Params:
+    """The request's stylization controls; None means the model version's default."""
+
+    alpha: float | None = None
+    tv_weight: float | None = None
+    luminance_only: bool = False
+    histogram_match: bool = False
+    seed: int | None = None
+    weights: tuple[float, ...] = ()
+
+
+@dataclass(frozen=True)
+class StylizeTask:
+    """One request: images (a content, or the tiles of one content) in the same styles."""
+
+    model_version: str
+    images: tuple[RawImage, ...]
+    styles: tuple[RawStyle, ...]
+    params: Params
+    # Whether the images are a batch of tiles ("tiles[i]" in errors) or one "content".
+    tiled: bool = False
+
+
+@dataclass(frozen=True)
+class StylizeResult:
+    """Stylized images in request order, and the time spent computing them."""
+
+    images: list[RGBImage]
+    model_version: str
+    compute_ms: int
+
+
+@dataclass
+class LoadedModel:
+    """A model version held by this server; `ready` once its warm-up stylization ran."""
+
+    version: str
+    family: str
+    device: str
+    ready: bool = False
+    instance: StyleFamily | None = field(default=None, repr=False)
+
+
+@dataclass(frozen=True)
+class _Prepared:
+    images: list[RGBImage]
+    styles: list[RGBImage]
+    style_keys: list[str]
+    weights: tuple[float, ...]
+    controls: StylizeControls
+
+
+class ModelHost:
+    """Loads model versions, warms them up, and runs stylizations one semaphore slot each.
+
+    Torch work runs in a worker thread so the event loop keeps answering health checks
+    and queued calls while a stylization computes.
+    """
+
+    def __init__(
+        self,
+        versions: Sequence[str],
+        *,
+        device: str,
+        builder: FamilyBuilder,
+        max_concurrency: int = 1,
+        max_pixels: int = 2048 * 2048,
+        warmup_side: int = 32,
+    ) -> None:
+        if not versions:
+            raise ValueError("the inference service needs at least one model version to load")
+        self._versions = list(versions)
+        self._device = device
+        self._builder = builder
+        self._slots = asyncio.Semaphore(max_concurrency)
+        self._max_pixels = max_pixels
+        self._warmup_side = warmup_side
+        self._models: dict[str, LoadedModel] = {}
+
+    @property
+    def device(self) -> str:
+        """The device every model version runs on."""
+        return self._device
+
+    def models(self) -> list[LoadedModel]:
+        """The configured versions in configuration order, loaded or still loading."""
+        return [self._models[v] for v in self._versions if v in self._models]
+
+    async def load_all(self) -> None:
+        """Builds every configured version and warms each up; raises if any cannot load."""
+        for version in self._versions:
+            started = time.perf_counter()
+            instance = await asyncio.to_thread(self._builder, version, self._device)
+            model = LoadedModel(
+                version=version, family=instance.name, device=self._device, instance=instance
+            )
+            self._models[version] = model
+            await self._warm_up(model, instance)
+            model.ready = True
+            logger.info(
+                "model version ready",
+                extra={
+                    "model_version": version,
+                    "family": instance.name,
+                    "device": self._device,
+                    "load_ms": round((time.perf_counter() - started) * 1000),
+                },
+            )
+
+    async def _warm_up(self, model: LoadedModel, instance: StyleFamily) -> None:
+        content, style = warmup_images(self._warmup_side)
+        _, seconds = await self._compute(
+            instance, content, [style], (1.0,), StylizeControls(), style_keys=None
+        )
+        logger.info(
+            "warm-up stylization done",
+            extra={"model_version": model.version, "warmup_ms": round(seconds * 1000)},
+        )
+
+    async def stylize(self, task: StylizeTask) -> StylizeResult:
+        """Validates a task, then stylizes its images in order with the same styles."""
+        model = self._model_for(task.model_version)
+        prepared = self._prepare(task)
+        instance = model.instance
+        if instance is None:  # a ready model always has its instance
+            raise Unavailable(f"model version {model.version} is not loaded yet; retry shortly")
+        outputs: list[RGBImage] = []
+        compute_s = 0.0
+        for image in prepared.images:
+            output, seconds = await self._compute(
+                instance,
+                image,
+                prepared.styles,
+                prepared.weights,
+                prepared.controls,
+                style_keys=prepared.style_keys,
+            )
+            outputs.append(output)
+            compute_s += seconds
+        return StylizeResult(
+            images=outputs, model_version=model.version, compute_ms=round(compute_s * 1000)
+        )
+
+    async def _compute(
+        self,
+        instance: StyleFamily,
+        content: RGBImage,
+        styles: Sequence[RGBImage],
+        weights: Sequence[float],
+        controls: StylizeControls,
+        *,
+        style_keys: Sequence[str] | None,
+    ) -> tuple[RGBImage, float]:
+        """One stylization in a worker thread, in a concurrency slot; (output, seconds).
+
+        A thread cannot be stopped, so when the caller goes away (deadline, cancel) the
+        slot stays taken until the thread is done: the next stylization never overlaps
+        an abandoned one.
+        """
+
+        async def in_slot() -> tuple[RGBImage, float]:
+            async with self._slots:
+                started = time.perf_counter()
+                output = await asyncio.to_thread(
+                    instance.stylize, content, styles, weights, controls, style_keys=style_keys
+                )
+                return output, time.perf_counter() - started
+
+        return await asyncio.shield(asyncio.ensure_future(in_slot()))
+
+    def _model_for(self, version: str) -> LoadedModel:
+        if not version:
+            raise InvalidArgument(
+                "model_version is required; pick one of: " + ", ".join(self._versions),
+                field="model_version",
+            )
+        model = self._models.get(version)
+        if model is None:
+            raise FailedPrecondition(
+                f"model version {version} is not loaded here; loaded: " + ", ".join(self._versions),
+                reason="model_not_loaded",
+            )
+        if not model.ready:
+            raise Unavailable(f"model version {version} is still warming up; retry shortly")
+        return model
+
+    def _prepare(self, task: StylizeTask) -> _Prepared:
+        if not task.images:
+            raise InvalidArgument(
+                "send at least one image to stylize", field="tiles" if task.tiled else "content"
+            )
+        if len(task.images) > MAX_BATCH_TILES:
+            raise InvalidArgument(
+                f"a batch holds at most {MAX_BATCH_TILES} tiles, got {len(task.images)}; "
+                "split it into several calls",
+                field="tiles",
+            )
+        count = len(task.styles)
+        if not MIN_STYLES <= count <= MAX_STYLES:
+            raise InvalidArgument(
+                f"send between {MIN_STYLES} and {MAX_STYLES} style images, got {count}",
+                field="styles",
+            )
+        images = [
+            self._pixels(raw, f"tiles[{index}]" if task.tiled else "content")
+            for index, raw in enumerate(task.images)
+        ]
+        styles = [
+            self._pixels(style.image, f"styles[{index}].image")
+            for index, style in enumerate(task.styles)
+        ]
+        keys = [
+            style.key or hashlib.sha256(style.image.pixels).hexdigest() for style in task.styles
+        ]
+        params = task.params
+        controls = StylizeControls(
+            alpha=1.0 if params.alpha is None else params.alpha,
+            tv_weight=params.tv_weight,
+            luminance_only=params.luminance_only,
+            histogram_match=params.histogram_match,
+            seed=0 if params.seed is None else params.seed,
+        )
+        return _Prepared(
+            images=images,
+            styles=styles,
+            style_keys=keys,
+            weights=style_weights(params.weights, count),
+            controls=controls,
+        )
+
+    def _pixels(self, raw: RawImage, field: str) -> RGBImage:
+        try:
+            pixels = from_rgb_bytes(raw.width, raw.height, raw.pixels)
+        except ImageRejected as exc:
+            raise InvalidArgument(
+                f"{field}: {exc.message}", field=field, reason=exc.reason
+            ) from exc
+        if raw.width * raw.height > self._max_pixels:
+            raise ResourceExhausted(
+                f"{field} is {raw.width}x{raw.height} ({raw.width * raw.height} pixels); this "
+                f"server takes at most {self._max_pixels} pixels per image: send smaller tiles",
+                reason="image_too_large",
+            )
+        return pixels
+
+
+def style_weights(weights: Sequence[float], count: int) -> tuple[float, ...]:
+    """The interpolation weights: equal when none are given, else checked one per style."""
+    if not weights:
+        return tuple(1.0 for _ in range(count))
+    if len(weights) != count:
+        raise InvalidArgument(
+            f"got {len(weights)} weights for {count} styles; send one weight per style",
+            field="params.weights",
+        )
+    if any(not math.isfinite(w) or w < 0.0 for w in weights) or sum(weights) <= 0.0:
+        raise InvalidArgument(
+            "style weights must be finite, non-negative and sum to a positive number",
+            field="params.weights",
+        )
+    return tuple(float(w) for w in weights)
+
+
+def resolve_device(requested: str, *, cuda_available: bool) -> str:
+    """The device to run on: cuda only when asked for and present, else cpu."""
+    if requested == "cuda" and not cuda_available:
+        logger.warning("device cuda was asked for but no GPU is visible; running on cpu")
+        return "cpu"
+    return requested
+
+
+def warmup_images(side: int) -> tuple[RGBImage, RGBImage]:
+    """A smooth gradient content and a striped style, generated, of side x side pixels."""
+    ramp = np.linspace(0, 255, side, dtype=np.float32)
+    content = np.stack(
+        [np.tile(ramp, (side, 1)), np.tile(ramp[:, None], (1, side)), np.full((side, side), 128.0)],
+        axis=-1,
+    ).astype(np.uint8)
+    stripes = (np.arange(side) // 4 % 2 * 255).astype(np.uint8)
+    style = np.stack(
+        [
+            np.tile(stripes, (side, 1)),
+            np.tile(stripes[:, None], (1, side)),
+            255 - np.tile(stripes, (side, 1)),
+        ],
+        axis=-1,
+    ).astype(np.uint8)
+    return content, style

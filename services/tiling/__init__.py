@@ -1,0 +1,1 @@
+"""The tiling worker: executes created jobs by tiling, calling inference and storing results."""

@@ -1,0 +1,84 @@
+"""Model registry: every registered model builds and stylizes; names are unique and helpful."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from gouache.nst import registry
+from gouache.nst.base import StylizeControls
+from gouache.nst.families.gatys import GatysConfig
+from gouache.nst.registry import DEFAULT, ModelRegistry, ModelSpec
+
+ALL = registry.all_models()
+
+
+def _spec(**overrides: object) -> ModelSpec:
+    values: dict[str, object] = {
+        "name": "gatys.test",
+        "family": "gatys",
+        "encoder": "lite0",
+        "tile_size": 128,
+        "description": "a test entry",
+        "config": {"steps": 2},
+    }
+    values.update(overrides)
+    return ModelSpec(**values)  # type: ignore[arg-type]
+
+
+def test_the_default_and_the_fast_model_are_registered() -> None:
+    names = {spec.name for spec in ALL}
+    assert {DEFAULT, "gatys.lite0-fast"} <= names
+    assert registry.get(DEFAULT).tile_size == 512
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
+def test_every_model_builds_and_stylizes(spec: ModelSpec) -> None:
+    family = registry.build_family(spec.name)
+    assert family.name == spec.family
+    content = np.random.default_rng(0).integers(0, 256, (37, 29, 3), dtype=np.uint8)
+    style = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
+    out = family.stylize(content, [style], [1.0], StylizeControls())
+    assert out.shape == content.shape
+    assert out.dtype == np.uint8
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
+def test_every_config_is_a_valid_family_config(spec: ModelSpec) -> None:
+    config = GatysConfig.from_mapping(spec.config)
+    assert config.max_side >= spec.tile_size
+
+
+@pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
+def test_specs_are_immutable(spec: ModelSpec) -> None:
+    with pytest.raises(TypeError):
+        spec.config["steps"] = 1  # type: ignore[index]
+
+
+def test_duplicate_names_are_refused() -> None:
+    models = ModelRegistry()
+    models.register(_spec())
+    with pytest.raises(ValueError, match="already registered"):
+        models.register(_spec(description="another"))
+
+
+def test_unknown_name_lists_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="gatys.lite0-fast"):
+        registry.get("adain.nope")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"family": "dreams"}, "unknown family"),
+        ({"encoder": "vgg99"}, "unknown encoder"),
+        ({"tile_size": 0}, "tile_size"),
+        ({"config": {"stepz": 3}}, "unknown GatysConfig keys"),
+        ({"config": {"content_tap": "b42"}}, "unknown taps"),
+    ],
+)
+def test_broken_specs_are_refused_at_registration(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelRegistry().register(_spec(**overrides))
