@@ -9,13 +9,18 @@ import pytest
 
 from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
 from gouache.client import GouacheClient
+from tests.e2e.images import small
 
 
 @pytest.fixture(scope="session")
 def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     state: Path = tmp_path_factory.mktemp("mesh")
+    styles = tmp_path_factory.mktemp("styles")
+    for name in ("rocket", "coffee"):
+        (styles / f"{name}.png").write_bytes(small(name, 64))
     config = MeshConfig(
         state_dir=state,
+        styles_dir=styles,
         ports=MeshPorts.ephemeral(),
         models="gatys.lite0-fast",
         extra_env={"GOUACHE_TILING_ACK_WAIT_S": "5"},

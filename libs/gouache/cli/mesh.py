@@ -51,6 +51,11 @@ class MeshPorts:
         }
     )
 
+    # Prometheus /metrics per service.
+    metrics: dict[str, int] = field(
+        default_factory=lambda: {name: 9101 + i for i, name in enumerate(SERVICES)}
+    )
+
     @classmethod
     def ephemeral(cls) -> MeshPorts:
         return cls(
@@ -59,6 +64,7 @@ class MeshPorts:
             envoy_admin=free_port(),
             storage_http=free_port(),
             grpc={name: free_port() for name in SERVICES},
+            metrics={name: free_port() for name in SERVICES},
         )
 
 
@@ -209,6 +215,7 @@ class Mesh:
         prefix = f"GOUACHE_{name.upper()}_"
         env = {
             "PORT": str(ports.grpc[name]),
+            "METRICS_PORT": str(ports.metrics[name]),
             "DATABASE_URL": f"sqlite+aiosqlite:///{state / (name + '.db')}",
             "NATS_URL": f"nats://127.0.0.1:{ports.nats}",
             "AUTH_ADDR": f"127.0.0.1:{ports.grpc['auth']}",
