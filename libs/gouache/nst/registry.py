@@ -119,6 +119,24 @@ def build_family(name: str, *, device: str = "cpu") -> StyleFamily:
     return _FAMILIES[spec.family](spec, encoder, target)
 
 
+# Pinned rather than inherited from GatysConfig, so tuning its defaults later cannot
+# change what an existing model version paints.
+_LITE0_V1: Mapping[str, object] = {
+    "style_taps": {"b1": 1.0, "b3": 1.0, "b5": 1.0, "b8": 1.0, "b11": 1.0},
+    "content_tap": "b8",
+    "style_weight": 10.0,
+    "content_weight": 1.0,
+    "tv_weight": 30.0,
+    "steps": 200,
+    "refine_steps": 100,
+    "learning_rate": 0.02,
+    "max_side": 1024,
+    "coarse_to_fine_threshold": 512,
+    "init_noise": 0.1,
+    "style_cache_size": 32,
+}
+
+
 register(
     ModelSpec(
         name=DEFAULT,
@@ -127,7 +145,7 @@ register(
         tile_size=512,
         description="Gatys optimisation over EfficientNet-Lite0 Gram statistics; "
         "production defaults (highest fidelity, slowest)",
-        config={},
+        config=_LITE0_V1,
     )
 )
 register(
@@ -138,6 +156,6 @@ register(
         tile_size=256,
         description="Gatys with few steps at a capped size: a visibly stylized 256 px "
         "image in seconds on two CPU cores; for tests and the CPU demo",
-        config={"steps": 40, "refine_steps": 10, "max_side": 256},
+        config={**_LITE0_V1, "steps": 40, "max_side": 256},
     )
 )

@@ -8,7 +8,6 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from skimage import data, transform
 
 from gouache.nst.encoders import (
     LITE0_IMAGENET,
@@ -17,6 +16,7 @@ from gouache.nst.encoders import (
     WeightsIntegrityError,
     load_lite0,
 )
+from tests.unit.nst.images import resized, sample
 
 # ImageNet classes 281-285 are the domestic cats (tabby, tiger cat, Persian, Siamese, Egyptian).
 _CAT_CLASSES = range(281, 286)
@@ -24,8 +24,8 @@ _ESPRESSO = 967
 
 
 def _as_batch(image: np.ndarray, size: tuple[int, int]) -> torch.Tensor:
-    resized = transform.resize(image, size, anti_aliasing=True).astype(np.float32)
-    return torch.from_numpy(resized).permute(2, 0, 1)[None]
+    pixels = resized(image, *size).astype(np.float32) / 255.0
+    return torch.from_numpy(pixels).permute(2, 0, 1)[None]
 
 
 def _top1(encoder: Lite0Encoder, image: np.ndarray) -> int:
@@ -34,11 +34,11 @@ def _top1(encoder: Lite0Encoder, image: np.ndarray) -> int:
 
 
 def test_chelsea_is_a_cat(encoder: Lite0Encoder) -> None:
-    assert _top1(encoder, data.chelsea()) in _CAT_CLASSES
+    assert _top1(encoder, sample("chelsea")) in _CAT_CLASSES
 
 
 def test_coffee_is_espresso(encoder: Lite0Encoder) -> None:
-    assert _top1(encoder, data.coffee()) == _ESPRESSO
+    assert _top1(encoder, sample("coffee")) == _ESPRESSO
 
 
 def test_encoder_is_frozen_and_in_eval_mode(encoder: Lite0Encoder) -> None:
@@ -60,7 +60,7 @@ def test_symmetric_padding_gives_ceil_sizes_on_odd_inputs(
 
 def test_odd_sized_input_still_classifies(encoder: Lite0Encoder) -> None:
     with torch.no_grad():
-        logits = encoder.classify(_as_batch(data.chelsea(), (223, 297)))
+        logits = encoder.classify(_as_batch(sample("chelsea"), (223, 297)))
     assert int(logits.argmax()) in _CAT_CLASSES
 
 

@@ -32,6 +32,10 @@ def test_the_default_and_the_fast_model_are_registered() -> None:
     assert registry.get(DEFAULT).tile_size == 512
 
 
+def test_the_default_model_pins_the_measured_defaults() -> None:
+    assert GatysConfig.from_mapping(registry.get(DEFAULT).config) == GatysConfig()
+
+
 @pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
 def test_every_model_builds_and_stylizes(spec: ModelSpec) -> None:
     family = registry.build_family(spec.name)
@@ -63,7 +67,7 @@ def test_duplicate_names_are_refused() -> None:
 
 
 def test_unknown_name_lists_the_known_ones() -> None:
-    with pytest.raises(KeyError, match="gatys.lite0-fast"):
+    with pytest.raises(KeyError, match=r"gatys\.lite0-fast"):
         registry.get("adain.nope")
 
 

@@ -99,7 +99,8 @@ def _conv(
     TensorFlow's SAME padding is asymmetric at stride 2 (the extra pixel goes bottom and
     right), which shifts features by half a pixel. Symmetric padding gives the same output
     size, ceil(size / stride), for odd and even inputs, keeps features centred on their
-    pixels, and classified our reference images identically (see the tests).
+    pixels; measured against TF padding it gave the same top-1 class on skimage's
+    chelsea (285), coffee (967) and rocket (657) photos.
     """
     return nn.Conv2d(
         in_channels,
@@ -139,8 +140,8 @@ class _MBConv(nn.Module):
         if self._expand_conv is not None and self._bn0 is not None:
             y = F.relu6(self._bn0(self._expand_conv(y)))
         y = F.relu6(self._bn1(self._depthwise_conv(y)))
-        y = self._bn2(self._project_conv(y))
-        return y + x if self._residual else y
+        projected: Tensor = self._bn2(self._project_conv(y))
+        return projected + x if self._residual else projected
 
 
 def _build_blocks() -> nn.ModuleList:

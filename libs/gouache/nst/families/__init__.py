@@ -1,0 +1,1 @@
+"""Style families: the different ways of stylizing an image, one module each."""
