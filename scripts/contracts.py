@@ -1,9 +1,9 @@
 """Generate, check, lint and breaking-check the protobuf contracts.
 
-    python scripts/contracts.py gen        regenerate libs/gouache/contracts
-    python scripts/contracts.py check      fail if libs/gouache/contracts is stale
-    python scripts/contracts.py lint       buf lint
-    python scripts/contracts.py breaking   buf breaking against the previous commit (REV=HEAD~1)
+python scripts/contracts.py gen        regenerate libs/gouache/contracts
+python scripts/contracts.py check      fail if libs/gouache/contracts is stale
+python scripts/contracts.py lint       buf lint
+python scripts/contracts.py breaking   buf breaking against the previous commit (REV=HEAD~1)
 """
 
 from __future__ import annotations
@@ -131,7 +131,10 @@ def breaking(rev: str) -> int:
     ensure_deps()
     listed = subprocess.run(
         ["git", "ls-tree", "-r", "--name-only", rev, "protos"],
-        cwd=ROOT, capture_output=True, text=True, check=False,
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=False,
     )
     if listed.returncode != 0 or not listed.stdout.strip():
         print(f"buf breaking: {rev} has no protos/; nothing to compare against")
@@ -145,10 +148,18 @@ def breaking(rev: str) -> int:
         subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
         shutil.copytree(DEPS, previous / "build" / "protodeps")
         shutil.copyfile(ROOT / "buf.yaml", previous / "buf.yaml")
-        subprocess.run([_buf(), "build", "-o", str(build / "previous.binpb")], cwd=previous, check=True)
+        subprocess.run(
+            [_buf(), "build", "-o", str(build / "previous.binpb")], cwd=previous, check=True
+        )
         subprocess.run([_buf(), "build", "-o", str(build / "current.binpb")], cwd=ROOT, check=True)
         return subprocess.call(
-            [_buf(), "breaking", str(build / "current.binpb"), "--against", str(build / "previous.binpb")],
+            [
+                _buf(),
+                "breaking",
+                str(build / "current.binpb"),
+                "--against",
+                str(build / "previous.binpb"),
+            ],
             cwd=ROOT,
         )
     finally:
