@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import signal
 import sys
 import time
 import uuid
@@ -26,10 +27,12 @@ def _report(component: Any) -> None:
 def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
     from gouache.cli.mesh import MeshConfig, MeshPorts
 
-    ports = MeshPorts.ephemeral() if ephemeral else MeshPorts()
+    ports = MeshPorts.ephemeral() if ephemeral else MeshPorts.from_base(args.grpc_base_port)
     if not ephemeral:
         ports.envoy = args.port
         ports.nats = args.nats_port
+        ports.envoy_admin = args.admin_port
+        ports.storage_http = args.files_port
     return MeshConfig(
         state_dir=Path(args.state_dir).resolve(),
         ports=ports,
@@ -39,32 +42,43 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
 
 
 def cmd_up(args: argparse.Namespace) -> int:
-    """Starts the mesh and keeps it running until Ctrl-C."""
+    """Starts the mesh and keeps it running until Ctrl-C or SIGTERM."""
     from gouache.cli.mesh import Mesh
 
+    stop_requested: list[int] = []
+
+    def request_stop(signum: int, _frame: object) -> None:
+        stop_requested.append(signum)
+
+    # Explicit handlers, installed before anything starts: a mesh run in the background
+    # (where SIGINT is ignored) or by a supervisor (SIGTERM) still stops every component.
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, request_stop)
     mesh = Mesh(_mesh_config(args), report=_report)
     console.print(f"[bold]gouache[/bold]: starting the embedded mesh in {mesh.config.state_dir}")
-    credentials = mesh.start()
-    console.print(f"\n[bold green]ready[/bold green]: REST API at {mesh.config.public_url}")
-    console.print(
-        f"  admin API key: {credentials.admin_api_key}  (also in {mesh.config.state_dir}/credentials.json)"
-    )
-    console.print(
-        f"  token: curl -s -X POST {mesh.config.public_url}/v1/auth/token "
-        f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
-    )
-    console.print("  Ctrl-C stops everything.")
     try:
-        while not mesh.failed():
-            time.sleep(0.5)
+        credentials = mesh.start()
+        console.print(f"\n[bold green]ready[/bold green]: REST API at {mesh.config.public_url}")
+        console.print(
+            f"  admin API key: {credentials.admin_api_key}  "
+            f"(also in {mesh.config.state_dir}/credentials.json)"
+        )
+        console.print(
+            f"  token: curl -s -X POST {mesh.config.public_url}/v1/auth/token "
+            f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
+        )
+        console.print("  Ctrl-C stops everything.")
+        while not stop_requested and not mesh.failed():
+            time.sleep(0.2)
+        if stop_requested:
+            console.print("\nstopping…")
+            return 0
         for component in mesh.failed():
             console.print(
-                f"[red]✗ {component.name} exited; see {mesh.config.state_dir}/logs/{component.name}.log[/red]"
+                f"[red]✗ {component.name} exited; "
+                f"see {mesh.config.state_dir}/logs/{component.name}.log[/red]"
             )
         return 1
-    except KeyboardInterrupt:
-        console.print("\nstopping…")
-        return 0
     finally:
         mesh.stop()
         console.print("stopped.")
@@ -258,6 +272,14 @@ def build_parser() -> argparse.ArgumentParser:
     up = sub.add_parser("up", help="run the embedded mesh until Ctrl-C")
     up.add_argument("--port", type=int, default=8080, help="REST port (Envoy)")
     up.add_argument("--nats-port", type=int, default=4222)
+    up.add_argument("--admin-port", type=int, default=9901, help="Envoy admin port")
+    up.add_argument("--files-port", type=int, default=8081, help="storage's signed-URL HTTP port")
+    up.add_argument(
+        "--grpc-base-port",
+        type=int,
+        default=50051,
+        help="services listen on this port and the next five; metrics on base+100..",
+    )
     up.add_argument("--models", default="gatys.lite0-v1,gatys.lite0-fast")
     up.add_argument(
         "--styles", help="directory of curated style images (with manifest.json) to import"

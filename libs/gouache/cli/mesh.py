@@ -57,6 +57,15 @@ class MeshPorts:
     )
 
     @classmethod
+    def from_base(cls, base: int) -> MeshPorts:
+        """Services on base, base+1, ... in the order of the defaults; metrics on base+100..."""
+        order = ("auth", "storage", "jobs", "tiling", "inference", "feedback")
+        return cls(
+            grpc={name: base + i for i, name in enumerate(order)},
+            metrics={name: base + 100 + i for i, name in enumerate(order)},
+        )
+
+    @classmethod
     def ephemeral(cls) -> MeshPorts:
         return cls(
             nats=free_port(),
