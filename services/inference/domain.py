@@ -91,6 +91,7 @@ class LoadedModel:
     family: str
     device: str
     ready: bool = False
+    tile_size: int = 0
     instance: StyleFamily | None = field(default=None, repr=False)
 
 
@@ -119,6 +120,7 @@ class ModelHost:
         max_concurrency: int = 1,
         max_pixels: int = 2048 * 2048,
         warmup_side: int = 32,
+        tile_size_of: Callable[[str], int] | None = None,
     ) -> None:
         if not versions:
             raise ValueError("the inference service needs at least one model version to load")
@@ -129,6 +131,7 @@ class ModelHost:
         self._max_pixels = max_pixels
         self._warmup_side = warmup_side
         self._models: dict[str, LoadedModel] = {}
+        self._tile_size_of = tile_size_of or (lambda _version: 0)
 
     @property
     def device(self) -> str:
@@ -145,7 +148,11 @@ class ModelHost:
             started = time.perf_counter()
             instance = await asyncio.to_thread(self._builder, version, self._device)
             model = LoadedModel(
-                version=version, family=instance.name, device=self._device, instance=instance
+                version=version,
+                family=instance.name,
+                device=self._device,
+                tile_size=self._tile_size_of(version),
+                instance=instance,
             )
             self._models[version] = model
             await self._warm_up(model, instance)

@@ -29,6 +29,16 @@ def build_from_registry(model_version: str, device: str) -> StyleFamily:
     return registry.build_family(model_version, device=device)
 
 
+def registry_tile_size(model_version: str) -> int:
+    """A model version's default tile edge from the nst registry, 0 when it names none."""
+    from gouache.nst import registry
+
+    try:
+        return int(registry.get(model_version).tile_size)
+    except KeyError:
+        return 0
+
+
 def torch_thread_hooks(threads: int) -> tuple[Hook, Hook]:
     """Start and stop hooks that set torch's CPU thread count, then restore it."""
     import torch
@@ -71,6 +81,7 @@ async def build(
         max_concurrency=settings.max_concurrency,
         max_pixels=settings.max_pixels,
         warmup_side=settings.warmup_side,
+        tile_size_of=registry_tile_size if builder is None else None,
     )
     apply_threads, restore_threads = torch_thread_hooks(settings.torch_threads)
     on_stop: list[Hook] = [restore_threads]

@@ -65,6 +65,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     family=model.family,
                     device=model.device,
                     ready=model.ready,
+                    tile_size=model.tile_size,
                 )
                 for model in self._host.models()
             ]

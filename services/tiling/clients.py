@@ -94,6 +94,25 @@ class GrpcInference:
         self._stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self._calls = calls
         self._timeout_s = timeout_s
+        self._tile_sizes: dict[str, int] = {}
+
+    async def tile_size(self, model_version: str) -> int | None:
+        """The version's default tile edge as inference reports it (cached), None if unknown."""
+        if model_version not in self._tile_sizes:
+            try:
+                response = await self._stub.ListLoadedModels(
+                    inference_pb2.ListLoadedModelsRequest(), **await self._calls()
+                )
+            except grpc.aio.AioRpcError as exc:
+                raise from_rpc_error(exc, context="listing inference's model versions") from exc
+            self._tile_sizes.update(
+                {
+                    model.model_version: model.tile_size
+                    for model in response.models
+                    if model.tile_size
+                }
+            )
+        return self._tile_sizes.get(model_version)
 
     async def stylize_batch(
         self,

@@ -14,7 +14,7 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -308,7 +308,7 @@ class JobRunner:
         events: ExecutionEvents,
         *,
         canceled: CanceledJobs,
-        tile_size_for: Callable[[str], int],
+        tile_size_for: Callable[[str], Awaitable[int]],
         default_overlap: int = 32,
         batch_size: int = 4,
         max_batch_bytes: int = 48 * 1024 * 1024,
@@ -404,7 +404,7 @@ class JobRunner:
         ]
         timings["load_ms"] = _ms_since(mark)
 
-        tile_size = job.params.tile_size or self._tile_size_for(job.model_version)
+        tile_size = job.params.tile_size or await self._tile_size_for(job.model_version)
         overlap = self._default_overlap if job.params.overlap is None else job.params.overlap
         if job.params.overlap is None:
             overlap = min(overlap, tile_size // 2)

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import functools
 import logging
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -31,27 +30,18 @@ POLICY: MethodPolicy = {
 }
 
 
-def model_tile_size(default: int) -> Callable[[str], int]:
-    """The tile size the nst registry names for a model version, else `default`.
+def model_tile_size(inference: GrpcInference, default: int) -> Callable[[str], Awaitable[int]]:
+    """The tile size inference reports for a model version, else `default` (logged)."""
 
-    The registry is imported on first use only: it pulls in torch, which a worker
-    installed without the `ml` extra does not have (it then uses `default`).
-    """
-
-    @functools.cache
-    def tile_size_for(model_version: str) -> int:
-        try:
-            from gouache.nst import registry
-        except ImportError:
-            return default
-        try:
-            return int(registry.get(model_version).tile_size)
-        except KeyError:
+    async def tile_size_for(model_version: str) -> int:
+        size = await inference.tile_size(model_version)
+        if size is None:
             logger.warning(
-                "the model registry does not know this version; using the default tile size",
+                "inference does not report a tile size for this version; using the default",
                 extra={"model_version": model_version, "tile_size": default},
             )
             return default
+        return size
 
     return tile_size_for
 
@@ -70,7 +60,7 @@ async def build(
     settings: TilingSettings,
     *,
     verifier: TokenVerifier | None = None,
-    tile_size_for: Callable[[str], int] | None = None,
+    tile_size_for: Callable[[str], Awaitable[int]] | None = None,
 ) -> tuple[ServiceSpec, TokenVerifier]:
     """The service spec: the job consumer starts in on_start, before SERVING."""
     opened = _Connections()
@@ -101,16 +91,17 @@ async def build(
         nc, js = await connect(settings.nats_url, name="gouache-tiling")
         opened.nats = nc
         await ensure_streams(js)
+        inference = GrpcInference(
+            inference_channel,
+            call_options(tokens, settings.call_timeout_s),
+            settings.inference_timeout_s,
+        )
         runner = JobRunner(
             GrpcStorage(storage_channel, call_options(tokens, settings.call_timeout_s)),
-            GrpcInference(
-                inference_channel,
-                call_options(tokens, settings.call_timeout_s),
-                settings.inference_timeout_s,
-            ),
+            inference,
             JetStreamExecutionEvents(js),
             canceled=canceled,
-            tile_size_for=tile_size_for or model_tile_size(settings.default_tile_size),
+            tile_size_for=tile_size_for or model_tile_size(inference, settings.default_tile_size),
             default_overlap=settings.default_overlap,
             batch_size=settings.batch_size,
             # Leave a quarter of the gRPC message limit for framing and the response side.

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
 import numpy as np
@@ -60,7 +61,7 @@ class Harness:
             self.inference,
             self.events,
             canceled=self.canceled,
-            tile_size_for=lambda version: tile_size,
+            tile_size_for=_constant(tile_size),
             default_overlap=32,
             batch_size=batch_size,
             max_batch_bytes=max_batch_bytes,
@@ -361,3 +362,10 @@ async def test_failure_to_publish_the_outcome_is_retried() -> None:
     with pytest.raises(RetryLater) as caught:
         await harness.runner.run(harness.job())
     assert caught.value.code == "DEADLINE_EXCEEDED"
+
+
+def _constant(size: int) -> Callable[[str], Awaitable[int]]:
+    async def tile_size_for(_version: str) -> int:
+        return size
+
+    return tile_size_for

@@ -182,10 +182,13 @@ class LoadedModel(_message.Message):
     FAMILY_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
+    TILE_SIZE_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     family: _builtins.str
     device: _builtins.str
     ready: _builtins.bool
+    tile_size: _builtins.int
+    """Default tile edge in pixels for this version; tiling uses it when a job sets none."""
     def __init__(
         self,
         *,
@@ -193,10 +196,11 @@ class LoadedModel(_message.Message):
         family: _builtins.str = ...,
         device: _builtins.str = ...,
         ready: _builtins.bool = ...,
+        tile_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "family", b"family", "model_version", b"model_version", "ready", b"ready"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "family", b"family", "model_version", b"model_version", "ready", b"ready", "tile_size", b"tile_size"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
