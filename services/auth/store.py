@@ -19,9 +19,13 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gouache.db import UtcDateTime, create_all, is_unique_violation, new_metadata, session_factory
+from gouache.db import (
+    ServiceDatabase,
+    UtcDateTime,
+    is_unique_violation,
+    new_metadata,
+)
 from gouache.runtime.errors import AlreadyExists
 from services.auth.domain import ApiKeyRecord, User
 from services.auth.keys import StoredSigningKey
@@ -87,24 +91,15 @@ def _key(row: RowMapping) -> ApiKeyRecord:
     )
 
 
-class AuthDatabase:
+class AuthDatabase(ServiceDatabase):
     """Users, API keys and signing keys in one SQLite or PostgreSQL database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
-
-    async def create_schema(self) -> None:
-        """Creates the auth tables that do not exist yet."""
-        await create_all(self.engine, metadata)
-
-    async def close(self) -> None:
-        await self.engine.dispose()
+    schema = metadata
 
     async def add_user(self, user: User) -> None:
         """Inserts a user; AlreadyExists when the email is taken."""
         try:
-            async with self._sessions.begin() as session:
+            async with self.sessions.begin() as session:
                 await session.execute(
                     insert(users).values(
                         user_id=user.user_id,
@@ -123,7 +118,7 @@ class AuthDatabase:
             raise
 
     async def user_by_id(self, user_id: str) -> User | None:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (
                 (await session.execute(select(users).where(users.c.user_id == user_id)))
                 .mappings()
@@ -132,7 +127,7 @@ class AuthDatabase:
         return _user(row) if row else None
 
     async def user_by_email(self, email: str) -> User | None:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (
                 (await session.execute(select(users).where(users.c.email == email)))
                 .mappings()
@@ -141,7 +136,7 @@ class AuthDatabase:
         return _user(row) if row else None
 
     async def add_api_key(self, key: ApiKeyRecord) -> None:
-        async with self._sessions.begin() as session:
+        async with self.sessions.begin() as session:
             await session.execute(
                 insert(api_keys).values(
                     key_id=key.key_id,
@@ -154,7 +149,7 @@ class AuthDatabase:
             )
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (
                 (await session.execute(select(api_keys).where(api_keys.c.key_id == key_id)))
                 .mappings()
@@ -163,7 +158,7 @@ class AuthDatabase:
         return _key(row) if row else None
 
     async def api_keys_of(self, user_id: str) -> list[ApiKeyRecord]:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             rows = (
                 (
                     await session.execute(
@@ -178,7 +173,7 @@ class AuthDatabase:
         return [_key(row) for row in rows]
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> None:
-        async with self._sessions.begin() as session:
+        async with self.sessions.begin() as session:
             await session.execute(
                 update(api_keys)
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
@@ -186,7 +181,7 @@ class AuthDatabase:
             )
 
     async def signing_keys(self) -> list[StoredSigningKey]:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             rows = (
                 (await session.execute(select(signing_keys).order_by(signing_keys.c.created_at)))
                 .mappings()
@@ -204,7 +199,7 @@ class AuthDatabase:
         ]
 
     async def add_signing_key(self, key: StoredSigningKey) -> None:
-        async with self._sessions.begin() as session:
+        async with self.sessions.begin() as session:
             await session.execute(
                 insert(signing_keys).values(
                     kid=key.kid,
@@ -216,7 +211,7 @@ class AuthDatabase:
             )
 
     async def retire_signing_keys(self, kids: Sequence[str], at: datetime) -> None:
-        async with self._sessions.begin() as session:
+        async with self.sessions.begin() as session:
             await session.execute(
                 update(signing_keys)
                 .where(signing_keys.c.kid.in_(list(kids)), signing_keys.c.retired_at.is_(None))

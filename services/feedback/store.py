@@ -20,16 +20,14 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.db import (
+    ServiceDatabase,
     UtcDateTime,
-    create_all,
     is_unique_violation,
     new_id,
     new_metadata,
-    session_factory,
 )
 from services.feedback.domain import SUCCEEDED, JobOutcome, Rating, VersionRecords
 
@@ -88,19 +86,10 @@ def _rating(row: RowMapping) -> Rating:
     )
 
 
-class FeedbackDatabase:
+class FeedbackDatabase(ServiceDatabase):
     """Job outcomes and ratings in one SQLite or PostgreSQL database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
-
-    async def create_schema(self) -> None:
-        """Creates the feedback tables that do not exist yet."""
-        await create_all(self.engine, metadata)
-
-    async def close(self) -> None:
-        await self.engine.dispose()
+    schema = metadata
 
     async def record_outcome(self, outcome: JobOutcome, *, event_id: str, at: datetime) -> bool:
         """Stores a job's outcome once per event id; False when the event was seen before.
@@ -109,7 +98,7 @@ class FeedbackDatabase:
         nothing. One row per job: a second outcome event for the same job (another event
         id) replaces the first only if it finished later, so a job is never counted twice.
         """
-        async with self._sessions.begin() as session:
+        async with self.sessions.begin() as session:
             if not await mark_processed(session, processed_events, event_id):
                 return False
             existing = (
@@ -135,7 +124,7 @@ class FeedbackDatabase:
         return True
 
     async def outcome(self, job_id: str) -> JobOutcome | None:
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (
                 (await session.execute(select(outcomes).where(outcomes.c.job_id == job_id)))
                 .mappings()
@@ -158,7 +147,7 @@ class FeedbackDatabase:
     async def _upsert_rating(
         self, job_id: str, owner_id: str, rating: int, comments: str, at: datetime
     ) -> Rating:
-        async with self._sessions.begin() as session:
+        async with self.sessions.begin() as session:
             existing = (
                 await session.execute(
                     select(ratings.c.feedback_id).where(ratings.c.job_id == job_id)
@@ -211,7 +200,7 @@ class FeedbackDatabase:
         status_counts: dict[str, dict[str, int]] = defaultdict(dict)
         latency_values: dict[str, list[float]] = defaultdict(list)
         rating_totals: dict[str, tuple[int, int]] = {}
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             for version, status, count in (await session.execute(counts)).all():
                 status_counts[version][status] = int(count)
             for version, latency in (await session.execute(latencies)).all():

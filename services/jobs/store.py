@@ -29,18 +29,17 @@ from sqlalchemy import (
     select,
     update,
 )
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.bus.outbox import add_event, outbox_table
 from gouache.db import (
     PortableJSON,
+    ServiceDatabase,
     UtcDateTime,
-    create_all,
     is_unique_violation,
     new_id,
     new_metadata,
-    session_factory,
 )
 from services.jobs.convert import OutgoingEvent
 from services.jobs.domain.jobs import Job, JobStatus
@@ -425,20 +424,10 @@ async def _routing_table(session: AsyncSession) -> RoutingTable:
     return RoutingTable(versions=versions, routes=routes)
 
 
-class JobStore:
+class JobStore(ServiceDatabase):
     """The jobs service's database; each method is one short transaction."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self.sessions = session_factory(engine)
-
-    async def create_schema(self) -> None:
-        """Creates the tables that do not exist yet."""
-        await create_all(self.engine, metadata)
-
-    async def close(self) -> None:
-        """Closes the connection pool."""
-        await self.engine.dispose()
+    schema = metadata
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

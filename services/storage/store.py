@@ -23,10 +23,14 @@ from sqlalchemy import (
     true,
 )
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gouache.db import PortableJSON, UtcDateTime, create_all, is_unique_violation, new_metadata
-from gouache.db import session_factory as make_session_factory
+from gouache.db import (
+    PortableJSON,
+    ServiceDatabase,
+    UtcDateTime,
+    is_unique_violation,
+    new_metadata,
+)
 from services.storage.records import ImageRecord, Reservation, StyleCursor, StyleRecord, StyleView
 
 metadata = new_metadata()
@@ -85,31 +89,21 @@ styles = Table(
 )
 
 
-class StorageStore:
+class StorageStore(ServiceDatabase):
     """Reads and writes images, reservations and styles in one database."""
 
-    def __init__(self, engine: AsyncEngine) -> None:
-        self.engine = engine
-        self._sessions: async_sessionmaker[AsyncSession] = make_session_factory(engine)
-
-    async def create_schema(self) -> None:
-        """Creates the tables that do not exist yet (safe to repeat)."""
-        await create_all(self.engine, metadata)
-
-    async def close(self) -> None:
-        """Closes the connection pool."""
-        await self.engine.dispose()
+    schema = metadata
 
     async def add_reservation(self, reservation: Reservation) -> None:
         """Records an image id handed out by SignUpload."""
-        async with self._sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             await session.execute(
                 upload_reservations.insert().values(**_reservation_row(reservation))
             )
 
     async def get_reservation(self, image_id: str) -> Reservation | None:
         """The reservation of image_id, if there is one."""
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (
                 (
                     await session.execute(
@@ -125,7 +119,7 @@ class StorageStore:
 
     async def purge_reservations(self, expired_before: datetime) -> int:
         """Deletes reservations that expired before the given time; returns how many."""
-        async with self._sessions() as session, session.begin():
+        async with self.sessions() as session, session.begin():
             result = await session.execute(
                 delete(upload_reservations).where(upload_reservations.c.expires_at < expired_before)
             )
@@ -133,7 +127,7 @@ class StorageStore:
 
     async def get_image(self, image_id: str) -> ImageRecord | None:
         """The image stored under image_id, if any."""
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (
                 (await session.execute(select(images).where(images.c.image_id == image_id)))
                 .mappings()
@@ -148,7 +142,7 @@ class StorageStore:
         already taken, so that the caller can look at what is there.
         """
         try:
-            async with self._sessions() as session, session.begin():
+            async with self.sessions() as session, session.begin():
                 await session.execute(images.insert().values(**_image_row(image)))
                 if style is not None:
                     await session.execute(styles.insert().values(**_style_row(style)))
@@ -161,7 +155,7 @@ class StorageStore:
     async def find_curated_style(self, sha256: str) -> StyleView | None:
         """The curated catalog entry imported from an image with this sha256, if any."""
         query = _style_query().where(styles.c.catalog_sha256 == sha256)
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             row = (await session.execute(query)).mappings().first()
         return None if row is None else _style_view(row)
 
@@ -195,7 +189,7 @@ class StorageStore:
                     and_(styles.c.curated == false(), styles.c.style_id > after.style_id)
                 )
         query = query.order_by(styles.c.curated.desc(), styles.c.style_id.asc()).limit(limit)
-        async with self._sessions() as session:
+        async with self.sessions() as session:
             rows = (await session.execute(query)).mappings().all()
         return [_style_view(row) for row in rows]
 

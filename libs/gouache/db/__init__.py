@@ -1,6 +1,7 @@
 """Database layer: async engines for SQLite and PostgreSQL, portable types, ids, errors."""
 
 from gouache.db.base import NAMING_CONVENTION, new_metadata
+from gouache.db.database import ServiceDatabase
 from gouache.db.engine import create_all, create_engine, session_factory
 from gouache.db.errors import is_unique_violation
 from gouache.db.ids import id_timestamp, new_id
@@ -9,6 +10,7 @@ from gouache.db.types import PortableJSON, UtcDateTime, utc_now
 __all__ = [
     "NAMING_CONVENTION",
     "PortableJSON",
+    "ServiceDatabase",
     "UtcDateTime",
     "create_all",
     "create_engine",
