@@ -74,6 +74,7 @@ class JobsConfig:
     download_url_ttl_s: int = 3600
     watch_poll_interval_s: float = 0.5
     max_webhooks_per_user: int = 10
+    allow_private_webhook_urls: bool = False
 
 
 def _nothing() -> None:
@@ -368,7 +369,9 @@ class JobsApp:
         self, principal: Principal, url: str, secret: str, events: Sequence[str]
     ) -> Webhook:
         """Registers a webhook for the caller's job events (at most a few per user)."""
-        url, chosen = validate_webhook(url, secret, events)
+        url, chosen = validate_webhook(
+            url, secret, events, allow_private=self._config.allow_private_webhook_urls
+        )
         webhook = Webhook(
             webhook_id=new_id("whk"),
             owner_id=principal.user_id,

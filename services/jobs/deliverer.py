@@ -7,12 +7,19 @@ import contextlib
 import logging
 from collections.abc import Callable
 from datetime import datetime, timedelta
+from urllib.parse import urlsplit
 
 import httpx
 
 from gouache.bus.jetstream import backoff_delay
 from gouache.db import utc_now
-from services.jobs.domain.webhooks import AttemptOutcome, DeliveryStatus, after_attempt, sign
+from services.jobs.domain.webhooks import (
+    AttemptOutcome,
+    DeliveryStatus,
+    after_attempt,
+    blocked_address,
+    sign,
+)
 from services.jobs.store import DeliveryTask, JobStore
 
 logger = logging.getLogger(__name__)
@@ -37,6 +44,7 @@ class WebhookDeliverer:
         backoff_s: float = 1.0,
         poll_interval_s: float = 0.5,
         concurrency: int = 8,
+        allow_private: bool = False,
         now: Callable[[], datetime] = utc_now,
     ) -> None:
         self._store = store
@@ -47,6 +55,7 @@ class WebhookDeliverer:
         self._concurrency = concurrency
         self._batch = concurrency * 4
         self._lease = timedelta(seconds=timeout_s + 30)
+        self._allow_private = allow_private
         self._now = now
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
@@ -123,13 +132,17 @@ class WebhookDeliverer:
             "X-Gouache-Timestamp": str(stamp),
             "X-Gouache-Signature": sign(task.secret, stamp, delivery.payload),
         }
-        try:
-            response = await self._client.post(
-                task.url, content=delivery.payload.encode(), headers=headers
-            )
-            outcome = AttemptOutcome(status_code=response.status_code)
-        except httpx.HTTPError as exc:
-            outcome = AttemptOutcome(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
+        refusal = None if self._allow_private else await _private_resolution(task.url)
+        if refusal is not None:
+            outcome = AttemptOutcome(error=refusal)
+        else:
+            try:
+                response = await self._client.post(
+                    task.url, content=delivery.payload.encode(), headers=headers
+                )
+                outcome = AttemptOutcome(status_code=response.status_code)
+            except httpx.HTTPError as exc:
+                outcome = AttemptOutcome(error=f"{type(exc).__name__}: {exc}".rstrip(": "))
         result = after_attempt(
             delivery.attempts,
             outcome,
@@ -153,3 +166,21 @@ class WebhookDeliverer:
             logger.warning("webhook delivery failed for good", extra=extra)
         else:
             logger.info("webhook delivery will be retried", extra=extra)
+
+
+async def _private_resolution(url: str) -> str | None:
+    """Why a receiver must not be called: its host resolves to a private address.
+
+    Checked before every POST, since a public name can be pointed at an internal
+    address after the webhook was registered.
+    """
+    host = urlsplit(url).hostname or ""
+    try:
+        infos = await asyncio.get_running_loop().getaddrinfo(host, None)
+    except OSError as exc:
+        return f"could not resolve {host}: {exc}"
+    for info in infos:
+        address = str(info[4][0])
+        if blocked_address(address):
+            return f"refused: {host} resolves to {address}, a loopback or private address"
+    return None

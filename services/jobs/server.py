@@ -157,6 +157,7 @@ async def build(
         backoff_s=settings.webhook_backoff_s,
         poll_interval_s=settings.webhook_poll_interval_s,
         concurrency=settings.webhook_concurrency,
+        allow_private=settings.allow_private_webhook_urls,
     )
     bus = _Bus(settings=settings, store=store)
     app = JobsApp(
@@ -168,6 +169,7 @@ async def build(
             download_url_ttl_s=settings.download_url_ttl_s,
             watch_poll_interval_s=settings.watch_poll_interval_s,
             max_webhooks_per_user=settings.max_webhooks_per_user,
+            allow_private_webhook_urls=settings.allow_private_webhook_urls,
         ),
         limiter=TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         on_events=bus.notify,

@@ -73,6 +73,8 @@ class JobsSettings(ServiceSettings):
     webhook_poll_interval_s: float = Field(default=0.5, gt=0)
     webhook_concurrency: int = Field(default=8, ge=1)
     max_webhooks_per_user: int = Field(default=10, ge=1)
+    # Admit webhook receivers on loopback and private addresses (single-machine mode, tests).
+    allow_private_webhook_urls: bool = False
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
 

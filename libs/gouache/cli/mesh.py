@@ -243,6 +243,9 @@ class Mesh:
             )
         if name == "inference":
             env["MODELS"] = self.config.models
+        if name == "jobs":
+            # One machine: webhook receivers are local processes too.
+            env["ALLOW_PRIVATE_WEBHOOK_URLS"] = "true"
         if name == "auth":
             env["SIGNING_KEY_PASSPHRASE"] = self._secrets["key_encryption_secret"]
         if name in SERVICE_ACCOUNTS and self._service_keys:

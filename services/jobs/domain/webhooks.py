@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import hmac
+import ipaddress
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -46,8 +47,38 @@ class Webhook:
         return event in self.events
 
 
-def validate_webhook(url: str, secret: str, events: Sequence[str]) -> tuple[str, tuple[str, ...]]:
-    """Checks a new webhook; returns the URL and the events (deduplicated, in order)."""
+def blocked_address(host: str) -> bool:
+    """Whether host names this machine or a private network rather than a public receiver.
+
+    Webhooks are POSTed from inside the cluster, so a URL on a loopback, private,
+    link-local or reserved address would let a user make the service call internal
+    endpoints (server-side request forgery).
+    """
+    name = host.strip("[]").lower().rstrip(".")
+    if name == "localhost" or name.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(name)
+    except ValueError:
+        return False
+    return (
+        address.is_private
+        or address.is_loopback
+        or address.is_link_local
+        or address.is_reserved
+        or address.is_multicast
+        or address.is_unspecified
+    )
+
+
+def validate_webhook(
+    url: str, secret: str, events: Sequence[str], *, allow_private: bool = False
+) -> tuple[str, tuple[str, ...]]:
+    """Checks a new webhook; returns the URL and the events (deduplicated, in order).
+
+    `allow_private` admits receivers on loopback and private addresses (the embedded
+    single-machine mode, tests); production leaves it off.
+    """
     url = url.strip()
     if not url:
         raise InvalidArgument("url is required: an http(s) URL that accepts POSTs", field="url")
@@ -67,6 +98,12 @@ def validate_webhook(url: str, secret: str, events: Sequence[str]) -> tuple[str,
         )
     if any(char.isspace() for char in url):
         raise InvalidArgument("url must not contain spaces", field="url")
+    if not allow_private and blocked_address(parts.hostname):
+        raise InvalidArgument(
+            f"url must reach a public host; {parts.hostname} is a loopback or private address",
+            field="url",
+            reason="private_address",
+        )
     if len(secret) < MIN_SECRET_CHARS:
         raise InvalidArgument(
             f"secret must be at least {MIN_SECRET_CHARS} characters (it signs every delivery); "

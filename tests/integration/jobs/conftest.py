@@ -113,6 +113,7 @@ async def mesh(db_url: str, nats_server: NatsServer) -> AsyncIterator[Mesh]:
         webhook_backoff_s=0.2,
         webhook_poll_interval_s=0.05,
         webhook_timeout_s=2.0,
+        allow_private_webhook_urls=True,
     )
     service = await build(
         settings, verifier=TokenVerifier(signer.fetch), images=images, downloads=images

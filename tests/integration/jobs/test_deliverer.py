@@ -82,7 +82,9 @@ async def test_gives_up_after_max_attempts(
     url, bodies = always_500
     await app.create_webhook(ALICE, url, SECRET, ["job.failed"])
     job_id = await _failed_job(app, images)
-    deliverer = WebhookDeliverer(app.store, max_attempts=3, backoff_s=0.05, timeout_s=2)
+    deliverer = WebhookDeliverer(
+        app.store, max_attempts=3, backoff_s=0.05, timeout_s=2, allow_private=True
+    )
     await deliverer.start()
     try:
         delivery = await _until_settled(deliverer, app, job_id)
@@ -97,7 +99,9 @@ async def test_gives_up_after_max_attempts(
 async def test_unreachable_receiver_is_recorded(app: JobsApp, images: InMemoryImages) -> None:
     await app.create_webhook(ALICE, "http://127.0.0.1:1/hook", SECRET, ["job.failed"])
     job_id = await _failed_job(app, images)
-    deliverer = WebhookDeliverer(app.store, max_attempts=2, backoff_s=0.05, timeout_s=2)
+    deliverer = WebhookDeliverer(
+        app.store, max_attempts=2, backoff_s=0.05, timeout_s=2, allow_private=True
+    )
     await deliverer.start()
     try:
         delivery = await _until_settled(deliverer, app, job_id)
@@ -125,3 +129,21 @@ async def test_concurrent_idempotent_creates_make_one_job(
     results = await asyncio.gather(*(app.create_job(ALICE, request) for _ in range(8)))
     assert len({job.job_id for job, _ in results}) == 1
     assert sum(created for _, created in results) == 1
+
+
+async def test_receiver_resolving_to_a_private_address_is_refused(
+    app: JobsApp, images: InMemoryImages, always_500: tuple[str, list[str]]
+) -> None:
+    """Without allow_private, a receiver on this machine is never called (SSRF guard)."""
+    url, bodies = always_500
+    await app.create_webhook(ALICE, url, SECRET, ["job.failed"])
+    job_id = await _failed_job(app, images)
+    deliverer = WebhookDeliverer(app.store, max_attempts=1, backoff_s=0.05, timeout_s=2)
+    await deliverer.start()
+    try:
+        delivery = await _until_settled(deliverer, app, job_id)
+    finally:
+        await deliverer.stop()
+    assert delivery.status == "failed"
+    assert "loopback or private" in (delivery.last_error or "")
+    assert bodies == []

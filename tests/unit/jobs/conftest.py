@@ -87,7 +87,7 @@ async def make_app(
         store,
         images,
         images,
-        config=config or JobsConfig(watch_poll_interval_s=0.2),
+        config=config or JobsConfig(watch_poll_interval_s=0.2, allow_private_webhook_urls=True),
         limiter=TokenBucketLimiter(per_minute=60, burst=burst),
     )
     await app.seed_models(seed or DEFAULT_SEED_MODELS)

@@ -122,3 +122,35 @@ def test_last_attempt_fails_the_delivery() -> None:
     assert update.attempts == 6
     assert update.last_error == "HTTP 503"
     assert update.next_attempt_at is None
+
+
+@pytest.mark.parametrize(
+    "url",
+    [
+        "http://127.0.0.1/hook",
+        "http://localhost:8080/hook",
+        "http://api.localhost/hook",
+        "http://10.0.0.5/hook",
+        "http://192.168.1.1/hook",
+        "http://169.254.169.254/latest/meta-data",
+        "http://[::1]/hook",
+        "http://0.0.0.0/hook",
+    ],
+)
+def test_private_and_loopback_receivers_are_refused(url: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_webhook(url, "s" * 16, ["job.succeeded"])
+    assert caught.value.field == "url"
+    assert "public host" in caught.value.message
+
+
+def test_private_receivers_allowed_when_configured() -> None:
+    url, _ = validate_webhook(
+        "http://127.0.0.1/hook", "s" * 16, ["job.succeeded"], allow_private=True
+    )
+    assert url == "http://127.0.0.1/hook"
+
+
+def test_public_receivers_are_accepted() -> None:
+    url, _ = validate_webhook("https://hooks.example.com/gouache", "s" * 16, ["job.failed"])
+    assert url == "https://hooks.example.com/gouache"
