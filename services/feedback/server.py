@@ -10,7 +10,7 @@ import grpc
 from nats.aio.client import Client as NATS
 
 from gouache.bus.consumer import DurableConsumer
-from gouache.bus.jetstream import connect, ensure_streams
+from gouache.bus.jetstream import connect, disconnect, ensure_streams
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.db import create_engine
 from gouache.runtime.auth import TokenSettings, TokenVerifier
@@ -79,8 +79,8 @@ async def build(
     async def stop() -> None:
         if opened.consumer is not None:
             await opened.consumer.stop()
-        if opened.nats is not None and not opened.nats.is_closed:
-            await opened.nats.drain()
+        if opened.nats is not None:
+            await disconnect(opened.nats)
         for channel in opened.channels:
             await channel.close()
         await database.close()

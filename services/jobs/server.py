@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -12,7 +11,7 @@ import grpc
 from nats.aio.client import Client as NATS
 from sqlalchemy.engine import make_url
 
-from gouache.bus.jetstream import NATS_ERRORS, connect, ensure_streams
+from gouache.bus.jetstream import connect, disconnect, ensure_streams
 from gouache.bus.outbox import OutboxRelay
 from gouache.contracts.jobs.v1 import jobs_pb2_grpc
 from gouache.db import create_engine
@@ -100,8 +99,7 @@ class _Bus:
         self.relay = None
         connection, self.connection = self.connection, None
         if connection is not None:
-            with contextlib.suppress(*NATS_ERRORS):
-                await connection.drain()
+            await disconnect(connection)
 
 
 @dataclass

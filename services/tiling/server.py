@@ -9,7 +9,7 @@ from dataclasses import dataclass, field
 import grpc
 from nats.aio.client import Client as NATS
 
-from gouache.bus.jetstream import connect, ensure_streams
+from gouache.bus.jetstream import connect, disconnect, ensure_streams
 from gouache.contracts.tiling.v1 import tiling_pb2_grpc
 from gouache.runtime.auth import AUTHENTICATED, MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import ServiceTokenSource, jwks_fetcher, open_channel
@@ -131,8 +131,8 @@ async def build(
             await opened.consumer.stop()
         if opened.watcher is not None:
             await opened.watcher.stop()
-        if opened.nats is not None and not opened.nats.is_closed:
-            await opened.nats.drain()
+        if opened.nats is not None:
+            await disconnect(opened.nats)
         for channel in opened.channels:
             await channel.close()
 

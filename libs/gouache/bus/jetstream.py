@@ -90,6 +90,22 @@ async def connect(
     return connection, connection.jetstream()
 
 
+async def disconnect(connection: NATS) -> None:
+    """Drain the connection at shutdown, or close it when draining cannot work.
+
+    Draining flushes pending publishes and lets subscriptions finish; it refuses while
+    the client is reconnecting (NATS stopped first, as when a whole mesh shuts down),
+    and then there is nothing to flush anyway, so the connection is just closed.
+    """
+    if connection.is_closed:
+        return
+    try:
+        await connection.drain()
+    except NATS_ERRORS as exc:
+        logger.info("nats drain skipped (%s); closing", type(exc).__name__)
+        await connection.close()
+
+
 def stream_config(spec: StreamSpec) -> StreamConfig:
     """Return the JetStream configuration for a stream spec."""
     return StreamConfig(

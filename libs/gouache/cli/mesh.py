@@ -21,15 +21,10 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream
+from gouache.runtime.ports import free_ports
 
 SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
 SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
-
-
-def free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -67,13 +62,14 @@ class MeshPorts:
 
     @classmethod
     def ephemeral(cls) -> MeshPorts:
+        ports = iter(free_ports(4 + 2 * len(SERVICES)))
         return cls(
-            nats=free_port(),
-            envoy=free_port(),
-            envoy_admin=free_port(),
-            storage_http=free_port(),
-            grpc={name: free_port() for name in SERVICES},
-            metrics={name: free_port() for name in SERVICES},
+            nats=next(ports),
+            envoy=next(ports),
+            envoy_admin=next(ports),
+            storage_http=next(ports),
+            grpc={name: next(ports) for name in SERVICES},
+            metrics={name: next(ports) for name in SERVICES},
         )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gouache.cli.mesh import free_port
+from gouache.runtime.ports import free_port
 
 pytestmark = pytest.mark.slow
 
