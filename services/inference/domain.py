@@ -14,7 +14,7 @@ import numpy as np
 
 from gouache.imaging.codec import from_rgb_bytes
 from gouache.imaging.errors import ImageRejected
-from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.nst.base import RGBImage, StyleFamily, StylizeControls, trained_style_keys
 from gouache.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -170,7 +170,12 @@ class ModelHost:
     async def _warm_up(self, model: LoadedModel, instance: StyleFamily) -> None:
         content, style = warmup_images(self._warmup_side)
         _, seconds = await self._compute(
-            instance, content, [style], (1.0,), StylizeControls(), style_keys=None
+            instance,
+            content,
+            [style],
+            (1.0,),
+            StylizeControls(),
+            style_keys=trained_style_keys(instance)[:1] or None,
         )
         logger.info(
             "warm-up stylization done",

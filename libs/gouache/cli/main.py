@@ -1,4 +1,4 @@
-"""`gouache up | stylize | demo | token`: the embedded mesh and the public API from a terminal."""
+"""`gouache up | stylize | demo | token | train`: the embedded mesh and the public API from a terminal."""
 
 from __future__ import annotations
 
@@ -238,6 +238,76 @@ def cmd_token(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_train(args: argparse.Namespace) -> int:
+    """Trains a family's network from image directories and exports it with a manifest."""
+    import importlib
+
+    trainer = importlib.import_module(f"gouache.nst.training.{args.family}")
+    exported = trainer.train(
+        Path(args.config),
+        Path(args.content_dir),
+        Path(args.style_dir),
+        Path(args.out),
+        resume=args.resume,
+        max_minutes=args.max_minutes,
+    )
+    console.print(f"[green]✓[/green] weights exported to {exported}")
+    print(json.dumps({"family": args.family, "exported": str(exported)}))
+    return 0
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    """Stylizes the fixed evaluation grid with each model; writes the table and sheet."""
+    import shlex
+
+    import torch
+
+    from gouache.nst import registry
+    from gouache.nst.evaluate import EvalOptions, PairResult, run
+
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    names = (
+        tuple(n.strip() for n in args.models.split(",") if n.strip())
+        if args.models
+        else tuple(spec.name for spec in registry.all_models())
+    )
+    options = EvalOptions(
+        models=names,
+        data_dir=Path(args.data_dir) if args.data_dir else None,
+        contents=args.contents,
+        styles=args.styles,
+        seed=args.seed,
+        side=args.side,
+        runtime=args.runtime,
+        table=Path(args.table),
+        sheet=Path(args.sheet) if args.sheet else None,
+        results_json=Path(args.json) if args.json else None,
+        command=" ".join(["gouache", *map(shlex.quote, sys.argv[1:])]),
+    )
+
+    def progress(model: str, result: PairResult) -> None:
+        console.print(
+            f"  {model:<24} {result.content:<22} x {result.style:<32} "
+            f"style {result.style_distance:.3f}  content {result.content_distance:.3f}  "
+            f"{result.seconds:.2f} s",
+            soft_wrap=True,
+        )
+
+    report = run(options, on_result=progress)
+    for row in report.summaries():
+        console.print(
+            f"[bold]{row.name}[/bold]: style {row.median_style:.3f} ({row.style_ratio:.2f}x "
+            f"baseline), content {row.median_content:.3f} ({row.content_ratio:.2f}x), "
+            f"{row.median_seconds:.2f} s per image",
+            soft_wrap=True,
+        )
+    console.print(
+        f"[green]✓[/green] {options.table}" + (f", {options.sheet}" if options.sheet else "")
+    )
+    return 0
+
+
 def _add_job_options(parser: argparse.ArgumentParser, *, default_model: str) -> None:
     parser.add_argument(
         "--style",
@@ -303,6 +373,48 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--url")
     token.add_argument("--api-key")
     token.set_defaults(func=cmd_token)
+
+    train = sub.add_parser("train", help="train a family's network and export its weights")
+    train.add_argument("family", choices=("adain", "feedforward"), help="which network to train")
+    train.add_argument("--content-dir", required=True, help="directory of content photos")
+    train.add_argument("--style-dir", required=True, help="directory of style images")
+    train.add_argument("--config", required=True, help="training config (YAML)")
+    train.add_argument(
+        "--out", required=True, help="run directory: checkpoints, run log, exported weights"
+    )
+    train.add_argument(
+        "--resume", action="store_true", help="continue from the checkpoint in --out"
+    )
+    train.add_argument(
+        "--max-minutes", type=float, default=None, help="stop (and export) after this long"
+    )
+    train.set_defaults(func=cmd_train)
+
+    evaluation = sub.add_parser(
+        "eval", help="stylize the fixed evaluation grid with each model; write table and sheet"
+    )
+    evaluation.add_argument(
+        "--models", help="comma-separated registered models (default: every registered model)"
+    )
+    evaluation.add_argument(
+        "--data-dir",
+        default="../shared/data",
+        help="corpus with manifest.json; scikit-image samples when absent or empty",
+    )
+    evaluation.add_argument(
+        "--contents", type=int, default=4, help="contents drawn from the corpus"
+    )
+    evaluation.add_argument("--styles", type=int, default=4, help="styles drawn from the corpus")
+    evaluation.add_argument("--seed", type=int, default=0, help="seed of the corpus draw")
+    evaluation.add_argument("--side", type=int, default=256, help="long side of every image")
+    evaluation.add_argument("--runtime", choices=("torch", "onnx"), default="torch")
+    evaluation.add_argument("--threads", type=int, default=0, help="torch threads (0: default)")
+    evaluation.add_argument("--table", default="docs/quality.md")
+    evaluation.add_argument(
+        "--sheet", default="docs/quality/contact_sheet.jpg", help="contact sheet (.jpg or .png)"
+    )
+    evaluation.add_argument("--json", default="docs/quality/results.json")
+    evaluation.set_defaults(func=cmd_eval)
     return parser
 
 

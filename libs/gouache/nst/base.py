@@ -68,6 +68,16 @@ class StyleFamily(Protocol):
         ...
 
 
+def trained_style_keys(family: StyleFamily) -> tuple[str, ...]:
+    """Style keys a family that paints only its trained styles recognises; () for any style.
+
+    A feed-forward family refuses other style images; warm-ups and smoke tests pass one
+    of these keys (the sha256 of the style's catalog file) with any image.
+    """
+    styles = getattr(family, "trained_styles", ())
+    return tuple(str(style.sha256) for style in styles)
+
+
 def validate_request(
     content: RGBImage, styles: Sequence[RGBImage], weights: Sequence[float]
 ) -> tuple[float, ...]:

@@ -1,71 +1,74 @@
-"""The model registry: named, immutable specs of the models this code can build, and a builder."""
+"""The model registry: named, immutable specs, and the family builder each one is built with."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
-from types import MappingProxyType
 
 import torch
 
 from gouache.nst.base import StyleFamily
 from gouache.nst.encoders.lite0 import Lite0Encoder, load_lite0
-from gouache.nst.families.gatys import GatysConfig, GatysFamily
+from gouache.nst.families import adain, feedforward, gatys
+from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights
+
+__all__ = [
+    "DEFAULT",
+    "FamilyBuilder",
+    "ModelRegistry",
+    "ModelSpec",
+    "ModelWeights",
+    "all_models",
+    "build_family",
+    "get",
+    "register",
+    "register_family",
+]
 
 DEFAULT = "gatys.lite0-v1"
 
 EncoderLoader = Callable[[torch.device], Lite0Encoder]
-FamilyBuilder = Callable[["ModelSpec", Lite0Encoder, torch.device], StyleFamily]
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One buildable model: its family, the encoder it measures with, and its settings.
-
-    `config` holds the family's settings (for gatys, `GatysConfig` fields) and is
-    read-only once the spec exists, so a spec means the same thing for its lifetime.
-    `tile_size` is the largest square the tiler should send in one request.
-    """
-
-    name: str
-    family: str
-    encoder: str
-    tile_size: int
-    description: str
-    config: Mapping[str, object]
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "config", MappingProxyType(dict(self.config)))
 
 
 def _load_lite0(device: torch.device) -> Lite0Encoder:
     return load_lite0(device=device)
 
 
-def _build_gatys(spec: ModelSpec, encoder: Lite0Encoder, device: torch.device) -> StyleFamily:
-    return GatysFamily(GatysConfig.from_mapping(spec.config), encoder, device=device)
-
-
 _ENCODERS: Mapping[str, EncoderLoader] = {"lite0": _load_lite0}
-_FAMILIES: Mapping[str, FamilyBuilder] = {"gatys": _build_gatys}
-_CONFIG_CHECKS: Mapping[str, Callable[[Mapping[str, object]], object]] = {
-    "gatys": GatysConfig.from_mapping,
-}
 
 
 class ModelRegistry:
-    """Specs by name; refuses duplicates so a name always means one model."""
+    """Family builders and specs by name; refuses duplicates so a name always means one thing."""
 
-    def __init__(self) -> None:
+    def __init__(self, families: Mapping[str, FamilyBuilder] | None = None) -> None:
+        self._families: dict[str, FamilyBuilder] = {}
         self._specs: dict[str, ModelSpec] = {}
         self._lock = threading.Lock()
+        for builder in (families or _FAMILIES).values():
+            self.register_family(builder)
+
+    def register_family(self, builder: FamilyBuilder) -> FamilyBuilder:
+        """Adds the builder for `builder.family`; a family already known is refused."""
+        with self._lock:
+            if builder.family in self._families:
+                raise ValueError(f"family {builder.family!r} is already registered")
+            self._families[builder.family] = builder
+        return builder
+
+    def family(self, name: str) -> FamilyBuilder:
+        """Returns the builder of family `name`; KeyError names the known families otherwise."""
+        try:
+            return self._families[name]
+        except KeyError:
+            raise KeyError(
+                f"unknown family {name!r}; known families: {', '.join(sorted(self._families))}"
+            ) from None
 
     def register(self, spec: ModelSpec) -> ModelSpec:
-        """Adds `spec` after checking its family, encoder and config can be built."""
-        if spec.family not in _FAMILIES:
+        """Adds `spec` after its family has checked its config and declared weights."""
+        if spec.family not in self._families:
             raise ValueError(
-                f"{spec.name}: unknown family {spec.family!r}; known: {sorted(_FAMILIES)}"
+                f"{spec.name}: unknown family {spec.family!r}; known: {sorted(self._families)}"
             )
         if spec.encoder not in _ENCODERS:
             raise ValueError(
@@ -73,7 +76,7 @@ class ModelRegistry:
             )
         if spec.tile_size <= 0:
             raise ValueError(f"{spec.name}: tile_size must be positive, got {spec.tile_size}")
-        _CONFIG_CHECKS[spec.family](spec.config)
+        self._families[spec.family].check(spec)
         with self._lock:
             if spec.name in self._specs:
                 raise ValueError(f"model {spec.name!r} is already registered")
@@ -92,8 +95,24 @@ class ModelRegistry:
         """Every registered spec, sorted by name."""
         return tuple(self._specs[name] for name in sorted(self._specs))
 
+    def build(self, name: str, *, device: str = "cpu") -> StyleFamily:
+        """Loads the spec's encoder and weights on `device` and returns its family."""
+        spec = self.get(name)
+        target = torch.device(device)
+        encoder = _ENCODERS[spec.encoder](target)
+        return self._families[spec.family].build(spec, encoder, target)
+
+
+_FAMILIES: Mapping[str, FamilyBuilder] = {
+    builder.family: builder for builder in (gatys.BUILDER, adain.BUILDER, feedforward.BUILDER)
+}
 
 _REGISTRY = ModelRegistry()
+
+
+def register_family(builder: FamilyBuilder) -> FamilyBuilder:
+    """Adds a family's builder to the process-wide registry (each family once)."""
+    return _REGISTRY.register_family(builder)
 
 
 def register(spec: ModelSpec) -> ModelSpec:
@@ -106,22 +125,24 @@ def get(name: str) -> ModelSpec:
     return _REGISTRY.get(name)
 
 
+def family(name: str) -> FamilyBuilder:
+    """The builder registered for family `name` (KeyError lists the known families)."""
+    return _REGISTRY.family(name)
+
+
 def all_models() -> tuple[ModelSpec, ...]:
     """Every registered spec, sorted by name."""
     return _REGISTRY.all_models()
 
 
 def build_family(name: str, *, device: str = "cpu") -> StyleFamily:
-    """Loads the spec's encoder on `device` and returns its family, ready to stylize."""
-    spec = get(name)
-    target = torch.device(device)
-    encoder = _ENCODERS[spec.encoder](target)
-    return _FAMILIES[spec.family](spec, encoder, target)
+    """Loads the spec's encoder (and weights) on `device` and returns its family, ready."""
+    return _REGISTRY.build(name, device=device)
 
 
 # Pinned rather than inherited from GatysConfig, so tuning its defaults later cannot
 # change what an existing model version paints.
-_LITE0_V1: Mapping[str, object] = {
+_GATYS_LITE0_V1: Mapping[str, object] = {
     "style_taps": {"b1": 1.0, "b3": 1.0, "b5": 1.0, "b8": 1.0, "b11": 1.0},
     "content_tap": "b8",
     "style_weight": 10.0,
@@ -145,7 +166,7 @@ register(
         tile_size=512,
         description="Gatys optimisation over EfficientNet-Lite0 Gram statistics; "
         "production defaults (highest fidelity, slowest)",
-        config=_LITE0_V1,
+        config=_GATYS_LITE0_V1,
     )
 )
 register(
@@ -156,6 +177,65 @@ register(
         tile_size=256,
         description="Gatys with few steps at a capped size: a visibly stylized 256 px "
         "image in seconds on two CPU cores; for tests and the CPU demo",
-        config={**_LITE0_V1, "steps": 40, "max_side": 256},
+        config={**_GATYS_LITE0_V1, "steps": 40, "max_side": 256},
+    )
+)
+
+
+# Pinned like gatys: the shape of the decoder and how it is used, trained and exported by
+# `gouache train adain --config configs/adain.lite0-v1.yaml` (see the manifest.json beside
+# the weights for the training run, its data and its measured quality).
+_ADAIN_LITE0_V1: Mapping[str, object] = {
+    "tap": "b3",
+    "decoder_widths": (96, 48, 16),
+    "decoder_convs": (2, 1, 1),
+    "eps": 1e-5,
+    "style_side": 512,
+    "max_side": 2048,
+    "tv_weight": 0.0,
+    "style_cache_size": 32,
+}
+
+
+register(
+    ModelSpec(
+        name="adain.lite0-v1",
+        family="adain",
+        encoder="lite0",
+        tile_size=512,
+        description="AdaIN over EfficientNet-Lite0 block 3 with the project's decoder: any "
+        "style in one forward pass (decoder trained 28 min on one CPU thread at 128 px)",
+        config=_ADAIN_LITE0_V1,
+        weights={
+            "decoder": ModelWeights(
+                path_in_package="weights/adain.lite0-v1/decoder.pt",
+                sha256="7be98a7e65dd3ba833e0d37c8d49d548c38539b02c04bcfda4e2a9740e1cb015",
+                description="decoder state dict, float16",
+            )
+        },
+    )
+)
+
+
+# Trained by `gouache train feedforward --config configs/feedforward.lite0-v1.yaml` on CPU
+# at 128 px crops; the manifest beside the weights lists its eight styles (title, file,
+# sha256), the training run, its data and its measured quality.
+register(
+    ModelSpec(
+        name="feedforward.lite0-v1",
+        family="feedforward",
+        encoder="lite0",
+        tile_size=512,
+        description="One conditional-instance-norm network for eight curated styles: the "
+        "fastest family, only its trained styles (trained on CPU at reduced resolution)",
+        config={"max_side": 1024, "style_cache_size": 256},
+        weights=feedforward.model_weights(
+            "weights/feedforward.lite0-v1",
+            {
+                "manifest": "4e06e9214623b2643b9659cccdb38ce459486aa8a25d1e20e8e5f2caf69723e7",
+                "network": "f927fe27a710d1a3b3e4fe0d9c0fb88238c8d22d988935beaf4c07ac2961b1be",
+                "style_index": "8892b60bf7d29346d0be81b776f103a50de429c947fb686843aad48d23dcbed3",
+            },
+        ),
     )
 )

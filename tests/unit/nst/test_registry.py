@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 
 from gouache.nst import registry
-from gouache.nst.base import StylizeControls
+from gouache.nst.base import StylizeControls, trained_style_keys
 from gouache.nst.families.gatys import GatysConfig
-from gouache.nst.registry import DEFAULT, ModelRegistry, ModelSpec
+from gouache.nst.registry import DEFAULT, ModelRegistry, ModelSpec, ModelWeights
 
 ALL = registry.all_models()
 
@@ -28,7 +28,7 @@ def _spec(**overrides: object) -> ModelSpec:
 
 def test_the_default_and_the_fast_model_are_registered() -> None:
     names = {spec.name for spec in ALL}
-    assert {DEFAULT, "gatys.lite0-fast"} <= names
+    assert {DEFAULT, "gatys.lite0-fast", "adain.lite0-v1"} <= names
     assert registry.get(DEFAULT).tile_size == 512
 
 
@@ -42,15 +42,28 @@ def test_every_model_builds_and_stylizes(spec: ModelSpec) -> None:
     assert family.name == spec.family
     content = np.random.default_rng(0).integers(0, 256, (37, 29, 3), dtype=np.uint8)
     style = np.random.default_rng(1).integers(0, 256, (20, 24, 3), dtype=np.uint8)
-    out = family.stylize(content, [style], [1.0], StylizeControls())
+    keys = trained_style_keys(family)[:1] or None
+    out = family.stylize(content, [style], [1.0], StylizeControls(), style_keys=keys)
     assert out.shape == content.shape
     assert out.dtype == np.uint8
 
 
 @pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
 def test_every_config_is_a_valid_family_config(spec: ModelSpec) -> None:
-    config = GatysConfig.from_mapping(spec.config)
-    assert config.max_side >= spec.tile_size
+    config = registry.family(spec.family).check(spec)
+    assert getattr(config, "max_side") >= spec.tile_size  # noqa: B009 - configs differ by family
+
+
+WEIGHTS = [(spec, role) for spec in ALL for role in spec.weights]
+
+
+@pytest.mark.parametrize(
+    ("spec", "role"), WEIGHTS, ids=[f"{spec.name}:{role}" for spec, role in WEIGHTS]
+)
+def test_every_weights_file_is_shipped_and_matches_its_sha256(spec: ModelSpec, role: str) -> None:
+    weights = spec.weights[role]
+    assert weights.verified_path() == weights.path()
+    assert weights.path().stat().st_size < 8 * 2**20
 
 
 @pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
@@ -82,6 +95,34 @@ def test_unknown_name_lists_the_known_ones() -> None:
     ],
 )
 def test_broken_specs_are_refused_at_registration(
+    overrides: dict[str, object], message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        ModelRegistry().register(_spec(**overrides))
+
+
+def test_a_family_registers_once() -> None:
+    with pytest.raises(ValueError, match="already registered"):
+        ModelRegistry().register_family(registry.family("gatys"))
+
+
+def test_unknown_family_lists_the_known_ones() -> None:
+    with pytest.raises(KeyError, match="adain"):
+        registry.family("dreams")
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        ({"family": "adain", "config": {}}, "exactly one weights file"),
+        ({"family": "adain", "config": {"tap": "b5", "decoder_widths": [8]}}, "weights"),
+        (
+            {"weights": {"decoder": ModelWeights(path_in_package="w/x.pt", sha256="0" * 64)}},
+            "gatys loads no weights",
+        ),
+    ],
+)
+def test_families_check_the_weights_their_specs_declare(
     overrides: dict[str, object], message: str
 ) -> None:
     with pytest.raises(ValueError, match=message):

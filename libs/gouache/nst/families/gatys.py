@@ -51,6 +51,7 @@ from gouache.imaging.color import luminance_transfer, match_histogram, to_float3
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.lite0 import LITE0_TAPS, Lite0Encoder
 from gouache.nst.losses import content_loss, gram, style_loss, tv_loss
+from gouache.nst.specs import FamilyBuilder, ModelSpec
 from gouache.runtime.errors import InvalidArgument
 
 FloatImage = npt.NDArray[np.float32]
@@ -141,6 +142,18 @@ class _Plan:
     alpha: float
     tv_weight: float
     seed: int
+
+
+def _check_spec(spec: ModelSpec) -> GatysConfig:
+    """Gatys needs only a valid config: it trains nothing, so it ships no weights."""
+    if spec.weights:
+        raise ValueError(f"{spec.name}: gatys loads no weights, got {sorted(spec.weights)}")
+    return GatysConfig.from_mapping(spec.config)
+
+
+def build(spec: ModelSpec, encoder: Lite0Encoder, device: torch.device) -> GatysFamily:
+    """The registry's builder for gatys specs: the pinned config over the shared encoder."""
+    return GatysFamily(_check_spec(spec), encoder, device=device)
 
 
 class GatysFamily:
@@ -428,3 +441,6 @@ def _digest(image: npt.NDArray[np.generic]) -> str:
     digest = hashlib.sha256(str((image.shape, image.dtype.str)).encode())
     digest.update(np.ascontiguousarray(image).tobytes())
     return digest.hexdigest()
+
+
+BUILDER = FamilyBuilder(family="gatys", check=_check_spec, build=build)

@@ -1,0 +1,669 @@
+"""Fixed content x style evaluation grid: stylize with each model, measure, write table and sheet."""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import json
+import os
+import platform
+import random
+import statistics
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.nst.quality import BASELINE_NAME, EVAL_SIDE, HistogramBaseline, QualityMeter
+from gouache.runtime.errors import InvalidArgument
+
+DEFAULT_DATA_DIR = Path("../shared/data")
+"""The shared corpus, relative to the repository root, when it is there."""
+
+SKIMAGE_CONTENTS: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
+SKIMAGE_STYLES: tuple[str, ...] = ("hubble_deep_field", "immunohistochemistry", "colorwheel")
+
+CONTENT_RATIO_LIMIT = 1.5
+"""A model beats the baseline when its median style distance is below the baseline's and
+its median content distance is at most this many times the baseline's (issue 3)."""
+
+IDENTITY_NAME = "identity (the content)"
+
+
+@dataclass(frozen=True)
+class EvalImage:
+    """One image of the grid: a short name, pixels, a stable key and where it comes from.
+
+    `key` is what the families cache style statistics under, as in serving: the sha256
+    of the catalog file for corpus images (the key the tiler sends), else a digest of
+    the pixels. `credit` is the attribution line the docs print for it.
+    """
+
+    name: str
+    pixels: RGBImage = field(repr=False)
+    key: str = ""
+    credit: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.key:
+            digest = hashlib.sha256(np.ascontiguousarray(self.pixels).tobytes()).hexdigest()
+            object.__setattr__(self, "key", digest)
+
+
+@dataclass(frozen=True)
+class EvalGrid:
+    """The fixed evaluation set: every content is stylized with every style."""
+
+    contents: tuple[EvalImage, ...]
+    styles: tuple[EvalImage, ...]
+    source: str
+    selection: str = ""
+
+    def pairs(self) -> list[tuple[EvalImage, EvalImage]]:
+        """(content, style) pairs, content-major, in a fixed order."""
+        return [(content, style) for content in self.contents for style in self.styles]
+
+
+@dataclass(frozen=True)
+class ModelUnderTest:
+    """A model to evaluate: its name, family, runtime, and how to build it (lazily)."""
+
+    name: str
+    family: str
+    runtime: str
+    build: Callable[[], StyleFamily]
+
+
+@dataclass(frozen=True)
+class PairResult:
+    """One stylized pair: its distances, the seconds `stylize` took, and the image."""
+
+    content: str
+    style: str
+    style_distance: float
+    content_distance: float
+    seconds: float
+    image: RGBImage = field(repr=False)
+
+
+@dataclass(frozen=True)
+class ModelSummary:
+    """Medians over the grid, and ratios of those medians to the baseline's."""
+
+    name: str
+    family: str
+    runtime: str
+    pairs: int
+    median_style: float
+    median_content: float
+    style_ratio: float
+    content_ratio: float
+    median_seconds: float
+
+    @property
+    def beats_baseline(self) -> bool:
+        """Lower style distance than the baseline, content distance within the limit."""
+        return self.style_ratio < 1.0 and self.content_ratio <= CONTENT_RATIO_LIMIT
+
+
+@dataclass(frozen=True)
+class EvalReport:
+    """Every model's results on one grid (the baseline and the identity included).
+
+    `skipped` names the models that refused a pair of the grid (e.g. a feedforward
+    model asked for a style it was not trained on), with the reason.
+    """
+
+    grid: EvalGrid
+    side: int
+    controls: StylizeControls
+    results: Mapping[str, tuple[PairResult, ...]]
+    models: Mapping[str, ModelUnderTest]
+    skipped: Mapping[str, str] = field(default_factory=dict)
+
+    def summaries(self) -> list[ModelSummary]:
+        """One summary per model, in evaluation order (identity, baseline, then models)."""
+        baseline = self.results[BASELINE_NAME]
+        base_style = _median([r.style_distance for r in baseline])
+        base_content = _median([r.content_distance for r in baseline])
+        rows = []
+        for name, results in self.results.items():
+            model = self.models[name]
+            style = _median([r.style_distance for r in results])
+            content = _median([r.content_distance for r in results])
+            rows.append(
+                ModelSummary(
+                    name=name,
+                    family=model.family,
+                    runtime=model.runtime,
+                    pairs=len(results),
+                    median_style=style,
+                    median_content=content,
+                    style_ratio=style / base_style,
+                    content_ratio=content / base_content,
+                    median_seconds=_median([r.seconds for r in results]),
+                )
+            )
+        return rows
+
+
+class _Identity:
+    """Returns the content unchanged: the starting point every model moves away from."""
+
+    name = "identity"
+
+    def stylize(
+        self,
+        content: RGBImage,
+        styles: Sequence[RGBImage],
+        weights: Sequence[float],
+        controls: StylizeControls,
+        *,
+        style_keys: Sequence[str] | None = None,
+    ) -> RGBImage:
+        return content.copy()
+
+
+def reference_models() -> list[ModelUnderTest]:
+    """The two references every evaluation includes: the content itself and the baseline."""
+    return [
+        ModelUnderTest(IDENTITY_NAME, "identity", "numpy", _Identity),
+        ModelUnderTest(BASELINE_NAME, "baseline", "numpy", HistogramBaseline),
+    ]
+
+
+def load_grid(
+    data_dir: Path | None = DEFAULT_DATA_DIR,
+    *,
+    contents: int = 4,
+    styles: int = 4,
+    seed: int = 0,
+    side: int = EVAL_SIDE,
+) -> EvalGrid:
+    """The shared corpus's grid when `data_dir` holds a manifest, else the skimage grid.
+
+    Every image is resized so its long side is `side`. See `corpus_grid` for the draw.
+    """
+    if data_dir is not None and (data_dir / "manifest.json").is_file():
+        return corpus_grid(data_dir, contents=contents, styles=styles, seed=seed, side=side)
+    return skimage_grid(side=side)
+
+
+@dataclass(frozen=True)
+class ShippedConstraints:
+    """What the shipped models' manifests say about the corpus, for a fair grid.
+
+    held_out_contents: content files no shipped model trained on (the intersection of
+        their manifests' `data.content_heldout`); None when no manifest records a split.
+    paintable_styles: style files every shipped model paints (the intersection of the
+        `styles` lists of models limited to trained styles); None when none is limited.
+    """
+
+    held_out_contents: frozenset[str] | None
+    paintable_styles: frozenset[str] | None
+
+
+def shipped_constraints() -> ShippedConstraints:
+    """Reads the manifests beside every registered model's weights (see the class)."""
+    from gouache.nst import registry
+
+    held_out: frozenset[str] | None = None
+    paintable: frozenset[str] | None = None
+    for spec in registry.all_models():
+        folders = {w.path().parent for w in spec.weights.values()}
+        manifests = [folder / "manifest.json" for folder in folders]
+        for path in manifests:
+            if not path.is_file():
+                continue
+            manifest = json.loads(path.read_text())
+            split = manifest.get("data", {}).get("content_heldout")
+            if split is not None:
+                names = frozenset(Path(name).name for name in split)
+                held_out = names if held_out is None else held_out & names
+            trained = manifest.get("styles")
+            if isinstance(trained, list):
+                files = frozenset(Path(str(style["file"])).name for style in trained)
+                paintable = files if paintable is None else paintable & files
+    return ShippedConstraints(held_out, paintable)
+
+
+def corpus_grid(
+    data_dir: Path,
+    *,
+    contents: int,
+    styles: int,
+    seed: int,
+    side: int,
+    constraints: ShippedConstraints | None = None,
+) -> EvalGrid:
+    """A seeded draw of `contents` photos and `styles` styles from the shared corpus.
+
+    Candidates, from the corpus manifest: contents that no shipped model trained on and
+    styles that every shipped model can paint (`shipped_constraints`), showing no
+    identifiable person and with known rights (styles: public domain; contents: not
+    "unknown"). `random.Random(seed)` draws from the candidates sorted by file name, so
+    the same corpus, models and seed give the same grid.
+    """
+    limits = constraints if constraints is not None else shipped_constraints()
+    entries = json.loads((data_dir / "manifest.json").read_text())
+    rng = random.Random(seed)
+
+    def allowed(entry: Mapping[str, object]) -> bool:
+        name = Path(str(entry["file"])).name
+        rights = str(entry.get("rights_category", "")).lower()
+        if entry.get("identifiable_person", False):
+            return False
+        if entry["kind"] == "content":
+            inside = limits.held_out_contents is None or name in limits.held_out_contents
+            return inside and rights not in ("", "unknown")
+        inside = limits.paintable_styles is None or name in limits.paintable_styles
+        return inside and rights == "public domain"
+
+    def pick(kind: str, count: int) -> tuple[EvalImage, ...]:
+        candidates = sorted(
+            (e for e in entries if e["kind"] == kind and allowed(e)), key=lambda e: e["file"]
+        )
+        if len(candidates) < count:
+            raise ValueError(f"{data_dir} has {len(candidates)} usable {kind} images, need {count}")
+        chosen = sorted(rng.sample(candidates, count), key=lambda e: e["file"])
+        return tuple(
+            EvalImage(
+                Path(e["file"]).stem,
+                _load(data_dir / e["file"], side),
+                key=str(e["sha256"]),
+                credit=_credit(e),
+            )
+            for e in chosen
+        )
+
+    picked_contents = pick("content", contents)
+    picked_styles = pick("style", styles)
+    manifest_hash = hashlib.sha256((data_dir / "manifest.json").read_bytes()).hexdigest()
+    return EvalGrid(
+        contents=picked_contents,
+        styles=picked_styles,
+        source=f"`{data_dir}` (manifest sha256 {manifest_hash[:12]}, seed {seed})",
+        selection=(
+            "Contents are drawn from the photos no shipped model trained on (the held-out "
+            "split in their manifests), styles from those every shipped model paints "
+            "(feedforward paints only its trained styles), excluding identifiable people "
+            "and unknown rights; see `gouache.nst.evaluate.corpus_grid`."
+        ),
+    )
+
+
+def _credit(entry: Mapping[str, object]) -> str:
+    parts = [f"*{entry.get('title') or Path(str(entry['file'])).stem}*"]
+    if entry.get("artist"):
+        parts.append(str(entry["artist"]))
+    if entry.get("year"):
+        parts.append(str(entry["year"]))
+    parts.append(str(entry.get("rights_category", "rights unknown")))
+    notes = str(entry.get("notes") or "")
+    if "http" in notes:
+        parts.append(notes[notes.index("http") :].split()[0])
+    return ", ".join(parts)
+
+
+def skimage_grid(*, side: int = EVAL_SIDE) -> EvalGrid:
+    """scikit-image's bundled photos x textures, for machines without the shared corpus."""
+    from skimage import data
+
+    def load(name: str) -> EvalImage:
+        pixels = np.asarray(getattr(data, name)(), dtype=np.uint8)[:, :, :3]
+        return EvalImage(name, _fit(Image.fromarray(pixels), side), credit="scikit-image data")
+
+    return EvalGrid(
+        contents=tuple(load(n) for n in SKIMAGE_CONTENTS),
+        styles=tuple(load(n) for n in SKIMAGE_STYLES),
+        source="scikit-image sample images",
+    )
+
+
+def evaluate(
+    grid: EvalGrid,
+    models: Sequence[ModelUnderTest],
+    *,
+    meter: QualityMeter,
+    controls: StylizeControls | None = None,
+    on_result: Callable[[str, PairResult], None] | None = None,
+) -> EvalReport:
+    """Stylizes every pair with every model (plus the references) and measures each output.
+
+    Models are built one at a time, just before their pairs, and dropped afterwards, so
+    only one is in memory. Each call gets the style's pixel digest as its style key, so
+    families that cache style statistics reuse them across contents, as in serving.
+    """
+    settings = controls if controls is not None else StylizeControls()
+    everyone = [*reference_models(), *(m for m in models if m.name not in _REFERENCE_NAMES)]
+    results: dict[str, tuple[PairResult, ...]] = {}
+    skipped: dict[str, str] = {}
+    for model in everyone:
+        family = model.build()
+        rows = []
+        try:
+            for content, style in grid.pairs():
+                started = time.perf_counter()
+                output = family.stylize(
+                    content.pixels, [style.pixels], [1.0], settings, style_keys=[style.key]
+                )
+                seconds = time.perf_counter() - started
+                distances = meter.measure(output, content.pixels, style.pixels)
+                row = PairResult(
+                    content=content.name,
+                    style=style.name,
+                    style_distance=distances.style,
+                    content_distance=distances.content,
+                    seconds=seconds,
+                    image=output,
+                )
+                rows.append(row)
+                if on_result is not None:
+                    on_result(model.name, row)
+        except InvalidArgument as refused:
+            skipped[model.name] = refused.message
+            continue
+        finally:
+            del family
+        results[model.name] = tuple(rows)
+    return EvalReport(
+        grid=grid,
+        side=meter.side,
+        controls=settings,
+        results=results,
+        models={m.name: m for m in everyone},
+        skipped=skipped,
+    )
+
+
+_REFERENCE_NAMES = frozenset({IDENTITY_NAME, BASELINE_NAME})
+
+
+def markdown_table(report: EvalReport) -> str:
+    """The summary table: medians, ratios to the baseline and median time per image."""
+    lines = [
+        "| model | family | runtime | pairs | median style distance | median content distance "
+        "| style / baseline | content / baseline | median time per image | beats baseline |",
+        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+    ]
+    for row in report.summaries():
+        verdict = "—" if row.name in _REFERENCE_NAMES else ("yes" if row.beats_baseline else "no")
+        lines.append(
+            f"| {row.name} | {row.family} | {row.runtime} | {row.pairs} "
+            f"| {row.median_style:.3f} | {row.median_content:.3f} "
+            f"| {row.style_ratio:.2f} | {row.content_ratio:.2f} "
+            f"| {_seconds(row.median_seconds)} | {verdict} |"
+        )
+    return "\n".join(lines) + "\n"
+
+
+def per_pair_table(report: EvalReport) -> str:
+    """Every pair's style / content distance per model, for looking into the medians."""
+    names = list(report.results)
+    lines = [
+        "| content | style | " + " | ".join(names) + " |",
+        "|---|---|" + "---:|" * len(names),
+    ]
+    for index, (content, style) in enumerate(report.grid.pairs()):
+        cells = [
+            f"{r.style_distance:.2f} / {r.content_distance:.2f}"
+            for r in (report.results[n][index] for n in names)
+        ]
+        lines.append(f"| {content.name} | {style.name} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_markdown(report: EvalReport, path: Path, *, command: str, sheet: Path | None) -> None:
+    """Writes docs-ready markdown: how it was made, the summary and the per-pair numbers."""
+    grid = report.grid
+    sheet_line = ""
+    if sheet is not None:
+        relative = Path(_relative(sheet, path.parent))
+        sheet_line = f"\n![contact sheet]({relative.as_posix()})\n"
+    text = f"""# Style-transfer quality
+
+Generated on {_machine()}, {dt.datetime.now(dt.UTC).strftime("%Y-%m-%d %H:%M UTC")}, by:
+
+```
+{command}
+```
+
+Grid: {len(grid.contents)} contents x {len(grid.styles)} styles from {grid.source}, every
+image at {report.side} px long side; controls: alpha {report.controls.alpha}, seed
+{report.controls.seed}, the others at their defaults. {grid.selection}
+
+{_credits(grid)}
+
+Metrics (defined exactly in `gouache.nst.quality`): **style distance** is the relative
+Gram-matrix error against the style image on EfficientNet-Lite0 taps b1, b3, b5, b8, b11,
+averaged over the taps; **content distance** is the relative feature error against the
+content image at tap b8; both at {report.side} px. Lower is better for both. Ratios are
+a model's median over the baseline's median. **Baseline**: histogram matching alone (the
+content recoloured to the style's per-channel histograms). A model beats the baseline
+when its median style distance is lower and its median content distance is at most
+{CONTENT_RATIO_LIMIT}x the baseline's. Times are the wall-clock time of one `stylize` call
+per {report.side} px image on this machine (shared with other work: compare within a run).
+
+{markdown_table(report)}{_skipped(report)}{sheet_line}
+## Per pair (style distance / content distance)
+
+{per_pair_table(report)}"""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(text)
+
+
+def _credits(grid: EvalGrid) -> str:
+    lines = ["Images (thumbnails in the contact sheet):", ""]
+    for kind, images in (("content", grid.contents), ("style", grid.styles)):
+        lines += [f"- {kind} `{image.name}`: {image.credit}" for image in images]
+    return "\n".join(lines) + "\n"
+
+
+def _skipped(report: EvalReport) -> str:
+    if not report.skipped:
+        return ""
+    lines = ["", "Not evaluated on this grid (the model refused a pair):", ""]
+    lines += [f"- {name}: {reason}" for name, reason in report.skipped.items()]
+    return "\n".join(lines) + "\n"
+
+
+def write_json(report: EvalReport, path: Path) -> None:
+    """Writes every number (summaries and pairs) as JSON, for manifests and tooling."""
+    payload = {
+        "side": report.side,
+        "grid": {
+            "source": report.grid.source,
+            "contents": [c.name for c in report.grid.contents],
+            "styles": [s.name for s in report.grid.styles],
+        },
+        "skipped": dict(report.skipped),
+        "summaries": [
+            {
+                "model": s.name,
+                "family": s.family,
+                "runtime": s.runtime,
+                "pairs": s.pairs,
+                "median_style_distance": s.median_style,
+                "median_content_distance": s.median_content,
+                "style_ratio_vs_baseline": s.style_ratio,
+                "content_ratio_vs_baseline": s.content_ratio,
+                "median_seconds": s.median_seconds,
+                "beats_baseline": s.beats_baseline,
+            }
+            for s in report.summaries()
+        ],
+        "pairs": {
+            name: [
+                {
+                    "content": r.content,
+                    "style": r.style,
+                    "style_distance": r.style_distance,
+                    "content_distance": r.content_distance,
+                    "seconds": r.seconds,
+                }
+                for r in rows
+            ]
+            for name, rows in report.results.items()
+        },
+    }
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(payload, indent=2) + "\n")
+
+
+def contact_sheet(report: EvalReport, *, cell: int = 160) -> Image.Image:
+    """One row per pair: content | style | baseline | each model; distances under results."""
+    columns = ["content", "style", *(n for n in report.results if n != IDENTITY_NAME)]
+    label_height = 18
+    header = 22
+    width = cell * len(columns)
+    height = header + (cell + label_height) * len(report.grid.pairs())
+    sheet = Image.new("RGB", (width, height), (255, 255, 255))
+    draw = ImageDraw.Draw(sheet)
+    font = _font(12)
+    for column, title in enumerate(columns):
+        draw.text((column * cell + 4, 4), _short(title), fill=(0, 0, 0), font=font)
+    for row, (content, style) in enumerate(report.grid.pairs()):
+        top = header + row * (cell + label_height)
+        cells: list[tuple[RGBImage, str]] = [
+            (content.pixels, content.name),
+            (style.pixels, style.name),
+        ]
+        for name in columns[2:]:
+            result = report.results[name][row]
+            cells.append(
+                (result.image, f"s {result.style_distance:.2f}  c {result.content_distance:.2f}")
+            )
+        for column, (pixels, caption) in enumerate(cells):
+            thumb = _fit(Image.fromarray(pixels), cell - 4)
+            left = column * cell + (cell - thumb.shape[1]) // 2
+            sheet.paste(Image.fromarray(thumb), (left, top + (cell - thumb.shape[0]) // 2))
+            draw.text(
+                (column * cell + 4, top + cell + 2), caption[:24], fill=(60, 60, 60), font=font
+            )
+    return sheet
+
+
+def write_contact_sheet(report: EvalReport, path: Path, *, cell: int = 160) -> None:
+    """Saves the sheet; a .jpg/.jpeg path is written as JPEG (quality 85), else PNG."""
+    sheet = contact_sheet(report, cell=cell)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    if path.suffix.lower() in (".jpg", ".jpeg"):
+        sheet.save(path, format="JPEG", quality=85, optimize=True)
+    else:
+        sheet.save(path, format="PNG", optimize=True)
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    """What `gouache eval` runs: which models, on which grid, and where results go."""
+
+    models: tuple[str, ...]
+    data_dir: Path | None = DEFAULT_DATA_DIR
+    contents: int = 4
+    styles: int = 4
+    seed: int = 0
+    side: int = EVAL_SIDE
+    runtime: str = "torch"
+    device: str = "cpu"
+    table: Path = Path("docs/quality.md")
+    sheet: Path | None = Path("docs/quality/contact_sheet.jpg")
+    results_json: Path | None = Path("docs/quality/results.json")
+    cell: int = 160
+    command: str = "gouache eval"
+
+
+def registered_models(names: Sequence[str], *, runtime: str, device: str) -> list[ModelUnderTest]:
+    """Models from the registry, each built on `device` with `runtime` when first needed."""
+    from gouache.nst import registry
+    from gouache.nst.onnx_runtime import build_family, check_runtime
+
+    chosen = check_runtime(runtime)
+    models = []
+    for name in names:
+        spec = registry.get(name)
+
+        def build(name: str = name) -> StyleFamily:
+            return build_family(name, device=device, runtime=chosen)
+
+        models.append(ModelUnderTest(name, spec.family, chosen, build))
+    return models
+
+
+def run(
+    options: EvalOptions, *, on_result: Callable[[str, PairResult], None] | None = None
+) -> EvalReport:
+    """Loads the grid, evaluates the models and writes the table, sheet and JSON."""
+    grid = load_grid(
+        options.data_dir,
+        contents=options.contents,
+        styles=options.styles,
+        seed=options.seed,
+        side=options.side,
+    )
+    models = registered_models(options.models, runtime=options.runtime, device=options.device)
+    report = evaluate(grid, models, meter=QualityMeter(side=options.side), on_result=on_result)
+    if options.sheet is not None:
+        write_contact_sheet(report, options.sheet, cell=options.cell)
+    write_markdown(report, options.table, command=options.command, sheet=options.sheet)
+    if options.results_json is not None:
+        write_json(report, options.results_json)
+    return report
+
+
+def _load(path: Path, side: int) -> RGBImage:
+    with Image.open(path) as image:
+        return _fit(image.convert("RGB"), side)
+
+
+def _fit(image: Image.Image, side: int) -> RGBImage:
+    """Resizes (Lanczos) so the long side is `side`, keeping the aspect ratio."""
+    scale = side / max(image.size)
+    size = (max(1, round(image.width * scale)), max(1, round(image.height * scale)))
+    resized = image.convert("RGB").resize(size, Image.Resampling.LANCZOS)
+    pixels: RGBImage = np.asarray(resized, dtype=np.uint8).copy()
+    return pixels
+
+
+def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
+    try:
+        return ImageFont.load_default(size=size)
+    except (OSError, ImportError):  # Pillow without FreeType: the bitmap font
+        return ImageFont.load_default()
+
+
+def _short(name: str) -> str:
+    return name if len(name) <= 24 else name[:23] + "…"
+
+
+def _median(values: Sequence[float]) -> float:
+    return float(statistics.median(values))
+
+
+def _seconds(value: float) -> str:
+    return f"{value * 1000:.0f} ms" if value < 1.0 else f"{value:.2f} s"
+
+
+def _relative(path: Path, start: Path) -> str:
+    try:
+        return str(path.resolve().relative_to(start.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def _machine() -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return (
+        f"{platform.node() or 'unknown host'} ({cpu}, {os.cpu_count() or 0} CPUs, "
+        f"{platform.python_implementation()} {platform.python_version()})"
+    )

@@ -1,0 +1,736 @@
+"""Feed-forward family: one small image-transformation network with conditional instance norm.
+
+The network (Johnson et al., 2016, made small: 16/32/64 channels, two stride-2
+convolutions, four residual blocks at a quarter of the resolution, nearest-neighbour
+upsampling; 356k parameters, 0.7 MB in float16) paints in one pass. Every
+instance-norm layer takes its scale and shift from a table with one row per *slot*
+(Dumoulin et al., 2017): slots 1..n are the curated styles the model was trained on;
+slot 0 was trained to reproduce the content (see alpha below). A request is served so:
+
+- styles: each style image given is mapped to its trained slot (`StyleIndex`: by the
+  catalog sha256 in its key, the sha256 of its pixels, or nearest Lite0 Gram
+  statistics), and their rows are averaged with the request's weights;
+- alpha blends pixels: `alpha * stylized + (1 - alpha) * content`; alpha 0 returns the
+  content itself, exactly, without running the network. Measured on feedforward.lite0-v1
+  (4 held-out photos x its first 4 styles at 256 px, `gouache.nst.quality` medians,
+  style / content distance; the CIN variant ran `run` with rows `alpha * style + (1 -
+  alpha) * identity`): the pixel blend gives 0.694 / 0.457, 0.588 / 0.731, 0.479 / 0.897 at alpha 0.25, 0.5, 0.75;
+  interpolating the CIN rows towards the identity row instead gives 0.673 / 0.792,
+  0.554 / 0.879, 0.446 / 0.957. At equal content distance (~0.89) the blend is closer
+  to the style (0.479 vs 0.554), and the interpolated rows shift hues (a starry-night
+  sky turned orange at 0.25) rather than weakening the style;
+- the output is computed with an 8-pixel mirrored frame around the content
+  (`BORDER_MARGIN`), cropped away: trained on small crops, the network paints a band of
+  bright dashes along the image border, which the frame moves outside the result.
+
+Colour controls act on the network's output, as the styles are fixed in the weights:
+`histogram_match` recolours the stylized image to the content's colour histogram (per
+channel, `gouache.imaging.color.match_histogram`), `luminance_only` keeps its luminance
+and the content's chroma. `tv_weight` above the value the model was trained with
+smooths the output further (`smooth_tv`); at or below it the output is the network's
+own. The network has no randomness: `seed` does not change the output, and the same
+request gives the same bytes on the same runtime.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import numpy.typing as npt
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
+from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
+from gouache.nst.losses import gram
+from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights
+from gouache.runtime.errors import InvalidArgument
+
+FloatImage = npt.NDArray[np.float32]
+NetworkRunner = Callable[[Tensor, Tensor], Tensor]
+"""Runs the transformation network: (padded content NCHW in [0, 1], CIN params) -> image."""
+
+IDENTITY_SLOT = 0
+"""The CIN-table row trained to reproduce the content (kept in v1's table; alpha blends
+pixels instead, as measured in the module docstring)."""
+
+BORDER_MARGIN = 8
+"""Mirrored pixels around the content while the network runs, cropped away after."""
+
+MANIFEST = "manifest.json"
+NETWORK_FILE = "network.pt"
+STYLE_INDEX_FILE = "style_index.pt"
+
+
+@dataclass(frozen=True)
+class NetworkShape:
+    """The transformation network's size: channels per resolution level and depth.
+
+    channels: channels at full resolution, then after each stride-2 convolution; the
+        network downsamples by 2 ** (len(channels) - 1).
+    residual_blocks: residual blocks at the lowest resolution.
+    edge_kernel: kernel of the first and last convolution (at full resolution).
+    """
+
+    channels: tuple[int, ...] = (16, 32, 64)
+    residual_blocks: int = 4
+    edge_kernel: int = 5
+
+    def __post_init__(self) -> None:
+        if len(self.channels) < 1 or min(self.channels) < 1:
+            raise ValueError(f"channels must be positive, got {self.channels}")
+        if self.residual_blocks < 0:
+            raise ValueError("residual_blocks must not be negative")
+        if self.edge_kernel < 1 or self.edge_kernel % 2 == 0:
+            raise ValueError(f"edge_kernel must be odd and positive, got {self.edge_kernel}")
+
+    @property
+    def factor(self) -> int:
+        """Height and width of an input must be multiples of this."""
+        return int(2 ** (len(self.channels) - 1))
+
+    @property
+    def min_side(self) -> int:
+        """Smallest input side: each level keeps at least 2 pixels for reflection padding."""
+        return max(2 * self.factor, self.edge_kernel // 2 + 1)
+
+    def cin_channels(self) -> tuple[int, ...]:
+        """Channels of every conditional instance-norm layer, in forward order."""
+        down = list(self.channels)
+        blocks = [self.channels[-1]] * (2 * self.residual_blocks)
+        up = list(reversed(self.channels[:-1]))
+        return (*down, *blocks, *up)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "channels": list(self.channels),
+            "residual_blocks": self.residual_blocks,
+            "edge_kernel": self.edge_kernel,
+        }
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> NetworkShape:
+        return cls(
+            channels=tuple(int(c) for c in values["channels"]),
+            residual_blocks=int(values["residual_blocks"]),
+            edge_kernel=int(values["edge_kernel"]),
+        )
+
+
+def _padded_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
+    return nn.Sequential(
+        nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_channels, out_channels, kernel, stride)
+    )
+
+
+class TransformNet(nn.Module):
+    """The image-transformation network with its table of CIN parameters, one row per slot.
+
+    `forward(image, params)` takes the image (NCHW, [0, 1], sides multiples of
+    `shape.factor`) and one row of CIN parameters per image (N x 2C: all scales, then
+    all shifts, C = sum of `shape.cin_channels()`), so mixing rows happens outside the
+    network and the ONNX graph has just these two inputs.
+    """
+
+    def __init__(self, shape: NetworkShape, slots: int) -> None:
+        super().__init__()
+        if slots < 1:
+            raise ValueError("the network needs at least one CIN slot")
+        self.shape = shape
+        self._cin = shape.cin_channels()
+        self.width = sum(self._cin)
+        self.gamma = nn.Parameter(torch.ones(slots, self.width))
+        self.beta = nn.Parameter(torch.zeros(slots, self.width))
+        channels = shape.channels
+        down: list[nn.Module] = [_padded_conv(3, channels[0], shape.edge_kernel)]
+        down += [
+            _padded_conv(channels[i - 1], channels[i], 3, stride=2) for i in range(1, len(channels))
+        ]
+        self.down = nn.ModuleList(down)
+        deepest = channels[-1]
+        self.blocks = nn.ModuleList(
+            _padded_conv(deepest, deepest, 3) for _ in range(2 * shape.residual_blocks)
+        )
+        self.up = nn.ModuleList(
+            _padded_conv(channels[i], channels[i - 1], 3) for i in range(len(channels) - 1, 0, -1)
+        )
+        self.out = _padded_conv(channels[0], 3, shape.edge_kernel)
+
+    @property
+    def slots(self) -> int:
+        return int(self.gamma.shape[0])
+
+    def slot_params(self, mix: Tensor) -> Tensor:
+        """CIN parameters (N x 2C) for slot mixtures `mix` (N x slots, rows of weights)."""
+        return torch.cat([mix @ self.gamma, mix @ self.beta], dim=1)
+
+    def forward(self, image: Tensor, params: Tensor) -> Tensor:
+        gamma, beta = params[:, : self.width], params[:, self.width :]
+        offsets = np.cumsum((0, *self._cin)).tolist()
+        layer = iter(range(len(self._cin)))
+
+        def cin(x: Tensor) -> Tensor:
+            index = next(layer)
+            start, end = offsets[index], offsets[index + 1]
+            normalised = F.instance_norm(x, eps=1e-5)
+            return normalised * gamma[:, start:end, None, None] + beta[:, start:end, None, None]
+
+        y = image
+        for conv in self.down:
+            y = F.relu(cin(conv(y)))
+        for first, second in zip(self.blocks[::2], self.blocks[1::2], strict=True):
+            y = y + cin(second(F.relu(cin(first(y)))))
+        for conv in self.up:
+            y = F.relu(cin(conv(F.interpolate(y, scale_factor=2.0, mode="nearest"))))
+        return torch.sigmoid(self.out(y))
+
+
+@dataclass(frozen=True)
+class TrainedStyle:
+    """A curated style the model learnt: its CIN slot and how to recognise its image.
+
+    `sha256` is the catalog file's (the bytes in /work/shared/data and in the storage
+    catalog), `pixels_sha256` that of its decoded uint8 RGB pixels (see `pixels_digest`).
+    """
+
+    slot: int
+    title: str
+    file: str
+    sha256: str
+    pixels_sha256: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "slot": self.slot,
+            "title": self.title,
+            "file": self.file,
+            "sha256": self.sha256,
+            "pixels_sha256": self.pixels_sha256,
+        }
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> TrainedStyle:
+        return cls(
+            slot=int(values["slot"]),
+            title=str(values["title"]),
+            file=str(values["file"]),
+            sha256=str(values["sha256"]),
+            pixels_sha256=str(values["pixels_sha256"]),
+        )
+
+
+def pixels_digest(image: RGBImage) -> str:
+    """sha256 over an image's shape and its uint8 RGB pixels, row-major."""
+    digest = hashlib.sha256(f"{image.shape[0]}x{image.shape[1]}x3:".encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()
+
+
+@dataclass(frozen=True)
+class IdentifySettings:
+    """How a style image is matched to a trained style by its Lite0 Gram statistics.
+
+    The image is resized to long side `side` (antialiased bilinear); its Gram matrices at
+    `taps` are compared with each trained style's by the mean relative Frobenius error;
+    the nearest style is taken when that error is at most `max_distance`.
+    """
+
+    side: int = 256
+    taps: tuple[str, ...] = ("b1", "b3", "b5")
+    max_distance: float = 0.1
+
+    def to_json(self) -> dict[str, Any]:
+        return {"side": self.side, "taps": list(self.taps), "max_distance": self.max_distance}
+
+    @classmethod
+    def from_json(cls, values: Mapping[str, Any]) -> IdentifySettings:
+        return cls(
+            side=int(values["side"]),
+            taps=tuple(str(t) for t in values["taps"]),
+            max_distance=float(values["max_distance"]),
+        )
+
+
+def style_grams(
+    encoder: Lite0Encoder, image: RGBImage, settings: IdentifySettings, device: torch.device
+) -> dict[str, Tensor]:
+    """The Gram matrices (C x C) that identify a style image, at `settings.side`."""
+    tensor = _resize_long_side(_to_tensor(to_float32(image), device), settings.side)
+    with torch.inference_mode():
+        features = encoder.forward_features(tensor, settings.taps)
+    return {tap: gram(features[tap])[0].float().cpu() for tap in settings.taps}
+
+
+def gram_distance(ours: Mapping[str, Tensor], theirs: Mapping[str, Tensor]) -> float:
+    """Mean over taps of ||G - G'|| / ||G'||: 0 for the same statistics."""
+    errors = [
+        float((ours[t] - theirs[t]).norm() / theirs[t].norm().clamp_min(1e-12)) for t in theirs
+    ]
+    return float(np.mean(errors))
+
+
+class StyleIndex:
+    """Maps a request's style image to the trained style it is, or refuses it.
+
+    Three ways, first match wins:
+    1. the style key starts with a trained style's file sha256 (the tiler sends keys
+       `<sha256 of the stored file>@<tile size>`, and storage keeps the catalog's bytes,
+       so a curated style chosen from the catalog is recognised without any compute);
+    2. the sha256 of the decoded pixels equals a trained style's (the original file);
+    3. nearest Gram statistics on Lite0 (`IdentifySettings`): a resized or re-encoded
+       copy of a trained style. Anything farther than `max_distance` is refused.
+       Measured for feedforward.lite0-v1 (b1, b3, b5 at 256 px): copies of its eight
+       styles resized to 512 or 256 px or re-encoded as JPEG q80 lie at most 0.200 from
+       their own style (and nearest to it); the other 19 curated styles lie at least
+       0.465 from every trained one; between any two of the 27 curated styles, at
+       least 0.447. Hence `max_distance` 0.3. A copy recoloured by histogram matching
+       lies 0.38-1.15 away and is refused unless its key names the catalog file.
+    Results are cached per key (or pixel digest), so tiles of one job identify once.
+    """
+
+    def __init__(
+        self,
+        styles: Sequence[TrainedStyle],
+        grams: Mapping[int, Mapping[str, Tensor]],
+        settings: IdentifySettings,
+        encoder: Lite0Encoder,
+        device: torch.device,
+        *,
+        cache_size: int = 256,
+    ) -> None:
+        self.styles = tuple(styles)
+        self.settings = settings
+        self._grams = grams
+        self._encoder = encoder
+        self._device = device
+        self._by_file = {style.sha256: style for style in styles}
+        self._by_pixels = {style.pixels_sha256: style for style in styles}
+        self._cache: OrderedDict[str, TrainedStyle] = OrderedDict()
+        self._cache_size = cache_size
+        self._lock = threading.Lock()
+
+    def identify(self, image: RGBImage, key: str | None, *, field: str) -> TrainedStyle:
+        """The trained style `image` is; InvalidArgument naming the trained ones otherwise."""
+        if key is not None:
+            found = self._by_file.get(re.split(r"[@:]", key, maxsplit=1)[0].lower())
+            if found is not None:
+                return found
+        cache_key = key if key is not None else pixels_digest(image)
+        with self._lock:
+            cached = self._cache.get(cache_key)
+            if cached is not None:
+                self._cache.move_to_end(cache_key)
+                return cached
+        found = self._by_pixels.get(pixels_digest(image) if key is not None else cache_key)
+        if found is None:
+            found = self._nearest(image, field=field)
+        with self._lock:
+            self._cache[cache_key] = found
+            while len(self._cache) > self._cache_size:
+                self._cache.popitem(last=False)
+        return found
+
+    def distances(self, image: RGBImage) -> dict[int, float]:
+        """Gram distance from `image` to every trained style, by slot."""
+        ours = style_grams(self._encoder, image, self.settings, self._device)
+        return {slot: gram_distance(ours, theirs) for slot, theirs in self._grams.items()}
+
+    def _nearest(self, image: RGBImage, *, field: str) -> TrainedStyle:
+        distances = self.distances(image)
+        slot = min(distances, key=lambda s: distances[s])
+        if distances[slot] <= self.settings.max_distance:
+            return next(style for style in self.styles if style.slot == slot)
+        titles = "; ".join(f"{style.title} ({style.file})" for style in self.styles)
+        raise InvalidArgument(
+            "feedforward models stylize only their trained styles: "
+            f"{field} is none of them (nearest Gram distance {distances[slot]:.3f} > "
+            f"{self.settings.max_distance}); trained styles: {titles}. "
+            "Send one of these images, or use an adain or gatys model for any style.",
+            field=field,
+            reason="untrained_style",
+        )
+
+
+@dataclass(frozen=True)
+class FeedforwardModel:
+    """A loaded model directory: network, trained styles and what the manifest says."""
+
+    network: TransformNet
+    styles: tuple[TrainedStyle, ...]
+    grams: Mapping[int, Mapping[str, Tensor]]
+    identify: IdentifySettings
+    tv_weight: float
+    manifest: Mapping[str, Any]
+
+
+def save_model(
+    directory: Path,
+    network: TransformNet,
+    styles: Sequence[tuple[TrainedStyle, RGBImage]],
+    identify: IdentifySettings,
+    encoder: Lite0Encoder,
+    *,
+    tv_weight: float,
+    extra: Mapping[str, Any] | None = None,
+) -> dict[str, Any]:
+    """Writes a model directory `load_model` reads; returns the manifest it wrote.
+
+    The network is stored in float16 (computed in float32 after loading), the style
+    index holds each trained style's identifying Gram matrices, and the manifest
+    records the network shape, the styles, the identification settings, the trained
+    TV weight, the sha256 of both files, and whatever `extra` adds (training details).
+    Slots of `styles` must be 1..n in order; slot 0 is the identity.
+    """
+    if [style.slot for style, _ in styles] != list(range(1, network.slots)):
+        raise ValueError(f"styles must fill slots 1..{network.slots - 1} in order")
+    directory.mkdir(parents=True, exist_ok=True)
+    half = {
+        name: value.detach().to("cpu", torch.float16).contiguous()
+        for name, value in network.state_dict().items()
+    }
+    torch.save(half, directory / NETWORK_FILE)
+    cpu = torch.device("cpu")
+    index = {
+        f"{style.slot}/{tap}": value.contiguous()
+        for style, pixels in styles
+        for tap, value in style_grams(encoder, pixels, identify, cpu).items()
+    }
+    torch.save(index, directory / STYLE_INDEX_FILE)
+    manifest: dict[str, Any] = dict(extra or {})
+    training = dict(manifest.get("training", {}))
+    training["tv_weight"] = tv_weight
+    manifest.update(
+        family="feedforward",
+        network=network.shape.to_json(),
+        parameters=sum(int(v.numel()) for v in half.values()),
+        storage_dtype="float16",
+        compute_dtype="float32",
+        input={"layout": "NCHW RGB", "range": [0.0, 1.0], "multiple_of": network.shape.factor},
+        identity_slot=IDENTITY_SLOT,
+        styles=[style.to_json() for style, _ in styles],
+        identify=identify.to_json(),
+        training=training,
+        files={name: file_sha256(directory / name) for name in (NETWORK_FILE, STYLE_INDEX_FILE)},
+    )
+    (directory / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
+    return manifest
+
+
+def load_model(
+    directory: Path, *, manifest_sha256: str | None = None, device: str | torch.device = "cpu"
+) -> FeedforwardModel:
+    """Loads a model directory, refusing it unless every file has its recorded sha256.
+
+    `manifest_sha256` (the registry's pin) checks the manifest itself; the manifest's
+    `files` table then checks the network and style-index files it lists.
+    """
+    manifest_path = directory / MANIFEST
+    if manifest_sha256 is not None:
+        _check_sha256(manifest_path, manifest_sha256)
+    manifest: dict[str, Any] = json.loads(manifest_path.read_text())
+    files: Mapping[str, str] = manifest["files"]
+    for name in (NETWORK_FILE, STYLE_INDEX_FILE):
+        if name not in files:
+            raise WeightsIntegrityError(f"{manifest_path} lists no sha256 for {name}")
+        _check_sha256(directory / name, files[name])
+    shape = NetworkShape.from_json(manifest["network"])
+    styles = tuple(TrainedStyle.from_json(s) for s in manifest["styles"])
+    network = TransformNet(shape, slots=len(styles) + 1)
+    state = torch.load(directory / NETWORK_FILE, map_location="cpu", weights_only=True)
+    network.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    network.eval().requires_grad_(False)
+    index = torch.load(directory / STYLE_INDEX_FILE, map_location="cpu", weights_only=True)
+    grams = {
+        style.slot: {
+            tap: index[f"{style.slot}/{tap}"].float() for tap in manifest["identify"]["taps"]
+        }
+        for style in styles
+    }
+    return FeedforwardModel(
+        network=network.to(device),
+        styles=styles,
+        grams=grams,
+        identify=IdentifySettings.from_json(manifest["identify"]),
+        tv_weight=float(manifest["training"]["tv_weight"]),
+        manifest=manifest,
+    )
+
+
+WEIGHT_ROLES: tuple[str, ...] = ("manifest", "network", "style_index")
+"""The files a feedforward spec declares, by role; they must lie in one directory."""
+
+_ROLE_FILES: Mapping[str, str] = {
+    "manifest": MANIFEST,
+    "network": NETWORK_FILE,
+    "style_index": STYLE_INDEX_FILE,
+}
+
+
+def model_weights(directory_in_package: str, sha256: Mapping[str, str]) -> dict[str, ModelWeights]:
+    """The `ModelSpec.weights` of a model directory shipped in `gouache.nst`, by role."""
+    return {
+        role: ModelWeights(
+            path_in_package=f"{directory_in_package}/{_ROLE_FILES[role]}",
+            sha256=sha256[role],
+            description=f"feedforward {role}",
+        )
+        for role in WEIGHT_ROLES
+    }
+
+
+@dataclass(frozen=True)
+class FeedforwardConfig:
+    """How a registered feedforward model serves requests (the network is in its manifest).
+
+    max_side: contents with a longer side are stylized at this size and resized back,
+        bounding time and memory (one float32 activation at 1024 px with 16 channels
+        is 64 MiB); the tiler keeps tiles below it anyway.
+    style_cache_size: how many style identifications are cached (by key or digest).
+    """
+
+    max_side: int = 1024
+    style_cache_size: int = 256
+
+    def __post_init__(self) -> None:
+        if self.max_side < 16:
+            raise ValueError(f"max_side must be at least 16 pixels, got {self.max_side}")
+        if self.style_cache_size < 1:
+            raise ValueError("style_cache_size must be at least 1")
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> FeedforwardConfig:
+        """Builds a config from a registry entry's `config`, refusing unknown keys."""
+        known = {"max_side", "style_cache_size"}
+        unknown = set(values).difference(known)
+        if unknown:
+            raise ValueError(
+                f"unknown FeedforwardConfig keys {sorted(unknown)}; known: {sorted(known)}"
+            )
+        return cls(**values)  # type: ignore[arg-type]
+
+
+def _check_spec(spec: ModelSpec) -> FeedforwardConfig:
+    """A feedforward spec has a valid config and all three files in one directory."""
+    config = FeedforwardConfig.from_mapping(spec.config)
+    if set(spec.weights) != set(WEIGHT_ROLES):
+        raise ValueError(
+            f"{spec.name}: feedforward needs weights {list(WEIGHT_ROLES)}, got {sorted(spec.weights)}"
+        )
+    folders = {str(Path(w.path_in_package).parent) for w in spec.weights.values()}
+    if len(folders) != 1:
+        raise ValueError(
+            f"{spec.name}: the feedforward files must share one directory, got {folders}"
+        )
+    for role, weights in spec.weights.items():
+        if Path(weights.path_in_package).name != _ROLE_FILES[role]:
+            raise ValueError(
+                f"{spec.name}: weights {role!r} must be a {_ROLE_FILES[role]}, "
+                f"got {weights.path_in_package}"
+            )
+    return config
+
+
+def load_shipped(
+    weights: Mapping[str, ModelWeights], *, device: str | torch.device = "cpu"
+) -> FeedforwardModel:
+    """Loads a model from the package, each file checked against the spec's sha256 first."""
+    paths = {role: weights[role].verified_path() for role in WEIGHT_ROLES}
+    return load_model(
+        paths["manifest"].parent, manifest_sha256=weights["manifest"].sha256, device=device
+    )
+
+
+def build(spec: ModelSpec, encoder: Lite0Encoder, device: torch.device) -> FeedforwardFamily:
+    """The registry's builder: the shipped network over the shared encoder."""
+    config = _check_spec(spec)
+    return FeedforwardFamily(
+        load_shipped(spec.weights, device=device), encoder, config=config, device=device
+    )
+
+
+def _check_sha256(path: Path, expected: str) -> None:
+    actual = file_sha256(path)
+    if actual != expected:
+        raise WeightsIntegrityError(
+            f"{path} has sha256 {actual}, expected {expected}; the model directory was "
+            "changed or damaged: reinstall the package or re-export the model"
+        )
+
+
+class FeedforwardFamily:
+    """Stylizes in one network pass with the trained styles' CIN parameters (see module)."""
+
+    name = "feedforward"
+
+    def __init__(
+        self,
+        model: FeedforwardModel,
+        encoder: Lite0Encoder,
+        *,
+        config: FeedforwardConfig | None = None,
+        device: str | torch.device = "cpu",
+        runner: NetworkRunner | None = None,
+    ) -> None:
+        """`runner` replaces the torch network (e.g. its ONNX export); same inputs, output."""
+        self.model = model
+        self.config = FeedforwardConfig() if config is None else config
+        self._device = torch.device(device)
+        self._runner: NetworkRunner = model.network if runner is None else runner
+        self.index = StyleIndex(
+            model.styles,
+            model.grams,
+            model.identify,
+            encoder,
+            self._device,
+            cache_size=self.config.style_cache_size,
+        )
+
+    @property
+    def trained_styles(self) -> tuple[TrainedStyle, ...]:
+        return self.model.styles
+
+    def stylize(
+        self,
+        content: RGBImage,
+        styles: Sequence[RGBImage],
+        weights: Sequence[float],
+        controls: StylizeControls,
+        *,
+        style_keys: Sequence[str] | None = None,
+    ) -> RGBImage:
+        """Returns `content` painted in the weighted mix of `styles` (all trained), same size."""
+        mix = validate_request(content, styles, weights)
+        if style_keys is not None and len(style_keys) != len(styles):
+            raise InvalidArgument(
+                f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
+            )
+        slots = [
+            self.index.identify(
+                style, None if style_keys is None else style_keys[i], field=f"styles[{i}]"
+            ).slot
+            for i, style in enumerate(styles)
+        ]
+        if controls.alpha == 0.0:
+            return content.copy()
+        content_f = to_float32(content)
+        with torch.inference_mode():
+            stylized = self.run(content_f, self.params_for(slots, mix))
+        tv_weight = self.model.tv_weight if controls.tv_weight is None else controls.tv_weight
+        if tv_weight > self.model.tv_weight:
+            stylized = smooth_tv(stylized, tv_weight / self.model.tv_weight - 1.0)
+        if controls.histogram_match:
+            stylized = match_histogram(source=stylized, reference=content_f)
+        if controls.alpha < 1.0:
+            stylized = (
+                np.float32(controls.alpha) * stylized + np.float32(1.0 - controls.alpha) * content_f
+            )
+        if controls.luminance_only:
+            stylized = luminance_transfer(stylized, content_f)
+        return to_uint8(stylized)
+
+    def params_for(self, slots: Sequence[int], mix: Sequence[float]) -> Tensor:
+        """CIN parameters (1 x 2C): the trained rows of `slots` averaged with weights `mix`.
+
+        Each layer's input is instance-normalised whatever the style, so a weighted
+        average of the rows' affine maps is the affine map of the weighted average.
+        """
+        weights = torch.zeros(1, self.model.network.slots, device=self._device)
+        for slot, share in zip(slots, mix, strict=True):
+            weights[0, slot] += share
+        return self.model.network.slot_params(weights)
+
+    def run(self, content: FloatImage, params: Tensor) -> FloatImage:
+        """Runs the network on a float HxWx3 image at most `max_side` long, same size out."""
+        height, width = content.shape[:2]
+        if max(height, width) <= self.config.max_side:
+            return self._run_padded(content, params)
+        image = _to_tensor(content, self._device)
+        small = _resize_long_side(image, self.config.max_side)
+        stylized = _to_tensor(self._run_padded(_to_numpy(small), params), self._device)
+        resized = F.interpolate(
+            stylized, size=(height, width), mode="bilinear", align_corners=False
+        )
+        return _to_numpy(resized.clamp(0.0, 1.0))
+
+    def _run_padded(self, content: FloatImage, params: Tensor) -> FloatImage:
+        """Pads to the network's factor inside a mirrored frame, runs it, crops back."""
+        shape = self.model.network.shape
+        padded, box = pad_to_multiple(content, shape.factor, shape.min_side, margin=BORDER_MARGIN)
+        output = self._runner(_to_tensor(padded, self._device), params)
+        top, left, height, width = box
+        return _to_numpy(output[:, :, top : top + height, left : left + width])
+
+
+def pad_to_multiple(
+    image: FloatImage, factor: int, min_side: int, *, margin: int = 0
+) -> tuple[FloatImage, tuple[int, int, int, int]]:
+    """Mirror-pads HxWx3 to sides that are multiples of `factor` (and >= `min_side`).
+
+    At least `margin` pixels are added on every side. Returns the padded image and the
+    (top, left, height, width) box of the original in it. Padding is split between both
+    sides so the image stays centred, and mirrors the edge pixels (numpy "symmetric",
+    valid for any pad width, unlike torch's reflection).
+    """
+    height, width = image.shape[:2]
+
+    def target(side: int) -> int:
+        return max(min_side, -(-(side + 2 * margin) // factor) * factor)
+
+    pad_h, pad_w = target(height) - height, target(width) - width
+    top, left = pad_h // 2, pad_w // 2
+    padded = np.pad(image, ((top, pad_h - top), (left, pad_w - left), (0, 0)), mode="symmetric")
+    return np.ascontiguousarray(padded, dtype=np.float32), (top, left, height, width)
+
+
+def smooth_tv(image: FloatImage, strength: float, *, iterations: int = 8) -> FloatImage:
+    """Extra smoothness for a `tv_weight` above the trained one, `strength` = ratio - 1.
+
+    Approximately minimises ||y - x||^2 + strength * TV2(y) (TV2: squared neighbour
+    differences, as `gouache.nst.losses.tv_loss`) with a few Jacobi iterations, edges
+    replicated: a deterministic, cheap smoothing that grows with the requested weight
+    and is the identity at strength 0.
+    """
+    if strength <= 0.0:
+        return image
+    x = torch.from_numpy(np.ascontiguousarray(image, dtype=np.float32))
+    y = x.clone()
+    for _ in range(iterations):
+        padded = F.pad(y.permute(2, 0, 1)[None], (1, 1, 1, 1), mode="replicate")[0].permute(1, 2, 0)
+        neighbours = padded[:-2, 1:-1] + padded[2:, 1:-1] + padded[1:-1, :-2] + padded[1:-1, 2:]
+        y = (x + strength * neighbours) / (1.0 + 4.0 * strength)
+    smoothed: FloatImage = y.numpy()
+    return smoothed
+
+
+def _to_tensor(image: FloatImage, device: torch.device) -> Tensor:
+    return (
+        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous().to(device)
+    )
+
+
+def _to_numpy(image: Tensor) -> FloatImage:
+    array: FloatImage = np.ascontiguousarray(image[0].permute(1, 2, 0).float().cpu().numpy())
+    return array
+
+
+def _resize_long_side(image: Tensor, side: int) -> Tensor:
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if size == (height, width):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+BUILDER = FamilyBuilder(family="feedforward", check=_check_spec, build=build)

@@ -1,0 +1,221 @@
+"""ONNX Runtime sessions for exported networks: CUDA provider when present, CPU otherwise."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping, Sequence
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import numpy.typing as npt
+import onnxruntime as ort
+import torch
+from torch import Tensor
+
+from gouache.nst.base import StyleFamily
+from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256, load_lite0
+from gouache.nst.export import MANIFEST_FILE, ONNX_FILE, manifest_file_sha256, model_directory
+from gouache.nst.families.adain import AdainConfig, AdainDecoder, AdainFamily, load_decoder
+from gouache.nst.families.adain import _pad_to_stride as pad_to_stride
+from gouache.nst.families.feedforward import FeedforwardConfig, FeedforwardFamily, load_shipped
+from gouache.nst.specs import ModelSpec
+
+Runtime = Literal["torch", "onnx"]
+RUNTIMES: tuple[Runtime, ...] = ("torch", "onnx")
+
+OnnxFamilyBuilder = Callable[[ModelSpec, torch.device, "int | None"], StyleFamily]
+"""Builds a family whose network runs in ONNX Runtime: (spec, device, threads) -> family."""
+
+_CUDA = "CUDAExecutionProvider"
+_CPU = "CPUExecutionProvider"
+
+
+def check_runtime(runtime: str) -> Runtime:
+    """Returns `runtime` typed, or raises ValueError naming the known runtimes."""
+    for known in RUNTIMES:
+        if runtime == known:
+            return known
+    raise ValueError(f"unknown runtime {runtime!r}; known: {', '.join(RUNTIMES)}")
+
+
+def providers_for(device: str | torch.device) -> list[str]:
+    """Execution providers for `device`: CUDA first when asked for and installed, then CPU.
+
+    Asking for "cuda" where this onnxruntime build has no CUDA provider (the PyPI
+    `onnxruntime` wheel is CPU-only; `onnxruntime-gpu` has it) falls back to the CPU
+    rather than failing, the same way the inference service treats torch.
+    """
+    wanted = torch.device(device).type == "cuda"
+    if wanted and _CUDA in ort.get_available_providers():
+        return [_CUDA, _CPU]
+    return [_CPU]
+
+
+class OnnxNetwork:
+    """An exported network run by ONNX Runtime, callable like the torch module it replaces.
+
+    `run` takes and returns numpy arrays by name; calling the object with torch tensors
+    (positionally, in the graph's input order) returns a torch tensor on the inputs'
+    device, so a family can hold either this or its `nn.Module` and not tell them apart.
+
+    `sha256`, when given, is checked against the file before the session is built, so
+    a model version never runs a graph other than the one its manifest lists. `threads`
+    sets ONNX Runtime's intra-op threads (None: one per core, ONNX Runtime's default);
+    sessions are safe to call from several threads.
+    """
+
+    def __init__(
+        self,
+        path: Path,
+        *,
+        device: str | torch.device = "cpu",
+        threads: int | None = None,
+        sha256: str | None = None,
+    ) -> None:
+        if sha256 is not None:
+            actual = file_sha256(path)
+            if actual != sha256:
+                raise WeightsIntegrityError(f"{path} has sha256 {actual}, expected {sha256}")
+        options = ort.SessionOptions()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        if threads is not None:
+            options.intra_op_num_threads = threads
+            options.inter_op_num_threads = 1
+        self.path = path
+        self._session = ort.InferenceSession(
+            str(path), sess_options=options, providers=providers_for(device)
+        )
+        self.input_names: tuple[str, ...] = tuple(i.name for i in self._session.get_inputs())
+        self.output_names: tuple[str, ...] = tuple(o.name for o in self._session.get_outputs())
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers the session actually runs on, in priority order."""
+        chosen: list[str] = self._session.get_providers()
+        return chosen
+
+    def run(
+        self, inputs: Mapping[str, npt.NDArray[np.float32]]
+    ) -> dict[str, npt.NDArray[np.float32]]:
+        """Runs the graph on float32 inputs named as in the graph; returns outputs by name."""
+        missing = set(self.input_names).difference(inputs)
+        if missing:
+            raise ValueError(f"{self.path.name}: missing inputs {sorted(missing)}")
+        feed = {
+            name: np.ascontiguousarray(inputs[name], dtype=np.float32) for name in self.input_names
+        }
+        results = self._session.run(list(self.output_names), feed)
+        return {
+            name: np.asarray(value, dtype=np.float32)
+            for name, value in zip(self.output_names, results, strict=True)
+        }
+
+    def __call__(self, *tensors: Tensor) -> Tensor:
+        """Runs on torch tensors given in graph input order; returns the first output."""
+        if len(tensors) != len(self.input_names):
+            raise ValueError(
+                f"{self.path.name} takes {len(self.input_names)} inputs "
+                f"({', '.join(self.input_names)}), got {len(tensors)}"
+            )
+        feed = {
+            name: tensor.detach().to("cpu", torch.float32).numpy()
+            for name, tensor in zip(self.input_names, tensors, strict=True)
+        }
+        output = self.run(feed)[self.output_names[0]]
+        return torch.from_numpy(output).to(tensors[0].device)
+
+
+def max_abs_difference(
+    torch_module: torch.nn.Module, network: OnnxNetwork, inputs: Sequence[Tensor]
+) -> float:
+    """The largest absolute difference between the module's and the graph's first output."""
+    with torch.no_grad():
+        expected = torch_module(*inputs)
+    actual = network(*inputs)
+    return float((expected.float().cpu() - actual.float().cpu()).abs().max())
+
+
+def build_family(
+    name: str, *, device: str = "cpu", runtime: Runtime = "torch", threads: int | None = None
+) -> StyleFamily:
+    """Builds registered model `name` to run its network with `runtime`.
+
+    "torch" is the registry's own builder. "onnx" runs the family's exported network
+    (the model directory's `model.onnx`, sha256-checked against its manifest) with ONNX
+    Runtime, behind the same `StyleFamily` interface; families without a feed-forward
+    network (gatys optimises pixels through the encoder's gradients) have no ONNX form.
+    """
+    from gouache.nst import registry
+
+    if check_runtime(runtime) == "torch":
+        return registry.build_family(name, device=device)
+    spec = registry.get(name)
+    builder = _ONNX_BUILDERS.get(spec.family)
+    if builder is None:
+        raise ValueError(
+            f"{name}: the {spec.family} family has no ONNX runtime "
+            f"(ONNX families: {', '.join(sorted(_ONNX_BUILDERS)) or 'none'}); use runtime 'torch'"
+        )
+    return builder(spec, torch.device(device), threads)
+
+
+class OnnxAdainFamily(AdainFamily):
+    """AdaIN whose network (encoder, AdaIN, decoder) runs in ONNX Runtime.
+
+    Everything else is `AdainFamily`'s: validation, colour controls, resizing, smoothing,
+    and the style statistics, which the torch encoder computes once per style and the
+    cache keeps (they are not on the per-tile path).
+    """
+
+    def __init__(
+        self,
+        config: AdainConfig,
+        encoder: Lite0Encoder,
+        decoder: AdainDecoder,
+        graph: OnnxNetwork,
+        *,
+        model_version: str = "adain",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        super().__init__(config, encoder, decoder, model_version=model_version, device=device)
+        self.graph = graph
+
+    def _decode(self, image: Tensor, mean: Tensor, std: Tensor, alpha: float) -> Tensor:
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        padded = pad_to_stride(image, self.config.stride)
+        decoded = self.graph(padded, mean, std, torch.tensor(alpha, dtype=torch.float32))
+        return decoded[..., :height, :width].contiguous()
+
+
+def _graph(spec: ModelSpec, device: torch.device, threads: int | None) -> OnnxNetwork:
+    """The model's model.onnx, checked against the sha256 its manifest lists."""
+    directory = model_directory(spec)
+    expected = manifest_file_sha256(directory / MANIFEST_FILE, ONNX_FILE)
+    return OnnxNetwork(directory / ONNX_FILE, device=device, threads=threads, sha256=expected)
+
+
+def _build_adain(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
+    return OnnxAdainFamily(
+        AdainConfig.from_mapping(spec.config),
+        load_lite0(device=device),
+        load_decoder(spec),
+        _graph(spec, device, threads),
+        model_version=spec.name,
+        device=device,
+    )
+
+
+def _build_feedforward(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
+    return FeedforwardFamily(
+        load_shipped(spec.weights, device=device),
+        load_lite0(device=device),
+        config=FeedforwardConfig.from_mapping(spec.config),
+        device=device,
+        runner=_graph(spec, device, threads),
+    )
+
+
+_ONNX_BUILDERS: Mapping[str, OnnxFamilyBuilder] = {
+    "adain": _build_adain,
+    "feedforward": _build_feedforward,
+}

@@ -1,0 +1,217 @@
+"""Quality metrics on Lite0 (style and content distance) and the histogram-matching baseline.
+
+Both distances are measured with the frozen, pretrained EfficientNet-Lite0 encoder
+(`gouache.nst.encoders.lite0`), on float RGB in [0, 1], at a fixed evaluation size so a
+number means the same thing whatever size the images came in:
+
+Evaluation size. An image is resized, aspect ratio kept, so that its long side is
+`EVAL_SIDE` (256) pixels, with antialiased bilinear filtering
+(`torch.nn.functional.interpolate(..., mode="bilinear", antialias=True)`).
+
+Style distance of an image x to a style image s::
+
+    style(x, s) = mean over t in STYLE_TAPS of  ||G_t(x) - G_t(s)||_F / ||G_t(s)||_F
+
+where x and s are each taken at the evaluation size, `STYLE_TAPS` are the Lite0 block
+outputs b1, b3, b5, b8 and b11 (the taps the gatys family matches), and G_t is the Gram
+matrix of the tap's activations divided by C*H*W (`gouache.nst.losses.gram`), which
+makes Gram matrices of images with different aspect ratios comparable. 0 means the
+same feature co-occurrence statistics as the style; an unrelated photo typically
+scores around 1 (its statistics differ from the style's by about their own size).
+
+Content distance of an image x to the content image c::
+
+    content(x, c) = ||F(x') - F(c)||_F / ||F(c)||_F
+
+where F is the activation at `CONTENT_TAP` (b8, stride 16, 80 channels), c is taken at
+the evaluation size and x' is x resized to exactly that size (stylized outputs have
+the content's size anyway). 0 means identical features; a result with unrelated
+features of the same magnitude scores about sqrt(2).
+
+Both metrics are deterministic for a given encoder and input (no randomness, float32
+on the CPU); `QualityMeter` caches each style's Gram matrices so a grid of pairs does
+not recompute them.
+
+The baseline any style-transfer model must beat is colour transfer alone:
+`histogram_baseline(content, style)` recolours the content so that each RGB channel has
+the style's distribution (`gouache.imaging.color.match_histogram(source=content,
+reference=style)`), changing colours but no texture.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
+from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.encoders.lite0 import Lite0Encoder, load_lite0
+from gouache.nst.losses import gram
+
+STYLE_TAPS: tuple[str, ...] = ("b1", "b3", "b5", "b8", "b11")
+"""Lite0 taps whose Gram matrices define the style distance."""
+
+CONTENT_TAP = "b8"
+"""The Lite0 tap whose activations define the content distance."""
+
+EVAL_SIDE = 256
+"""Long side, in pixels, at which every image is measured."""
+
+BASELINE_NAME = "baseline.histogram"
+"""The name the histogram-matching baseline goes by in tables and contact sheets."""
+
+_STYLE_CACHE_SIZE = 64
+
+
+@dataclass(frozen=True)
+class Distances:
+    """The two distances of one stylized output (see the module docstring)."""
+
+    style: float
+    content: float
+
+
+class QualityMeter:
+    """Measures style and content distances on a frozen Lite0 encoder, at `side` pixels.
+
+    Thread-safe; keeps the Gram matrices of the last styles it saw (keyed by a digest of
+    their pixels), so measuring many outputs against one style encodes the style once.
+    """
+
+    def __init__(self, encoder: Lite0Encoder | None = None, *, side: int = EVAL_SIDE) -> None:
+        if side < 32:
+            raise ValueError(f"the evaluation side must be at least 32 pixels, got {side}")
+        self.side = side
+        self._encoder = encoder if encoder is not None else load_lite0()
+        self._device = next(self._encoder.parameters()).device
+        self._style_cache: OrderedDict[str, dict[str, Tensor]] = OrderedDict()
+        self._lock = threading.Lock()
+
+    def style_distance(self, image: RGBImage, style: RGBImage) -> float:
+        """Mean relative Gram error of `image` against `style` over `STYLE_TAPS`."""
+        ours = self._grams(image)
+        theirs = self._style_grams(style)
+        errors = [
+            float(torch.linalg.vector_norm(ours[tap] - theirs[tap]))
+            / max(float(torch.linalg.vector_norm(theirs[tap])), 1e-12)
+            for tap in STYLE_TAPS
+        ]
+        return float(np.mean(errors))
+
+    def content_distance(self, image: RGBImage, content: RGBImage) -> float:
+        """Relative error of `image`'s `CONTENT_TAP` activations against `content`'s."""
+        reference = _resize_long_side(self._tensor(content), self.side)
+        candidate = _resize_to(self._tensor(image), reference)
+        with torch.no_grad():
+            ours = self._encoder.forward_features(candidate, (CONTENT_TAP,))[CONTENT_TAP]
+            theirs = self._encoder.forward_features(reference, (CONTENT_TAP,))[CONTENT_TAP]
+        return float(torch.linalg.vector_norm(ours - theirs)) / max(
+            float(torch.linalg.vector_norm(theirs)), 1e-12
+        )
+
+    def measure(self, output: RGBImage, content: RGBImage, style: RGBImage) -> Distances:
+        """Both distances of one stylized `output` of (`content`, `style`)."""
+        return Distances(
+            style=self.style_distance(output, style),
+            content=self.content_distance(output, content),
+        )
+
+    def _style_grams(self, style: RGBImage) -> dict[str, Tensor]:
+        key = _digest(style)
+        with self._lock:
+            cached = self._style_cache.get(key)
+            if cached is not None:
+                self._style_cache.move_to_end(key)
+                return cached
+        grams = self._grams(style)
+        with self._lock:
+            self._style_cache[key] = grams
+            while len(self._style_cache) > _STYLE_CACHE_SIZE:
+                self._style_cache.popitem(last=False)
+        return grams
+
+    def _grams(self, image: RGBImage) -> dict[str, Tensor]:
+        x = _resize_long_side(self._tensor(image), self.side)
+        with torch.no_grad():
+            features = self._encoder.forward_features(x, STYLE_TAPS)
+        return {tap: gram(features[tap]) for tap in STYLE_TAPS}
+
+    def _tensor(self, image: RGBImage) -> Tensor:
+        pixels = to_float32(np.ascontiguousarray(image))
+        return torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous().to(self._device)
+
+
+def histogram_baseline(content: RGBImage, style: RGBImage) -> RGBImage:
+    """The content recoloured to the style's per-channel RGB histograms; no texture."""
+    matched = match_histogram(source=to_float32(content), reference=to_float32(style))
+    return to_uint8(matched)
+
+
+class HistogramBaseline:
+    """Histogram matching alone, behind the `StyleFamily` interface, for the evaluation.
+
+    With several styles, the content is matched to each and the results are averaged
+    with the normalised weights; per channel that averages the styles' quantile
+    functions, i.e. matches the content to the weighted 1-D Wasserstein barycentre of
+    their histograms. `alpha` blends the matched values with the content's (a partial
+    move along the same monotone map), `luminance_only` keeps the content's chroma and
+    `histogram_match` first recolours the styles to the content's histogram (so the
+    baseline then returns the content). `tv_weight` and `seed` do not apply: there is
+    nothing to smooth and nothing random.
+    """
+
+    name = BASELINE_NAME
+
+    def stylize(
+        self,
+        content: RGBImage,
+        styles: Sequence[RGBImage],
+        weights: Sequence[float],
+        controls: StylizeControls,
+        *,
+        style_keys: Sequence[str] | None = None,
+    ) -> RGBImage:
+        """Returns `content` with the weighted mix of the styles' colour histograms."""
+        mix = validate_request(content, styles, weights)
+        source = to_float32(content)
+        matched = np.zeros_like(source)
+        for style, weight in zip(styles, mix, strict=True):
+            reference = to_float32(style)
+            if controls.histogram_match:
+                reference = match_histogram(source=reference, reference=source)
+            matched += np.float32(weight) * match_histogram(source=source, reference=reference)
+        blended = (1.0 - controls.alpha) * source + controls.alpha * matched
+        if controls.luminance_only:
+            blended = luminance_transfer(blended, source)
+        return to_uint8(blended)
+
+
+def _resize_long_side(image: Tensor, side: int) -> Tensor:
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    scale = side / max(height, width)
+    size = (max(1, round(height * scale)), max(1, round(width * scale)))
+    if size == (height, width):
+        return image
+    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
+
+
+def _resize_to(image: Tensor, like: Tensor) -> Tensor:
+    if image.shape[-2:] == like.shape[-2:]:
+        return image
+    return F.interpolate(
+        image, size=like.shape[-2:], mode="bilinear", align_corners=False, antialias=True
+    )
+
+
+def _digest(image: RGBImage) -> str:
+    digest = hashlib.sha256(str(image.shape).encode())
+    digest.update(np.ascontiguousarray(image).tobytes())
+    return digest.hexdigest()

@@ -1,0 +1,1 @@
+"""Training the style families' networks: configs, data, the training loop, one module per family."""
