@@ -92,6 +92,8 @@ class LoadedModel:
     device: str
     ready: bool = False
     tile_size: int = 0
+    # Paints only its trained styles (feedforward); see LoadedModel in inference.proto.
+    trained_styles_only: bool = False
     instance: StyleFamily | None = field(default=None, repr=False)
 
 
@@ -152,6 +154,7 @@ class ModelHost:
                 family=instance.name,
                 device=self._device,
                 tile_size=self._tile_size_of(version),
+                trained_styles_only=bool(trained_style_keys(instance)),
                 instance=instance,
             )
             self._models[version] = model

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import logging
+
 import grpc
 
 from gouache.contracts.inference.v1 import inference_pb2_grpc
@@ -13,6 +15,8 @@ from services.inference.domain import FamilyBuilder, ModelHost, resolve_device
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
 
+logger = logging.getLogger(__name__)
+
 SERVICE_NAME = "gouache.inference.v1.InferenceService"
 
 POLICY: MethodPolicy = {
@@ -22,11 +26,32 @@ POLICY: MethodPolicy = {
 }
 
 
-def build_from_registry(model_version: str, device: str) -> StyleFamily:
-    """Builds a model version's family from the nst registry (imports torch)."""
-    from gouache.nst import registry
+def registry_builder(runtime: str, threads: int) -> FamilyBuilder:
+    """Builds model versions from the nst registry (imports torch) with `runtime`.
 
-    return registry.build_family(model_version, device=device)
+    With "onnx", families that export a network run it in ONNX Runtime with `threads`
+    intra-op threads (0: one per core); the others (gatys) run in torch.
+    """
+
+    def build_family(model_version: str, device: str) -> StyleFamily:
+        from gouache.nst import onnx_runtime
+
+        chosen = (
+            "onnx"
+            if runtime == "onnx" and onnx_runtime.has_onnx_runtime(model_version)
+            else "torch"
+        )
+        logger.info(
+            "building model version", extra={"model_version": model_version, "runtime": chosen}
+        )
+        return onnx_runtime.build_family(
+            model_version,
+            device=device,
+            runtime=onnx_runtime.check_runtime(chosen),
+            threads=threads or None,
+        )
+
+    return build_family
 
 
 def registry_tile_size(model_version: str) -> int:
@@ -77,7 +102,7 @@ async def build(
     host = ModelHost(
         settings.model_versions(),
         device=device,
-        builder=builder or build_from_registry,
+        builder=builder or registry_builder(settings.runtime, settings.torch_threads),
         max_concurrency=settings.max_concurrency,
         max_pixels=settings.max_pixels,
         warmup_side=settings.warmup_side,

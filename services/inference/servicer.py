@@ -66,6 +66,7 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
                     device=model.device,
                     ready=model.ready,
                     tile_size=model.tile_size,
+                    trained_styles_only=model.trained_styles_only,
                 )
                 for model in self._host.models()
             ]

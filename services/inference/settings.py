@@ -15,7 +15,11 @@ class InferenceSettings(ServiceSettings):
 
     port: int = 50055
     # Comma-separated model versions loaded (and warmed up) before the service is SERVING.
-    models: str = "gatys.lite0-v1,gatys.lite0-fast"
+    models: str = "adain.lite0-v1,feedforward.lite0-v1,gatys.lite0-v1,gatys.lite0-fast"
+    # "onnx" runs the exported network of families that have one (adain, feedforward) in
+    # ONNX Runtime, measured 1.6-1.8x faster than torch on CPU at 512 px; "torch" runs
+    # every family in PyTorch. gatys optimises pixels and always runs in torch.
+    runtime: str = "onnx"
     # "cpu", or "cuda" (falls back to cpu, with a warning, when no GPU is visible).
     device: str = "cpu"
     # Stylizations computed at once; the rest wait their turn.
@@ -37,6 +41,14 @@ class InferenceSettings(ServiceSettings):
         if device not in ("cpu", "cuda"):
             raise ValueError(f"device must be 'cpu' or 'cuda', got {value!r}")
         return device
+
+    @field_validator("runtime")
+    @classmethod
+    def _known_runtime(cls, value: str) -> str:
+        runtime = value.strip().lower()
+        if runtime not in ("torch", "onnx"):
+            raise ValueError(f"runtime must be 'torch' or 'onnx', got {value!r}")
+        return runtime
 
     def model_versions(self) -> list[str]:
         """The configured model versions, in order, without blanks or repeats."""

@@ -94,25 +94,29 @@ class GrpcInference:
         self._stub = inference_pb2_grpc.InferenceServiceStub(channel)
         self._calls = calls
         self._timeout_s = timeout_s
-        self._tile_sizes: dict[str, int] = {}
+        self._models: dict[str, inference_pb2.LoadedModel] = {}
 
-    async def tile_size(self, model_version: str) -> int | None:
-        """The version's default tile edge as inference reports it (cached), None if unknown."""
-        if model_version not in self._tile_sizes:
+    async def _model(self, model_version: str) -> inference_pb2.LoadedModel | None:
+        """What inference reports about a version (cached once seen), None if it has none."""
+        if model_version not in self._models:
             try:
                 response = await self._stub.ListLoadedModels(
                     inference_pb2.ListLoadedModelsRequest(), **await self._calls()
                 )
             except grpc.aio.AioRpcError as exc:
                 raise from_rpc_error(exc, context="listing inference's model versions") from exc
-            self._tile_sizes.update(
-                {
-                    model.model_version: model.tile_size
-                    for model in response.models
-                    if model.tile_size
-                }
-            )
-        return self._tile_sizes.get(model_version)
+            self._models.update({model.model_version: model for model in response.models})
+        return self._models.get(model_version)
+
+    async def tile_size(self, model_version: str) -> int | None:
+        """The version's default tile edge as inference reports it, None if unknown."""
+        model = await self._model(model_version)
+        return model.tile_size if model is not None and model.tile_size else None
+
+    async def trained_styles_only(self, model_version: str) -> bool:
+        """Whether the version paints only its trained styles (so styles are not recoloured)."""
+        model = await self._model(model_version)
+        return model is not None and model.trained_styles_only
 
     async def stylize_batch(
         self,

@@ -309,6 +309,7 @@ class JobRunner:
         *,
         canceled: CanceledJobs,
         tile_size_for: Callable[[str], Awaitable[int]],
+        trained_styles_only: Callable[[str], Awaitable[bool]] | None = None,
         default_overlap: int = 32,
         batch_size: int = 4,
         max_batch_bytes: int = 48 * 1024 * 1024,
@@ -321,6 +322,7 @@ class JobRunner:
         self._events = events
         self._canceled = canceled
         self._tile_size_for = tile_size_for
+        self._trained_styles_only = trained_styles_only or _any_style
         self._default_overlap = default_overlap
         self._batch_size = batch_size
         self._max_batch_bytes = max_batch_bytes
@@ -417,8 +419,14 @@ class JobRunner:
             for image in style_images
         ]
         params = job.params
+        match_output = False
         if params.histogram_match:
-            styles = await asyncio.to_thread(_match_to_content, styles, content)
+            # A model that paints only its trained styles ignores a recoloured style, so
+            # its output is matched to the content's colours after blending instead.
+            if await self._trained_styles_only(job.model_version):
+                match_output = True
+            else:
+                styles = await asyncio.to_thread(_match_to_content, styles, content)
             params = replace(params, histogram_match=False)
         fmt, quality = _output_encoding(job.params)
         logger.info(
@@ -441,7 +449,14 @@ class JobRunner:
         mark = time.perf_counter()
         await reporter.report(_STYLIZE_END, "encoding")
         data = await asyncio.to_thread(
-            _blend_and_encode, plan, outputs, content.width, content.height, fmt, quality
+            _blend_and_encode,
+            plan,
+            outputs,
+            content.width,
+            content.height,
+            fmt,
+            quality,
+            content.pixels if match_output else None,
         )
         timings["encode_ms"] = _ms_since(mark)
 
@@ -577,12 +592,30 @@ def _match_to_content(
 
 
 def _blend_and_encode(
-    plan: TilePlan, outputs: list[Pixels], width: int, height: int, fmt: str, quality: int
+    plan: TilePlan,
+    outputs: list[Pixels],
+    width: int,
+    height: int,
+    fmt: str,
+    quality: int,
+    match_to: Pixels | None = None,
 ) -> bytes:
-    """Blends the stylized tiles into one image and encodes it (CPU work, run in a thread)."""
+    """Blends the stylized tiles into one image and encodes it (CPU work, run in a thread).
+
+    With `match_to`, the blended image is recoloured to that image's colour histogram
+    (histogram_match for models that paint only their trained styles).
+    """
     blended = blend_tiles(list(plan.tiles), list(outputs), width, height, plan.overlap)
     pixels = np.clip(np.rint(blended), 0, 255).astype(np.uint8)
+    if match_to is not None:
+        pixels = color.to_uint8(
+            color.match_histogram(color.to_float32(pixels), color.to_float32(match_to))
+        )
     return codec.encode(pixels, fmt, quality=quality)
+
+
+async def _any_style(_model_version: str) -> bool:
+    return False
 
 
 def _require_inputs(job: Job) -> None:

@@ -16,6 +16,8 @@ from typing import Any
 from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
+from gouache.cli.defaults import DEFAULT_MODELS
+
 console = Console(stderr=True)
 DEFAULT_STATE = Path(".gouache")
 
@@ -350,7 +352,9 @@ def build_parser() -> argparse.ArgumentParser:
         default=50051,
         help="services listen on this port and the next five; metrics on base+100..",
     )
-    up.add_argument("--models", default="gatys.lite0-v1,gatys.lite0-fast")
+    up.add_argument(
+        "--models", default=DEFAULT_MODELS, help="model versions inference loads (comma-separated)"
+    )
     up.add_argument(
         "--styles", help="directory of curated style images (with manifest.json) to import"
     )

@@ -20,6 +20,7 @@ from typing import IO
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from gouache.cli.defaults import DEFAULT_MODELS
 from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream
 from gouache.runtime.ports import free_ports
 
@@ -77,7 +78,7 @@ class MeshPorts:
 class MeshConfig:
     state_dir: Path
     ports: MeshPorts = field(default_factory=MeshPorts)
-    models: str = "gatys.lite0-v1,gatys.lite0-fast"
+    models: str = DEFAULT_MODELS
     styles_dir: Path | None = None
     admin_email: str = "admin@gouache.local"
     # Extra GOUACHE_* variables for every service (tests shorten timeouts this way).

@@ -18,10 +18,38 @@ from gouache.runtime.server import RunningService, start_service
 from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.domain.ratelimit import TokenBucketLimiter
 from services.jobs.server import service_spec
-from services.jobs.settings import DEFAULT_SEED_MODELS, JobsSettings
+from services.jobs.settings import JobsSettings
 from services.jobs.store import JobStore, outbox
 from tests.helpers.tokens import TestSigner
 from tests.unit.jobs.helpers import InMemoryImages
+
+# The routing the servicer tests are written against: two gatys versions, default on v1
+# (the shipped seed, DEFAULT_SEED_MODELS, is checked in test_domain_routing).
+TEST_SEED_MODELS: dict[str, Any] = {
+    "versions": [
+        {
+            "name": "gatys.lite0-v1",
+            "family": "gatys",
+            "encoder": "efficientnet-lite0",
+            "tile_size": 512,
+            "config": {"eta_seconds": 60},
+            "description": "Gatys optimization on EfficientNet-Lite0 features.",
+        },
+        {
+            "name": "gatys.lite0-fast",
+            "family": "gatys",
+            "encoder": "efficientnet-lite0",
+            "tile_size": 256,
+            "config": {"eta_seconds": 5},
+            "description": "Gatys with few steps and small tiles.",
+        },
+    ],
+    "routes": {
+        "default": [{"model_version": "gatys.lite0-v1", "weight": 100}],
+        "gatys": [{"model_version": "gatys.lite0-v1", "weight": 100}],
+        "gatys-fast": [{"model_version": "gatys.lite0-fast", "weight": 100}],
+    },
+}
 
 
 @dataclass
@@ -90,7 +118,7 @@ async def make_app(
         config=config or JobsConfig(watch_poll_interval_s=0.2, allow_private_webhook_urls=True),
         limiter=TokenBucketLimiter(per_minute=60, burst=burst),
     )
-    await app.seed_models(seed or DEFAULT_SEED_MODELS)
+    await app.seed_models(seed or TEST_SEED_MODELS)
     return app
 
 

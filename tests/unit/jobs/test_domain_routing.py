@@ -140,9 +140,16 @@ def test_registration_is_idempotent_and_immutable() -> None:
 
 def test_default_seed_parses() -> None:
     versions, routes = parse_seed(DEFAULT_SEED_MODELS)
-    assert {v.name for v in versions} == {"gatys.lite0-v1", "gatys.lite0-fast"}
+    assert {v.name for v in versions} == {
+        "adain.lite0-v1",
+        "feedforward.lite0-v1",
+        "gatys.lite0-v1",
+        "gatys.lite0-fast",
+    }
     by_alias = {r.alias: r.targets for r in routes}
     assert by_alias["default"] == (RouteTarget("gatys.lite0-v1", 100),)
+    assert by_alias["adain-1.0"] == (RouteTarget("adain.lite0-v1", 100),)
+    assert by_alias["feedforward"] == (RouteTarget("feedforward.lite0-v1", 100),)
     assert by_alias["gatys"] == (RouteTarget("gatys.lite0-v1", 100),)
     assert by_alias["gatys-fast"] == (RouteTarget("gatys.lite0-fast", 100),)
     fast = next(v for v in versions if v.name == "gatys.lite0-fast")

@@ -21,8 +21,7 @@ from services.jobs.domain.jobs import (
     InvalidEvent,
 )
 from services.jobs.domain.requests import JobRequest
-from services.jobs.settings import DEFAULT_SEED_MODELS
-from tests.unit.jobs.conftest import Harness, make_app
+from tests.unit.jobs.conftest import TEST_SEED_MODELS, Harness, make_app
 from tests.unit.jobs.helpers import InMemoryImages, expect_error
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
@@ -218,7 +217,7 @@ async def test_register_version_and_route_canary(jobs: Harness) -> None:
     created = await jobs.create()
     assert (created.model_version, created.eta_seconds) == ("adain.lite0-v1", 3)
     # A restart seeds again: the changed route stays.
-    await jobs.app.seed_models(DEFAULT_SEED_MODELS)
+    await jobs.app.seed_models(TEST_SEED_MODELS)
     assert (await jobs.create()).model_version == "adain.lite0-v1"
 
 

@@ -48,6 +48,7 @@ class Harness:
         tile_size: int = 256,
         batch_size: int = 4,
         max_batch_bytes: int = 48 * 1024 * 1024,
+        trained_styles_only: bool = False,
     ) -> None:
         self.storage = FakeStorage()
         self.inference = FakeInference()
@@ -62,6 +63,7 @@ class Harness:
             self.events,
             canceled=self.canceled,
             tile_size_for=_constant(tile_size),
+            trained_styles_only=_answer(trained_styles_only),
             default_overlap=32,
             batch_size=batch_size,
             max_batch_bytes=max_batch_bytes,
@@ -156,6 +158,28 @@ async def test_histogram_match_recolours_styles_once_against_the_whole_content()
     assert not calls[0].params.histogram_match  # already applied
     assert calls[0].params.luminance_only  # per pixel: inference does it per tile
     assert harness.inference.style_pixels[0][:, :, 2].max() == 0
+
+
+async def test_histogram_match_recolours_the_output_for_models_of_trained_styles_only() -> None:
+    harness = Harness(_image(300, 200), tile_size=128, trained_styles_only=True)
+    harness.content[:, :, 2] = 0  # no blue anywhere in the photo
+    harness.storage.put("img_content", harness.content)
+
+    await harness.runner.run(harness.job(histogram_match=True))
+
+    calls = harness.inference.calls
+    # The style goes as stored (its key names the catalog file the model was trained on)...
+    assert all(call.style_keys[0].endswith("@128") for call in calls)
+    assert not calls[0].params.histogram_match
+    # ...and the blended output (inverted tiles: blue 255) takes the content's colours.
+    assert harness.result_pixels()[:, :, 2].max() == 0
+
+
+def _answer(value: bool) -> Callable[[str], Awaitable[bool]]:
+    async def answer(_version: str) -> bool:
+        return value
+
+    return answer
 
 
 def _sha(harness: Harness) -> str:

@@ -183,12 +183,18 @@ class LoadedModel(_message.Message):
     DEVICE_FIELD_NUMBER: _builtins.int
     READY_FIELD_NUMBER: _builtins.int
     TILE_SIZE_FIELD_NUMBER: _builtins.int
+    TRAINED_STYLES_ONLY_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     family: _builtins.str
     device: _builtins.str
     ready: _builtins.bool
     tile_size: _builtins.int
     """Default tile edge in pixels for this version; tiling uses it when a job sets none."""
+    trained_styles_only: _builtins.bool
+    """True when the version paints only the styles it was trained on (feedforward): a style
+    image selects one of them, so recolouring the style (histogram_match) changes
+    nothing; tiling then matches the blended output's colours to the content instead.
+    """
     def __init__(
         self,
         *,
@@ -197,10 +203,11 @@ class LoadedModel(_message.Message):
         device: _builtins.str = ...,
         ready: _builtins.bool = ...,
         tile_size: _builtins.int = ...,
+        trained_styles_only: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "family", b"family", "model_version", b"model_version", "ready", b"ready", "tile_size", b"tile_size"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["device", b"device", "family", b"family", "model_version", b"model_version", "ready", b"ready", "tile_size", b"tile_size", "trained_styles_only", b"trained_styles_only"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,62 @@
+"""The shipped model versions load in the service's host, in the runtime its settings name."""
+
+from __future__ import annotations
+
+import logging
+
+import pytest
+from pydantic import ValidationError
+
+from services.inference.domain import ModelHost
+from services.inference.server import registry_builder, registry_tile_size
+from services.inference.settings import InferenceSettings
+
+SHIPPED = InferenceSettings().model_versions()
+
+
+def test_the_default_settings_load_every_family_and_prefer_onnx() -> None:
+    settings = InferenceSettings()
+    assert settings.runtime == "onnx"
+    assert {name.split(".")[0] for name in SHIPPED} == {"adain", "feedforward", "gatys"}
+
+
+@pytest.mark.parametrize("value", ["ONNX", " torch "])
+def test_runtime_names_are_normalised(value: str) -> None:
+    assert InferenceSettings(runtime=value).runtime == value.strip().lower()
+
+
+def test_an_unknown_runtime_is_refused_with_the_known_ones() -> None:
+    with pytest.raises(ValidationError, match="'torch' or 'onnx'"):
+        InferenceSettings(runtime="tensorrt")
+
+
+@pytest.mark.parametrize(
+    ("version", "runtime", "expected"),
+    [
+        ("adain.lite0-v1", "onnx", "onnx"),
+        ("feedforward.lite0-v1", "onnx", "onnx"),
+        ("gatys.lite0-fast", "onnx", "torch"),  # no exported network: optimises pixels
+        ("adain.lite0-v1", "torch", "torch"),
+    ],
+)
+async def test_each_version_loads_and_warms_up_in_its_runtime(
+    version: str, runtime: str, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # feedforward paints only its trained styles: the warm-up must name one of them.
+    host = ModelHost(
+        [version],
+        device="cpu",
+        builder=registry_builder(runtime, threads=1),
+        warmup_side=32,
+        tile_size_of=registry_tile_size,
+    )
+    with caplog.at_level(logging.INFO, logger="services.inference.server"):
+        await host.load_all()
+    (model,) = host.models()
+    assert model.ready
+    assert model.family == version.split(".")[0]
+    assert model.tile_size > 0
+    chosen = [
+        getattr(r, "runtime", None) for r in caplog.records if r.msg == "building model version"
+    ]
+    assert chosen == [expected]
