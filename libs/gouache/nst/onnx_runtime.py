@@ -13,10 +13,9 @@ import torch
 from torch import Tensor
 
 from gouache.nst.base import StyleFamily
-from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256, load_lite0
+from gouache.nst.encoders.lite0 import WeightsIntegrityError, file_sha256, load_lite0
 from gouache.nst.export import MANIFEST_FILE, ONNX_FILE, manifest_file_sha256, model_directory
-from gouache.nst.families.adain import AdainConfig, AdainDecoder, AdainFamily, load_decoder
-from gouache.nst.families.adain import _pad_to_stride as pad_to_stride
+from gouache.nst.families.adain import AdainConfig, AdainFamily, load_decoder
 from gouache.nst.families.feedforward import FeedforwardConfig, FeedforwardFamily, load_shipped
 from gouache.nst.specs import ModelSpec
 
@@ -49,6 +48,13 @@ def providers_for(device: str | torch.device) -> list[str]:
     if wanted and _CUDA in ort.get_available_providers():
         return [_CUDA, _CPU]
     return [_CPU]
+
+
+def has_onnx_runtime(name: str) -> bool:
+    """Whether registered model `name` has an exported network ONNX Runtime can run."""
+    from gouache.nst import registry
+
+    return registry.get(name).family in _ONNX_BUILDERS
 
 
 class OnnxNetwork:
@@ -159,34 +165,6 @@ def build_family(
     return builder(spec, torch.device(device), threads)
 
 
-class OnnxAdainFamily(AdainFamily):
-    """AdaIN whose network (encoder, AdaIN, decoder) runs in ONNX Runtime.
-
-    Everything else is `AdainFamily`'s: validation, colour controls, resizing, smoothing,
-    and the style statistics, which the torch encoder computes once per style and the
-    cache keeps (they are not on the per-tile path).
-    """
-
-    def __init__(
-        self,
-        config: AdainConfig,
-        encoder: Lite0Encoder,
-        decoder: AdainDecoder,
-        graph: OnnxNetwork,
-        *,
-        model_version: str = "adain",
-        device: str | torch.device = "cpu",
-    ) -> None:
-        super().__init__(config, encoder, decoder, model_version=model_version, device=device)
-        self.graph = graph
-
-    def _decode(self, image: Tensor, mean: Tensor, std: Tensor, alpha: float) -> Tensor:
-        height, width = int(image.shape[-2]), int(image.shape[-1])
-        padded = pad_to_stride(image, self.config.stride)
-        decoded = self.graph(padded, mean, std, torch.tensor(alpha, dtype=torch.float32))
-        return decoded[..., :height, :width].contiguous()
-
-
 def _graph(spec: ModelSpec, device: torch.device, threads: int | None) -> OnnxNetwork:
     """The model's model.onnx, checked against the sha256 its manifest lists."""
     directory = model_directory(spec)
@@ -195,13 +173,20 @@ def _graph(spec: ModelSpec, device: torch.device, threads: int | None) -> OnnxNe
 
 
 def _build_adain(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
-    return OnnxAdainFamily(
-        AdainConfig.from_mapping(spec.config),
+    config = AdainConfig.from_mapping(spec.config)
+    graph = _graph(spec, device, threads)
+
+    def run_graph(image: Tensor, mean: Tensor, std: Tensor, alpha: Tensor) -> Tensor:
+        # The graph is exported for float32 and a stride-padded image, as the family sends.
+        return graph(image, mean, std, alpha.to(torch.float32))
+
+    return AdainFamily(
+        config,
         load_lite0(device=device),
         load_decoder(spec),
-        _graph(spec, device, threads),
         model_version=spec.name,
         device=device,
+        runner=run_graph,
     )
 
 

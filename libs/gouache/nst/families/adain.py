@@ -39,7 +39,7 @@ import hashlib
 import math
 import threading
 from collections import OrderedDict
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
 import numpy as np
@@ -269,6 +269,10 @@ class _Style:
     key: tuple[str, str | None]
 
 
+TransferRunner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
+"""(image, style mean, style std, alpha) -> stylized image: `AdainTransfer` or its export."""
+
+
 class AdainFamily:
     """Stylizes any style in one forward pass: Lite0 encoder, AdaIN, trained decoder.
 
@@ -289,7 +293,9 @@ class AdainFamily:
         *,
         model_version: str = "adain",
         device: str | torch.device = "cpu",
+        runner: TransferRunner | None = None,
     ) -> None:
+        """`runner` replaces the torch forward pass (e.g. its ONNX export); same inputs, output."""
         self.config = config
         self.model_version = model_version
         self._device = torch.device(device)
@@ -300,6 +306,7 @@ class AdainFamily:
         ).eval()
         network.requires_grad_(False)
         self.network = network.to(self._device).to(memory_format=torch.channels_last)
+        self._runner: TransferRunner = self.network if runner is None else runner
         self._cache: OrderedDict[tuple[str, str, str | None], Statistics] = OrderedDict()
         self._cache_lock = threading.Lock()
 
@@ -365,7 +372,7 @@ class AdainFamily:
         height, width = int(image.shape[-2]), int(image.shape[-1])
         padded = _pad_to_stride(image, self.config.stride)
         strength = torch.tensor(alpha, dtype=padded.dtype, device=padded.device)
-        decoded: Tensor = self.network(
+        decoded: Tensor = self._runner(
             padded, mean.to(padded.device), std.to(padded.device), strength
         )
         return decoded[..., :height, :width].contiguous()
