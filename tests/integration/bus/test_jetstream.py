@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import asyncio
+from pathlib import Path
+
 import pytest
 from nats.js import JetStreamContext
 from nats.js.api import StorageType
 
-from gouache.bus.jetstream import PublishError, ensure_streams, publish
+from gouache.bus.jetstream import PublishError, connect, disconnect, ensure_streams, publish
 from gouache.bus.subjects import JOBS_CREATED, STREAMS
 from gouache.contracts.events.v1 import events_pb2
+from tests.fixtures.nats import NatsServer, running_nats_server
 from tests.integration.bus.helpers import job_created, stream_messages
 
 
@@ -63,3 +67,24 @@ async def test_missing_or_contradicting_event_ids_are_refused(
 ) -> None:
     with pytest.raises(ValueError, match="event_id"):
         await publish(js, JOBS_CREATED, job_created("evt_1"), event_id=event_id)
+
+
+async def test_disconnect_closes_even_when_the_server_is_already_gone(tmp_path: Path) -> None:
+    # A whole mesh stopping stops NATS first: draining then refuses (reconnecting).
+    with running_nats_server(tmp_path) as server:
+        connection, _ = await connect(server.url, name="leaving", reconnect_time_wait=0.1)
+        server.stop()
+        for _ in range(50):
+            if connection.is_reconnecting:
+                break
+            await asyncio.sleep(0.05)
+        assert connection.is_reconnecting
+        await disconnect(connection)
+        assert connection.is_closed
+        await disconnect(connection)  # again: nothing to do
+
+
+async def test_disconnect_drains_a_live_connection(nats_server: NatsServer) -> None:
+    connection, _ = await connect(nats_server.url, name="leaving")
+    await disconnect(connection)
+    assert connection.is_closed
