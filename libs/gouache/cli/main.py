@@ -265,7 +265,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from gouache.nst import registry
-    from gouache.nst.evaluate import EvalOptions, PairResult, run
+    from gouache.nst.evaluate import GRID_CONTENTS, GRID_STYLES, EvalOptions, PairResult, run
 
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -277,8 +277,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     options = EvalOptions(
         models=names,
         data_dir=Path(args.data_dir) if args.data_dir else None,
-        contents=args.contents,
-        styles=args.styles,
+        contents=GRID_CONTENTS if args.contents is None else args.contents,
+        styles=GRID_STYLES if args.styles is None else args.styles,
         seed=args.seed,
         side=args.side,
         runtime=args.runtime,
@@ -406,9 +406,13 @@ def build_parser() -> argparse.ArgumentParser:
         help="corpus with manifest.json; scikit-image samples when absent or empty",
     )
     evaluation.add_argument(
-        "--contents", type=int, default=4, help="contents drawn from the corpus"
+        "--contents",
+        type=int,
+        help="contents drawn from the corpus (default: every held-out photo with clear rights)",
     )
-    evaluation.add_argument("--styles", type=int, default=4, help="styles drawn from the corpus")
+    evaluation.add_argument(
+        "--styles", type=int, help="styles drawn from the corpus (default: the evaluation grid's)"
+    )
     evaluation.add_argument("--seed", type=int, default=0, help="seed of the corpus draw")
     evaluation.add_argument("--side", type=int, default=256, help="long side of every image")
     evaluation.add_argument("--runtime", choices=("torch", "onnx"), default="torch")

@@ -27,6 +27,27 @@ DEFAULT_DATA_DIR = Path("../shared/data")
 SKIMAGE_CONTENTS: tuple[str, ...] = ("astronaut", "chelsea", "coffee", "rocket")
 SKIMAGE_STYLES: tuple[str, ...] = ("hubble_deep_field", "immunohistochemistry", "colorwheel")
 
+REDISTRIBUTABLE_CONTENT_RIGHTS = frozenset(
+    {
+        "public domain",
+        "public domain (us government / highsmith; verify)",
+        "public domain / cc by (nasa/esa; verify)",
+        "research test set (kodak: released for unrestricted usage)",
+    }
+)
+"""Corpus `rights_category` values (lower case) of photos the committed contact sheet
+may show. Left out on purpose: Wikimedia photos whose CC licence was never verified,
+research sets whose photographers' rights are unclear, and anything unknown (see the
+corpus's PROVENANCE.md)."""
+
+REDISTRIBUTABLE_STYLE_RIGHTS = frozenset({"public domain"})
+"""Style rights the sheet may show: public domain everywhere, not in the US only."""
+
+GRID_CONTENTS = 2
+GRID_STYLES = 8
+"""The default grid size: the shipped models share 8 held-out photos, of which only two
+(Kodak) may be redistributed, so the grid crosses those two with the 8 paintable styles."""
+
 CONTENT_RATIO_LIMIT = 1.5
 """A model beats the baseline when its median style distance is below the baseline's and
 its median content distance is at most this many times the baseline's (issue 3)."""
@@ -179,8 +200,8 @@ def reference_models() -> list[ModelUnderTest]:
 def load_grid(
     data_dir: Path | None = DEFAULT_DATA_DIR,
     *,
-    contents: int = 4,
-    styles: int = 4,
+    contents: int = GRID_CONTENTS,
+    styles: int = GRID_STYLES,
     seed: int = 0,
     side: int = EVAL_SIDE,
 ) -> EvalGrid:
@@ -244,9 +265,10 @@ def corpus_grid(
 
     Candidates, from the corpus manifest: contents that no shipped model trained on and
     styles that every shipped model can paint (`shipped_constraints`), showing no
-    identifiable person and with known rights (styles: public domain; contents: not
-    "unknown"). `random.Random(seed)` draws from the candidates sorted by file name, so
-    the same corpus, models and seed give the same grid.
+    identifiable person and with rights that allow redistribution, because the grid
+    ends up in the committed contact sheet (`REDISTRIBUTABLE_CONTENT_RIGHTS`,
+    `REDISTRIBUTABLE_STYLE_RIGHTS`). `random.Random(seed)` draws from the candidates
+    sorted by file name, so the same corpus, models and seed give the same grid.
     """
     limits = constraints if constraints is not None else shipped_constraints()
     entries = json.loads((data_dir / "manifest.json").read_text())
@@ -259,16 +281,20 @@ def corpus_grid(
             return False
         if entry["kind"] == "content":
             inside = limits.held_out_contents is None or name in limits.held_out_contents
-            return inside and rights not in ("", "unknown")
+            return inside and rights in REDISTRIBUTABLE_CONTENT_RIGHTS
         inside = limits.paintable_styles is None or name in limits.paintable_styles
-        return inside and rights == "public domain"
+        return inside and rights in REDISTRIBUTABLE_STYLE_RIGHTS
 
     def pick(kind: str, count: int) -> tuple[EvalImage, ...]:
         candidates = sorted(
             (e for e in entries if e["kind"] == kind and allowed(e)), key=lambda e: e["file"]
         )
         if len(candidates) < count:
-            raise ValueError(f"{data_dir} has {len(candidates)} usable {kind} images, need {count}")
+            raise ValueError(
+                f"{data_dir} has {len(candidates)} usable {kind} images (held out from "
+                f"training where that applies, redistributable rights, no identifiable "
+                f"person), need {count}; ask for at most {len(candidates)}"
+            )
         chosen = sorted(rng.sample(candidates, count), key=lambda e: e["file"])
         return tuple(
             EvalImage(
@@ -291,7 +317,10 @@ def corpus_grid(
             "Contents are drawn from the photos no shipped model trained on (the held-out "
             "split in their manifests), styles from those every shipped model paints "
             "(feedforward paints only its trained styles), excluding identifiable people "
-            "and unknown rights; see `gouache.nst.evaluate.corpus_grid`."
+            "and keeping only images whose rights allow redistribution (contents: Kodak "
+            "test images released for unrestricted usage, public domain, US-government "
+            "and NASA works; styles: public-domain artworks), since the contact sheet is "
+            "committed; see `gouache.nst.evaluate.corpus_grid`."
         ),
     )
 
@@ -563,8 +592,8 @@ class EvalOptions:
 
     models: tuple[str, ...]
     data_dir: Path | None = DEFAULT_DATA_DIR
-    contents: int = 4
-    styles: int = 4
+    contents: int = GRID_CONTENTS
+    styles: int = GRID_STYLES
     seed: int = 0
     side: int = EVAL_SIDE
     runtime: str = "torch"

@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Mapping
+from pathlib import Path
 
 import torch
 
 from gouache.nst.base import StyleFamily
-from gouache.nst.encoders.lite0 import Lite0Encoder, load_lite0
+from gouache.nst.encoders.base import FeatureEncoder
+from gouache.nst.encoders.lite0 import WeightsIntegrityError, load_lite0
+from gouache.nst.encoders.vgg19 import load_vgg19
 from gouache.nst.families import adain, feedforward, gatys
 from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights
 
@@ -27,14 +31,29 @@ __all__ = [
 
 DEFAULT = "gatys.lite0-v1"
 
-EncoderLoader = Callable[[torch.device], Lite0Encoder]
+EncoderLoader = Callable[[torch.device], FeatureEncoder]
+
+# An operator's VGG19 state dict (torchvision layout) and, optionally, its pinned sha256.
+VGG19_WEIGHTS_ENV = "GOUACHE_VGG19_WEIGHTS"
+VGG19_SHA256_ENV = "GOUACHE_VGG19_SHA256"
 
 
-def _load_lite0(device: torch.device) -> Lite0Encoder:
+def _load_lite0(device: torch.device) -> FeatureEncoder:
     return load_lite0(device=device)
 
 
-_ENCODERS: Mapping[str, EncoderLoader] = {"lite0": _load_lite0}
+def _load_vgg19(device: torch.device) -> FeatureEncoder:
+    path = os.environ.get(VGG19_WEIGHTS_ENV, "").strip()
+    if not path:
+        raise WeightsIntegrityError(
+            f"vgg19 models need VGG19 weights: set {VGG19_WEIGHTS_ENV} to a torchvision-layout "
+            "state dict (e.g. vgg19-dcbb9e9d.pth); gouache ships none"
+        )
+    pinned = os.environ.get(VGG19_SHA256_ENV, "").strip() or None
+    return load_vgg19(Path(path), sha256=pinned, device=device)
+
+
+_ENCODERS: Mapping[str, EncoderLoader] = {"lite0": _load_lite0, "vgg19": _load_vgg19}
 
 
 class ModelRegistry:
@@ -146,7 +165,7 @@ _GATYS_LITE0_V1: Mapping[str, object] = {
     "style_taps": {"b1": 1.0, "b3": 1.0, "b5": 1.0, "b8": 1.0, "b11": 1.0},
     "content_tap": "b8",
     "style_weight": 10.0,
-    "content_weight": 1.0,
+    "content_weight": 10.0,
     "tv_weight": 30.0,
     "steps": 200,
     "refine_steps": 100,
@@ -232,10 +251,37 @@ register(
         weights=feedforward.model_weights(
             "weights/feedforward.lite0-v1",
             {
-                "manifest": "4e06e9214623b2643b9659cccdb38ce459486aa8a25d1e20e8e5f2caf69723e7",
-                "network": "f927fe27a710d1a3b3e4fe0d9c0fb88238c8d22d988935beaf4c07ac2961b1be",
+                "manifest": "51c1b085a371c1b0b8d1e94ba04134ad2abf4e262b4f8895e0350752008b8150",
+                "network": "35decee7d82cdb7f93fa50beca6d0941d2c1b0c3386d55f4f7cb6f621772ed32",
                 "style_index": "8892b60bf7d29346d0be81b776f103a50de429c947fb686843aad48d23dcbed3",
             },
         ),
     )
 )
+
+
+# Gatys on VGG19 features, the original paper's choice: registered only where an operator
+# supplies the weights (GOUACHE_VGG19_WEIGHTS), since none ship. Its balance is Lite0 v1's
+# and was not measured on real VGG19 weights (none are available to this project).
+GATYS_VGG19_V1 = ModelSpec(
+    name="gatys.vgg19-v1",
+    family="gatys",
+    encoder="vgg19",
+    tile_size=512,
+    description="Gatys optimisation over VGG19 Gram statistics with operator-supplied weights "
+    f"({VGG19_WEIGHTS_ENV})",
+    config={
+        **_GATYS_LITE0_V1,
+        "style_taps": {
+            "relu1_1": 1.0,
+            "relu2_1": 1.0,
+            "relu3_1": 1.0,
+            "relu4_1": 1.0,
+            "relu5_1": 1.0,
+        },
+        "content_tap": "relu4_2",
+    },
+)
+
+if os.environ.get(VGG19_WEIGHTS_ENV, "").strip():
+    register(GATYS_VGG19_V1)

@@ -13,6 +13,7 @@ import torch
 from torch import Tensor
 
 from gouache.nst.base import StyleFamily
+from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 
 _SHA256 = re.compile(r"[0-9a-f]{64}")
@@ -107,4 +108,21 @@ class FamilyBuilder:
 
     family: str
     check: Callable[[ModelSpec], object]
-    build: Callable[[ModelSpec, Lite0Encoder, torch.device], StyleFamily]
+    build: Callable[[ModelSpec, FeatureEncoder, torch.device], StyleFamily]
+
+
+def trained_on_lite0(spec: ModelSpec, encoder: FeatureEncoder | None = None) -> Lite0Encoder | None:
+    """For families whose networks were trained on Lite0 features: refuses other encoders.
+
+    Checks the spec (at registration) and, when given, the encoder it is built with.
+    """
+    if spec.encoder != "lite0":
+        raise ValueError(
+            f"{spec.name}: the {spec.family} network was trained on Lite0 features; "
+            f"encoder {spec.encoder!r} cannot drive it"
+        )
+    if encoder is None:
+        return None
+    if not isinstance(encoder, Lite0Encoder):
+        raise ValueError(f"{spec.name}: needs a Lite0 encoder, got {type(encoder).__name__}")
+    return encoder

@@ -14,7 +14,12 @@ from gouache.cli.main import build_parser
 from gouache.nst.base import RGBImage, StylizeControls
 from gouache.nst.encoders import Lite0Encoder
 from gouache.nst.evaluate import (
+    DEFAULT_DATA_DIR,
+    GRID_CONTENTS,
+    GRID_STYLES,
     IDENTITY_NAME,
+    REDISTRIBUTABLE_CONTENT_RIGHTS,
+    REDISTRIBUTABLE_STYLE_RIGHTS,
     EvalGrid,
     EvalImage,
     EvalReport,
@@ -25,6 +30,7 @@ from gouache.nst.evaluate import (
     evaluate,
     load_grid,
     markdown_table,
+    shipped_constraints,
     write_contact_sheet,
     write_json,
     write_markdown,
@@ -134,13 +140,22 @@ def test_without_the_corpus_the_skimage_grid_is_used(tmp_path: Path) -> None:
 def _corpus(tmp_path: Path) -> Path:
     entries: list[dict[str, object]] = []
     for kind, name, rights, person in [
-        ("content", "held1.png", "CC (unverified)", False),
+        ("content", "held1.png", "CC (exact licence unverified)", False),
         ("content", "held2.png", "public domain", False),
         ("content", "held3.png", "public domain", True),
         ("content", "trained.png", "public domain", False),
         ("content", "held4.png", "unknown", False),
+        (
+            "content",
+            "held5.png",
+            "research test set (Kodak: released for unrestricted usage)",
+            False,
+        ),
+        ("content", "held6.png", "research test set", False),
+        ("content", "held7.png", "public domain (US government / Highsmith; verify)", False),
         ("style", "paint1.png", "public domain", False),
         ("style", "paint2.png", "public domain", False),
+        ("style", "paint3.png", "public domain (US only)", False),
         ("style", "other.png", "public domain", False),
     ]:
         folder = tmp_path / ("content" if kind == "content" else "styles")
@@ -161,29 +176,60 @@ def _corpus(tmp_path: Path) -> Path:
     return tmp_path
 
 
-def test_the_corpus_draw_keeps_to_held_out_contents_and_paintable_styles(tmp_path: Path) -> None:
+def test_the_corpus_draw_keeps_to_held_out_redistributable_contents_and_paintable_styles(
+    tmp_path: Path,
+) -> None:
     data = _corpus(tmp_path)
+    held = {f"held{n}.png" for n in range(1, 8)}
     limits = ShippedConstraints(
-        held_out_contents=frozenset({"held1.png", "held2.png", "held3.png", "held4.png"}),
-        paintable_styles=frozenset({"paint1.png", "paint2.png"}),
+        held_out_contents=frozenset(held),
+        paintable_styles=frozenset({"paint1.png", "paint2.png", "paint3.png"}),
     )
-    grid = corpus_grid(data, contents=2, styles=2, seed=3, side=32, constraints=limits)
-    assert [c.name for c in grid.contents] == ["held1", "held2"]
+    grid = corpus_grid(data, contents=3, styles=2, seed=3, side=32, constraints=limits)
+    # Unverified CC, unclear research-set rights, unknown rights, a person, trained on: out.
+    assert [c.name for c in grid.contents] == ["held2", "held5", "held7"]
+    # Public domain in the US only is not enough for a committed sheet.
     assert [s.name for s in grid.styles] == ["paint1", "paint2"]
-    assert grid.styles[0].key == f"{5:064x}"
-    again = corpus_grid(data, contents=2, styles=2, seed=3, side=32, constraints=limits)
+    assert grid.styles[0].key == f"{8:064x}"
+    assert "released for unrestricted usage" in grid.contents[1].credit
+    again = corpus_grid(data, contents=3, styles=2, seed=3, side=32, constraints=limits)
     assert [c.key for c in again.contents] == [c.key for c in grid.contents]
-    with pytest.raises(ValueError, match="usable content"):
-        corpus_grid(data, contents=3, styles=2, seed=3, side=32, constraints=limits)
+    with pytest.raises(ValueError, match="3 usable content"):
+        corpus_grid(data, contents=4, styles=2, seed=3, side=32, constraints=limits)
+    with pytest.raises(ValueError, match="2 usable style"):
+        corpus_grid(data, contents=2, styles=3, seed=3, side=32, constraints=limits)
+
+
+def test_the_shared_corpus_grid_shows_only_redistributable_held_out_images() -> None:
+    data = Path(__file__).resolve().parents[3] / DEFAULT_DATA_DIR
+    if not (data / "manifest.json").is_file():
+        pytest.skip("the shared corpus is not next to this checkout")
+    entries = {Path(e["file"]).name: e for e in json.loads((data / "manifest.json").read_text())}
+    limits = shipped_constraints()
+    grid = corpus_grid(data, contents=GRID_CONTENTS, styles=GRID_STYLES, seed=0, side=32)
+    for image, kind in [(c, "content") for c in grid.contents] + [
+        (s, "style") for s in grid.styles
+    ]:
+        entry = next(e for name, e in entries.items() if Path(name).stem == image.name)
+        assert entry["kind"] == kind
+        assert not entry["identifiable_person"]
+        rights = str(entry["rights_category"]).lower()
+        if kind == "content":
+            assert rights in REDISTRIBUTABLE_CONTENT_RIGHTS
+            assert limits.held_out_contents is not None
+            assert Path(entry["file"]).name in limits.held_out_contents
+        else:
+            assert rights in REDISTRIBUTABLE_STYLE_RIGHTS
 
 
 def test_the_eval_command_parses_its_options() -> None:
     args = build_parser().parse_args(
         ["eval", "--models", "adain.lite0-v1", "--runtime", "onnx", "--side", "128"]
     )
-    assert (args.models, args.runtime, args.side, args.contents) == (
+    assert (args.models, args.runtime, args.side, args.contents, args.styles) == (
         "adain.lite0-v1",
         "onnx",
         128,
-        4,
+        None,  # the grid's own defaults (GRID_CONTENTS, GRID_STYLES)
+        None,
     )

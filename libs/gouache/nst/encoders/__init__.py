@@ -1,5 +1,6 @@
 """Pretrained image encoders whose activations drive the style and content losses."""
 
+from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import (
     LITE0_IMAGENET,
     LITE0_TAPS,
@@ -8,12 +9,17 @@ from gouache.nst.encoders.lite0 import (
     WeightsIntegrityError,
     load_lite0,
 )
+from gouache.nst.encoders.vgg19 import VGG19_TAPS, Vgg19Encoder, load_vgg19
 
 __all__ = [
     "LITE0_IMAGENET",
     "LITE0_TAPS",
+    "VGG19_TAPS",
     "EncoderWeights",
+    "FeatureEncoder",
     "Lite0Encoder",
+    "Vgg19Encoder",
     "WeightsIntegrityError",
     "load_lite0",
+    "load_vgg19",
 ]

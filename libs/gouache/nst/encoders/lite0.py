@@ -170,6 +170,8 @@ class Lite0Encoder(nn.Module):
     use `load_lite0` for the pretrained, frozen encoder.
     """
 
+    taps: tuple[str, ...] = LITE0_TAPS
+
     def __init__(self) -> None:
         super().__init__()
         self._conv_stem = _conv(3, _STEM_CHANNELS, 3, stride=2)

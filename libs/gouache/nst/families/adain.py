@@ -50,8 +50,9 @@ from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
-from gouache.nst.specs import FamilyBuilder, ModelSpec
+from gouache.nst.specs import FamilyBuilder, ModelSpec, trained_on_lite0
 from gouache.runtime.errors import InvalidArgument
 
 FloatImage = npt.NDArray[np.float32]
@@ -447,7 +448,8 @@ def _digest(image: npt.NDArray[np.generic]) -> str:
 
 
 def _check_spec(spec: ModelSpec) -> AdainConfig:
-    """An AdaIN spec needs a valid config and exactly one weights file, its decoder."""
+    """An AdaIN spec needs Lite0, a valid config and exactly one weights file, its decoder."""
+    trained_on_lite0(spec)
     if set(spec.weights) != {"decoder"}:
         raise ValueError(
             f"{spec.name}: adain needs exactly one weights file, 'decoder'; "
@@ -465,10 +467,12 @@ def load_decoder(spec: ModelSpec) -> AdainDecoder:
     return decoder.eval()
 
 
-def build(spec: ModelSpec, encoder: Lite0Encoder, device: torch.device) -> AdainFamily:
+def build(spec: ModelSpec, encoder: FeatureEncoder, device: torch.device) -> AdainFamily:
     """The registry's builder for adain specs: the checked decoder over the shared encoder."""
+    lite0 = trained_on_lite0(spec, encoder)
+    assert lite0 is not None
     return AdainFamily(
-        _check_spec(spec), encoder, load_decoder(spec), model_version=spec.name, device=device
+        _check_spec(spec), lite0, load_decoder(spec), model_version=spec.name, device=device
     )
 
 

@@ -11,14 +11,15 @@ slot 0 was trained to reproduce the content (see alpha below). A request is serv
   catalog sha256 in its key, the sha256 of its pixels, or nearest Lite0 Gram
   statistics), and their rows are averaged with the request's weights;
 - alpha blends pixels: `alpha * stylized + (1 - alpha) * content`; alpha 0 returns the
-  content itself, exactly, without running the network. Measured on feedforward.lite0-v1
-  (4 held-out photos x its first 4 styles at 256 px, `gouache.nst.quality` medians,
-  style / content distance; the CIN variant ran `run` with rows `alpha * style + (1 -
-  alpha) * identity`): the pixel blend gives 0.694 / 0.457, 0.588 / 0.731, 0.479 / 0.897 at alpha 0.25, 0.5, 0.75;
-  interpolating the CIN rows towards the identity row instead gives 0.673 / 0.792,
-  0.554 / 0.879, 0.446 / 0.957. At equal content distance (~0.89) the blend is closer
-  to the style (0.479 vs 0.554), and the interpolated rows shift hues (a starry-night
-  sky turned orange at 0.25) rather than weakening the style;
+  content itself, exactly, without running the network. Measured on the first
+  feedforward.lite0-v1 weights (content weight 1, since retrained at 10; 4 held-out
+  photos x its first 4 styles at 256 px, `gouache.nst.quality` medians, style /
+  content distance; the CIN variant ran `run` with rows `alpha * style + (1 - alpha) *
+  identity`): the pixel blend gives 0.694 / 0.457, 0.588 / 0.731, 0.479 / 0.897 at
+  alpha 0.25, 0.5, 0.75; interpolating the CIN rows towards the identity row instead
+  gives 0.673 / 0.792, 0.554 / 0.879, 0.446 / 0.957. At equal content distance
+  (~0.89) the blend is closer to the style (0.479 vs 0.554), and the interpolated rows
+  shift hues (a starry-night sky turned orange at 0.25) rather than weakening the style;
 - the output is computed with an 8-pixel mirrored frame around the content
   (`BORDER_MARGIN`), cropped away: trained on small crops, the network paints a band of
   bright dashes along the image border, which the frame moves outside the result.
@@ -52,9 +53,10 @@ from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.losses import gram
-from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights
+from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights, trained_on_lite0
 from gouache.runtime.errors import InvalidArgument
 
 FloatImage = npt.NDArray[np.float32]
@@ -521,7 +523,8 @@ class FeedforwardConfig:
 
 
 def _check_spec(spec: ModelSpec) -> FeedforwardConfig:
-    """A feedforward spec has a valid config and all three files in one directory."""
+    """A feedforward spec has Lite0, a valid config and all three files in one directory."""
+    trained_on_lite0(spec)
     config = FeedforwardConfig.from_mapping(spec.config)
     if set(spec.weights) != set(WEIGHT_ROLES):
         raise ValueError(
@@ -551,11 +554,13 @@ def load_shipped(
     )
 
 
-def build(spec: ModelSpec, encoder: Lite0Encoder, device: torch.device) -> FeedforwardFamily:
+def build(spec: ModelSpec, encoder: FeatureEncoder, device: torch.device) -> FeedforwardFamily:
     """The registry's builder: the shipped network over the shared encoder."""
     config = _check_spec(spec)
+    lite0 = trained_on_lite0(spec, encoder)
+    assert lite0 is not None
     return FeedforwardFamily(
-        load_shipped(spec.weights, device=device), encoder, config=config, device=device
+        load_shipped(spec.weights, device=device), lite0, config=config, device=device
     )
 
 

@@ -23,12 +23,23 @@ machine, best of 2-3 runs) are times to quote.
   energy within two bins of Nyquist (the stride-2 checkerboard) 0.72% / 0.42% / 0.20%
   / 0.08% -> 30.
 - Steps (TV 1): 30 / 50 / 100 / 200 -> style 0.339 / 0.280 / 0.229 / 0.194.
-- Final defaults (200 steps, TV 30): style 0.213, content 0.964, 9.0-9.3 s per 256 px
+- Defaults then (200 steps, TV 30): style 0.213, content 0.964, 9.0-9.3 s per 256 px
   image. "gatys.lite0-fast" (40 steps): style 0.305, content 0.973, 1.8-2.0 s.
 - Coarse-to-fine at 512 px (astronaut, two styles): direct 200 steps style 0.190,
   content 0.94, 34.7 s; 200 at half size + 50 at full 0.199 / 1.03, 18.8 s; + 100 at
   full 0.191 / 1.00, 28.7 s. The coarse pass paints larger strokes but softens faces,
   so it starts above 512 px (production tiles stay direct), refining for 100 steps.
+
+Re-tuned against the `gouache eval` grid (issue 3: style distance below the histogram
+baseline's, content distance at most 1.5x its), 1 torch thread, contents kodim13 and
+kodim24 x the eight feedforward styles at 256 px, medians over the 16 pairs, metrics of
+`gouache.nst.quality`; baseline style 0.707, content 0.472. Content weight 1 painted
+the photo away: 200 steps style 0.117, content 0.876 (1.85x); 40 steps style 0.188,
+content 0.875 (1.85x); init_noise 0 changes nothing there (0.206 / 0.876). Content
+weight at 40 steps: 5 -> 0.216 / 0.704 (1.49x), 10 -> 0.249 / 0.593 (1.26x), 20 ->
+0.292 / 0.478 (1.01x); at 200 steps, 10 -> 0.184 / 0.565 (1.20x). Chosen: content
+weight 10, clearly inside the limit and, looking at the outputs, still strongly painted
+(strokes and palette of the style, the photo's layout kept).
 """
 
 from __future__ import annotations
@@ -49,7 +60,9 @@ from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
-from gouache.nst.encoders.lite0 import LITE0_TAPS, Lite0Encoder
+from gouache.nst.encoders.base import FeatureEncoder
+from gouache.nst.encoders.lite0 import LITE0_TAPS
+from gouache.nst.encoders.vgg19 import VGG19_TAPS
 from gouache.nst.losses import content_loss, gram, style_loss, tv_loss
 from gouache.nst.specs import FamilyBuilder, ModelSpec
 from gouache.runtime.errors import InvalidArgument
@@ -69,7 +82,7 @@ def _default_style_taps() -> Mapping[str, float]:
 class GatysConfig:
     """Everything that shapes a Gatys result; the defaults are the measured ones above.
 
-    style_taps: Lite0 taps whose Gram matrices define the style, with their weights.
+    style_taps: encoder taps (Lite0's by default, VGG19's for a vgg19 spec) whose Gram matrices define the style, with their weights.
     content_tap: the tap whose activations must stay close to the content's.
     style_weight, content_weight: balance of the two (both losses are relative errors).
     tv_weight: total-variation weight when a request does not set one.
@@ -87,7 +100,7 @@ class GatysConfig:
     style_taps: Mapping[str, float] = field(default_factory=_default_style_taps)
     content_tap: str = "b8"
     style_weight: float = 10.0
-    content_weight: float = 1.0
+    content_weight: float = 10.0
     tv_weight: float = 30.0
     steps: int = 200
     refine_steps: int = 100
@@ -99,9 +112,7 @@ class GatysConfig:
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style_taps", MappingProxyType(dict(self.style_taps)))
-        unknown = set(self.style_taps).union([self.content_tap]).difference(LITE0_TAPS)
-        if unknown:
-            raise ValueError(f"unknown taps {sorted(unknown)}; known: {', '.join(LITE0_TAPS)}")
+        check_taps(self, KNOWN_TAPS)
         if not self.style_taps or any(w <= 0.0 for w in self.style_taps.values()):
             raise ValueError("style_taps needs at least one tap, each with a positive weight")
         if self.steps < 1 or self.refine_steps < 0:
@@ -144,14 +155,29 @@ class _Plan:
     seed: int
 
 
+def check_taps(config: GatysConfig, known: Sequence[str]) -> None:
+    """Raises ValueError unless every tap the config names is one of `known`."""
+    unknown = set(config.style_taps).union([config.content_tap]).difference(known)
+    if unknown:
+        raise ValueError(f"unknown taps {sorted(unknown)}; known: {', '.join(known)}")
+
+
+# Taps of every encoder a gatys spec may name; a spec's taps must be its encoder's.
+ENCODER_TAPS: Mapping[str, tuple[str, ...]] = {"lite0": LITE0_TAPS, "vgg19": VGG19_TAPS}
+KNOWN_TAPS: tuple[str, ...] = (*LITE0_TAPS, *VGG19_TAPS)
+
+
 def _check_spec(spec: ModelSpec) -> GatysConfig:
-    """Gatys needs only a valid config: it trains nothing, so it ships no weights."""
+    """Gatys needs only a valid config for its encoder: it trains nothing, ships no weights."""
     if spec.weights:
         raise ValueError(f"{spec.name}: gatys loads no weights, got {sorted(spec.weights)}")
-    return GatysConfig.from_mapping(spec.config)
+    config = GatysConfig.from_mapping(spec.config)
+    if spec.encoder in ENCODER_TAPS:
+        check_taps(config, ENCODER_TAPS[spec.encoder])
+    return config
 
 
-def build(spec: ModelSpec, encoder: Lite0Encoder, device: torch.device) -> GatysFamily:
+def build(spec: ModelSpec, encoder: FeatureEncoder, device: torch.device) -> GatysFamily:
     """The registry's builder for gatys specs: the pinned config over the shared encoder."""
     return GatysFamily(_check_spec(spec), encoder, device=device)
 
@@ -173,8 +199,9 @@ class GatysFamily:
     name = "gatys"
 
     def __init__(
-        self, config: GatysConfig, encoder: Lite0Encoder, *, device: str | torch.device = "cpu"
+        self, config: GatysConfig, encoder: FeatureEncoder, *, device: str | torch.device = "cpu"
     ) -> None:
+        check_taps(config, encoder.taps)
         self.config = config
         self._encoder = encoder
         self._device = torch.device(device)
@@ -290,7 +317,7 @@ class _Objective:
     tap weights and the style/content balance mean the same at every tap and image size.
     """
 
-    encoder: Lite0Encoder
+    encoder: FeatureEncoder
     style_targets: GramTargets
     style_tap_weights: Mapping[str, float]
     content_tap: str
@@ -301,7 +328,7 @@ class _Objective:
     @classmethod
     def relative(
         cls,
-        encoder: Lite0Encoder,
+        encoder: FeatureEncoder,
         config: GatysConfig,
         style_targets: GramTargets,
         content_target: Tensor,
