@@ -22,7 +22,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         state_dir=state,
         styles_dir=styles,
         ports=MeshPorts.ephemeral(),
-        models="gatys.lite0-fast",
+        models="gatys.lite0-fast,adain.lite0-v1,feedforward.lite0-v1",
         extra_env={"GOUACHE_TILING_ACK_WAIT_S": "5"},
     )
     running = Mesh(config)
