@@ -432,7 +432,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging("cli", level="WARNING", json_output=False)
     args = build_parser().parse_args(argv)
     if getattr(args, "style", None) is None and args.command in ("stylize", "demo"):
-        args.style = ["skimage:hubble_deep_field"] if args.command == "demo" else None
+        args.style = ["skimage:immunohistochemistry"] if args.command == "demo" else None
         if args.style is None:
             raise SystemExit("give at least one --style")
     result: int = args.func(args)
