@@ -40,7 +40,6 @@ reference=style)`), changing colours but no texture.
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Sequence
@@ -48,13 +47,13 @@ from dataclasses import dataclass
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.lite0 import Lite0Encoder, load_lite0
 from gouache.nst.losses import gram
+from gouache.nst.pixels import pixels_key, resize_long_side, resize_to, to_tensor
 
 STYLE_TAPS: tuple[str, ...] = ("b1", "b3", "b5", "b8", "b11")
 """Lite0 taps whose Gram matrices define the style distance."""
@@ -108,8 +107,8 @@ class QualityMeter:
 
     def content_distance(self, image: RGBImage, content: RGBImage) -> float:
         """Relative error of `image`'s `CONTENT_TAP` activations against `content`'s."""
-        reference = _resize_long_side(self._tensor(content), self.side)
-        candidate = _resize_to(self._tensor(image), reference)
+        reference = resize_long_side(self._tensor(content), self.side)
+        candidate = resize_to(self._tensor(image), reference, antialias=True)
         with torch.no_grad():
             ours = self._encoder.forward_features(candidate, (CONTENT_TAP,))[CONTENT_TAP]
             theirs = self._encoder.forward_features(reference, (CONTENT_TAP,))[CONTENT_TAP]
@@ -125,7 +124,7 @@ class QualityMeter:
         )
 
     def _style_grams(self, style: RGBImage) -> dict[str, Tensor]:
-        key = _digest(style)
+        key = pixels_key(style)
         with self._lock:
             cached = self._style_cache.get(key)
             if cached is not None:
@@ -139,14 +138,13 @@ class QualityMeter:
         return grams
 
     def _grams(self, image: RGBImage) -> dict[str, Tensor]:
-        x = _resize_long_side(self._tensor(image), self.side)
+        x = resize_long_side(self._tensor(image), self.side)
         with torch.no_grad():
             features = self._encoder.forward_features(x, STYLE_TAPS)
         return {tap: gram(features[tap]) for tap in STYLE_TAPS}
 
     def _tensor(self, image: RGBImage) -> Tensor:
-        pixels = to_float32(np.ascontiguousarray(image))
-        return torch.from_numpy(pixels).permute(2, 0, 1)[None].contiguous().to(self._device)
+        return to_tensor(to_float32(image), self._device)
 
 
 def histogram_baseline(content: RGBImage, style: RGBImage) -> RGBImage:
@@ -192,26 +190,3 @@ class HistogramBaseline:
         if controls.luminance_only:
             blended = luminance_transfer(blended, source)
         return to_uint8(blended)
-
-
-def _resize_long_side(image: Tensor, side: int) -> Tensor:
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    scale = side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if size == (height, width):
-        return image
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def _resize_to(image: Tensor, like: Tensor) -> Tensor:
-    if image.shape[-2:] == like.shape[-2:]:
-        return image
-    return F.interpolate(
-        image, size=like.shape[-2:], mode="bilinear", align_corners=False, antialias=True
-    )
-
-
-def _digest(image: RGBImage) -> str:
-    digest = hashlib.sha256(str(image.shape).encode())
-    digest.update(np.ascontiguousarray(image).tobytes())
-    return digest.hexdigest()

@@ -35,7 +35,6 @@ loss also matches statistics at b5. The shipped adain.lite0-v1 (b3, decoder 96/4
 from __future__ import annotations
 
 import copy
-import hashlib
 import math
 import threading
 from collections import OrderedDict
@@ -48,10 +47,18 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
+from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
+from gouache.nst.pixels import (
+    KeyedStyle,
+    long_side,
+    prepare_styles,
+    resize_long_side,
+    resize_to,
+    to_tensor,
+)
 from gouache.nst.specs import FamilyBuilder, ModelSpec, trained_on_lite0
 from gouache.runtime.errors import InvalidArgument
 
@@ -262,14 +269,6 @@ def smooth(image: Tensor, weight: float) -> Tensor:
     return solved[..., :height, :width].to(image.dtype)
 
 
-@dataclass(frozen=True)
-class _Style:
-    """One style ready for its statistics: float pixels, and its identity and recolouring."""
-
-    pixels: FloatImage
-    key: tuple[str, str | None]
-
-
 TransferRunner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """(image, style mean, style std, alpha) -> stylized image: `AdainTransfer` or its export."""
 
@@ -327,23 +326,23 @@ class AdainFamily:
                 f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
             )
         content_f = to_float32(content)
-        prepared = _prepare_styles(
+        prepared = prepare_styles(
             styles, style_keys, content_f if controls.histogram_match else None
         )
         mean, std = mix_statistics([self._style_statistics(style) for style in prepared], mix)
         tv_weight = self.config.tv_weight if controls.tv_weight is None else controls.tv_weight
         with torch.inference_mode():
-            image = _to_tensor(content_f, self._device)
-            working = _resize_long_side(image, min(_long_side(image), self.config.max_side))
+            image = to_tensor(content_f, self._device)
+            working = resize_long_side(image, min(long_side(image), self.config.max_side))
             result = self._decode(working, mean, std, controls.alpha)
-            result = _resize_to(result, image).clamp(0.0, 1.0)
+            result = resize_to(result, image).clamp(0.0, 1.0)
             result = smooth(result, tv_weight).clamp(0.0, 1.0)
             stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
         if controls.luminance_only:
             stylized = luminance_transfer(stylized, content_f)
         return to_uint8(stylized)
 
-    def _style_statistics(self, style: _Style) -> Statistics:
+    def _style_statistics(self, style: KeyedStyle) -> Statistics:
         """The style's statistics at the tap, from the LRU cache when seen before."""
         key = (self.model_version, *style.key)
         with self._cache_lock:
@@ -352,9 +351,7 @@ class AdainFamily:
                 self._cache.move_to_end(key)
                 return cached
         with torch.inference_mode():
-            image = _resize_long_side(
-                _to_tensor(style.pixels, self._device), self.config.style_side
-            )
+            image = resize_long_side(to_tensor(style.pixels, self._device), self.config.style_side)
             features = self.network.encode(_pad_to_stride(image, self.config.stride))
             statistics = feature_statistics(features, self.config.eps)
         with self._cache_lock:
@@ -393,58 +390,6 @@ def _pad_to_stride(image: Tensor, stride: int) -> Tensor:
         mode = "reflect" if pad_h < height and pad_w < width else "replicate"
         image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
     return image.contiguous(memory_format=torch.channels_last)
-
-
-def _prepare_styles(
-    styles: Sequence[RGBImage],
-    style_keys: Sequence[str] | None,
-    histogram_reference: FloatImage | None,
-) -> tuple[_Style, ...]:
-    """Converts styles to float, recolours them to the content if asked, and keys them.
-
-    Without a caller's key, a style is identified by a digest of its pixels; a
-    histogram-matched style also depends on the content it was matched to, so a digest
-    of that content joins the key.
-    """
-    reference = None if histogram_reference is None else _digest(histogram_reference)
-    prepared = []
-    for index, style in enumerate(styles):
-        pixels = to_float32(style)
-        if histogram_reference is not None:
-            pixels = match_histogram(source=pixels, reference=histogram_reference)
-        identity = _digest(style) if style_keys is None else style_keys[index]
-        prepared.append(_Style(pixels=pixels, key=(identity, reference)))
-    return tuple(prepared)
-
-
-def _to_tensor(image: FloatImage, device: torch.device) -> Tensor:
-    return torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].to(device)
-
-
-def _long_side(image: Tensor) -> int:
-    return max(int(image.shape[-2]), int(image.shape[-1]))
-
-
-def _resize_long_side(image: Tensor, side: int) -> Tensor:
-    """Resizes NCHW so its long side is `side`, keeping the aspect ratio (antialiased)."""
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    scale = side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if size == (height, width):
-        return image
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def _resize_to(image: Tensor, like: Tensor) -> Tensor:
-    if image.shape[-2:] == like.shape[-2:]:
-        return image
-    return F.interpolate(image, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def _digest(image: npt.NDArray[np.generic]) -> str:
-    digest = hashlib.sha256(str((image.shape, image.dtype.str)).encode())
-    digest.update(np.ascontiguousarray(image).tobytes())
-    return digest.hexdigest()
 
 
 def _check_spec(spec: ModelSpec) -> AdainConfig:

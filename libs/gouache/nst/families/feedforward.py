@@ -56,6 +56,7 @@ from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.losses import gram
+from gouache.nst.pixels import resize_long_side, to_numpy, to_tensor
 from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights, trained_on_lite0
 from gouache.runtime.errors import InvalidArgument
 
@@ -268,7 +269,7 @@ def style_grams(
     encoder: Lite0Encoder, image: RGBImage, settings: IdentifySettings, device: torch.device
 ) -> dict[str, Tensor]:
     """The Gram matrices (C x C) that identify a style image, at `settings.side`."""
-    tensor = _resize_long_side(_to_tensor(to_float32(image), device), settings.side)
+    tensor = resize_long_side(to_tensor(to_float32(image), device), settings.side)
     with torch.inference_mode():
         features = encoder.forward_features(tensor, settings.taps)
     return {tap: gram(features[tap])[0].float().cpu() for tap in settings.taps}
@@ -660,21 +661,21 @@ class FeedforwardFamily:
         height, width = content.shape[:2]
         if max(height, width) <= self.config.max_side:
             return self._run_padded(content, params)
-        image = _to_tensor(content, self._device)
-        small = _resize_long_side(image, self.config.max_side)
-        stylized = _to_tensor(self._run_padded(_to_numpy(small), params), self._device)
+        image = to_tensor(content, self._device)
+        small = resize_long_side(image, self.config.max_side)
+        stylized = to_tensor(self._run_padded(to_numpy(small), params), self._device)
         resized = F.interpolate(
             stylized, size=(height, width), mode="bilinear", align_corners=False
         )
-        return _to_numpy(resized.clamp(0.0, 1.0))
+        return to_numpy(resized.clamp(0.0, 1.0))
 
     def _run_padded(self, content: FloatImage, params: Tensor) -> FloatImage:
         """Pads to the network's factor inside a mirrored frame, runs it, crops back."""
         shape = self.model.network.shape
         padded, box = pad_to_multiple(content, shape.factor, shape.min_side, margin=BORDER_MARGIN)
-        output = self._runner(_to_tensor(padded, self._device), params)
+        output = self._runner(to_tensor(padded, self._device), params)
         top, left, height, width = box
-        return _to_numpy(output[:, :, top : top + height, left : left + width])
+        return to_numpy(output[:, :, top : top + height, left : left + width])
 
 
 def pad_to_multiple(
@@ -716,26 +717,6 @@ def smooth_tv(image: FloatImage, strength: float, *, iterations: int = 8) -> Flo
         y = (x + strength * neighbours) / (1.0 + 4.0 * strength)
     smoothed: FloatImage = y.numpy()
     return smoothed
-
-
-def _to_tensor(image: FloatImage, device: torch.device) -> Tensor:
-    return (
-        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous().to(device)
-    )
-
-
-def _to_numpy(image: Tensor) -> FloatImage:
-    array: FloatImage = np.ascontiguousarray(image[0].permute(1, 2, 0).float().cpu().numpy())
-    return array
-
-
-def _resize_long_side(image: Tensor, side: int) -> Tensor:
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    scale = side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if size == (height, width):
-        return image
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
 
 
 BUILDER = FamilyBuilder(family="feedforward", check=_check_spec, build=build)

@@ -44,7 +44,6 @@ weight 10, clearly inside the limit and, looking at the outputs, still strongly 
 
 from __future__ import annotations
 
-import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
@@ -55,15 +54,23 @@ from types import MappingProxyType
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
-from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
+from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import LITE0_TAPS
 from gouache.nst.encoders.vgg19 import VGG19_TAPS
 from gouache.nst.losses import content_loss, gram, style_loss, tv_loss
+from gouache.nst.pixels import (
+    KeyedStyle,
+    long_side,
+    prepare_styles,
+    resize_long_side,
+    resize_to,
+    to_numpy,
+    to_tensor,
+)
 from gouache.nst.specs import FamilyBuilder, ModelSpec
 from gouache.runtime.errors import InvalidArgument
 
@@ -137,18 +144,10 @@ class GatysConfig:
 
 
 @dataclass(frozen=True)
-class _Style:
-    """One style image as float RGB, with the identity its Gram matrices are cached under."""
-
-    pixels: FloatImage
-    key: tuple[object, ...]
-
-
-@dataclass(frozen=True)
 class _Plan:
     """What one request asks for, resolved: styles, normalised mix, strength and weights."""
 
-    styles: tuple[_Style, ...]
+    styles: tuple[KeyedStyle, ...]
     mix: tuple[float, ...]
     alpha: float
     tv_weight: float
@@ -231,7 +230,7 @@ class GatysFamily:
             return content.copy()
         content_f = to_float32(content)
         plan = _Plan(
-            styles=_prepare_styles(
+            styles=prepare_styles(
                 styles, style_keys, content_f if controls.histogram_match else None
             ),
             mix=mix,
@@ -240,8 +239,8 @@ class GatysFamily:
             seed=controls.seed,
         )
         with _deterministic():
-            result = self._optimise(_to_tensor(content_f, self._device), plan)
-        stylized = _to_numpy(result)
+            result = self._optimise(to_tensor(content_f, self._device), plan)
+        stylized = to_numpy(result)
         if controls.luminance_only:
             stylized = luminance_transfer(stylized, content_f)
         return to_uint8(stylized)
@@ -253,18 +252,18 @@ class GatysFamily:
 
     def _optimise(self, content: Tensor, plan: _Plan) -> Tensor:
         """Runs the resolution pyramid and returns pixels at the content's size."""
-        working = _resize_long_side(content, min(_long_side(content), self.config.max_side))
-        if _long_side(working) > self.config.coarse_to_fine_threshold:
-            coarse = _resize_long_side(working, _long_side(working) // 2)
+        working = resize_long_side(content, min(long_side(content), self.config.max_side))
+        if long_side(working) > self.config.coarse_to_fine_threshold:
+            coarse = resize_long_side(working, long_side(working) // 2)
             start = self._optimise_level(
                 coarse, _seeded_start(coarse, plan.seed, self.config), plan, self.config.steps
             )
-            start = _resize_to(start, working)
+            start = resize_to(start, working)
             result = self._optimise_level(working, start, plan, self.config.refine_steps)
         else:
             start = _seeded_start(working, plan.seed, self.config)
             result = self._optimise_level(working, start, plan, self.config.steps)
-        return _resize_to(result, content)
+        return resize_to(result, content)
 
     def _optimise_level(self, content: Tensor, start: Tensor, plan: _Plan, steps: int) -> Tensor:
         """Optimises at one resolution; targets come from `content` and styles at its size."""
@@ -273,7 +272,7 @@ class GatysFamily:
             content_features = self._encoder.forward_features(
                 content, [*taps, self.config.content_tap]
             )
-        side = _long_side(content)
+        side = long_side(content)
         style_grams = [self._style_grams(style, side) for style in plan.styles]
         targets = {
             tap: (1.0 - plan.alpha) * gram(content_features[tap])
@@ -289,7 +288,7 @@ class GatysFamily:
         )
         return _adam(objective, start, steps, self.config.learning_rate)
 
-    def _style_grams(self, style: _Style, side: int) -> GramTargets:
+    def _style_grams(self, style: KeyedStyle, side: int) -> GramTargets:
         """Gram matrices of one style resized to long side `side`, through the LRU cache."""
         key = (*style.key, side)
         with self._cache_lock:
@@ -297,7 +296,7 @@ class GatysFamily:
             if cached is not None:
                 self._cache.move_to_end(key)
                 return cached
-        image = _resize_long_side(_to_tensor(style.pixels, self._device), side)
+        image = resize_long_side(to_tensor(style.pixels, self._device), side)
         with torch.no_grad():
             features = self._encoder.forward_features(image, list(self.config.style_taps))
         grams = MappingProxyType({tap: gram(value) for tap, value in features.items()})
@@ -383,28 +382,6 @@ def _seeded_start(content: Tensor, seed: int, config: GatysConfig) -> Tensor:
     return (content + config.init_noise * noise).clamp(0.0, 1.0)
 
 
-def _prepare_styles(
-    styles: Sequence[RGBImage],
-    style_keys: Sequence[str] | None,
-    histogram_reference: FloatImage | None,
-) -> tuple[_Style, ...]:
-    """Converts styles to float, recolours them if asked, and gives each a cache key.
-
-    Without a caller's key, a style is identified by a digest of its pixels. A
-    histogram-matched style depends on the content it was matched to, so a digest of
-    that content joins the key: reusing another image's recolouring would be wrong.
-    """
-    reference = None if histogram_reference is None else _digest(histogram_reference)
-    prepared = []
-    for index, style in enumerate(styles):
-        pixels = to_float32(style)
-        if histogram_reference is not None:
-            pixels = match_histogram(source=pixels, reference=histogram_reference)
-        identity = _digest(style) if style_keys is None else style_keys[index]
-        prepared.append(_Style(pixels=pixels, key=(identity, reference)))
-    return tuple(prepared)
-
-
 @contextmanager
 def _deterministic() -> Iterator[None]:
     """Insists on deterministic kernels for one call, then restores the previous setting.
@@ -431,43 +408,6 @@ def _weighted_sum(values: Sequence[Tensor], weights: Sequence[float]) -> Tensor:
 
 def _mean_square(value: Tensor) -> float:
     return max(float(torch.mean(value**2)), 1e-12)
-
-
-def _to_tensor(image: FloatImage, device: torch.device) -> Tensor:
-    return (
-        torch.from_numpy(np.ascontiguousarray(image)).permute(2, 0, 1)[None].contiguous().to(device)
-    )
-
-
-def _to_numpy(image: Tensor) -> FloatImage:
-    array: FloatImage = image[0].permute(1, 2, 0).cpu().numpy()
-    return array
-
-
-def _long_side(image: Tensor) -> int:
-    return max(int(image.shape[-2]), int(image.shape[-1]))
-
-
-def _resize_long_side(image: Tensor, side: int) -> Tensor:
-    """Resizes NCHW so its long side is `side`, keeping the aspect ratio (antialiased)."""
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    scale = side / max(height, width)
-    size = (max(1, round(height * scale)), max(1, round(width * scale)))
-    if size == (height, width):
-        return image
-    return F.interpolate(image, size=size, mode="bilinear", align_corners=False, antialias=True)
-
-
-def _resize_to(image: Tensor, like: Tensor) -> Tensor:
-    if image.shape[-2:] == like.shape[-2:]:
-        return image
-    return F.interpolate(image, size=like.shape[-2:], mode="bilinear", align_corners=False)
-
-
-def _digest(image: npt.NDArray[np.generic]) -> str:
-    digest = hashlib.sha256(str((image.shape, image.dtype.str)).encode())
-    digest.update(np.ascontiguousarray(image).tobytes())
-    return digest.hexdigest()
 
 
 BUILDER = FamilyBuilder(family="gatys", check=_check_spec, build=build)
