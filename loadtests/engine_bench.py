@@ -34,6 +34,8 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from gouache.nst.machine import cpu_model
+
 DEFAULT_MODELS = ("adain.lite0-v1", "feedforward.lite0-v1")
 TILE_OVERLAP = 32
 TARGETS = {"512": 0.5, "1024": 2.5, "rss_mib": 1536.0}
@@ -170,7 +172,7 @@ def section(results: Sequence[dict[str, Any]], *, command: str, runs: int, threa
         verdicts.append(f"{r['model']} ({r['runtime']}): {'all met' if met else 'NOT all met'}")
     machine = (
         f"{platform.node()}, {platform.machine()}, {os.cpu_count()} CPUs "
-        f"({platform.processor() or _cpu_model()}), Python {platform.python_version()}"
+        f"({platform.processor() or cpu_model()}), Python {platform.python_version()}"
     )
     return f"""
 ## Engine: 512 px and tiled 1024 px, torch and ONNX Runtime ({dt.date.today().isoformat()})
@@ -185,16 +187,6 @@ peak memory per loaded model version ≤ {TARGETS["rss_mib"]:.0f} MiB.
 {table(results)}
 {"; ".join(verdicts)}.
 """
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return "unknown CPU"
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -18,6 +18,7 @@ import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
 from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.nst.machine import cpu_model
 from gouache.nst.quality import BASELINE_NAME, EVAL_SIDE, HistogramBaseline, QualityMeter
 from gouache.runtime.errors import InvalidArgument
 
@@ -684,14 +685,7 @@ def _relative(path: Path, start: Path) -> str:
 
 
 def _machine() -> str:
-    cpu = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
+    cpu = cpu_model()
     return (
         f"{platform.node() or 'unknown host'} ({cpu}, {os.cpu_count() or 0} CPUs, "
         f"{platform.python_implementation()} {platform.python_version()})"

@@ -59,6 +59,11 @@ def tv_loss(image: Tensor) -> Tensor:
     return _mean_square(image.diff(dim=2)) + _mean_square(image.diff(dim=3))
 
 
+def relative_mse(value: Tensor, target: Tensor) -> Tensor:
+    """Mean squared error over the target's mean square: unitless, comparable across taps."""
+    return torch.mean((value - target) ** 2) / (torch.mean(target.detach() ** 2) + 1e-8)
+
+
 def _mean_square(differences: Tensor) -> Tensor:
     # A one-pixel-high or -wide image has no neighbours along that axis: no variation.
     if differences.numel() == 0:

@@ -40,10 +40,12 @@ reference=style)`), changing colours but no texture.
 
 from __future__ import annotations
 
+import statistics
 import threading
 from collections import OrderedDict
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
@@ -190,3 +192,21 @@ class HistogramBaseline:
         if controls.luminance_only:
             blended = luminance_transfer(blended, source)
         return to_uint8(blended)
+
+
+def summarise(
+    rows: Mapping[str, Sequence[Distances]], seconds: Sequence[float], *, side: int
+) -> dict[str, Any]:
+    """Medians of each row's distances and the time per pair, as manifests record quality."""
+    summary: dict[str, Any] = {
+        "pairs": max((len(values) for values in rows.values()), default=0),
+        "side": side,
+        "metric": "gouache.nst.quality: median style (Gram b1-b11) and content (b8) distance",
+        "median_seconds_per_pair": round(statistics.median(seconds), 4),
+    }
+    for name, values in rows.items():
+        summary[name] = {
+            "style_distance": round(statistics.median(v.style for v in values), 4),
+            "content_distance": round(statistics.median(v.content for v in values), 4),
+        }
+    return summary

@@ -5,9 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 import os
-import platform
 import shutil
-import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -33,17 +31,19 @@ from gouache.nst.families.adain import (
     adain,
     feature_statistics,
 )
-from gouache.nst.losses import gram, tv_loss
+from gouache.nst.losses import gram, relative_mse, tv_loss
+from gouache.nst.machine import machine_record
 from gouache.nst.training.config import AdainLossConfig, AdainTrainConfig, load_adain_config
 from gouache.nst.training.data import (
     CropSpec,
     ImageBank,
     files_digest,
+    find_corpus_manifest,
     list_images,
     split_holdout,
     step_generator,
 )
-from gouache.nst.training.trainer import FitResult, fit, resolve_device
+from gouache.nst.training.trainer import FitResult, fit, replace_directory, resolve_device
 
 DECODER_FILE = "decoder.pt"
 MANIFEST_FILE = "manifest.json"
@@ -84,13 +84,13 @@ class AdainObjective(nn.Module):
         decoded = self.module(target)
         features = self.encoder.forward_features(decoded, self.taps)
         terms = {
-            "content": loss.content_weight * _relative_mse(features[tap], target),
+            "content": loss.content_weight * relative_mse(features[tap], target),
             "style": loss.style_weight * _style_term(features, style_features, loss, eps),
             "tv": loss.tv_weight * tv_loss(decoded),
         }
         if loss.identity_weight > 0.0:
             rebuilt = self.module(content_features)
-            terms["identity"] = loss.identity_weight * _relative_mse(rebuilt, content)
+            terms["identity"] = loss.identity_weight * relative_mse(rebuilt, content)
         if loss.colour_weight > 0.0:
             terms["colour"] = loss.colour_weight * _colour_term(decoded, style)
         terms["total"] = torch.stack(list(terms.values())).sum()
@@ -179,7 +179,7 @@ class _Banks:
             *self.heldout_style.paths,
         ]
         root = Path(os.path.commonpath([self.content_dir.resolve(), self.style_dir.resolve()]))
-        manifest = _data_manifest(self.content_dir, self.style_dir)
+        manifest = find_corpus_manifest(self.content_dir, self.style_dir)
         return {
             "manifest_sha256": None if manifest is None else file_sha256(manifest),
             "manifest": None if manifest is None else manifest.name,
@@ -302,24 +302,12 @@ def export(
             "compute_dtype": "float32",
         },
         "input": {"layout": "NCHW RGB", "range": [0.0, 1.0]},
-        "training": {
-            "config": config.to_dict(),
-            "config_file": config_path.name,
-            "config_sha256": config.digest(),
-            "steps": result.steps,
-            "stop_reason": result.stop_reason,
-            "best_step": result.best_step,
-            "best_heldout_loss": result.best_heldout,
-            "final_train_losses": dict(result.last_train),
-            "final_heldout_losses": dict(result.last_heldout),
-            "wall_seconds": round(result.wall_seconds, 1),
-            "device": result.device,
-            "amp": result.amp,
-            "threads": torch.get_num_threads(),
-        },
+        "training": result.record(
+            config=config.to_dict(), config_file=config_path.name, config_sha256=config.digest()
+        ),
         "data": banks.describe(),
         "quality": quality,
-        "machine": _machine(),
+        "machine": machine_record(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
         "files": {
             DECODER_FILE: {
@@ -329,8 +317,7 @@ def export(
         },
     }
     (staging / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    replace_directory(staging, target)
     console.print(f"[green]✓[/green] exported {target}")
     return target
 
@@ -344,14 +331,14 @@ def measure_quality(
     distance, at 256 px): the default model must beat the baseline on style distance
     with a content distance at most 1.5x the baseline's.
     """
-    from gouache.nst.quality import QualityMeter, histogram_baseline
+    from gouache.nst.quality import Distances, QualityMeter, histogram_baseline, summarise
 
     family = AdainFamily(config.model, encoder, decoder, model_version=config.name)
     meter = QualityMeter(encoder, side=_QUALITY_SIDE)
     contents = [_uint8(image, _QUALITY_SIDE) for image in banks.heldout_content.images]
     styles = [_uint8(image, _QUALITY_SIDE) for image in banks.heldout_style.images]
     pairs = [(c, s) for c in contents for s in styles][:_QUALITY_PAIRS]
-    rows: dict[str, list[tuple[float, float]]] = {"adain": [], "baseline": [], "content": []}
+    rows: dict[str, list[Distances]] = {"adain": [], "baseline": [], "content": []}
     seconds = []
     for content, style in pairs:
         started = time.perf_counter()
@@ -362,24 +349,8 @@ def measure_quality(
             ("baseline", histogram_baseline(content, style)),
             ("content", content),
         ):
-            measured = meter.measure(image, content, style)
-            rows[name].append((measured.style, measured.content))
-    summary: dict[str, Any] = {
-        "pairs": len(pairs),
-        "side": _QUALITY_SIDE,
-        "metric": "gouache.nst.quality: median style (Gram b1-b11) and content (b8) distance",
-        "median_seconds_per_pair": round(statistics.median(seconds), 4),
-    }
-    for name, values in rows.items():
-        summary[name] = {
-            "style_distance": round(statistics.median(v[0] for v in values), 4),
-            "content_distance": round(statistics.median(v[1] for v in values), 4),
-        }
-    return summary
-
-
-def _relative_mse(value: Tensor, target: Tensor) -> Tensor:
-    return torch.mean((value - target) ** 2) / (torch.mean(target.detach() ** 2) + 1e-8)
+            rows[name].append(meter.measure(image, content, style))
+    return summarise(rows, seconds, side=_QUALITY_SIDE)
 
 
 def _style_term(
@@ -391,7 +362,7 @@ def _style_term(
     terms = []
     for tap, weight in loss.style_taps.items():
         if loss.style_loss == "gram":
-            terms.append(weight * _relative_mse(gram(features[tap]), gram(style_features[tap])))
+            terms.append(weight * relative_mse(gram(features[tap]), gram(style_features[tap])))
             continue
         mean, std = feature_statistics(features[tap], eps)
         style_mean, style_std = feature_statistics(style_features[tap], eps)
@@ -418,33 +389,3 @@ def _uint8(image: Tensor, side: int) -> np.ndarray[Any, np.dtype[np.uint8]]:
         resized[0].round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous().numpy()
     )
     return pixels
-
-
-def _data_manifest(*directories: Path) -> Path | None:
-    """The corpus's manifest.json: in a data directory or its parent, when there is one."""
-    for directory in directories:
-        for candidate in (directory / "manifest.json", directory.parent / "manifest.json"):
-            if candidate.is_file():
-                return candidate
-    return None
-
-
-def _machine() -> dict[str, Any]:
-    return {
-        "platform": platform.platform(),
-        "processor": _cpu_model(),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"

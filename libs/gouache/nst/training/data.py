@@ -109,6 +109,15 @@ class ImageBank:
         return torch.cat(batch)
 
 
+def find_corpus_manifest(*directories: Path) -> Path | None:
+    """The corpus's manifest.json: in a data directory or its parent, when there is one."""
+    for directory in directories:
+        for candidate in (directory / "manifest.json", directory.parent / "manifest.json"):
+            if candidate.is_file():
+                return candidate
+    return None
+
+
 def files_digest(paths: Sequence[Path], root: Path) -> str:
     """sha256 over the sorted (path relative to `root`, file sha256) pairs: the data used."""
     digest = hashlib.sha256()

@@ -5,10 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
-import os
-import platform
 import shutil
-import statistics
 import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -44,7 +41,8 @@ from gouache.nst.families.feedforward import (
     save_model,
     style_grams,
 )
-from gouache.nst.losses import gram, tv_loss
+from gouache.nst.losses import gram, relative_mse, tv_loss
+from gouache.nst.machine import machine_record
 from gouache.nst.training.config import (
     ConfigError,
     DataConfig,
@@ -56,11 +54,12 @@ from gouache.nst.training.data import (
     CropSpec,
     ImageBank,
     files_digest,
+    find_corpus_manifest,
     list_images,
     split_holdout,
     step_generator,
 )
-from gouache.nst.training.trainer import FitResult, fit, resolve_device
+from gouache.nst.training.trainer import FitResult, fit, replace_directory, resolve_device
 
 _QUALITY_SIDE = 256
 _QUALITY_CONTENTS = 4
@@ -255,9 +254,9 @@ class FeedforwardObjective(nn.Module):
             features = self.encoder.forward_features(output, (tap,))
             terms = {
                 "style": zero,
-                "content": loss.content_weight * _relative_mse(features[tap], target),
+                "content": loss.content_weight * relative_mse(features[tap], target),
                 "tv": zero,
-                "identity": loss.identity_weight * _relative_mse(output, content),
+                "identity": loss.identity_weight * relative_mse(output, content),
             }
         else:
             features = self.encoder.forward_features(output, self.taps)
@@ -265,13 +264,13 @@ class FeedforwardObjective(nn.Module):
             style = torch.stack(
                 [
                     weight
-                    * _relative_mse(gram(features[t]), grams[t].expand(content.shape[0], -1, -1))
+                    * relative_mse(gram(features[t]), grams[t].expand(content.shape[0], -1, -1))
                     for t, weight in loss.style_taps.items()
                 ]
             ).sum() / sum(loss.style_taps.values())
             terms = {
                 "style": loss.style_weight * style,
-                "content": loss.content_weight * _relative_mse(features[tap], target),
+                "content": loss.content_weight * relative_mse(features[tap], target),
                 "tv": loss.tv_weight * tv_loss(output),
                 "identity": zero,
             }
@@ -378,7 +377,7 @@ def train(
         f"{result.best_heldout:.4f} at step {result.best_step}; {result.wall_seconds:.0f} s"
     )
     data = {
-        "manifest_sha256": _manifest_sha256(content_dir, style_dir),
+        "manifest_sha256": _sha256_or_none(find_corpus_manifest(content_dir, style_dir)),
         "files_sha256": files_digest(
             [p.resolve() for p in (*train_paths, *heldout_paths)],
             content_dir.resolve(),
@@ -422,23 +421,11 @@ def export(
             "sha256": LITE0_IMAGENET.sha256,
             "source": LITE0_IMAGENET.source,
         },
-        "training": {
-            "config": config.to_dict(),
-            "config_file": config_path.name,
-            "config_sha256": config.digest(),
-            "steps": result.steps,
-            "stop_reason": result.stop_reason,
-            "best_step": result.best_step,
-            "best_heldout_loss": result.best_heldout,
-            "final_train_losses": dict(result.last_train),
-            "final_heldout_losses": dict(result.last_heldout),
-            "wall_seconds": round(result.wall_seconds, 1),
-            "device": result.device,
-            "amp": result.amp,
-            "threads": torch.get_num_threads(),
-        },
+        "training": result.record(
+            config=config.to_dict(), config_file=config_path.name, config_sha256=config.digest()
+        ),
         "data": dict(data),
-        "machine": _machine(),
+        "machine": machine_record(),
         "created": dt.datetime.now(dt.UTC).isoformat(timespec="seconds"),
     }
     manifest = save_model(
@@ -452,8 +439,7 @@ def export(
     )
     manifest["quality"] = measure_quality(staging, encoder, styles, heldout)
     (staging / MANIFEST).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n")
-    shutil.rmtree(target, ignore_errors=True)
-    os.replace(staging, target)
+    replace_directory(staging, target)
     console.print(f"[green]✓[/green] exported {target}")
     return target
 
@@ -467,12 +453,12 @@ def measure_quality(
     `gouache.nst.quality` (Gram b1-b11 style distance, b8 content distance), next to
     histogram matching alone (the baseline) and the content itself.
     """
-    from gouache.nst.quality import QualityMeter, histogram_baseline
+    from gouache.nst.quality import Distances, QualityMeter, histogram_baseline, summarise
 
     family = FeedforwardFamily(load_model(directory), encoder)
     meter = QualityMeter(encoder, side=_QUALITY_SIDE)
     contents = [_uint8(image, _QUALITY_SIDE) for image in heldout.images[:_QUALITY_CONTENTS]]
-    rows: dict[str, list[tuple[float, float]]] = {"feedforward": [], "baseline": [], "content": []}
+    rows: dict[str, list[Distances]] = {"feedforward": [], "baseline": [], "content": []}
     seconds = []
     for target_style in styles:
         style = _resize_uint8(target_style.pixels, _QUALITY_SIDE)
@@ -491,24 +477,8 @@ def measure_quality(
                 ("baseline", histogram_baseline(content, style)),
                 ("content", content),
             ):
-                measured = meter.measure(image, content, style)
-                rows[name].append((measured.style, measured.content))
-    summary: dict[str, Any] = {
-        "pairs": len(rows["feedforward"]),
-        "side": _QUALITY_SIDE,
-        "metric": "gouache.nst.quality: median style (Gram b1-b11) and content (b8) distance",
-        "median_seconds_per_pair": round(statistics.median(seconds), 4),
-    }
-    for name, values in rows.items():
-        summary[name] = {
-            "style_distance": round(statistics.median(v[0] for v in values), 4),
-            "content_distance": round(statistics.median(v[1] for v in values), 4),
-        }
-    return summary
-
-
-def _relative_mse(value: Tensor, target: Tensor) -> Tensor:
-    return torch.mean((value - target) ** 2) / (torch.mean(target.detach() ** 2) + 1e-8)
+                rows[name].append(meter.measure(image, content, style))
+    return summarise(rows, seconds, side=_QUALITY_SIDE)
 
 
 def _catalog_titles(style_dir: Path) -> dict[str, str]:
@@ -524,14 +494,6 @@ def _catalog_titles(style_dir: Path) -> dict[str, str]:
     }
 
 
-def _manifest_sha256(*directories: Path) -> str | None:
-    for directory in directories:
-        for candidate in (directory / "manifest.json", directory.parent / "manifest.json"):
-            if candidate.is_file():
-                return file_sha256(candidate)
-    return None
-
-
 def _uint8(image: Tensor, side: int) -> RGBImage:
     pixels: RGBImage = image.permute(1, 2, 0).contiguous().numpy()
     return _resize_uint8(pixels, side)
@@ -545,25 +507,6 @@ def _resize_uint8(pixels: RGBImage, side: int) -> RGBImage:
     return np.asarray(resized, dtype=np.uint8)
 
 
-def _machine() -> dict[str, Any]:
-    processor = platform.processor() or "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                processor = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "platform": platform.platform(),
-        "processor": processor,
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "torch": torch.__version__,
-        "cuda": torch.cuda.get_device_name() if torch.cuda.is_available() else None,
-    }
-
-
 def _plain(value: object) -> Any:
     from dataclasses import fields, is_dataclass
 
@@ -574,3 +517,7 @@ def _plain(value: object) -> Any:
     if isinstance(value, list | tuple):
         return [_plain(item) for item in value]
     return value
+
+
+def _sha256_or_none(path: Path | None) -> str | None:
+    return None if path is None else file_sha256(path)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import shutil
 import time
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -74,6 +75,32 @@ class FitResult:
     best_weights: Path
     device: str
     amp: bool
+
+    def record(
+        self, *, config: Mapping[str, Any], config_file: str, config_sha256: str
+    ) -> dict[str, Any]:
+        """The "training" block of a model manifest: the config and how the run went."""
+        return {
+            "config": dict(config),
+            "config_file": config_file,
+            "config_sha256": config_sha256,
+            "steps": self.steps,
+            "stop_reason": self.stop_reason,
+            "best_step": self.best_step,
+            "best_heldout_loss": self.best_heldout,
+            "final_train_losses": dict(self.last_train),
+            "final_heldout_losses": dict(self.last_heldout),
+            "wall_seconds": round(self.wall_seconds, 1),
+            "device": self.device,
+            "amp": self.amp,
+            "threads": torch.get_num_threads(),
+        }
+
+
+def replace_directory(staging: Path, target: Path) -> None:
+    """Puts a fully written staging directory where `target` was, in one rename."""
+    shutil.rmtree(target, ignore_errors=True)
+    os.replace(staging, target)
 
 
 def resolve_device(run: RunConfig) -> torch.device:
