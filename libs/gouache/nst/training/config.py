@@ -7,7 +7,7 @@ import hashlib
 import json
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any, TypeVar
@@ -206,24 +206,34 @@ class AdainTrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, as recorded in the exported model's manifest."""
-        plain: dict[str, Any] = _plain(self)
-        return plain
+        values: dict[str, Any] = plain(self)
+        return values
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form: a checkpoint resumes only under the same config."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return config_digest(self)
 
 
-def load_adain_config(path: Path) -> AdainTrainConfig:
-    """Reads and checks a YAML AdaIN training config; ConfigError names the bad key."""
+def config_digest(config: object) -> str:
+    """sha256 of a config's canonical JSON form."""
+    return hashlib.sha256(json.dumps(plain(config), sort_keys=True).encode()).hexdigest()
+
+
+def load_yaml_config(path: Path, parse: Callable[[object], T]) -> T:
+    """Reads a YAML training config and parses it; ConfigError names the file and bad key."""
     try:
         raw = yaml.safe_load(path.read_text())
     except (OSError, yaml.YAMLError) as error:
         raise ConfigError(f"{path}: cannot read the config: {error}") from error
     try:
-        return parse_adain_config(raw)
+        return parse(raw)
     except ConfigError as error:
         raise ConfigError(f"{path}: {error}") from None
+
+
+def load_adain_config(path: Path) -> AdainTrainConfig:
+    """Reads and checks a YAML AdaIN training config; ConfigError names the bad key."""
+    return load_yaml_config(path, parse_adain_config)
 
 
 def parse_adain_config(raw: object) -> AdainTrainConfig:
@@ -310,11 +320,12 @@ def _positive(path: str, value: int, *, minimum: int = 1) -> None:
         raise ConfigError(f"{path} must be at least {minimum}, got {value}")
 
 
-def _plain(value: object) -> Any:
+def plain(value: object) -> Any:
+    """Dataclasses, mappings and sequences as plain JSON-ready values."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
+        return {f.name: plain(getattr(value, f.name)) for f in fields(value)}
     if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
+        return {str(key): plain(item) for key, item in value.items()}
     if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
+        return [plain(item) for item in value]
     return value

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import json
 import shutil
 import time
@@ -15,7 +14,6 @@ from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from PIL import Image, ImageOps
 from rich.console import Console
 from torch import Tensor, nn
@@ -49,6 +47,9 @@ from gouache.nst.training.config import (
     OptimConfig,
     RunConfig,
     build_section,
+    config_digest,
+    load_yaml_config,
+    plain,
 )
 from gouache.nst.training.data import (
     CropSpec,
@@ -151,23 +152,17 @@ class FeedforwardTrainConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """Plain JSON-ready values, as recorded in the exported manifest."""
-        return _plain(self)  # type: ignore[no-any-return]
+        values: dict[str, Any] = plain(self)
+        return values
 
     def digest(self) -> str:
         """sha256 of the canonical JSON form: a checkpoint resumes only under the same config."""
-        return hashlib.sha256(json.dumps(self.to_dict(), sort_keys=True).encode()).hexdigest()
+        return config_digest(self)
 
 
 def load_feedforward_config(path: Path) -> FeedforwardTrainConfig:
     """Reads and checks a YAML feed-forward training config; ConfigError names the bad key."""
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except (OSError, yaml.YAMLError) as error:
-        raise ConfigError(f"{path}: cannot read the config: {error}") from error
-    try:
-        return parse_feedforward_config(raw)
-    except ConfigError as error:
-        raise ConfigError(f"{path}: {error}") from None
+    return load_yaml_config(path, parse_feedforward_config)
 
 
 def parse_feedforward_config(raw: object) -> FeedforwardTrainConfig:
@@ -505,18 +500,6 @@ def _resize_uint8(pixels: RGBImage, side: int) -> RGBImage:
     size = (max(1, round(width * scale)), max(1, round(height * scale)))
     resized = Image.fromarray(pixels).resize(size, Image.Resampling.LANCZOS)
     return np.asarray(resized, dtype=np.uint8)
-
-
-def _plain(value: object) -> Any:
-    from dataclasses import fields, is_dataclass
-
-    if is_dataclass(value) and not isinstance(value, type):
-        return {f.name: _plain(getattr(value, f.name)) for f in fields(value)}
-    if isinstance(value, Mapping):
-        return {str(key): _plain(item) for key, item in value.items()}
-    if isinstance(value, list | tuple):
-        return [_plain(item) for item in value]
-    return value
 
 
 def _sha256_or_none(path: Path | None) -> str | None:
