@@ -79,9 +79,12 @@ def trained_style_keys(family: StyleFamily) -> tuple[str, ...]:
 
 
 def validate_request(
-    content: RGBImage, styles: Sequence[RGBImage], weights: Sequence[float]
+    content: RGBImage,
+    styles: Sequence[RGBImage],
+    weights: Sequence[float],
+    style_keys: Sequence[str] | None = None,
 ) -> tuple[float, ...]:
-    """Checks images and weights, and returns the weights normalised to sum to one.
+    """Checks images, weights and style keys; returns the weights normalised to sum to one.
 
     Families call this first so a bad request fails fast with an error naming the field,
     instead of deep inside the numerics.
@@ -91,6 +94,10 @@ def validate_request(
         raise InvalidArgument("at least one style image is required", field="styles")
     for index, style in enumerate(styles):
         _check_image(style, field=f"styles[{index}]")
+    if style_keys is not None and len(style_keys) != len(styles):
+        raise InvalidArgument(
+            f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
+        )
     if len(weights) != len(styles):
         raise InvalidArgument(
             f"got {len(weights)} style weights for {len(styles)} styles", field="params.weights"

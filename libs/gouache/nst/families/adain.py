@@ -60,7 +60,6 @@ from gouache.nst.pixels import (
     to_tensor,
 )
 from gouache.nst.specs import FamilyBuilder, ModelSpec, trained_on_lite0
-from gouache.runtime.errors import InvalidArgument
 
 FloatImage = npt.NDArray[np.float32]
 Statistics = tuple[Tensor, Tensor]
@@ -320,11 +319,7 @@ class AdainFamily:
         style_keys: Sequence[str] | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB."""
-        mix = validate_request(content, styles, weights)
-        if style_keys is not None and len(style_keys) != len(styles):
-            raise InvalidArgument(
-                f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
-            )
+        mix = validate_request(content, styles, weights, style_keys)
         content_f = to_float32(content)
         prepared = prepare_styles(
             styles, style_keys, content_f if controls.histogram_match else None

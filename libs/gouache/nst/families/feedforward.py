@@ -616,11 +616,7 @@ class FeedforwardFamily:
         style_keys: Sequence[str] | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles` (all trained), same size."""
-        mix = validate_request(content, styles, weights)
-        if style_keys is not None and len(style_keys) != len(styles):
-            raise InvalidArgument(
-                f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
-            )
+        mix = validate_request(content, styles, weights, style_keys)
         slots = [
             self.index.identify(
                 style, None if style_keys is None else style_keys[i], field=f"styles[{i}]"

@@ -72,7 +72,6 @@ from gouache.nst.pixels import (
     to_tensor,
 )
 from gouache.nst.specs import FamilyBuilder, ModelSpec
-from gouache.runtime.errors import InvalidArgument
 
 FloatImage = npt.NDArray[np.float32]
 GramTargets = Mapping[str, Tensor]
@@ -221,11 +220,7 @@ class GatysFamily:
         `style_keys` (one stable id per style, e.g. the sha256 of its bytes) lets tiles of
         one image reuse the styles' Gram matrices instead of recomputing them.
         """
-        mix = validate_request(content, styles, weights)
-        if style_keys is not None and len(style_keys) != len(styles):
-            raise InvalidArgument(
-                f"got {len(style_keys)} style keys for {len(styles)} styles", field="styles"
-            )
+        mix = validate_request(content, styles, weights, style_keys)
         if controls.alpha == 0.0:
             return content.copy()
         content_f = to_float32(content)
