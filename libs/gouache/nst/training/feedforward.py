@@ -367,10 +367,6 @@ def train(
         max_minutes=max_minutes,
         console=console,
     )
-    console.print(
-        f"stopped after {result.steps} steps ({result.stop_reason}); best held-out loss "
-        f"{result.best_heldout:.4f} at step {result.best_step}; {result.wall_seconds:.0f} s"
-    )
     data = {
         "manifest_sha256": _sha256_or_none(find_corpus_manifest(content_dir, style_dir)),
         "files_sha256": files_digest(
@@ -411,11 +407,7 @@ def export(
     shutil.rmtree(staging, ignore_errors=True)
     extra: dict[str, Any] = {
         "name": config.name,
-        "encoder": {
-            "name": LITE0_IMAGENET.name,
-            "sha256": LITE0_IMAGENET.sha256,
-            "source": LITE0_IMAGENET.source,
-        },
+        "encoder": LITE0_IMAGENET.record(),
         "training": result.record(
             config=config.to_dict(), config_file=config_path.name, config_sha256=config.digest()
         ),

@@ -296,6 +296,10 @@ def fit(
         wall_s=round(state.wall_seconds, 2),
     )
     log.close()
+    (console or Console(stderr=True)).print(
+        f"stopped after {state.step} steps ({stop_reason}); best held-out loss "
+        f"{state.best_heldout:.4f} at step {state.best_step}; {state.wall_seconds:.0f} s"
+    )
     return FitResult(
         steps=state.step,
         stop_reason=stop_reason,
