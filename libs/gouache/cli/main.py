@@ -435,7 +435,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.style = ["skimage:immunohistochemistry"] if args.command == "demo" else None
         if args.style is None:
             raise SystemExit("give at least one --style")
-    result: int = args.func(args)
+    if args.command not in ("train", "eval"):
+        result: int = args.func(args)
+        return result
+    from rich.markup import escape
+
+    from gouache.nst.encoders.lite0 import WeightsIntegrityError
+    from gouache.nst.training.trainer import TrainingError
+
+    try:
+        result = args.func(args)
+    except (ValueError, KeyError, OSError, TrainingError, WeightsIntegrityError) as exc:
+        # Bad configs, unknown models, missing or damaged files: the message says which.
+        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+        console.print(f"[red]error:[/red] {escape(str(message))}", highlight=False, soft_wrap=True)
+        return 2
     return result
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import sys
 import tempfile
 import warnings
 from collections.abc import Mapping, Sequence
@@ -231,6 +232,11 @@ def family_export(family: StyleFamily) -> FamilyExport:
 def model_directory(spec: ModelSpec) -> Path:
     """The directory holding a registered model's weights (and its manifest and graph)."""
     folders = {weights.path().parent for weights in spec.weights.values()}
+    if not folders:
+        raise ValueError(
+            f"{spec.name} ships no weights, so there is no network to export "
+            f"(the {spec.family} family optimises pixels; only adain and feedforward export)"
+        )
     if len(folders) != 1:
         raise ValueError(f"{spec.name} has no single weights directory: {sorted(folders)}")
     return folders.pop()
@@ -295,7 +301,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("models", nargs="+", help="registered model names, e.g. adain.lite0-v1")
     args = parser.parse_args(argv)
     for name in args.models:
-        path = export_model(name)
+        try:
+            path = export_model(name)
+        except (KeyError, ValueError) as exc:
+            message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
+            print(f"error: {message}", file=sys.stderr)
+            return 2
         print(
             f"{name}: {path} ({path.stat().st_size} bytes, sha256 {file_sha256(path)}); "
             f"manifest sha256 now {file_sha256(path.parent / MANIFEST_FILE)}"
