@@ -55,11 +55,15 @@ def registry_builder(runtime: str, threads: int) -> FamilyBuilder:
 
 
 def registry_tile_size(model_version: str) -> int:
-    """A model version's default tile edge from the nst registry, 0 when it names none."""
-    from gouache.nst import registry
+    """A model version's default tile edge from the model catalogue, 0 when it names none.
+
+    The registry's specs are built from the catalogue, so this is the same number without
+    importing torch.
+    """
+    from gouache import catalogue
 
     try:
-        return int(registry.get(model_version).tile_size)
+        return catalogue.get(model_version).tile_size
     except KeyError:
         return 0
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from pydantic import Field, field_validator
 from pydantic_settings import SettingsConfigDict
 
+from gouache import catalogue
 from gouache.runtime.settings import ServiceSettings
 
 
@@ -15,7 +16,7 @@ class InferenceSettings(ServiceSettings):
 
     port: int = 50055
     # Comma-separated model versions loaded (and warmed up) before the service is SERVING.
-    models: str = "adain.lite0-v1,feedforward.lite0-v1,gatys.lite0-v1,gatys.lite0-fast"
+    models: str = ",".join(catalogue.names())
     # "onnx" runs the exported network of families that have one (adain, feedforward) in
     # ONNX Runtime, measured 1.6-1.8x faster than torch on CPU at 512 px; "torch" runs
     # every family in PyTorch. gatys optimises pixels and always runs in torch.

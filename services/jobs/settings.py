@@ -8,55 +8,11 @@ from typing import Any
 from pydantic import Field, model_validator
 from pydantic_settings import SettingsConfigDict
 
+from gouache import catalogue
 from gouache.runtime.settings import ServiceSettings
 
-DEFAULT_SEED_MODELS: dict[str, Any] = {
-    "versions": [
-        {
-            "name": "adain.lite0-v1",
-            "family": "adain",
-            "encoder": "efficientnet-lite0",
-            "tile_size": 512,
-            "config": {"eta_seconds": 2},
-            "description": "AdaIN with the project's decoder: any style in one forward pass.",
-        },
-        {
-            "name": "feedforward.lite0-v1",
-            "family": "feedforward",
-            "encoder": "efficientnet-lite0",
-            "tile_size": 512,
-            "config": {"eta_seconds": 2},
-            "description": "One conditional-instance-norm network for eight curated styles.",
-        },
-        {
-            "name": "gatys.lite0-v1",
-            "family": "gatys",
-            "encoder": "efficientnet-lite0",
-            "tile_size": 512,
-            "config": {"eta_seconds": 60},
-            "description": "Gatys optimization on EfficientNet-Lite0 features; highest fidelity, slowest.",
-        },
-        {
-            "name": "gatys.lite0-fast",
-            "family": "gatys",
-            "encoder": "efficientnet-lite0",
-            "tile_size": 256,
-            "config": {"eta_seconds": 5},
-            "description": "Gatys with few steps and small tiles, for tests and CPU demos.",
-        },
-    ],
-    "routes": {
-        # gatys until adain's decoder is trained at full resolution: the CPU-trained
-        # adain.lite0-v1 measures as stylized but reads mostly as colour transfer.
-        "default": [{"model_version": "gatys.lite0-v1", "weight": 100}],
-        "adain": [{"model_version": "adain.lite0-v1", "weight": 100}],
-        # The name the product requirements' examples use.
-        "adain-1.0": [{"model_version": "adain.lite0-v1", "weight": 100}],
-        "feedforward": [{"model_version": "feedforward.lite0-v1", "weight": 100}],
-        "gatys": [{"model_version": "gatys.lite0-v1", "weight": 100}],
-        "gatys-fast": [{"model_version": "gatys.lite0-fast", "weight": 100}],
-    },
-}
+# The catalogue's shipped versions (encoder as the engine's key, e.g. "lite0") and aliases.
+DEFAULT_SEED_MODELS: dict[str, Any] = catalogue.jobs_seed()
 
 
 def _default_state_dir() -> Path:

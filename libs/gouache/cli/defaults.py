@@ -2,5 +2,7 @@
 
 from __future__ import annotations
 
-# Every model version the jobs service routes to by default (its seed); inference loads them.
-DEFAULT_MODELS = "adain.lite0-v1,feedforward.lite0-v1,gatys.lite0-v1,gatys.lite0-fast"
+from gouache import catalogue
+
+# Every model version the catalogue ships (the jobs service's seed); inference loads them.
+DEFAULT_MODELS = ",".join(catalogue.names())

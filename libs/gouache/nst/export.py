@@ -248,8 +248,8 @@ def export_model(name: str, *, directory: Path | None = None) -> Path:
     Adds (or replaces) the graph's entry in the manifest's `files` table, in the form
     the manifest already uses for its other files, and changes nothing else there; the
     manifest must be the canonical JSON its trainer wrote (indent 2, sorted keys), so the
-    rewrite changes only that entry. A registry pin on the manifest's sha256 must then
-    be updated to the new digest, which this returns through `manifest_sha256`.
+    rewrite changes only that entry. The catalogue's pin on the manifest's sha256
+    (`gouache.catalogue`) must then be updated to the new digest, which `main` prints.
     """
     from gouache.nst import registry
 

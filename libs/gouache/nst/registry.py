@@ -1,4 +1,4 @@
-"""The model registry: named, immutable specs, and the family builder each one is built with."""
+"""The model registry: specs built from the model catalogue, and the family builder of each."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import torch
 
+from gouache import catalogue
+from gouache.catalogue import CatalogueEntry
 from gouache.nst.base import StyleFamily
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import WeightsIntegrityError, load_lite0
@@ -27,9 +29,10 @@ __all__ = [
     "get",
     "register",
     "register_family",
+    "spec_of",
 ]
 
-DEFAULT = "gatys.lite0-v1"
+DEFAULT = catalogue.DEFAULT
 
 EncoderLoader = Callable[[torch.device], FeatureEncoder]
 
@@ -159,129 +162,34 @@ def build_family(name: str, *, device: str = "cpu") -> StyleFamily:
     return _REGISTRY.build(name, device=device)
 
 
-# Pinned rather than inherited from GatysConfig, so tuning its defaults later cannot
-# change what an existing model version paints.
-_GATYS_LITE0_V1: Mapping[str, object] = {
-    "style_taps": {"b1": 1.0, "b3": 1.0, "b5": 1.0, "b8": 1.0, "b11": 1.0},
-    "content_tap": "b8",
-    "style_weight": 10.0,
-    "content_weight": 10.0,
-    "tv_weight": 30.0,
-    "steps": 200,
-    "refine_steps": 100,
-    "learning_rate": 0.02,
-    "max_side": 1024,
-    "coarse_to_fine_threshold": 512,
-    "init_noise": 0.1,
-    "style_cache_size": 32,
-}
-
-
-register(
-    ModelSpec(
-        name=DEFAULT,
-        family="gatys",
-        encoder="lite0",
-        tile_size=512,
-        description="Gatys optimisation over EfficientNet-Lite0 Gram statistics; "
-        "production defaults (highest fidelity, slowest)",
-        config=_GATYS_LITE0_V1,
-    )
-)
-register(
-    ModelSpec(
-        name="gatys.lite0-fast",
-        family="gatys",
-        encoder="lite0",
-        tile_size=256,
-        description="Gatys with few steps at a capped size: a visibly stylized 256 px "
-        "image in seconds on two CPU cores; for tests and the CPU demo",
-        config={**_GATYS_LITE0_V1, "steps": 40, "max_side": 256},
-    )
-)
-
-
-# Pinned like gatys: the shape of the decoder and how it is used, trained and exported by
-# `gouache train adain --config configs/adain.lite0-v1.yaml` (see the manifest.json beside
-# the weights for the training run, its data and its measured quality).
-_ADAIN_LITE0_V1: Mapping[str, object] = {
-    "tap": "b3",
-    "decoder_widths": (96, 48, 16),
-    "decoder_convs": (2, 1, 1),
-    "eps": 1e-5,
-    "style_side": 512,
-    "max_side": 2048,
-    "tv_weight": 0.0,
-    "style_cache_size": 32,
-}
-
-
-register(
-    ModelSpec(
-        name="adain.lite0-v1",
-        family="adain",
-        encoder="lite0",
-        tile_size=512,
-        description="AdaIN over EfficientNet-Lite0 block 3 with the project's decoder: any "
-        "style in one forward pass (decoder trained 28 min on one CPU thread at 128 px)",
-        config=_ADAIN_LITE0_V1,
+def spec_of(entry: CatalogueEntry) -> ModelSpec:
+    """The registry's spec of a catalogue entry: same name, family, encoder, tile, config, files."""
+    return ModelSpec(
+        name=entry.name,
+        family=entry.family,
+        encoder=entry.encoder,
+        tile_size=entry.tile_size,
+        description=entry.description,
+        config=entry.config,
         weights={
-            "decoder": ModelWeights(
-                path_in_package="weights/adain.lite0-v1/decoder.pt",
-                sha256="7be98a7e65dd3ba833e0d37c8d49d548c38539b02c04bcfda4e2a9740e1cb015",
-                description="decoder state dict, float16",
+            role: ModelWeights(
+                path_in_package=weights.path_in_package,
+                sha256=weights.sha256,
+                package=weights.package,
+                description=weights.description,
             )
+            for role, weights in entry.weights.items()
         },
     )
-)
 
 
-# Trained by `gouache train feedforward --config configs/feedforward.lite0-v1.yaml` on CPU
-# at 128 px crops; the manifest beside the weights lists its eight styles (title, file,
-# sha256), the training run, its data and its measured quality.
-register(
-    ModelSpec(
-        name="feedforward.lite0-v1",
-        family="feedforward",
-        encoder="lite0",
-        tile_size=512,
-        description="One conditional-instance-norm network for eight curated styles: the "
-        "fastest family, only its trained styles (trained on CPU at reduced resolution)",
-        config={"max_side": 1024, "style_cache_size": 256},
-        weights=feedforward.model_weights(
-            "weights/feedforward.lite0-v1",
-            {
-                "manifest": "51c1b085a371c1b0b8d1e94ba04134ad2abf4e262b4f8895e0350752008b8150",
-                "network": "35decee7d82cdb7f93fa50beca6d0941d2c1b0c3386d55f4f7cb6f621772ed32",
-                "style_index": "8892b60bf7d29346d0be81b776f103a50de429c947fb686843aad48d23dcbed3",
-            },
-        ),
-    )
-)
+for _entry in catalogue.entries():
+    register(spec_of(_entry))
 
 
-# Gatys on VGG19 features, the original paper's choice: registered only where an operator
-# supplies the weights (GOUACHE_VGG19_WEIGHTS), since none ship. Its balance is Lite0 v1's
-# and was not measured on real VGG19 weights (none are available to this project).
-GATYS_VGG19_V1 = ModelSpec(
-    name="gatys.vgg19-v1",
-    family="gatys",
-    encoder="vgg19",
-    tile_size=512,
-    description="Gatys optimisation over VGG19 Gram statistics with operator-supplied weights "
-    f"({VGG19_WEIGHTS_ENV})",
-    config={
-        **_GATYS_LITE0_V1,
-        "style_taps": {
-            "relu1_1": 1.0,
-            "relu2_1": 1.0,
-            "relu3_1": 1.0,
-            "relu4_1": 1.0,
-            "relu5_1": 1.0,
-        },
-        "content_tap": "relu4_2",
-    },
-)
+# Gatys on VGG19 features is in the catalogue, flagged operator-supplied: registered only
+# where an operator supplies the VGG19 weights (GOUACHE_VGG19_WEIGHTS), since none ship.
+GATYS_VGG19_V1 = spec_of(catalogue.get("gatys.vgg19-v1"))
 
 if os.environ.get(VGG19_WEIGHTS_ENV, "").strip():
     register(GATYS_VGG19_V1)

@@ -435,7 +435,7 @@ def load_model(
 ) -> FeedforwardModel:
     """Loads a model directory, refusing it unless every file has its recorded sha256.
 
-    `manifest_sha256` (the registry's pin) checks the manifest itself; the manifest's
+    `manifest_sha256` (the catalogue's pin) checks the manifest itself; the manifest's
     `files` table then checks the network and style-index files it lists.
     """
     manifest_path = directory / MANIFEST

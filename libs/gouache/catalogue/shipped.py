@@ -1,0 +1,171 @@
+"""The model versions gouache ships (and the one an operator may add), and the aliases."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from gouache.catalogue.model import AliasTarget, Artifact, CatalogueEntry, WeightsFile
+
+DEFAULT = "gatys.lite0-v1"
+"""The version the "default" alias routes to and the engine's tools use by default."""
+
+# Pinned rather than inherited from GatysConfig, so tuning its defaults later cannot
+# change what an existing model version paints.
+GATYS_LITE0_V1: Mapping[str, object] = {
+    "style_taps": {"b1": 1.0, "b3": 1.0, "b5": 1.0, "b8": 1.0, "b11": 1.0},
+    "content_tap": "b8",
+    "style_weight": 10.0,
+    "content_weight": 10.0,
+    "tv_weight": 30.0,
+    "steps": 200,
+    "refine_steps": 100,
+    "learning_rate": 0.02,
+    "max_side": 1024,
+    "coarse_to_fine_threshold": 512,
+    "init_noise": 0.1,
+    "style_cache_size": 32,
+}
+
+# Pinned like gatys: the shape of the decoder and how it is used, trained and exported by
+# `gouache train adain --config configs/adain.lite0-v1.yaml` (see the manifest.json beside
+# the weights for the training run, its data and its measured quality).
+ADAIN_LITE0_V1: Mapping[str, object] = {
+    "tap": "b3",
+    "decoder_widths": (96, 48, 16),
+    "decoder_convs": (2, 1, 1),
+    "eps": 1e-5,
+    "style_side": 512,
+    "max_side": 2048,
+    "tv_weight": 0.0,
+    "style_cache_size": 32,
+}
+
+# How the feedforward network serves requests; the network itself is in its manifest.
+FEEDFORWARD_LITE0_V1: Mapping[str, object] = {"max_side": 1024, "style_cache_size": 256}
+
+# The manifests' sha256s (`sha256sum libs/gouache/nst/weights/*/manifest.json`). A
+# manifest pins every file it lists, so these two digests pin the shipped networks.
+_ADAIN_MANIFEST = "11f39f8efc9dbf22bf3a2daab396486a6ffb9d7951bdba8a6fab9e3bdced9a74"
+_FEEDFORWARD_MANIFEST = "51c1b085a371c1b0b8d1e94ba04134ad2abf4e262b4f8895e0350752008b8150"
+
+_ADAIN_DIR = "weights/adain.lite0-v1"
+_FEEDFORWARD_DIR = "weights/feedforward.lite0-v1"
+
+ADAIN = CatalogueEntry(
+    name="adain.lite0-v1",
+    family="adain",
+    encoder="lite0",
+    tile_size=512,
+    eta_seconds=2,
+    description="AdaIN over EfficientNet-Lite0 block 3 with the project's decoder: any "
+    "style in one forward pass (decoder trained 28 min on one CPU thread at 128 px)",
+    config=ADAIN_LITE0_V1,
+    weights={
+        "decoder": WeightsFile(
+            path_in_package=f"{_ADAIN_DIR}/decoder.pt",
+            sha256="7be98a7e65dd3ba833e0d37c8d49d548c38539b02c04bcfda4e2a9740e1cb015",
+            description="decoder state dict, float16",
+        )
+    },
+    artifact=Artifact(directory=_ADAIN_DIR, manifest_sha256=_ADAIN_MANIFEST),
+)
+
+# Trained by `gouache train feedforward --config configs/feedforward.lite0-v1.yaml` on CPU
+# at 128 px crops; the manifest beside the weights lists its eight styles (title, file,
+# sha256), the training run, its data and its measured quality.
+FEEDFORWARD = CatalogueEntry(
+    name="feedforward.lite0-v1",
+    family="feedforward",
+    encoder="lite0",
+    tile_size=512,
+    eta_seconds=2,
+    description="One conditional-instance-norm network for eight curated styles: the "
+    "fastest family, only its trained styles (trained on CPU at reduced resolution)",
+    config=FEEDFORWARD_LITE0_V1,
+    weights={
+        "manifest": WeightsFile(
+            path_in_package=f"{_FEEDFORWARD_DIR}/manifest.json",
+            sha256=_FEEDFORWARD_MANIFEST,
+            description="feedforward manifest",
+        ),
+        "network": WeightsFile(
+            path_in_package=f"{_FEEDFORWARD_DIR}/network.pt",
+            sha256="35decee7d82cdb7f93fa50beca6d0941d2c1b0c3386d55f4f7cb6f621772ed32",
+            description="feedforward network",
+        ),
+        "style_index": WeightsFile(
+            path_in_package=f"{_FEEDFORWARD_DIR}/style_index.pt",
+            sha256="8892b60bf7d29346d0be81b776f103a50de429c947fb686843aad48d23dcbed3",
+            description="feedforward style_index",
+        ),
+    },
+    artifact=Artifact(directory=_FEEDFORWARD_DIR, manifest_sha256=_FEEDFORWARD_MANIFEST),
+)
+
+GATYS = CatalogueEntry(
+    name=DEFAULT,
+    family="gatys",
+    encoder="lite0",
+    tile_size=512,
+    eta_seconds=60,
+    description="Gatys optimisation over EfficientNet-Lite0 Gram statistics; "
+    "production defaults (highest fidelity, slowest)",
+    config=GATYS_LITE0_V1,
+)
+
+GATYS_FAST = CatalogueEntry(
+    name="gatys.lite0-fast",
+    family="gatys",
+    encoder="lite0",
+    tile_size=256,
+    eta_seconds=5,
+    description="Gatys with few steps at a capped size: a visibly stylized 256 px "
+    "image in seconds on two CPU cores; for tests and the CPU demo",
+    config={**GATYS_LITE0_V1, "steps": 40, "max_side": 256},
+)
+
+# Gatys on VGG19 features, the original paper's choice: the registry adds it only where an
+# operator supplies the weights (GOUACHE_VGG19_WEIGHTS), since none ship. Its balance is
+# Lite0 v1's and was not measured on real VGG19 weights (none are available to this
+# project); so is its eta, which real VGG19 features would make longer.
+GATYS_VGG19 = CatalogueEntry(
+    name="gatys.vgg19-v1",
+    family="gatys",
+    encoder="vgg19",
+    tile_size=512,
+    eta_seconds=60,
+    description="Gatys optimisation over VGG19 Gram statistics with operator-supplied weights "
+    "(GOUACHE_VGG19_WEIGHTS)",
+    config={
+        **GATYS_LITE0_V1,
+        "style_taps": {
+            "relu1_1": 1.0,
+            "relu2_1": 1.0,
+            "relu3_1": 1.0,
+            "relu4_1": 1.0,
+            "relu5_1": 1.0,
+        },
+        "content_tap": "relu4_2",
+    },
+    operator_supplied=True,
+)
+
+ENTRIES: tuple[CatalogueEntry, ...] = (ADAIN, FEEDFORWARD, GATYS, GATYS_FAST, GATYS_VGG19)
+"""Every version, shipped ones first in the order services load them."""
+
+
+def _only(version: str) -> tuple[AliasTarget, ...]:
+    return (AliasTarget(model_version=version, weight=100),)
+
+
+ALIASES: Mapping[str, tuple[AliasTarget, ...]] = {
+    # gatys until adain's decoder is trained at full resolution: the CPU-trained
+    # adain.lite0-v1 measures as stylized but reads mostly as colour transfer.
+    "default": _only(DEFAULT),
+    "adain": _only(ADAIN.name),
+    # The name the product requirements' examples use.
+    "adain-1.0": _only(ADAIN.name),
+    "feedforward": _only(FEEDFORWARD.name),
+    "gatys": _only(GATYS.name),
+    "gatys-fast": _only(GATYS_FAST.name),
+}
