@@ -1,0 +1,1 @@
+"""Tests of the GPU-pool operator against a simulated cluster (integration)."""
