@@ -6,9 +6,11 @@ import asyncio
 import hashlib
 import logging
 import math
+import random
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
+from typing import ParamSpec, TypeVar
 
 import numpy as np
 
@@ -17,12 +19,17 @@ from gouache.imaging.errors import ImageRejected
 from gouache.nst.base import RGBImage, StyleFamily, StylizeControls, trained_style_keys
 from gouache.runtime.errors import (
     FailedPrecondition,
+    Internal,
     InvalidArgument,
     ResourceExhausted,
     Unavailable,
 )
+from services.inference.golden import Evaluation, GoldenSet
 
 logger = logging.getLogger(__name__)
+
+_T = TypeVar("_T")
+_P = ParamSpec("_P")
 
 MIN_STYLES = 1
 MAX_STYLES = 4
@@ -30,7 +37,15 @@ MAX_BATCH_TILES = 64
 
 
 FamilyBuilder = Callable[[str, str], StyleFamily]
-"""Builds the family of a model version on a device: (model_version, device) -> family."""
+"""Builds the family of a registry model on a device: (model, device) -> family."""
+
+
+@dataclass(frozen=True)
+class Fault:
+    """A failure injected into every call for one version (tests only, see settings.faults)."""
+
+    error_rate: float = 0.0
+    delay_ms: int = 0
 
 
 @dataclass(frozen=True)
@@ -85,9 +100,14 @@ class StylizeResult:
 
 @dataclass
 class LoadedModel:
-    """A model version held by this server; `ready` once its warm-up stylization ran."""
+    """A version held by this server; `ready` once its warm-up stylization ran.
+
+    `version` is the name it is served under, `model` the registry model it runs (the
+    same unless the configuration said `version=model`).
+    """
 
     version: str
+    model: str
     family: str
     device: str
     ready: bool = False
@@ -110,12 +130,12 @@ class ModelHost:
     """Loads model versions, warms them up, and runs stylizations one semaphore slot each.
 
     Torch work runs in a worker thread so the event loop keeps answering health checks
-    and queued calls while a stylization computes.
+    and queued calls while a stylization (or an evaluation) computes.
     """
 
     def __init__(
         self,
-        versions: Sequence[str],
+        versions: Sequence[str] | Mapping[str, str],
         *,
         device: str,
         builder: FamilyBuilder,
@@ -123,17 +143,53 @@ class ModelHost:
         max_pixels: int = 2048 * 2048,
         warmup_side: int = 32,
         tile_size_of: Callable[[str], int] | None = None,
+        faults: Mapping[str, Fault] | None = None,
+        rng: random.Random | None = None,
+        golden: GoldenSet | None = None,
     ) -> None:
+        """Holds `versions`: each served name with the registry model it runs.
+
+        A plain sequence serves every model under its own name. `builder` and
+        `tile_size_of` take the model. `faults` (tests only) slow down or fail the calls
+        for some names, drawing from `rng`; `golden` is the set `evaluate` measures on.
+        """
         if not versions:
             raise ValueError("the inference service needs at least one model version to load")
-        self._versions = list(versions)
+        self._served = dict(versions) if isinstance(versions, Mapping) else {v: v for v in versions}
+        self._versions = list(self._served)
         self._device = device
         self._builder = builder
         self._slots = asyncio.Semaphore(max_concurrency)
         self._max_pixels = max_pixels
         self._warmup_side = warmup_side
         self._models: dict[str, LoadedModel] = {}
-        self._tile_size_of = tile_size_of or (lambda _version: 0)
+        self._tile_size_of = tile_size_of or (lambda _model: 0)
+        self._faults = dict(faults or {})
+        unknown = sorted(set(self._faults) - set(self._served))
+        if unknown:
+            raise ValueError(
+                f"faults name version(s) {', '.join(unknown)} that are not served; "
+                f"served: {', '.join(self._versions)}"
+            )
+        if self._faults:
+            logger.warning(
+                "GOUACHE_INFERENCE_FAULTS is set, for tests only: calls for these versions "
+                "are slowed down and failed on purpose: %s",
+                "; ".join(
+                    f"{name} (error_rate {f.error_rate}, delay_ms {f.delay_ms})"
+                    for name, f in self._faults.items()
+                ),
+                extra={
+                    "faults": {
+                        name: {"error_rate": f.error_rate, "delay_ms": f.delay_ms}
+                        for name, f in self._faults.items()
+                    }
+                },
+            )
+        self._rng = rng or random.Random()
+        self._golden = golden or GoldenSet()
+        self._evaluations: dict[str, Evaluation] = {}
+        self._evaluating = asyncio.Lock()
 
     @property
     def device(self) -> str:
@@ -146,14 +202,15 @@ class ModelHost:
 
     async def load_all(self) -> None:
         """Builds every configured version and warms each up; raises if any cannot load."""
-        for version in self._versions:
+        for version, served_model in self._served.items():
             started = time.perf_counter()
-            instance = await asyncio.to_thread(self._builder, version, self._device)
+            instance = await asyncio.to_thread(self._builder, served_model, self._device)
             model = LoadedModel(
                 version=version,
+                model=served_model,
                 family=instance.name,
                 device=self._device,
-                tile_size=self._tile_size_of(version),
+                tile_size=self._tile_size_of(served_model),
                 trained_styles_only=bool(trained_style_keys(instance)),
                 instance=instance,
             )
@@ -164,6 +221,7 @@ class ModelHost:
                 "model version ready",
                 extra={
                     "model_version": version,
+                    "model": served_model,
                     "family": instance.name,
                     "device": self._device,
                     "load_ms": round((time.perf_counter() - started) * 1000),
@@ -188,6 +246,7 @@ class ModelHost:
     async def stylize(self, task: StylizeTask) -> StylizeResult:
         """Validates a task, then stylizes its images in order with the same styles."""
         model = self._model_for(task.model_version)
+        await self._inject_fault(model.version)
         prepared = self._prepare(task)
         instance = model.instance
         if instance is None:  # a ready model always has its instance
@@ -209,6 +268,57 @@ class ModelHost:
             images=outputs, model_version=model.version, compute_ms=round(compute_s * 1000)
         )
 
+    async def evaluate(self, version: str) -> Evaluation:
+        """Measures a ready version on the golden set, once; later calls answer from memory.
+
+        It runs through the instance that serves traffic, in a worker thread and one
+        concurrency slot, so a broken build measures as broken and traffic waits its turn.
+        A faulted version fails here as it does for stylizations.
+        """
+        model = self._model_for(version)
+        await self._inject_fault(model.version)
+        instance = model.instance
+        if instance is None:  # a ready model always has its instance
+            raise Unavailable(f"model version {model.version} is not loaded yet; retry shortly")
+        if model.trained_styles_only:
+            raise FailedPrecondition(
+                f"model version {model.version} paints only its "
+                f"{len(trained_style_keys(instance))} trained styles and the golden set's "
+                "styles are not among them (their images live in the shared corpus, which "
+                "this server does not carry); measure it with `gouache eval` instead",
+                reason="trained_styles_only",
+            )
+        async with self._evaluating:
+            cached = self._evaluations.get(model.version)
+            if cached is None:
+                cached = await self._in_slot(self._golden.measure, model.version, instance)
+                self._evaluations[model.version] = cached
+                logger.info(
+                    "model version evaluated",
+                    extra={
+                        "model_version": model.version,
+                        "style_distance": round(cached.style_distance, 4),
+                        "content_distance": round(cached.content_distance, 4),
+                        "baseline_style_distance": round(cached.baseline_style_distance, 4),
+                        "compute_ms": cached.compute_ms,
+                    },
+                )
+        return cached
+
+    async def _inject_fault(self, version: str) -> None:
+        fault = self._faults.get(version)
+        if fault is None:
+            return
+        if fault.delay_ms > 0:
+            await asyncio.sleep(fault.delay_ms / 1000)
+        if self._rng.random() < fault.error_rate:
+            raise Internal(
+                f"model version {version} failed on purpose: failure injected by "
+                f"GOUACHE_INFERENCE_FAULTS (error_rate {fault.error_rate}); a test setting, "
+                "unset it to serve normally",
+                reason="fault_injected",
+            )
+
     async def _compute(
         self,
         instance: StyleFamily,
@@ -219,20 +329,26 @@ class ModelHost:
         *,
         style_keys: Sequence[str] | None,
     ) -> tuple[RGBImage, float]:
-        """One stylization in a worker thread, in a concurrency slot; (output, seconds).
+        """One stylization in a worker thread, in a concurrency slot; (output, seconds)."""
+
+        def timed() -> tuple[RGBImage, float]:
+            started = time.perf_counter()
+            output = instance.stylize(content, styles, weights, controls, style_keys=style_keys)
+            return output, time.perf_counter() - started
+
+        return await self._in_slot(timed)
+
+    async def _in_slot(self, work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+        """Runs `work` in a worker thread once a concurrency slot is free.
 
         A thread cannot be stopped, so when the caller goes away (deadline, cancel) the
-        slot stays taken until the thread is done: the next stylization never overlaps
+        slot stays taken until the thread is done: the next computation never overlaps
         an abandoned one.
         """
 
-        async def in_slot() -> tuple[RGBImage, float]:
+        async def in_slot() -> _T:
             async with self._slots:
-                started = time.perf_counter()
-                output = await asyncio.to_thread(
-                    instance.stylize, content, styles, weights, controls, style_keys=style_keys
-                )
-                return output, time.perf_counter() - started
+                return await asyncio.to_thread(work, *args, **kwargs)
 
         return await asyncio.shield(asyncio.ensure_future(in_slot()))
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import random
 
 import grpc
 
@@ -11,7 +12,7 @@ from gouache.nst.base import StyleFamily
 from gouache.runtime.auth import AUTHENTICATED, MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import Hook, ServiceSpec
-from services.inference.domain import FamilyBuilder, ModelHost, resolve_device
+from services.inference.domain import FamilyBuilder, Fault, ModelHost, resolve_device
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
 
@@ -23,6 +24,8 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/Stylize": "internal",
     f"/{SERVICE_NAME}/StylizeBatch": "internal",
     f"/{SERVICE_NAME}/ListLoadedModels": AUTHENTICATED,
+    # The canary operator measures a version before shifting traffic to it.
+    f"/{SERVICE_NAME}/EvaluateModelVersion": "write:models",
 }
 
 
@@ -98,19 +101,29 @@ async def build(
     *,
     verifier: TokenVerifier | None = None,
     builder: FamilyBuilder | None = None,
+    rng: random.Random | None = None,
 ) -> tuple[ServiceSpec, TokenVerifier]:
-    """The service spec: models load and warm up in on_start, so SERVING means warm."""
+    """The service spec: models load and warm up in on_start, so SERVING means warm.
+
+    `builder` replaces the registry (tests); `rng` draws the injected faults (a seeded
+    one makes them repeatable).
+    """
     device = resolve_device(
         settings.device, cuda_available=settings.device == "cuda" and cuda_available()
     )
     host = ModelHost(
-        settings.model_versions(),
+        settings.served_models(),
         device=device,
         builder=builder or registry_builder(settings.runtime, settings.torch_threads),
         max_concurrency=settings.max_concurrency,
         max_pixels=settings.max_pixels,
         warmup_side=settings.warmup_side,
         tile_size_of=registry_tile_size if builder is None else None,
+        faults={
+            name: Fault(error_rate=fault.error_rate, delay_ms=fault.delay_ms)
+            for name, fault in settings.faults.items()
+        },
+        rng=rng,
     )
     apply_threads, restore_threads = torch_thread_hooks(settings.torch_threads)
     on_stop: list[Hook] = [restore_threads]

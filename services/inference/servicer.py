@@ -55,6 +55,23 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
             compute_ms=result.compute_ms,
         )
 
+    async def EvaluateModelVersion(
+        self,
+        request: inference_pb2.EvaluateModelVersionRequest,
+        context: grpc.aio.ServicerContext,
+    ) -> inference_pb2.EvaluateModelVersionResponse:
+        result = await self._host.evaluate(request.model_version)
+        return inference_pb2.EvaluateModelVersionResponse(
+            model_version=result.model_version,
+            style_distance=result.style_distance,
+            content_distance=result.content_distance,
+            baseline_style_distance=result.baseline_style_distance,
+            baseline_content_distance=result.baseline_content_distance,
+            pairs=result.pairs,
+            compute_ms=result.compute_ms,
+            golden_set=result.golden_set,
+        )
+
     async def ListLoadedModels(
         self, request: inference_pb2.ListLoadedModelsRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.ListLoadedModelsResponse:

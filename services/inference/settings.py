@@ -2,11 +2,29 @@
 
 from __future__ import annotations
 
-from pydantic import Field, field_validator
-from pydantic_settings import SettingsConfigDict
+import json
+import re
+from typing import Annotated, Any, Self
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic_settings import NoDecode, SettingsConfigDict
 
 from gouache import catalogue
 from gouache.runtime.settings import ServiceSettings
+
+VERSION_NAME = re.compile(r"[a-z0-9][a-z0-9._-]{0,63}")
+"""What a served version name and a registry model name look like."""
+
+
+class InjectedFault(BaseModel):
+    """A failure GOUACHE_INFERENCE_FAULTS injects into every call naming one version."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    # Probability that a call fails with INTERNAL, after the delay.
+    error_rate: float = Field(default=0.0, ge=0.0, le=1.0)
+    # Milliseconds every call waits before it runs (or fails).
+    delay_ms: int = Field(default=0, ge=0)
 
 
 class InferenceSettings(ServiceSettings):
@@ -16,6 +34,9 @@ class InferenceSettings(ServiceSettings):
 
     port: int = 50055
     # Comma-separated model versions loaded (and warmed up) before the service is SERVING.
+    # An entry `name=model` serves the registry model `model` under the version name
+    # `name` (what requests and ListLoadedModels use), e.g. `adain-canary=adain.lite0-v1`
+    # for a canary Deployment; a plain `name` means `name=name`. Names must be unique.
     models: str = ",".join(catalogue.names())
     # "onnx" runs the exported network of families that have one (adain, feedforward) in
     # ONNX Runtime, measured 1.6-1.8x faster than torch on CPU at 512 px; "torch" runs
@@ -34,6 +55,12 @@ class InferenceSettings(ServiceSettings):
     torch_threads: int = Field(default=1, ge=0)
     # Side of the generated square image each model stylizes once at start.
     warmup_side: int = Field(default=32, ge=16)
+    # TEST-ONLY fault injection, never set in production: a JSON object
+    # {"<version name>": {"error_rate": 0.0-1.0, "delay_ms": int >= 0}}. Every Stylize,
+    # StylizeBatch and EvaluateModelVersion call for a listed version first waits
+    # delay_ms, then fails with INTERNAL with probability error_rate, so canary rollbacks
+    # can be tested against a bad version. Logged as a WARNING at start when set.
+    faults: Annotated[dict[str, InjectedFault], NoDecode] = Field(default_factory=dict)
 
     @field_validator("device")
     @classmethod
@@ -51,11 +78,74 @@ class InferenceSettings(ServiceSettings):
             raise ValueError(f"runtime must be 'torch' or 'onnx', got {value!r}")
         return runtime
 
+    @field_validator("models")
+    @classmethod
+    def _valid_entries(cls, value: str) -> str:
+        parse_served_models(value)
+        return value
+
+    @field_validator("faults", mode="before")
+    @classmethod
+    def _faults_json(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            text = value.strip()
+            if not text:
+                return {}
+            try:
+                value = json.loads(text)
+            except json.JSONDecodeError as exc:
+                raise ValueError(f"faults must be a JSON object, got {value!r}: {exc}") from exc
+        if not isinstance(value, dict):
+            raise ValueError(
+                'faults must be a JSON object like {"<version>": {"error_rate": 0.5, '
+                f'"delay_ms": 100}}}}, got {value!r}'
+            )
+        return value
+
+    @model_validator(mode="after")
+    def _faults_name_served_versions(self) -> Self:
+        unknown = sorted(set(self.faults) - set(self.model_versions()))
+        if unknown:
+            raise ValueError(
+                f"faults name version(s) {', '.join(unknown)} that this server does not "
+                f"serve; served: {', '.join(self.model_versions())}"
+            )
+        return self
+
+    def served_models(self) -> dict[str, str]:
+        """Each served version name, in configuration order, with the registry model it runs."""
+        return parse_served_models(self.models)
+
     def model_versions(self) -> list[str]:
-        """The configured model versions, in order, without blanks or repeats."""
-        versions: list[str] = []
-        for part in self.models.split(","):
-            name = part.strip()
-            if name and name not in versions:
-                versions.append(name)
-        return versions
+        """The served version names, in configuration order."""
+        return list(self.served_models())
+
+
+def parse_served_models(value: str) -> dict[str, str]:
+    """Parses `name[=model],...` into {name: model}; ValueError names a bad entry.
+
+    Blank entries are skipped; a name must not repeat, and both parts must match
+    `VERSION_NAME`.
+    """
+    served: dict[str, str] = {}
+    for part in value.split(","):
+        entry = part.strip()
+        if not entry:
+            continue
+        name, separator, model = (piece.strip() for piece in entry.partition("="))
+        if not separator:
+            model = name
+        for what, text in (("version name", name), ("model", model)):
+            if not VERSION_NAME.fullmatch(text):
+                raise ValueError(
+                    f"models entry {entry!r}: {what} {text!r} must match "
+                    f"{VERSION_NAME.pattern} (lower case letters, digits, '.', '_', '-'); "
+                    "write `name` or `name=model`"
+                )
+        if name in served:
+            raise ValueError(
+                f"models entry {entry!r}: version name {name!r} is served twice; "
+                "give each entry its own name"
+            )
+        served[name] = model
+    return served

@@ -339,8 +339,17 @@ def _credit(entry: Mapping[str, object]) -> str:
     return ", ".join(parts)
 
 
-def skimage_grid(*, side: int = EVAL_SIDE) -> EvalGrid:
-    """scikit-image's bundled photos x textures, for machines without the shared corpus."""
+def skimage_grid(
+    *,
+    side: int = EVAL_SIDE,
+    contents: Sequence[str] = SKIMAGE_CONTENTS,
+    styles: Sequence[str] = SKIMAGE_STYLES,
+) -> EvalGrid:
+    """scikit-image's bundled photos x textures, for machines without the shared corpus.
+
+    `contents` and `styles` name `skimage.data` images (by default all of
+    `SKIMAGE_CONTENTS` x `SKIMAGE_STYLES`); a smaller grid makes a quicker check.
+    """
     from skimage import data
 
     def load(name: str) -> EvalImage:
@@ -348,8 +357,8 @@ def skimage_grid(*, side: int = EVAL_SIDE) -> EvalGrid:
         return EvalImage(name, _fit(Image.fromarray(pixels), side), credit="scikit-image data")
 
     return EvalGrid(
-        contents=tuple(load(n) for n in SKIMAGE_CONTENTS),
-        styles=tuple(load(n) for n in SKIMAGE_STYLES),
+        contents=tuple(load(n) for n in contents),
+        styles=tuple(load(n) for n in styles),
         source="scikit-image sample images",
     )
 

@@ -63,6 +63,16 @@ class Aborted(GouacheError):
     code = grpc.StatusCode.ABORTED
 
 
+class Internal(GouacheError):
+    """A failure the server knows about and names (e.g. one injected for a test).
+
+    Unexpected exceptions need no class: the interceptor turns them into INTERNAL with
+    a generic message. Not in `_BY_CODE`: another service's INTERNAL stays UNAVAILABLE.
+    """
+
+    code = grpc.StatusCode.INTERNAL
+
+
 _BY_CODE: dict[grpc.StatusCode, type[GouacheError]] = {
     cls.code: cls
     for cls in (

@@ -232,3 +232,77 @@ class ListLoadedModelsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListLoadedModelsResponse: _TypeAlias = ListLoadedModelsResponse  # noqa: Y015
+
+@_typing.final
+class EvaluateModelVersionRequest(_message.Message):
+    """Which loaded version to measure."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """A version name this server serves (as ListLoadedModels reports it)."""
+    def __init__(
+        self,
+        *,
+        model_version: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateModelVersionRequest: _TypeAlias = EvaluateModelVersionRequest  # noqa: Y015
+
+@_typing.final
+class EvaluateModelVersionResponse(_message.Message):
+    """A version's quality on the golden set; lower distances are better. The set is fixed,
+    so the server computes it once per version and answers later calls from memory.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    STYLE_DISTANCE_FIELD_NUMBER: _builtins.int
+    CONTENT_DISTANCE_FIELD_NUMBER: _builtins.int
+    BASELINE_STYLE_DISTANCE_FIELD_NUMBER: _builtins.int
+    BASELINE_CONTENT_DISTANCE_FIELD_NUMBER: _builtins.int
+    PAIRS_FIELD_NUMBER: _builtins.int
+    COMPUTE_MS_FIELD_NUMBER: _builtins.int
+    GOLDEN_SET_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """The version measured."""
+    style_distance: _builtins.float
+    """Median style distance over the golden pairs; lower is closer to the style."""
+    content_distance: _builtins.float
+    """Median content distance over the golden pairs; lower keeps more of the content."""
+    baseline_style_distance: _builtins.float
+    """Median style distance of the histogram-matching baseline on the same pairs."""
+    baseline_content_distance: _builtins.float
+    """Median content distance of the histogram-matching baseline on the same pairs."""
+    pairs: _builtins.int
+    """How many (content, style) pairs were stylized and measured."""
+    compute_ms: _builtins.int
+    """Time the evaluation took when it ran (stylizing and measuring), in milliseconds."""
+    golden_set: _builtins.str
+    """What the set is (image names, side, seed), so numbers are compared only like for like."""
+    def __init__(
+        self,
+        *,
+        model_version: _builtins.str = ...,
+        style_distance: _builtins.float = ...,
+        content_distance: _builtins.float = ...,
+        baseline_style_distance: _builtins.float = ...,
+        baseline_content_distance: _builtins.float = ...,
+        pairs: _builtins.int = ...,
+        compute_ms: _builtins.int = ...,
+        golden_set: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["baseline_content_distance", b"baseline_content_distance", "baseline_style_distance", b"baseline_style_distance", "compute_ms", b"compute_ms", "content_distance", b"content_distance", "golden_set", b"golden_set", "model_version", b"model_version", "pairs", b"pairs", "style_distance", b"style_distance"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EvaluateModelVersionResponse: _TypeAlias = EvaluateModelVersionResponse  # noqa: Y015

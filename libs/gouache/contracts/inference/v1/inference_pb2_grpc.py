@@ -50,6 +50,11 @@ class InferenceServiceStub:
                 request_serializer=gouache_dot_inference_dot_v1_dot_inference__pb2.ListLoadedModelsRequest.SerializeToString,
                 response_deserializer=gouache_dot_inference_dot_v1_dot_inference__pb2.ListLoadedModelsResponse.FromString,
                 _registered_method=True)
+        self.EvaluateModelVersion = channel.unary_unary(
+                '/gouache.inference.v1.InferenceService/EvaluateModelVersion',
+                request_serializer=gouache_dot_inference_dot_v1_dot_inference__pb2.EvaluateModelVersionRequest.SerializeToString,
+                response_deserializer=gouache_dot_inference_dot_v1_dot_inference__pb2.EvaluateModelVersionResponse.FromString,
+                _registered_method=True)
 
 
 class InferenceServiceServicer:
@@ -77,6 +82,14 @@ class InferenceServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EvaluateModelVersion(self, request, context):
+        """Measures a loaded version on the fixed golden set: style and content distance
+        (gouache.nst.quality), beside the histogram-matching baseline on the same pairs.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_InferenceServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -94,6 +107,11 @@ def add_InferenceServiceServicer_to_server(servicer, server):
                     servicer.ListLoadedModels,
                     request_deserializer=gouache_dot_inference_dot_v1_dot_inference__pb2.ListLoadedModelsRequest.FromString,
                     response_serializer=gouache_dot_inference_dot_v1_dot_inference__pb2.ListLoadedModelsResponse.SerializeToString,
+            ),
+            'EvaluateModelVersion': grpc.unary_unary_rpc_method_handler(
+                    servicer.EvaluateModelVersion,
+                    request_deserializer=gouache_dot_inference_dot_v1_dot_inference__pb2.EvaluateModelVersionRequest.FromString,
+                    response_serializer=gouache_dot_inference_dot_v1_dot_inference__pb2.EvaluateModelVersionResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -178,6 +196,33 @@ class InferenceService:
             '/gouache.inference.v1.InferenceService/ListLoadedModels',
             gouache_dot_inference_dot_v1_dot_inference__pb2.ListLoadedModelsRequest.SerializeToString,
             gouache_dot_inference_dot_v1_dot_inference__pb2.ListLoadedModelsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EvaluateModelVersion(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.inference.v1.InferenceService/EvaluateModelVersion',
+            gouache_dot_inference_dot_v1_dot_inference__pb2.EvaluateModelVersionRequest.SerializeToString,
+            gouache_dot_inference_dot_v1_dot_inference__pb2.EvaluateModelVersionResponse.FromString,
             options,
             channel_credentials,
             insecure,

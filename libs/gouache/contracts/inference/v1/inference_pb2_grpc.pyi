@@ -39,6 +39,10 @@ class InferenceServiceStub:
     """Stylizes several tiles of one image with the same styles and version."""
     ListLoadedModels: _grpc.UnaryUnaryMultiCallable[_inference_pb2.ListLoadedModelsRequest, _inference_pb2.ListLoadedModelsResponse]
     """Lists the model versions this server can run, and whether each is warm."""
+    EvaluateModelVersion: _grpc.UnaryUnaryMultiCallable[_inference_pb2.EvaluateModelVersionRequest, _inference_pb2.EvaluateModelVersionResponse]
+    """Measures a loaded version on the fixed golden set: style and content distance
+    (gouache.nst.quality), beside the histogram-matching baseline on the same pairs.
+    """
 
 @_typing.type_check_only
 class InferenceServiceAsyncStub(InferenceServiceStub):
@@ -51,6 +55,10 @@ class InferenceServiceAsyncStub(InferenceServiceStub):
     """Stylizes several tiles of one image with the same styles and version."""
     ListLoadedModels: _aio.UnaryUnaryMultiCallable[_inference_pb2.ListLoadedModelsRequest, _inference_pb2.ListLoadedModelsResponse]  # type: ignore[assignment]
     """Lists the model versions this server can run, and whether each is warm."""
+    EvaluateModelVersion: _aio.UnaryUnaryMultiCallable[_inference_pb2.EvaluateModelVersionRequest, _inference_pb2.EvaluateModelVersionResponse]  # type: ignore[assignment]
+    """Measures a loaded version on the fixed golden set: style and content distance
+    (gouache.nst.quality), beside the histogram-matching baseline on the same pairs.
+    """
 
 class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
     """Runs loaded model versions on CPU or GPU. Internal: called by tiling."""
@@ -78,5 +86,15 @@ class InferenceServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_inference_pb2.ListLoadedModelsResponse, _abc.Awaitable[_inference_pb2.ListLoadedModelsResponse]]:
         """Lists the model versions this server can run, and whether each is warm."""
+
+    @_abc_1.abstractmethod
+    def EvaluateModelVersion(
+        self,
+        request: _inference_pb2.EvaluateModelVersionRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_inference_pb2.EvaluateModelVersionResponse, _abc.Awaitable[_inference_pb2.EvaluateModelVersionResponse]]:
+        """Measures a loaded version on the fixed golden set: style and content distance
+        (gouache.nst.quality), beside the histogram-matching baseline on the same pairs.
+        """
 
 def add_InferenceServiceServicer_to_server(servicer: InferenceServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
