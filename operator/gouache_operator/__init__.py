@@ -1,0 +1,1 @@
+"""gouache's Kubernetes operator: ModelVersion canaries on GPUPools (Kopf)."""
