@@ -11,6 +11,7 @@ from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
 from gouache.runtime.tracing import configure_tracing
 from services.auth.bootstrap import bootstrap_admin, ensure_service_account, rotate_signing_key
+from services.auth.domain import ACCOUNT_ROLES
 from services.auth.server import build
 from services.auth.settings import AuthSettings
 
@@ -31,7 +32,13 @@ def _parser() -> argparse.ArgumentParser:
         "create-service-account",
         help="create a service account (idempotent) and print a new API key for it",
     )
-    account.add_argument("name", help="e.g. jobs, storage, tiling")
+    account.add_argument("name", help="e.g. jobs, storage, tiling, operator")
+    account.add_argument(
+        "--role",
+        default="service",
+        choices=ACCOUNT_ROLES,
+        help="service (the mesh's services, the default) or operator (the canary operator)",
+    )
     commands.add_parser(
         "rotate-signing-key", help="add a signing key that signs from now on; print its kid"
     )
@@ -50,7 +57,7 @@ async def _run(args: argparse.Namespace, settings: AuthSettings) -> None:
         print(f"admin {result.email} ({result.user_id}) {state}; new API key:", file=sys.stderr)
         print(result.api_key)
     elif args.command == "create-service-account":
-        print(await ensure_service_account(settings, args.name))
+        print(await ensure_service_account(settings, args.name, role=args.role))
     elif args.command == "rotate-signing-key":
         print(await rotate_signing_key(settings))
     else:

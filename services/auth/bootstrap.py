@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 
-from services.auth.domain import service_account_email
+from services.auth.domain import service_account_email, validate_account_role
 from services.auth.server import AuthComponents, open_components
 from services.auth.settings import AuthSettings
 
@@ -50,19 +50,31 @@ async def bootstrap_admin(
     )
 
 
-async def ensure_service_account(settings: AuthSettings, name: str) -> str:
-    """Creates service account `name` (role "service") if missing; returns a fresh API key."""
+async def ensure_service_account(
+    settings: AuthSettings, name: str, *, role: str = "service"
+) -> str:
+    """Creates account `name` with `role` if missing; returns a fresh API key.
+
+    role is "service" (the mesh's own services, scope internal) or "operator" (the
+    canary operator: read:models and write:models). An existing account with another
+    role is FAILED_PRECONDITION.
+    """
+    account_role = validate_account_role(role)
+    email = service_account_email(name)
     parts = await _opened(settings)
     try:
-        user, created = await parts.accounts.ensure_user(
-            email=service_account_email(name), role="service", name=name
-        )
+        user, created = await parts.accounts.ensure_user(email=email, role=account_role, name=name)
         key = await parts.accounts.add_key(user.user_id, name)
     finally:
         await parts.database.close()
     logger.info(
         "service account ready",
-        extra={"user_id": user.user_id, "account": name, "new_user": created},
+        extra={
+            "user_id": user.user_id,
+            "account": name,
+            "role": account_role,
+            "new_user": created,
+        },
     )
     return key.api_key
 

@@ -6,7 +6,7 @@ import logging
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gouache.runtime.context import Principal
@@ -22,6 +22,8 @@ MIN_RATING = 1
 MAX_RATING = 5
 MAX_COMMENT_CHARS = 2000
 MAX_ID_CHARS = 64
+# How far back a stats window may start (GetModelVersionStats.since).
+MAX_STATS_WINDOW = timedelta(days=400)
 
 
 def utc_now() -> datetime:
@@ -80,6 +82,11 @@ class VersionRecords:
     ratings_count: int
     ratings_sum: int
 
+    @classmethod
+    def empty(cls, model_version: str) -> VersionRecords:
+        """A known version with nothing in the window asked about."""
+        return cls(model_version, 0, 0, (), 0, 0)
+
 
 @dataclass(frozen=True)
 class ModelVersionStats:
@@ -91,6 +98,7 @@ class ModelVersionStats:
     error_rate: float
     latency_p50_ms: float
     latency_p95_ms: float
+    latency_p99_ms: float
     ratings_count: int
     rating_mean: float
 
@@ -114,7 +122,7 @@ def percentile(values: Sequence[float], q: float) -> float:
 
 
 def aggregate(records: VersionRecords) -> ModelVersionStats:
-    """Error rate, latency p50/p95 and mean rating of one model version."""
+    """Error rate, latency p50/p95/p99 and mean rating of one model version."""
     finished = records.jobs_succeeded + records.jobs_failed
     return ModelVersionStats(
         model_version=records.model_version,
@@ -123,6 +131,7 @@ def aggregate(records: VersionRecords) -> ModelVersionStats:
         error_rate=records.jobs_failed / finished if finished else 0.0,
         latency_p50_ms=percentile(records.latencies_ms, 50),
         latency_p95_ms=percentile(records.latencies_ms, 95),
+        latency_p99_ms=percentile(records.latencies_ms, 99),
         ratings_count=records.ratings_count,
         rating_mean=(records.ratings_sum / records.ratings_count if records.ratings_count else 0.0),
     )
@@ -174,6 +183,27 @@ def validate_model_version(model_version: str) -> str:
     return value
 
 
+def validate_since(since: datetime, now: datetime) -> datetime:
+    """The start of a stats window: not in the future, at most MAX_STATS_WINDOW ago."""
+    if since.tzinfo is None or since.utcoffset() is None:
+        raise ValueError("since must be an aware datetime")
+    if since > now:
+        raise InvalidArgument(
+            f"since {since.isoformat()} is in the future (now is {now.isoformat()}); "
+            "ask about a window that has started",
+            field="since",
+            reason="since_in_future",
+        )
+    if since < now - MAX_STATS_WINDOW:
+        raise InvalidArgument(
+            f"since {since.isoformat()} is more than {MAX_STATS_WINDOW.days} days ago; "
+            "leave it unset for every job",
+            field="since",
+            reason="since_too_old",
+        )
+    return since
+
+
 class FeedbackStore(Protocol):
     """What the use cases need from the database (store.FeedbackDatabase implements it)."""
 
@@ -185,8 +215,18 @@ class FeedbackStore(Protocol):
         """Inserts the job's rating, or replaces rating and comments of the existing one."""
         ...
 
-    async def version_records(self, model_version: str | None) -> list[VersionRecords]:
-        """Records of one model version (None: of every version seen), by name."""
+    async def version_records(
+        self, model_version: str | None, *, since: datetime | None = None
+    ) -> list[VersionRecords]:
+        """Records of one model version (None: of every version seen), by name.
+
+        With since, only jobs that finished at or after it and the ratings of those jobs;
+        a version with none of them is left out.
+        """
+        ...
+
+    async def knows_version(self, model_version: str) -> bool:
+        """Whether any job of the version has finished, ever."""
         ...
 
 
@@ -226,17 +266,27 @@ class FeedbackService:
         )
         return saved
 
-    async def stats(self, model_version: str) -> ModelVersionStats:
-        """Aggregates of one model version; NOT_FOUND when no job of it has finished."""
+    async def stats(
+        self, model_version: str, *, since: datetime | None = None
+    ) -> ModelVersionStats:
+        """Aggregates of one model version; NOT_FOUND when no job of it has ever finished.
+
+        With since, only the jobs that finished at or after it count (and their ratings);
+        a version with finished jobs but none in the window gets zeros, not NOT_FOUND (an
+        operator asking how a canary did in the last minute gets an answer).
+        """
         version = validate_model_version(model_version)
-        records = await self._store.version_records(version)
-        if not records:
-            raise NotFound(
-                f"no finished jobs of model version {version}; ListModelVersionStats shows "
-                "the versions seen",
-                reason="model_version_not_found",
-            )
-        return aggregate(records[0])
+        start = None if since is None else validate_since(since, self._clock())
+        records = await self._store.version_records(version, since=start)
+        if records:
+            return aggregate(records[0])
+        if start is not None and await self._store.knows_version(version):
+            return aggregate(VersionRecords.empty(version))
+        raise NotFound(
+            f"no finished jobs of model version {version}; ListModelVersionStats shows "
+            "the versions seen",
+            reason="model_version_not_found",
+        )
 
     async def all_stats(self) -> list[ModelVersionStats]:
         """Aggregates of every model version with a finished job, by name."""

@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.runtime.context import current_principal
+from gouache.runtime.errors import InvalidArgument
 from services.feedback.domain import FeedbackService, ModelVersionStats
 
 
@@ -16,6 +17,14 @@ def _timestamp(value: datetime) -> Timestamp:
     stamp = Timestamp()
     stamp.FromDatetime(value)
     return stamp
+
+
+def _instant(stamp: Timestamp, field: str) -> datetime:
+    """An aware datetime of a request Timestamp; one out of Timestamp's range is refused."""
+    try:
+        return stamp.ToDatetime(tzinfo=UTC)
+    except (ValueError, OverflowError) as exc:
+        raise InvalidArgument(f"{field} is not a valid timestamp: {exc}", field=field) from None
 
 
 def _stats(stats: ModelVersionStats) -> feedback_pb2.ModelVersionStats:
@@ -26,6 +35,7 @@ def _stats(stats: ModelVersionStats) -> feedback_pb2.ModelVersionStats:
         error_rate=stats.error_rate,
         latency_p50_ms=stats.latency_p50_ms,
         latency_p95_ms=stats.latency_p95_ms,
+        latency_p99_ms=stats.latency_p99_ms,
         ratings_count=stats.ratings_count,
         rating_mean=stats.rating_mean,
     )
@@ -58,7 +68,8 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         request: feedback_pb2.GetModelVersionStatsRequest,
         context: grpc.aio.ServicerContext,
     ) -> feedback_pb2.ModelVersionStats:
-        stats = await self._service.stats(request.model_version)
+        since = _instant(request.since, "since") if request.HasField("since") else None
+        stats = await self._service.stats(request.model_version, since=since)
         return _stats(stats)
 
     async def ListModelVersionStats(

@@ -46,6 +46,8 @@ outcomes = Table(
     Column("event_id", String(64), nullable=False),
     Column("recorded_at", UtcDateTime(), nullable=False),
     Index("ix_feedback_job_outcomes_model_version_status", "model_version", "status"),
+    # Windowed stats (GetModelVersionStats.since) read one version's recent jobs.
+    Index("ix_feedback_job_outcomes_model_version_finished_at", "model_version", "finished_at"),
 )
 
 ratings = Table(
@@ -178,8 +180,19 @@ class FeedbackDatabase(ServiceDatabase):
             )
         return _rating(row)
 
-    async def version_records(self, model_version: str | None) -> list[VersionRecords]:
-        """Counts, succeeded latencies and rating sums per model version, by name."""
+    async def knows_version(self, model_version: str) -> bool:
+        """Whether any job of the version has finished, ever."""
+        query = select(outcomes.c.job_id).where(outcomes.c.model_version == model_version)
+        async with self.sessions() as session:
+            return (await session.execute(query.limit(1))).first() is not None
+
+    async def version_records(
+        self, model_version: str | None, *, since: datetime | None = None
+    ) -> list[VersionRecords]:
+        """Counts, succeeded latencies and rating sums per model version, by name.
+
+        With since, only jobs that finished at or after it count, and only their ratings.
+        """
         counts = select(outcomes.c.model_version, outcomes.c.status, func.count()).group_by(
             outcomes.c.model_version, outcomes.c.status
         )
@@ -197,6 +210,10 @@ class FeedbackDatabase(ServiceDatabase):
             counts = counts.where(outcomes.c.model_version == model_version)
             latencies = latencies.where(outcomes.c.model_version == model_version)
             rated = rated.where(outcomes.c.model_version == model_version)
+        if since is not None:
+            counts = counts.where(outcomes.c.finished_at >= since)
+            latencies = latencies.where(outcomes.c.finished_at >= since)
+            rated = rated.where(outcomes.c.finished_at >= since)
         status_counts: dict[str, dict[str, int]] = defaultdict(dict)
         latency_values: dict[str, list[float]] = defaultdict(list)
         rating_totals: dict[str, tuple[int, int]] = {}

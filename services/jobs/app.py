@@ -41,6 +41,7 @@ from services.jobs.domain.requests import (
     validate_job_request,
 )
 from services.jobs.domain.routing import (
+    ModelEndpoint,
     ModelRoute,
     ModelVersion,
     RouteTarget,
@@ -141,7 +142,8 @@ class JobsApp:
         job_id = new_id("job")
         token = job_id_var.set(job_id)
         try:
-            version = (await self.store.routing_table()).resolve(valid.model_version, job_id)
+            table = await self.store.routing_table()
+            version = table.resolve(valid.model_version, job_id)
             check_overlap(valid.params, valid.params.tile_size or version.tile_size)
             content_id, style_ids = await self._resolve_images(valid, owner)
             job = Job(
@@ -161,9 +163,8 @@ class JobsApp:
                 request_fingerprint=fingerprint,
                 eta_seconds=version.eta_seconds,
             )
-            created = await self.store.create_job(
-                job, job_created_event(job), key_expired_before=key_expired_before
-            )
+            event = job_created_event(job, inference_endpoint=table.endpoint_of(version.name))
+            created = await self.store.create_job(job, event, key_expired_before=key_expired_before)
             if not created:
                 winner = await self.store.find_job_by_key(owner, key)
                 if winner is None:
@@ -459,6 +460,40 @@ class JobsApp:
                 },
             )
             return route
+        raise AssertionError("unreachable: the second attempt returns or raises")
+
+    async def set_endpoint(
+        self, principal: Principal, model_version: str, endpoint: str
+    ) -> ModelEndpoint:
+        """Points a registered version at its own inference endpoint ("" for the default).
+
+        Jobs created from now on carry it in their JobCreated event; setting the same
+        endpoint again changes nothing.
+        """
+        for attempt in range(2):
+            try:
+                async with self.store.transaction() as uow:
+                    table = await uow.routing_table()
+                    chosen = table.validate_endpoint(model_version, endpoint)
+                    if table.endpoint_of(chosen.model_version) == chosen.endpoint:
+                        return chosen
+                    await uow.replace_endpoint(chosen, self._now())
+            except GouacheError:
+                raise
+            except Exception as exc:
+                # Two sets of one version raced on its row: the retry runs after the other.
+                if attempt or not is_unique_violation(exc):
+                    raise
+                continue
+            logger.info(
+                "model endpoint set",
+                extra={
+                    "model_version": chosen.model_version,
+                    "endpoint": chosen.endpoint or "default",
+                    "by": principal.user_id,
+                },
+            )
+            return chosen
         raise AssertionError("unreachable: the second attempt returns or raises")
 
     async def seed_models(self, seed: dict[str, Any]) -> None:

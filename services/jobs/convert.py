@@ -179,8 +179,8 @@ class OutgoingEvent:
     event_id: str
 
 
-def job_created_event(job: Job) -> OutgoingEvent:
-    """The JobCreated event workers start from."""
+def job_created_event(job: Job, *, inference_endpoint: str = "") -> OutgoingEvent:
+    """The JobCreated event workers start from, with the version's inference endpoint."""
     event_id = new_id("evt")
     message = events_pb2.JobCreated(
         event_id=event_id,
@@ -191,6 +191,7 @@ def job_created_event(job: Job) -> OutgoingEvent:
         model_version=job.model_version,
         params=params_to_pb(job.params),
         created_at=timestamp(job.created_at),
+        inference_endpoint=inference_endpoint,
     )
     return OutgoingEvent(subjects.JOBS_CREATED, message, event_id)
 

@@ -31,7 +31,8 @@ from services.jobs.store import JobStore, outbox
 logger = logging.getLogger(__name__)
 
 SERVICE_NAME = "gouache.jobs.v1.JobsService"
-ADMIN = "admin:*"  # admins, and services (scope "internal"), e.g. the operator
+# Model administration: the operator role, admins (admin:*) and services (internal).
+WRITE_MODELS = "write:models"
 
 POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/CreateJob": "write:jobs",
@@ -43,8 +44,9 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/ListWebhooks": "write:webhooks",
     f"/{SERVICE_NAME}/DeleteWebhook": "write:webhooks",
     f"/{SERVICE_NAME}/ListModels": "read:models",
-    f"/{SERVICE_NAME}/RegisterModelVersion": ADMIN,
-    f"/{SERVICE_NAME}/SetModelRoute": ADMIN,
+    f"/{SERVICE_NAME}/RegisterModelVersion": WRITE_MODELS,
+    f"/{SERVICE_NAME}/SetModelRoute": WRITE_MODELS,
+    f"/{SERVICE_NAME}/SetModelEndpoint": WRITE_MODELS,
 }
 
 

@@ -130,3 +130,15 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
             current_principal(), request.alias, targets_from_pb(list(request.targets))
         )
         return jobs_pb2.SetModelRouteResponse(route=route_to_pb(route))
+
+    async def SetModelEndpoint(
+        self,
+        request: jobs_pb2.SetModelEndpointRequest,
+        context: grpc.aio.ServicerContext[Any, Any],
+    ) -> jobs_pb2.SetModelEndpointResponse:
+        chosen = await self._app.set_endpoint(
+            current_principal(), request.model_version, request.endpoint
+        )
+        return jobs_pb2.SetModelEndpointResponse(
+            model_version=chosen.model_version, endpoint=chosen.endpoint
+        )

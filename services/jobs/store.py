@@ -45,7 +45,13 @@ from services.jobs.convert import OutgoingEvent
 from services.jobs.domain.jobs import Job, JobStatus
 from services.jobs.domain.paging import PageCursor
 from services.jobs.domain.requests import StylizeParams
-from services.jobs.domain.routing import ModelRoute, ModelVersion, RouteTarget, RoutingTable
+from services.jobs.domain.routing import (
+    ModelEndpoint,
+    ModelRoute,
+    ModelVersion,
+    RouteTarget,
+    RoutingTable,
+)
 from services.jobs.domain.webhooks import (
     DeliveryStatus,
     DeliveryUpdate,
@@ -147,6 +153,16 @@ routes_table = Table(
     Column("weight", Integer, nullable=False),
     # Keeps the targets in the order the route listed them (weighted choice depends on it).
     Column("position", Integer, nullable=False),
+)
+
+# Where a version's own inference server is (the operator sets it); a version without a
+# row uses tiling's default inference. Internal: ListModels never shows it.
+endpoints_table = Table(
+    "model_endpoints",
+    metadata,
+    Column("model_version", String(128), ForeignKey("model_versions.name"), primary_key=True),
+    Column("endpoint", String(253), nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
 )
 
 outbox = outbox_table(metadata)
@@ -390,6 +406,20 @@ class UnitOfWork:
             ],
         )
 
+    async def replace_endpoint(self, endpoint: ModelEndpoint, now: datetime) -> None:
+        """Sets a version's inference endpoint; "" removes it (the default inference)."""
+        await self.session.execute(
+            delete(endpoints_table).where(endpoints_table.c.model_version == endpoint.model_version)
+        )
+        if endpoint.endpoint:
+            await self.session.execute(
+                insert(endpoints_table).values(
+                    model_version=endpoint.model_version,
+                    endpoint=endpoint.endpoint,
+                    updated_at=now,
+                )
+            )
+
     async def count_webhooks(self, owner_id: str) -> int:
         """How many webhooks a user has."""
         query = select(func.count()).where(webhooks_table.c.owner_id == owner_id)
@@ -421,7 +451,13 @@ async def _routing_table(session: AsyncSession) -> RoutingTable:
     for row in rows:
         grouped.setdefault(row.alias, []).append(RouteTarget(row.model_version, row.weight))
     routes = {alias: ModelRoute(alias, tuple(targets)) for alias, targets in grouped.items()}
-    return RoutingTable(versions=versions, routes=routes)
+    endpoints = {
+        row.model_version: row.endpoint
+        for row in await session.execute(
+            select(endpoints_table.c.model_version, endpoints_table.c.endpoint)
+        )
+    }
+    return RoutingTable(versions=versions, routes=routes, endpoints=endpoints)
 
 
 class JobStore(ServiceDatabase):

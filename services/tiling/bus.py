@@ -49,6 +49,7 @@ def job_from_event(event: events_pb2.JobCreated) -> Job:
             output_format=params.output_format,
             quality=params.quality if params.HasField("quality") else None,
         ),
+        inference_endpoint=event.inference_endpoint.strip(),
     )
 
 

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Sequence
+import logging
+from collections.abc import AsyncIterator, Callable, Sequence
+from dataclasses import dataclass, field
+from functools import partial
 from typing import cast
 
 import grpc
@@ -11,9 +14,11 @@ from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.inference.v1 import inference_pb2, inference_pb2_grpc
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.imaging.codec import from_rgb_bytes, to_rgb_bytes
-from gouache.runtime.clients import CallOptions, ServiceTokenSource
+from gouache.runtime.clients import CallOptions, ServiceTokenSource, open_channel
 from gouache.runtime.errors import FailedPrecondition, from_rpc_error
 from services.tiling.domain import JobParams, Pixels, StoredImage, StyleInput
+
+logger = logging.getLogger(__name__)
 
 UPLOAD_CHUNK_BYTES = 1024 * 1024
 
@@ -87,35 +92,84 @@ class GrpcStorage:
         return StoredImage(image_id=image.image_id, width=image.width, height=image.height)
 
 
-class GrpcInference:
-    """InferenceService.StylizeBatch as a service, with its own (long) deadline."""
+@dataclass
+class _InferenceEndpoint:
+    """One inference server: its channel, stub, and the versions it reported (cached)."""
 
-    def __init__(self, channel: grpc.aio.Channel, calls: CallOptions, timeout_s: float) -> None:
-        self._stub = inference_pb2_grpc.InferenceServiceStub(channel)
+    channel: grpc.aio.Channel
+    stub: inference_pb2_grpc.InferenceServiceStub
+    models: dict[str, inference_pb2.LoadedModel] = field(default_factory=dict)
+
+
+class GrpcInference:
+    """InferenceService calls as a service, to the default inference or a version's own.
+
+    A job names its version's endpoint (from its JobCreated event) or "" for the default.
+    Each endpoint gets one channel, opened on first use and reused by every later job;
+    what it reports about its versions (ListLoadedModels) is cached per endpoint, since
+    two servers may load the same version name differently. close() closes them all.
+    """
+
+    def __init__(
+        self,
+        default_endpoint: str,
+        calls: CallOptions,
+        timeout_s: float,
+        *,
+        max_message_bytes: int = 64 * 1024 * 1024,
+        connect: Callable[[str], grpc.aio.Channel] | None = None,
+    ) -> None:
+        self._default = default_endpoint
         self._calls = calls
         self._timeout_s = timeout_s
-        self._models: dict[str, inference_pb2.LoadedModel] = {}
+        self._connect = connect or partial(open_channel, max_message_bytes=max_message_bytes)
+        self._endpoints: dict[str, _InferenceEndpoint] = {}
 
-    async def _model(self, model_version: str) -> inference_pb2.LoadedModel | None:
-        """What inference reports about a version (cached once seen), None if it has none."""
-        if model_version not in self._models:
+    @property
+    def endpoints(self) -> list[str]:
+        """The endpoints with an open channel, in the order they were first used."""
+        return list(self._endpoints)
+
+    def _endpoint(self, endpoint: str) -> _InferenceEndpoint:
+        target = endpoint or self._default
+        found = self._endpoints.get(target)
+        if found is None:
+            channel = self._connect(target)
+            found = _InferenceEndpoint(channel, inference_pb2_grpc.InferenceServiceStub(channel))
+            self._endpoints[target] = found
+            if target != self._default:
+                logger.info("inference endpoint opened", extra={"inference_endpoint": target})
+        return found
+
+    async def close(self) -> None:
+        """Closes every channel opened so far."""
+        opened, self._endpoints = self._endpoints, {}
+        for endpoint in opened.values():
+            await endpoint.channel.close()
+
+    async def _model(self, model_version: str, endpoint: str) -> inference_pb2.LoadedModel | None:
+        """What an endpoint reports about a version (cached once seen), None if it has none."""
+        server = self._endpoint(endpoint)
+        if model_version not in server.models:
             try:
-                response = await self._stub.ListLoadedModels(
+                response = await server.stub.ListLoadedModels(
                     inference_pb2.ListLoadedModelsRequest(), **await self._calls()
                 )
             except grpc.aio.AioRpcError as exc:
-                raise from_rpc_error(exc, context="listing inference's model versions") from exc
-            self._models.update({model.model_version: model for model in response.models})
-        return self._models.get(model_version)
+                raise from_rpc_error(
+                    exc, context=f"listing the model versions of {endpoint or 'inference'}"
+                ) from exc
+            server.models.update({model.model_version: model for model in response.models})
+        return server.models.get(model_version)
 
-    async def tile_size(self, model_version: str) -> int | None:
-        """The version's default tile edge as inference reports it, None if unknown."""
-        model = await self._model(model_version)
+    async def tile_size(self, model_version: str, endpoint: str = "") -> int | None:
+        """The version's default tile edge as its endpoint reports it, None if unknown."""
+        model = await self._model(model_version, endpoint)
         return model.tile_size if model is not None and model.tile_size else None
 
-    async def trained_styles_only(self, model_version: str) -> bool:
+    async def trained_styles_only(self, model_version: str, endpoint: str = "") -> bool:
         """Whether the version paints only its trained styles (so styles are not recoloured)."""
-        model = await self._model(model_version)
+        model = await self._model(model_version, endpoint)
         return model is not None and model.trained_styles_only
 
     async def stylize_batch(
@@ -124,8 +178,10 @@ class GrpcInference:
         tiles: Sequence[Pixels],
         styles: Sequence[StyleInput],
         params: JobParams,
+        *,
+        endpoint: str = "",
     ) -> list[Pixels]:
-        """Stylizes tiles of one image; outputs in input order."""
+        """Stylizes tiles of one image at the version's endpoint; outputs in input order."""
         request = inference_pb2.StylizeBatchRequest(
             model_version=model_version,
             tiles=[_rgb(tile) for tile in tiles],
@@ -135,12 +191,14 @@ class GrpcInference:
             ],
             params=stylize_params(params),
         )
+        stub = self._endpoint(endpoint).stub
         try:
-            response = await self._stub.StylizeBatch(
+            response = await stub.StylizeBatch(
                 request, **await self._calls(timeout_s=self._timeout_s)
             )
         except grpc.aio.AioRpcError as exc:
-            raise from_rpc_error(exc, context=f"stylizing with {model_version}") from exc
+            where = f" at {endpoint}" if endpoint else ""
+            raise from_rpc_error(exc, context=f"stylizing with {model_version}{where}") from exc
         if len(response.tiles) != len(tiles):
             raise FailedPrecondition(
                 f"inference returned {len(response.tiles)} tiles for {len(tiles)} sent"

@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 import numpy as np
 from numpy.typing import NDArray
@@ -39,6 +39,7 @@ from gouache.runtime.errors import (
 logger = logging.getLogger(__name__)
 
 Pixels = NDArray[np.uint8]
+T = TypeVar("T")
 
 MAX_TILE_SIZE = 2048
 MAX_PLAN_SIDE = 8192
@@ -89,6 +90,8 @@ class Job:
     style_image_ids: tuple[str, ...]
     model_version: str
     params: JobParams = field(default_factory=JobParams)
+    # host:port of the inference server of model_version; "" for the worker's default.
+    inference_endpoint: str = ""
 
 
 @dataclass(frozen=True)
@@ -138,9 +141,18 @@ class Inference(Protocol):
         tiles: Sequence[Pixels],
         styles: Sequence[StyleInput],
         params: JobParams,
+        *,
+        endpoint: str = "",
     ) -> list[Pixels]:
-        """Stylizes tiles of one image with the same styles; outputs in input order."""
+        """Stylizes tiles of one image with the same styles; outputs in input order.
+
+        endpoint is the inference server of the version ("" for the default one).
+        """
         ...
+
+
+# An answer about a model version as served at an endpoint ("" for the default inference).
+ModelQuery = Callable[[str, str], Awaitable[T]]
 
 
 class ExecutionEvents(Protocol):
@@ -308,8 +320,8 @@ class JobRunner:
         events: ExecutionEvents,
         *,
         canceled: CanceledJobs,
-        tile_size_for: Callable[[str], Awaitable[int]],
-        trained_styles_only: Callable[[str], Awaitable[bool]] | None = None,
+        tile_size_for: ModelQuery[int],
+        trained_styles_only: ModelQuery[bool] | None = None,
         default_overlap: int = 32,
         batch_size: int = 4,
         max_batch_bytes: int = 48 * 1024 * 1024,
@@ -406,7 +418,9 @@ class JobRunner:
         ]
         timings["load_ms"] = _ms_since(mark)
 
-        tile_size = job.params.tile_size or await self._tile_size_for(job.model_version)
+        tile_size = job.params.tile_size or await self._tile_size_for(
+            job.model_version, job.inference_endpoint
+        )
         overlap = self._default_overlap if job.params.overlap is None else job.params.overlap
         if job.params.overlap is None:
             overlap = min(overlap, tile_size // 2)
@@ -423,7 +437,7 @@ class JobRunner:
         if params.histogram_match:
             # A model that paints only its trained styles ignores a recoloured style, so
             # its output is matched to the content's colours after blending instead.
-            if await self._trained_styles_only(job.model_version):
+            if await self._trained_styles_only(job.model_version, job.inference_endpoint):
                 match_output = True
             else:
                 styles = await asyncio.to_thread(_match_to_content, styles, content)
@@ -434,6 +448,7 @@ class JobRunner:
             extra={
                 "delivery": delivery,
                 "model_version": job.model_version,
+                "inference_endpoint": job.inference_endpoint or "default",
                 "width": content.width,
                 "height": content.height,
                 "tiles": len(plan.tiles),
@@ -525,7 +540,9 @@ class JobRunner:
                 raise _Canceled
             batch = plan.tiles[start : start + per_batch]
             crops = [np.ascontiguousarray(extract_tile(content, tile)) for tile in batch]
-            results = await self._inference.stylize_batch(job.model_version, crops, styles, params)
+            results = await self._inference.stylize_batch(
+                job.model_version, crops, styles, params, endpoint=job.inference_endpoint
+            )
             for tile, result in zip(batch, results, strict=True):
                 if result.shape != (tile.height, tile.width, 3):
                     raise FailedPrecondition(
@@ -614,7 +631,7 @@ def _blend_and_encode(
     return codec.encode(pixels, fmt, quality=quality)
 
 
-async def _any_style(_model_version: str) -> bool:
+async def _any_style(_model_version: str, _endpoint: str) -> bool:
     return False
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 
 import grpc
@@ -16,7 +15,7 @@ from gouache.runtime.clients import ServiceTokenSource, jwks_fetcher, open_chann
 from gouache.runtime.server import ServiceSpec
 from services.tiling.bus import CancelWatcher, JetStreamExecutionEvents, JobConsumer
 from services.tiling.clients import GrpcInference, GrpcStorage, StaticTokenSource, call_options
-from services.tiling.domain import CanceledJobs, JobRunner, WorkerStatus
+from services.tiling.domain import CanceledJobs, JobRunner, ModelQuery, WorkerStatus
 from services.tiling.servicer import TilingServicer
 from services.tiling.settings import TilingSettings
 
@@ -30,15 +29,19 @@ POLICY: MethodPolicy = {
 }
 
 
-def model_tile_size(inference: GrpcInference, default: int) -> Callable[[str], Awaitable[int]]:
-    """The tile size inference reports for a model version, else `default` (logged)."""
+def model_tile_size(inference: GrpcInference, default: int) -> ModelQuery[int]:
+    """The tile size a version's inference endpoint reports for it, else `default` (logged)."""
 
-    async def tile_size_for(model_version: str) -> int:
-        size = await inference.tile_size(model_version)
+    async def tile_size_for(model_version: str, endpoint: str) -> int:
+        size = await inference.tile_size(model_version, endpoint)
         if size is None:
             logger.warning(
                 "inference does not report a tile size for this version; using the default",
-                extra={"model_version": model_version, "tile_size": default},
+                extra={
+                    "model_version": model_version,
+                    "inference_endpoint": endpoint or "default",
+                    "tile_size": default,
+                },
             )
             return default
         return size
@@ -60,7 +63,7 @@ async def build(
     settings: TilingSettings,
     *,
     verifier: TokenVerifier | None = None,
-    tile_size_for: Callable[[str], Awaitable[int]] | None = None,
+    tile_size_for: ModelQuery[int] | None = None,
 ) -> tuple[ServiceSpec, TokenVerifier]:
     """The service spec: the job consumer starts in on_start, before SERVING."""
     opened = _Connections()
@@ -80,10 +83,14 @@ async def build(
     storage_channel = open_channel(
         settings.storage_addr, max_message_bytes=settings.max_message_bytes
     )
-    inference_channel = open_channel(
-        settings.inference_addr, max_message_bytes=settings.max_message_bytes
+    opened.channels.append(storage_channel)
+    # The default inference and each version's own endpoint, connected on first use.
+    inference = GrpcInference(
+        settings.inference_addr,
+        call_options(tokens, settings.call_timeout_s),
+        settings.inference_timeout_s,
+        max_message_bytes=settings.max_message_bytes,
     )
-    opened.channels += [storage_channel, inference_channel]
     canceled = CanceledJobs(settings.canceled_memory)
     status = WorkerStatus()
 
@@ -91,11 +98,6 @@ async def build(
         nc, js = await connect(settings.nats_url, name="gouache-tiling")
         opened.nats = nc
         await ensure_streams(js)
-        inference = GrpcInference(
-            inference_channel,
-            call_options(tokens, settings.call_timeout_s),
-            settings.inference_timeout_s,
-        )
         runner = JobRunner(
             GrpcStorage(storage_channel, call_options(tokens, settings.call_timeout_s)),
             inference,
@@ -134,6 +136,7 @@ async def build(
             await opened.watcher.stop()
         if opened.nats is not None:
             await disconnect(opened.nats)
+        await inference.close()
         for channel in opened.channels:
             await channel.close()
 

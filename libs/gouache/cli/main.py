@@ -69,6 +69,7 @@ def cmd_up(args: argparse.Namespace) -> int:
             f"  token: curl -s -X POST {mesh.config.public_url}/v1/auth/token "
             f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
         )
+        console.print(f"  operator API key and addresses: {mesh.config.state_dir}/operator.json")
         console.print("  Ctrl-C stops everything.")
         while not stop_requested and not mesh.failed():
             time.sleep(0.2)

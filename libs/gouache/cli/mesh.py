@@ -26,6 +26,8 @@ from gouache.runtime.ports import free_ports
 
 SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
 SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
+# The account (role "operator") a canary operator process uses against this mesh.
+OPERATOR_ACCOUNT = "operator"
 
 
 @dataclass
@@ -102,8 +104,11 @@ class Component:
 
 @dataclass(frozen=True)
 class Credentials:
+    """The keys `start` made: the admin's, and the operator account's (operator.json)."""
+
     admin_api_key: str
     admin_email: str
+    operator_api_key: str
 
 
 Report = Callable[[Component], None]
@@ -275,24 +280,38 @@ class Mesh:
             _settings_kwargs(self._service_env("auth"), "GOUACHE_AUTH_")
         )
 
-        async def run() -> tuple[str, dict[str, str]]:
+        async def run() -> tuple[str, str, dict[str, str]]:
             admin = await bootstrap_admin(settings, self.config.admin_email)
             keys = {name: await ensure_service_account(settings, name) for name in SERVICE_ACCOUNTS}
-            return admin.api_key, keys
+            operator = await ensure_service_account(settings, OPERATOR_ACCOUNT, role="operator")
+            return admin.api_key, operator, keys
 
-        admin_key, self._service_keys = asyncio.run(run())
-        credentials = Credentials(admin_api_key=admin_key, admin_email=self.config.admin_email)
-        path = self.config.state_dir / "credentials.json"
-        path.write_text(
-            json.dumps(
-                {
-                    "api_key": admin_key,
-                    "email": self.config.admin_email,
-                    "base_url": self.config.public_url,
-                }
-            )
+        admin_key, operator_key, self._service_keys = asyncio.run(run())
+        credentials = Credentials(
+            admin_api_key=admin_key,
+            admin_email=self.config.admin_email,
+            operator_api_key=operator_key,
         )
-        path.chmod(0o600)
+        state = self.config.state_dir
+        _write_secret(
+            state / "credentials.json",
+            {
+                "api_key": admin_key,
+                "email": self.config.admin_email,
+                "base_url": self.config.public_url,
+            },
+        )
+        grpc_ports = self.config.ports.grpc
+        _write_secret(
+            state / "operator.json",
+            {
+                "api_key": operator_key,
+                **{
+                    f"{name}_addr": f"127.0.0.1:{grpc_ports[name]}"
+                    for name in ("jobs", "feedback", "inference", "auth")
+                },
+            },
+        )
         return credentials
 
     def _import_styles(self) -> None:
@@ -345,6 +364,14 @@ class Mesh:
         path.write_text(json.dumps(created))
         path.chmod(0o600)
         return created
+
+
+def _write_secret(path: Path, data: dict[str, str]) -> None:
+    """Writes a JSON file only its owner can read, with no moment of wider permissions."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as file:
+        json.dump(data, file)
+    path.chmod(0o600)
 
 
 def _settings_kwargs(env: dict[str, str], prefix: str) -> dict[str, str]:

@@ -18,11 +18,14 @@ from gouache.runtime.errors import PermissionDenied, Unauthenticated, Unavailabl
 logger = logging.getLogger(__name__)
 
 # Scopes a token may carry (product requirements §11.3), plus `internal` for services.
-SCOPES = ("read:jobs", "write:jobs", "read:models", "write:webhooks", "admin:*")
+# write:models registers model versions, routes aliases and points versions at endpoints.
+SCOPES = ("read:jobs", "write:jobs", "read:models", "write:models", "write:webhooks", "admin:*")
 ROLE_SCOPES: Mapping[str, tuple[str, ...]] = {
     "user": ("read:jobs", "write:jobs", "read:models", "write:webhooks"),
     "admin": (*SCOPES,),
     "service": ("internal",),
+    # The canary operator: model administration only, never users' jobs.
+    "operator": ("read:models", "write:models"),
 }
 
 # Method policy values: a scope the token must hold, AUTHENTICATED for any valid

@@ -25,6 +25,7 @@ from services.auth.domain.credentials import (
     verify_password,
 )
 from services.auth.domain.rules import (
+    ACCOUNT_ROLES,
     CREATABLE_ROLES,
     MIN_PASSWORD_CHARS,
     ROLES,
@@ -33,6 +34,7 @@ from services.auth.domain.rules import (
     normalize_email,
     service_account_email,
     token_claims,
+    validate_account_role,
     validate_label,
     validate_new_role,
     validate_password,
@@ -40,6 +42,7 @@ from services.auth.domain.rules import (
 from services.auth.domain.throttle import FailureThrottle
 
 __all__ = [
+    "ACCOUNT_ROLES",
     "API_KEY_PREFIX",
     "CREATABLE_ROLES",
     "GRANT_CLIENT_CREDENTIALS",
@@ -68,6 +71,7 @@ __all__ = [
     "service_account_email",
     "token_claims",
     "utc_now",
+    "validate_account_role",
     "validate_label",
     "validate_new_role",
     "validate_password",

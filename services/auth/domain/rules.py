@@ -11,9 +11,12 @@ from typing import Any
 from gouache.runtime.auth import ROLE_SCOPES, SCOPES
 from gouache.runtime.errors import InvalidArgument, PermissionDenied
 
-ROLES = ("user", "admin", "service")
-# Roles CreateUser may give; service accounts are made by the bootstrap commands.
+ROLES = ("user", "admin", "service", "operator")
+# Roles CreateUser may give; service and operator accounts are made by the bootstrap
+# commands, so no API call can mint an account that administers models without a person.
 CREATABLE_ROLES = ("user", "admin")
+# Roles of accounts the bootstrap commands make (no password, API keys only).
+ACCOUNT_ROLES = ("service", "operator")
 SERVICE_ACCOUNT_DOMAIN = "services.gouache.internal"
 MIN_PASSWORD_CHARS = 12
 # Bounds the work one request can cause in the KDF.
@@ -76,6 +79,21 @@ def validate_new_role(role: str) -> str:
     if value not in CREATABLE_ROLES:
         raise InvalidArgument(
             f"role must be one of {', '.join(CREATABLE_ROLES)}, got {role!r}",
+            field="role",
+            reason="role_invalid",
+        )
+    return value
+
+
+def validate_account_role(role: str) -> str:
+    """The role of an account made by the bootstrap commands: "service" or "operator"."""
+    value = role.strip().lower()
+    if value not in ACCOUNT_ROLES:
+        known = ", ".join(ROLES)
+        raise InvalidArgument(
+            f"an account made by the bootstrap commands has role "
+            f"{' or '.join(ACCOUNT_ROLES)}, got {role!r} (roles: {known}; people are made "
+            "with bootstrap or CreateUser)",
             field="role",
             reason="role_invalid",
         )

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
 import math
 import re
@@ -11,7 +12,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from gouache.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from gouache.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.jobs.domain.requests import MAX_TILE_SIZE, MIN_TILE_SIZE
 
 FAMILIES = ("gatys", "adain", "feedforward")
@@ -21,6 +22,9 @@ MAX_ROUTE_WEIGHT = 100
 MAX_ROUTE_TARGETS = 10
 MAX_DESCRIPTION_CHARS = 1000
 MAX_CONFIG_CHARS = 64 * 1024
+MAX_ENDPOINT_CHARS = 253
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[a-z0-9-]{0,61}[a-z0-9])?")
+_PORT = re.compile(r"[0-9]{1,5}")
 
 
 @dataclass(frozen=True)
@@ -81,6 +85,64 @@ class ModelRoute:
 
     alias: str
     targets: tuple[RouteTarget, ...]
+
+
+@dataclass(frozen=True)
+class ModelEndpoint:
+    """Where a version's inference runs: host:port, or "" for tiling's default inference."""
+
+    model_version: str
+    endpoint: str
+
+
+def _endpoint_host(host: str) -> str | None:
+    """The host of an endpoint, normalized; None when it is no DNS name, IPv4 or [IPv6]."""
+    if host.startswith("[") and host.endswith("]") and "%" not in host:
+        try:
+            return f"[{ipaddress.IPv6Address(host[1:-1]).compressed}]"
+        except ValueError:
+            return None
+    host = host.lower()
+    try:
+        return str(ipaddress.IPv4Address(host))
+    except ValueError:
+        pass
+    labels = host.split(".")
+    if not all(_DNS_LABEL.fullmatch(label) for label in labels):
+        return None
+    # A name whose last label is all digits would read as a malformed IPv4 address.
+    return None if labels[-1].isdigit() else host
+
+
+def validate_endpoint(endpoint: str) -> str:
+    """An inference endpoint as `host:port` (DNS name, IPv4 or [IPv6]), normalized; "" stays "".
+
+    Only a plain address is accepted (no scheme, path or credentials), since tiling
+    opens a gRPC channel to it as is.
+    """
+    text = endpoint.strip()
+    if not text:
+        return ""
+    example = "e.g. 'inference-gatys-v2.gouache.svc:50055', '10.0.0.7:50055' or '[::1]:50055'"
+    if len(text) > MAX_ENDPOINT_CHARS:
+        raise InvalidArgument(
+            f"endpoint is {len(text)} characters; at most {MAX_ENDPOINT_CHARS} are allowed",
+            field="endpoint",
+        )
+    host_text, colon, port_text = text.rpartition(":")
+    host = _endpoint_host(host_text) if colon else None
+    if host is None:
+        raise InvalidArgument(
+            f"endpoint must be host:port with a DNS name, IPv4 or [IPv6] host, {example}; "
+            f"got {endpoint!r}",
+            field="endpoint",
+        )
+    if not _PORT.fullmatch(port_text) or not 1 <= int(port_text) <= 65535:
+        raise InvalidArgument(
+            f"endpoint port must be between 1 and 65535, {example}; got {endpoint!r}",
+            field="endpoint",
+        )
+    return f"{host}:{int(port_text)}"
 
 
 def _check_name(value: str, name: str) -> str:
@@ -185,6 +247,12 @@ class RoutingTable:
 
     versions: Mapping[str, ModelVersion]
     routes: Mapping[str, ModelRoute]
+    # Inference endpoints of the versions that have their own (internal, never listed).
+    endpoints: Mapping[str, str] = field(default_factory=dict)
+
+    def endpoint_of(self, model_version: str) -> str:
+        """The inference endpoint of a version; "" for tiling's default inference."""
+        return self.endpoints.get(model_version, "")
 
     def known_names(self) -> str:
         """The aliases and versions a client may ask for, for error messages."""
@@ -290,6 +358,23 @@ class RoutingTable:
                 field="targets",
             )
         return ModelRoute(alias=alias, targets=tuple(checked))
+
+    def validate_endpoint(self, model_version: str, endpoint: str) -> ModelEndpoint:
+        """Checks an endpoint for a registered version (NOT_FOUND for any other name)."""
+        name = _check_name(model_version, "model_version")
+        if name not in self.versions:
+            hint = (
+                "it is an alias; endpoints belong to the versions it routes to"
+                if name in self.routes
+                else "register it first"
+            )
+            known = ", ".join(sorted(self.versions)) or "none"
+            raise NotFound(
+                f"model version {name!r} is not registered; {hint} (registered: {known})",
+                field="model_version",
+                reason="model_version_not_found",
+            )
+        return ModelEndpoint(model_version=name, endpoint=validate_endpoint(endpoint))
 
 
 def parse_seed(

@@ -9,6 +9,7 @@ import pytest
 
 from gouache.db import create_engine
 from gouache.runtime.context import Principal
+from gouache.runtime.errors import NotFound
 from services.feedback.domain import FAILED, SUCCEEDED, FeedbackService, JobOutcome
 from services.feedback.store import FeedbackDatabase
 
@@ -96,3 +97,49 @@ async def test_rating_is_replaced_in_place(database: FeedbackDatabase) -> None:
     assert second.created_at == NOW
     assert second.updated_at == later
     assert (second.rating, second.comments) == (5, "b")
+
+
+async def test_window_edges(database: FeedbackDatabase) -> None:
+    edge = NOW - timedelta(minutes=1)
+    tick = timedelta(microseconds=1)
+    for job_id, status, latency, at in (
+        ("job_before", SUCCEEDED, 900, edge - tick),
+        ("job_at", SUCCEEDED, 100, edge),
+        ("job_after", FAILED, 5, edge + tick),
+        ("job_other", SUCCEEDED, 7, edge + tick),
+    ):
+        version = "v2" if job_id == "job_other" else "v1"
+        await database.record_outcome(
+            _outcome(job_id, version=version, status=status, latency=latency, at=at),
+            event_id=f"evt_{job_id}",
+            at=NOW,
+        )
+    for job_id, rating in (("job_before", 1), ("job_at", 4)):
+        await database.save_rating(
+            job_id=job_id, owner_id="usr_1", rating=rating, comments="", at=NOW
+        )
+
+    (everything,) = await database.version_records("v1")
+    assert (everything.jobs_succeeded, everything.jobs_failed) == (2, 1)
+    (window,) = await database.version_records("v1", since=edge)
+    # A job that finished exactly at since counts; one a microsecond earlier does not.
+    assert (window.jobs_succeeded, window.jobs_failed) == (1, 1)
+    assert list(window.latencies_ms) == [100.0]
+    assert (window.ratings_count, window.ratings_sum) == (1, 4)
+    (later,) = await database.version_records("v1", since=edge + tick)
+    assert (later.jobs_succeeded, later.jobs_failed, later.ratings_count) == (0, 1, 0)
+    assert await database.version_records("v1", since=edge + 2 * tick) == []
+    assert [r.model_version for r in await database.version_records(None, since=edge)] == [
+        "v1",
+        "v2",
+    ]
+    assert await database.knows_version("v1")
+    assert not await database.knows_version("v3")
+
+    service = FeedbackService(database, clock=lambda: NOW)
+    quiet = await service.stats("v1", since=NOW - timedelta(seconds=1))
+    assert (quiet.jobs_succeeded, quiet.jobs_failed, quiet.ratings_count) == (0, 0, 0)
+    windowed = await service.stats("v1", since=edge)
+    assert (windowed.error_rate, windowed.latency_p99_ms, windowed.rating_mean) == (0.5, 100, 4.0)
+    with pytest.raises(NotFound):
+        await service.stats("v3", since=edge)

@@ -10,6 +10,7 @@ import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 import numpy as np
@@ -18,6 +19,7 @@ from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from pydantic import SecretStr
 
+from gouache.bus import subjects
 from gouache.bus.jetstream import connect, ensure_streams
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.imaging import codec
@@ -220,3 +222,42 @@ async def wait_for(
             return
         await asyncio.sleep(0.1)
     raise AssertionError(f"timed out after {within}s waiting for {what}\n{worker.log_tail()}")
+
+
+def picture(width: int, height: int, seed: int) -> np.ndarray:
+    """Smooth colour fields with some texture, so stylization has something to work on."""
+    rng = np.random.default_rng(seed)
+    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
+    base = np.stack(
+        [128 + 100 * np.sin(xs / 17.0), 128 + 100 * np.cos(ys / 23.0), (xs + ys) % 256], axis=-1
+    )
+    noise = rng.normal(0, 12, size=base.shape)
+    return np.clip(base + noise, 0, 255).astype(np.uint8)
+
+
+async def execution_events(js: JetStreamContext, subject: str) -> list[Any]:
+    """Every message stored on an execution subject, decoded."""
+    message_type = subjects.MESSAGE_TYPES[subject]
+    subscription = await js.pull_subscribe(
+        subject, stream=subjects.EXECUTION_STREAM.name, config=None
+    )
+    found: list[Any] = []
+    try:
+        while True:
+            try:
+                batch = await subscription.fetch(batch=100, timeout=0.5)
+            except TimeoutError:
+                break
+            for msg in batch:
+                event = message_type()
+                event.ParseFromString(msg.data)
+                found.append(event)
+                await msg.ack()
+    finally:
+        await subscription.unsubscribe()
+    return found
+
+
+async def for_job(js: JetStreamContext, subject: str, job_id: str) -> list[Any]:
+    """The events of one job on an execution subject."""
+    return [event for event in await execution_events(js, subject) if event.job_id == job_id]

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import numpy as np
 import pytest
@@ -20,47 +19,17 @@ from gouache.contracts.events.v1 import events_pb2
 from gouache.db import new_id
 from gouache.imaging import codec
 from services.storage.store import images
-from tests.integration.tiling.conftest import FAST, OWNER, Mesh, WorkerProcess, wait_for
+from tests.integration.tiling.conftest import (
+    FAST,
+    OWNER,
+    Mesh,
+    WorkerProcess,
+    for_job,
+    picture,
+    wait_for,
+)
 
 pytestmark = pytest.mark.slow
-
-
-def _picture(width: int, height: int, seed: int) -> np.ndarray:
-    """Smooth colour fields with some texture, so stylization has something to work on."""
-    rng = np.random.default_rng(seed)
-    ys, xs = np.mgrid[0:height, 0:width].astype(np.float32)
-    base = np.stack(
-        [128 + 100 * np.sin(xs / 17.0), 128 + 100 * np.cos(ys / 23.0), (xs + ys) % 256], axis=-1
-    )
-    noise = rng.normal(0, 12, size=base.shape)
-    return np.clip(base + noise, 0, 255).astype(np.uint8)
-
-
-async def _events(js: JetStreamContext, subject: str) -> list[Any]:
-    """Every message stored on an execution subject, decoded."""
-    message_type = subjects.MESSAGE_TYPES[subject]
-    subscription = await js.pull_subscribe(
-        subject, stream=subjects.EXECUTION_STREAM.name, config=None
-    )
-    found: list[Any] = []
-    try:
-        while True:
-            try:
-                batch = await subscription.fetch(batch=100, timeout=0.5)
-            except TimeoutError:
-                break
-            for msg in batch:
-                event = message_type()
-                event.ParseFromString(msg.data)
-                found.append(event)
-                await msg.ack()
-    finally:
-        await subscription.unsubscribe()
-    return found
-
-
-async def _for_job(js: JetStreamContext, subject: str, job_id: str) -> list[Any]:
-    return [event for event in await _events(js, subject) if event.job_id == job_id]
 
 
 async def _publish_job(
@@ -98,9 +67,9 @@ async def test_kill_9_mid_job_yields_one_result_and_one_success(
     nats_js: tuple[NATS, JetStreamContext], mesh: Mesh, worker: WorkerProcess
 ) -> None:
     nc, js = nats_js
-    content = _picture(256, 192, seed=1)
+    content = picture(256, 192, seed=1)
     content_id = await mesh.upload(content, "content")
-    style_id = await mesh.upload(_picture(160, 160, seed=2)[:, ::-1].copy(), "style")
+    style_id = await mesh.upload(picture(160, 160, seed=2)[:, ::-1].copy(), "style")
     job_id = new_id("job")
 
     progress: list[events_pb2.ExecutionProgress] = []
@@ -124,13 +93,13 @@ async def test_kill_9_mid_job_yields_one_result_and_one_success(
         await wait_for(mid_job, within=90, what="the first stylized tile", worker=worker)
         worker.kill()
         killed_at = len(progress)
-        assert await _for_job(js, subjects.EXECUTION_SUCCEEDED, job_id) == []
+        assert await for_job(js, subjects.EXECUTION_SUCCEEDED, job_id) == []
         assert await _result_images(mesh) == 0
 
         worker.start()
 
         async def succeeded() -> bool:
-            return bool(await _for_job(js, subjects.EXECUTION_SUCCEEDED, job_id))
+            return bool(await for_job(js, subjects.EXECUTION_SUCCEEDED, job_id))
 
         await wait_for(succeeded, within=150, what="ExecutionSucceeded", worker=worker)
         await wait_for(_consumer_settled(js), within=15, what="the job's ack", worker=worker)
@@ -139,13 +108,13 @@ async def test_kill_9_mid_job_yields_one_result_and_one_success(
     finally:
         await subscription.unsubscribe()
 
-    successes = await _for_job(js, subjects.EXECUTION_SUCCEEDED, job_id)
+    successes = await for_job(js, subjects.EXECUTION_SUCCEEDED, job_id)
     assert len(successes) == 1
     success = successes[0]
     assert success.event_id == f"exec-succeeded-{job_id}"
     assert success.tiles == 6
     assert await _result_images(mesh) == 1
-    assert await _for_job(js, subjects.EXECUTION_FAILED, job_id) == []
+    assert await for_job(js, subjects.EXECUTION_FAILED, job_id) == []
 
     result = codec.validate_and_decode(await mesh.download(success.result_image_id))
     assert (result.width, result.height) == (256, 192)
@@ -164,8 +133,8 @@ async def test_canceled_job_is_skipped_and_a_missing_image_fails_the_job(
     nats_js: tuple[NATS, JetStreamContext], mesh: Mesh, worker: WorkerProcess
 ) -> None:
     _, js = nats_js
-    style_id = await mesh.upload(_picture(64, 64, seed=3), "style")
-    content_id = await mesh.upload(_picture(96, 64, seed=4), "content")
+    style_id = await mesh.upload(picture(64, 64, seed=3), "style")
+    content_id = await mesh.upload(picture(96, 64, seed=4), "content")
     canceled_job, missing_job = new_id("job"), new_id("job")
     cancel = events_pb2.JobCanceled(
         event_id=f"evt-canceled-{canceled_job}", job_id=canceled_job, owner_id=OWNER
@@ -177,12 +146,12 @@ async def test_canceled_job_is_skipped_and_a_missing_image_fails_the_job(
     worker.start()
 
     async def missing_failed() -> bool:
-        return bool(await _for_job(js, subjects.EXECUTION_FAILED, missing_job))
+        return bool(await for_job(js, subjects.EXECUTION_FAILED, missing_job))
 
     await wait_for(missing_failed, within=60, what="ExecutionFailed", worker=worker)
     await wait_for(_consumer_settled(js), within=30, what="both jobs acked", worker=worker)
 
-    failed = (await _for_job(js, subjects.EXECUTION_FAILED, missing_job))[0]
+    failed = (await for_job(js, subjects.EXECUTION_FAILED, missing_job))[0]
     assert failed.error_code == "NOT_FOUND"
     assert "img_01JZZZZZZZZZZZZZZZZZZZZZZZ" in failed.error_message
     for subject in (
@@ -190,4 +159,4 @@ async def test_canceled_job_is_skipped_and_a_missing_image_fails_the_job(
         subjects.EXECUTION_SUCCEEDED,
         subjects.EXECUTION_FAILED,
     ):
-        assert await _for_job(js, subject, canceled_job) == []
+        assert await for_job(js, subject, canceled_job) == []

@@ -10,7 +10,7 @@ from typing import Any
 import jwt
 import pytest
 
-from gouache.runtime.auth import ROLE_SCOPES, TokenVerifier
+from gouache.runtime.auth import ROLE_SCOPES, SCOPES, TokenVerifier
 from gouache.runtime.errors import (
     InvalidArgument,
     PermissionDenied,
@@ -18,6 +18,7 @@ from gouache.runtime.errors import (
     Unauthenticated,
 )
 from services.auth.domain import (
+    ROLES,
     FailureThrottle,
     ScryptParams,
     api_secret_matches,
@@ -29,6 +30,7 @@ from services.auth.domain import (
     parse_api_key,
     service_account_email,
     token_claims,
+    validate_account_role,
     validate_new_role,
     validate_password,
     verify_password,
@@ -181,8 +183,30 @@ def test_password_length_rules() -> None:
 def test_roles_for_create_user() -> None:
     assert validate_new_role("") == "user"
     assert validate_new_role("Admin") == "admin"
-    with pytest.raises(InvalidArgument):
-        validate_new_role("service")
+    for made_by_bootstrap_only in ("service", "operator"):
+        with pytest.raises(InvalidArgument):
+            validate_new_role(made_by_bootstrap_only)
+
+
+def test_roles_for_bootstrap_accounts() -> None:
+    assert validate_account_role("service") == "service"
+    assert validate_account_role(" Operator") == "operator"
+    for bad in ("", "user", "admin", "root"):
+        with pytest.raises(InvalidArgument) as caught:
+            validate_account_role(bad)
+        assert caught.value.field == "role"
+
+
+def test_operator_administers_models_only() -> None:
+    assert "write:models" in SCOPES
+    assert grant_scopes("operator", []) == ("read:models", "write:models")
+    assert "write:models" in grant_scopes("admin", [])
+    assert "write:models" not in grant_scopes("user", [])
+    with pytest.raises(PermissionDenied):
+        grant_scopes("user", ["write:models"])
+    with pytest.raises(PermissionDenied):
+        grant_scopes("operator", ["read:jobs"])
+    assert set(ROLES) == set(ROLE_SCOPES)
 
 
 def test_service_account_names() -> None:

@@ -12,6 +12,8 @@ from google.protobuf import json_format
 from jwt.algorithms import OKPAlgorithm
 
 from gouache.contracts.auth.v1 import auth_pb2
+from gouache.runtime.errors import FailedPrecondition, InvalidArgument
+from services.auth.bootstrap import ensure_service_account
 from services.auth.domain import User, new_api_key
 from services.auth.server import open_components
 from tests.helpers.tokens import TestSigner
@@ -254,6 +256,7 @@ async def test_admin_creates_users_and_duplicates_are_refused(auth: AuthHarness)
         ({"email": "", "password": "x" * 12}, "email"),
         ({"email": "short@example.com", "password": "x" * 11}, "12"),
         ({"email": "role@example.com", "password": "x" * 12, "role": "service"}, "role"),
+        ({"email": "role@example.com", "password": "x" * 12, "role": "operator"}, "role"),
         ({"email": "name@example.com", "password": "x" * 12, "name": "n" * 201}, "name"),
     ],
 )
@@ -386,3 +389,42 @@ async def test_admin_may_revoke_any_key(auth: AuthHarness) -> None:
         metadata=bearer(auth.admin_token),
     )
     await _fails(auth.token(auth.user_key), grpc.StatusCode.UNAUTHENTICATED)
+
+
+async def test_operator_account_gets_model_scopes_only(auth: AuthHarness) -> None:
+    key = await ensure_service_account(auth.settings, "operator", role="operator")
+    token = await auth.token(key)
+    me = await auth.stub.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=bearer(token))
+    assert (me.role, list(me.scopes)) == ("operator", ["read:models", "write:models"])
+    assert me.email == "operator@services.gouache.internal"
+    narrowed = await auth.token(key, "write:models")
+    me = await auth.stub.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=bearer(narrowed))
+    assert list(me.scopes) == ["write:models"]
+    details = await _fails(auth.token(key, "read:jobs"), grpc.StatusCode.PERMISSION_DENIED)
+    assert "read:jobs" in details
+    # Nor may the operator make users: CreateUser needs admin:*.
+    await _fails(
+        auth.stub.CreateUser(
+            auth_pb2.CreateUserRequest(email="x@example.com", password="x" * 12),
+            metadata=bearer(token),
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+async def test_admin_tokens_hold_write_models(auth: AuthHarness) -> None:
+    me = await auth.stub.WhoAmI(auth_pb2.WhoAmIRequest(), metadata=bearer(auth.admin_token))
+    assert "write:models" in me.scopes
+    details = await _fails(
+        auth.token(auth.user_key, "write:models"), grpc.StatusCode.PERMISSION_DENIED
+    )
+    assert "write:models" in details
+
+
+async def test_bootstrap_account_roles_are_checked(auth: AuthHarness) -> None:
+    with pytest.raises(InvalidArgument):
+        await ensure_service_account(auth.settings, "operator", role="admin")
+    await ensure_service_account(auth.settings, "canary", role="operator")
+    # One account keeps one role.
+    with pytest.raises(FailedPrecondition):
+        await ensure_service_account(auth.settings, "canary")

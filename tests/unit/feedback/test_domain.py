@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import random
 from dataclasses import replace
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 
 import numpy as np
 import pytest
@@ -23,6 +23,7 @@ from services.feedback.domain import (
     percentile,
     validate_model_version,
     validate_rating,
+    validate_since,
 )
 
 NOW = datetime(2030, 1, 1, tzinfo=UTC)
@@ -144,8 +145,32 @@ class _MemoryStore:
         self.ratings[job_id] = saved
         return saved
 
-    async def version_records(self, model_version: str | None) -> list[VersionRecords]:
-        return []
+    async def version_records(
+        self, model_version: str | None, *, since: datetime | None = None
+    ) -> list[VersionRecords]:
+        finished = [
+            o
+            for o in self.outcomes.values()
+            if model_version in (None, o.model_version)
+            and (since is None or o.finished_at >= since)
+        ]
+        by_version: dict[str, list[JobOutcome]] = {}
+        for outcome in finished:
+            by_version.setdefault(outcome.model_version, []).append(outcome)
+        return [
+            VersionRecords(
+                model_version=version,
+                jobs_succeeded=sum(o.status == SUCCEEDED for o in outcomes),
+                jobs_failed=sum(o.status != SUCCEEDED for o in outcomes),
+                latencies_ms=[o.latency_ms for o in outcomes if o.status == SUCCEEDED],
+                ratings_count=0,
+                ratings_sum=0,
+            )
+            for version, outcomes in sorted(by_version.items())
+        ]
+
+    async def knows_version(self, model_version: str) -> bool:
+        return any(o.model_version == model_version for o in self.outcomes.values())
 
 
 @pytest.fixture
@@ -187,4 +212,43 @@ async def test_failed_jobs_cannot_be_rated(service: FeedbackService) -> None:
 async def test_unknown_version_is_not_found(service: FeedbackService) -> None:
     with pytest.raises(NotFound, match="nope"):
         await service.stats("nope")
-    assert await service.all_stats() == []
+    with pytest.raises(NotFound, match="nope"):
+        await service.stats("nope", since=NOW - timedelta(minutes=1))
+    assert [s.model_version for s in await service.all_stats()] == ["m"]
+
+
+async def test_a_window_without_jobs_of_a_known_version_is_zeros() -> None:
+    store = _MemoryStore(
+        [
+            JobOutcome("job_old", "usr_owner", "m", SUCCEEDED, 10, NOW - timedelta(hours=2)),
+            JobOutcome("job_new", "usr_owner", "m", FAILED, 10, NOW),
+        ]
+    )
+    service = FeedbackService(store, clock=lambda: NOW + timedelta(minutes=5))
+    everything = await service.stats("m")
+    assert (everything.jobs_succeeded, everything.jobs_failed) == (1, 1)
+    recent = await service.stats("m", since=NOW)
+    assert (recent.jobs_succeeded, recent.jobs_failed, recent.error_rate) == (0, 1, 1.0)
+    quiet = await service.stats("m", since=NOW + timedelta(microseconds=1))
+    assert quiet == aggregate(VersionRecords.empty("m"))
+    assert (quiet.jobs_succeeded, quiet.error_rate, quiet.latency_p99_ms) == (0, 0.0, 0.0)
+
+
+def test_window_start_bounds() -> None:
+    assert validate_since(NOW, NOW) == NOW
+    oldest = NOW - timedelta(days=400)
+    assert validate_since(oldest, NOW) == oldest
+    for bad, reason in (
+        (NOW + timedelta(microseconds=1), "since_in_future"),
+        (oldest - timedelta(microseconds=1), "since_too_old"),
+    ):
+        with pytest.raises(InvalidArgument) as caught:
+            validate_since(bad, NOW)
+        assert (caught.value.field, caught.value.reason) == ("since", reason)
+
+
+def test_p99_is_computed_like_p95() -> None:
+    latencies = list(range(1, 101))
+    stats = aggregate(VersionRecords("m", 100, 0, latencies, 0, 0))
+    assert stats.latency_p99_ms == pytest.approx(np.percentile(latencies, 99))
+    assert stats.latency_p95_ms == pytest.approx(np.percentile(latencies, 95))

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import grpc
 import pytest
+from google.protobuf.timestamp_pb2 import Timestamp
 
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.db import create_engine
@@ -97,6 +98,7 @@ async def test_rating_and_stats(feedback: Harness) -> None:
     assert stats.error_rate == pytest.approx(1 / 3)
     assert stats.latency_p50_ms == 2000
     assert stats.latency_p95_ms == pytest.approx(2900)
+    assert stats.latency_p99_ms == pytest.approx(2980)
     assert (stats.ratings_count, stats.rating_mean) == (2, 4.5)
     listed = await feedback.stub.ListModelVersionStats(
         feedback_pb2.ListModelVersionStatsRequest(), metadata=feedback.md()
@@ -198,3 +200,77 @@ async def test_unknown_or_missing_version(feedback: Harness) -> None:
         ),
         grpc.StatusCode.INVALID_ARGUMENT,
     )
+
+
+def _stamp(value: datetime) -> Timestamp:
+    stamp = Timestamp()
+    stamp.FromDatetime(value)
+    return stamp
+
+
+async def test_stats_since_a_moment(feedback: Harness) -> None:
+    now = datetime.now(UTC)
+    version = "adain.lite0-v2"
+    outcomes = [
+        JobOutcome("job_c1", OWNER, version, SUCCEEDED, 400, now - timedelta(minutes=10)),
+        JobOutcome("job_c2", OWNER, version, FAILED, 30, now - timedelta(minutes=2)),
+        JobOutcome("job_c3", OWNER, version, SUCCEEDED, 600, now - timedelta(minutes=1)),
+    ]
+    for outcome in outcomes:
+        await feedback.database.record_outcome(outcome, event_id=f"e-{outcome.job_id}", at=now)
+    for job_id, rating in (("job_c1", 1), ("job_c3", 5)):
+        await feedback.stub.SubmitFeedback(
+            feedback_pb2.SubmitFeedbackRequest(job_id=job_id, rating=rating),
+            metadata=feedback.md(),
+        )
+    operator = feedback.md("usr_operator", role="operator", scopes=("read:models",))
+
+    async def stats(**fields: object) -> feedback_pb2.ModelVersionStats:
+        request = feedback_pb2.GetModelVersionStatsRequest(model_version=version, **fields)  # type: ignore[arg-type]
+        response: feedback_pb2.ModelVersionStats = await feedback.stub.GetModelVersionStats(
+            request, metadata=operator
+        )
+        return response
+
+    every = await stats()
+    assert (every.jobs_succeeded, every.jobs_failed, every.ratings_count) == (2, 1, 2)
+    window = await stats(since=_stamp(now - timedelta(minutes=5)))
+    assert (window.jobs_succeeded, window.jobs_failed) == (1, 1)
+    assert window.error_rate == pytest.approx(0.5)
+    assert (window.latency_p50_ms, window.latency_p99_ms) == (600, 600)
+    # Only the ratings of the jobs in the window.
+    assert (window.ratings_count, window.rating_mean) == (1, 5.0)
+    # Nothing finished in the last 30 s: zeros, not NOT_FOUND.
+    quiet = await stats(since=_stamp(now - timedelta(seconds=30)))
+    assert quiet == feedback_pb2.ModelVersionStats(model_version=version)
+
+    details = await _fails(
+        feedback.stub.GetModelVersionStats(
+            feedback_pb2.GetModelVersionStatsRequest(
+                model_version="adain-9", since=_stamp(now - timedelta(minutes=1))
+            ),
+            metadata=operator,
+        ),
+        grpc.StatusCode.NOT_FOUND,
+    )
+    assert "adain-9" in details
+
+
+@pytest.mark.parametrize(
+    ("since", "needle"),
+    [
+        (lambda now: _stamp(now + timedelta(minutes=5)), "future"),
+        (lambda now: _stamp(now - timedelta(days=401)), "400 days"),
+        (lambda now: Timestamp(seconds=int(now.timestamp()), nanos=-1), "since"),
+    ],
+)
+async def test_bad_since_is_invalid_argument(feedback: Harness, since: object, needle: str) -> None:
+    stamp = since(datetime.now(UTC))  # type: ignore[operator]
+    details = await _fails(
+        feedback.stub.GetModelVersionStats(
+            feedback_pb2.GetModelVersionStatsRequest(model_version="gatys.lite0-v1", since=stamp),
+            metadata=feedback.md(),
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert needle in details

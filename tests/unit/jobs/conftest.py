@@ -71,7 +71,10 @@ class Harness:
         return self.auth("usr_admin", role="admin", scopes=("admin:*",))
 
     def service(self) -> tuple[tuple[str, str], ...]:
-        return self.auth("usr_operator", role="service", scopes=("internal",))
+        return self.auth("usr_svc", role="service", scopes=("internal",))
+
+    def operator(self) -> tuple[tuple[str, str], ...]:
+        return self.auth("usr_operator", role="operator", scopes=("read:models", "write:models"))
 
     def job_request(self, user: str = "usr_alice", *, styles: int = 1, **fields: Any) -> Any:
         content = self.images.add(user)

@@ -7,13 +7,16 @@ from collections import Counter
 import pytest
 
 from gouache.db import new_id
-from gouache.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument
+from gouache.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.jobs.domain.routing import (
+    MAX_ENDPOINT_CHARS,
+    ModelEndpoint,
     ModelRoute,
     ModelVersion,
     RouteTarget,
     RoutingTable,
     parse_seed,
+    validate_endpoint,
     validate_model_version,
     weighted_choice,
 )
@@ -166,3 +169,82 @@ def test_default_seed_parses() -> None:
 def test_bad_seed_is_a_value_error(seed: dict[str, object]) -> None:
     with pytest.raises(ValueError, match="seed_models"):
         parse_seed(seed)
+
+
+@pytest.mark.parametrize(
+    ("given", "stored"),
+    [
+        ("", ""),
+        ("  ", ""),
+        ("inference-gatys-v2.gouache.svc.cluster.local:50055", None),
+        ("Inference-V2.Gouache.SVC:50055", "inference-v2.gouache.svc:50055"),
+        ("localhost:1", None),
+        ("10.0.0.7:65535", None),
+        ("[::1]:50055", None),
+        ("[2001:DB8:0:0::1]:443", "[2001:db8::1]:443"),
+        (" inference:08080 ", "inference:8080"),
+        ("a" * 63 + ".b:1", None),
+    ],
+)
+def test_endpoints_are_host_and_port(given: str, stored: str | None) -> None:
+    assert validate_endpoint(given) == (given.strip() if stored is None else stored)
+
+
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "inference",
+        "inference:",
+        ":50055",
+        "inference:0",
+        "inference:65536",
+        "inference:-1",
+        "inference:+80",
+        "inference:5oo55",
+        "::1:50055",
+        "[::1]",
+        "[not-ipv6]:50055",
+        "[fe80::1%eth0]:50055",
+        "1.2.3:50055",
+        "999.1.1.1:50055",
+        "-inference:50055",
+        "inference-:50055",
+        "in_ference:50055",
+        "infer ence:50055",
+        "inference..svc:50055",
+        "inference.svc.:50055",
+        "dns:///inference:50055",
+        "http://inference:50055",
+        "user@inference:50055",
+        "inference:50055/path",
+        "a" * 64 + ":1",
+        "ïnference:50055",
+        ("a" * 62 + ".") * 4 + "a:1",
+    ],
+)
+def test_bad_endpoints_are_invalid_argument(bad: str) -> None:
+    with pytest.raises(InvalidArgument) as caught:
+        validate_endpoint(bad)
+    assert caught.value.field == "endpoint"
+
+
+def test_endpoints_are_at_most_253_characters() -> None:
+    host = ".".join(["a" * 61] * 4)[: MAX_ENDPOINT_CHARS - 6]
+    assert validate_endpoint(f"{host}:50055") == f"{host}:50055"
+    with pytest.raises(InvalidArgument, match="253"):
+        validate_endpoint(f"{host}a:50055")
+
+
+def test_endpoint_needs_a_registered_version() -> None:
+    routing = table(gatys=[(V1.name, 100)])
+    assert routing.validate_endpoint(V1.name, "inference-v1:50055") == ModelEndpoint(
+        V1.name, "inference-v1:50055"
+    )
+    with pytest.raises(NotFound, match=r"'gatys\.lite0-v9' is not registered") as unknown:
+        routing.validate_endpoint("gatys.lite0-v9", "inference-v9:50055")
+    assert unknown.value.field == "model_version"
+    with pytest.raises(NotFound, match="alias"):
+        routing.validate_endpoint("gatys", "inference-v1:50055")
+    with pytest.raises(InvalidArgument):
+        routing.validate_endpoint("", "inference-v1:50055")
+    assert routing.endpoint_of(V1.name) == ""

@@ -221,21 +221,171 @@ async def test_register_version_and_route_canary(jobs: Harness) -> None:
     assert (await jobs.create()).model_version == "adain.lite0-v1"
 
 
-async def test_model_admin_needs_admin(jobs: Harness) -> None:
+async def test_model_administration_needs_write_models(jobs: Harness) -> None:
+    user = jobs.auth()
+    # A token with every user scope, and one narrowed to read:models, are both refused.
+    reader = jobs.auth("usr_reader", role="operator", scopes=("read:models",))
+    for metadata in (user, reader):
+        await expect_error(
+            jobs.stub.RegisterModelVersion(
+                jobs_pb2.RegisterModelVersionRequest(version=_version()),
+                metadata=metadata,
+                timeout=10,
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+            contains=["write:models"],
+        )
+        await expect_error(
+            jobs.stub.SetModelRoute(
+                jobs_pb2.SetModelRouteRequest(alias="x"), metadata=metadata, timeout=10
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+        await expect_error(
+            jobs.stub.SetModelEndpoint(
+                jobs_pb2.SetModelEndpointRequest(
+                    model_version="gatys.lite0-v1", endpoint="inference-v1:50055"
+                ),
+                metadata=metadata,
+                timeout=10,
+            ),
+            grpc.StatusCode.PERMISSION_DENIED,
+        )
+
+
+async def test_operator_registers_routes_and_lists_models(jobs: Harness) -> None:
+    await jobs.stub.RegisterModelVersion(
+        jobs_pb2.RegisterModelVersionRequest(version=_version()),
+        metadata=jobs.operator(),
+        timeout=10,
+    )
+    route = await jobs.stub.SetModelRoute(
+        jobs_pb2.SetModelRouteRequest(
+            alias="adain",
+            targets=[jobs_pb2.RouteTarget(model_version="adain.lite0-v1", weight=100)],
+        ),
+        metadata=jobs.operator(),
+        timeout=10,
+    )
+    assert route.route.alias == "adain"
+    listed = await jobs.stub.ListModels(
+        jobs_pb2.ListModelsRequest(), metadata=jobs.operator(), timeout=10
+    )
+    assert "adain.lite0-v1" in [v.name for v in listed.versions]
+    # The operator administers models, not jobs.
     await expect_error(
-        jobs.stub.RegisterModelVersion(
-            jobs_pb2.RegisterModelVersionRequest(version=_version()),
-            metadata=jobs.auth(),
+        jobs.stub.CreateJob(jobs.job_request("usr_operator"), metadata=jobs.operator(), timeout=10),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+async def _created_event(jobs: Harness, job_id: str) -> events_pb2.JobCreated:
+    for payload in await jobs.outbox_payloads(subjects.JOBS_CREATED):
+        event = events_pb2.JobCreated.FromString(payload)
+        if event.job_id == job_id:
+            return event
+    raise AssertionError(f"no JobCreated for {job_id}")
+
+
+async def _set_endpoint(
+    jobs: Harness, version: str, endpoint: str
+) -> jobs_pb2.SetModelEndpointResponse:
+    response: jobs_pb2.SetModelEndpointResponse = await jobs.stub.SetModelEndpoint(
+        jobs_pb2.SetModelEndpointRequest(model_version=version, endpoint=endpoint),
+        metadata=jobs.operator(),
+        timeout=10,
+    )
+    return response
+
+
+async def test_job_created_event_carries_the_version_endpoint(jobs: Harness) -> None:
+    before = await jobs.create(model_version="gatys-fast")
+    assert (await _created_event(jobs, before.job_id)).inference_endpoint == ""
+
+    answer = await _set_endpoint(jobs, "gatys.lite0-fast", " Inference-Fast.Gouache.svc:50055 ")
+    assert (answer.model_version, answer.endpoint) == (
+        "gatys.lite0-fast",
+        "inference-fast.gouache.svc:50055",
+    )
+    # Idempotent: the same endpoint again answers the same.
+    assert await _set_endpoint(jobs, "gatys.lite0-fast", "inference-fast.gouache.svc:50055") == (
+        answer
+    )
+    by_alias = await jobs.create(model_version="gatys-fast")
+    by_name = await jobs.create(model_version="gatys.lite0-fast")
+    other = await jobs.create(model_version="gatys.lite0-v1")
+    for job in (by_alias, by_name):
+        event = await _created_event(jobs, job.job_id)
+        assert (event.model_version, event.inference_endpoint) == (
+            "gatys.lite0-fast",
+            "inference-fast.gouache.svc:50055",
+        )
+    assert (await _created_event(jobs, other.job_id)).inference_endpoint == ""
+    # Events already in the outbox keep the endpoint they were created with.
+    assert (await _created_event(jobs, before.job_id)).inference_endpoint == ""
+
+    # Moved, then back to the default inference.
+    await _set_endpoint(jobs, "gatys.lite0-fast", "10.0.0.9:50055")
+    moved = await jobs.create(model_version="gatys-fast")
+    assert (await _created_event(jobs, moved.job_id)).inference_endpoint == "10.0.0.9:50055"
+    cleared = await _set_endpoint(jobs, "gatys.lite0-fast", "")
+    assert cleared.endpoint == ""
+    back = await jobs.create(model_version="gatys-fast")
+    assert (await _created_event(jobs, back.job_id)).inference_endpoint == ""
+
+
+async def test_endpoints_never_reach_users(jobs: Harness) -> None:
+    await _set_endpoint(jobs, "gatys.lite0-v1", "inference-secret.gouache.svc:50055")
+    listed = await jobs.stub.ListModels(
+        jobs_pb2.ListModelsRequest(), metadata=jobs.auth(), timeout=10
+    )
+    assert b"inference-secret" not in listed.SerializeToString()
+    assert "endpoint" not in jobs_pb2.ModelVersion.DESCRIPTOR.fields_by_name
+    created = await jobs.create()
+    job = await jobs.stub.GetJob(
+        jobs_pb2.GetJobRequest(job_id=created.job_id), metadata=jobs.auth(), timeout=10
+    )
+    assert b"inference-secret" not in job.SerializeToString()
+
+
+@pytest.mark.parametrize(
+    ("version", "endpoint", "code", "field", "needle"),
+    [
+        (
+            "gatys.lite0-v9",
+            "inference:50055",
+            grpc.StatusCode.NOT_FOUND,
+            "model_version",
+            "gatys.lite0-v9",
+        ),
+        ("gatys", "inference:50055", grpc.StatusCode.NOT_FOUND, "model_version", "alias"),
+        ("", "inference:50055", INVALID, "model_version", "model_version"),
+        ("gatys.lite0-v1", "inference", INVALID, "endpoint", "host:port"),
+        ("gatys.lite0-v1", "inference:70000", INVALID, "endpoint", "65535"),
+        ("gatys.lite0-v1", "http://inference:50055", INVALID, "endpoint", "host:port"),
+        ("gatys.lite0-v1", "a" * 250 + ":50055", INVALID, "endpoint", "253"),
+    ],
+)
+async def test_set_endpoint_bad_input(
+    jobs: Harness,
+    version: str,
+    endpoint: str,
+    code: grpc.StatusCode,
+    field: str,
+    needle: str,
+) -> None:
+    await expect_error(
+        jobs.stub.SetModelEndpoint(
+            jobs_pb2.SetModelEndpointRequest(model_version=version, endpoint=endpoint),
+            metadata=jobs.operator(),
             timeout=10,
         ),
-        grpc.StatusCode.PERMISSION_DENIED,
+        code,
+        field=field,
+        contains=[needle],
     )
-    await expect_error(
-        jobs.stub.SetModelRoute(
-            jobs_pb2.SetModelRouteRequest(alias="x"), metadata=jobs.auth(), timeout=10
-        ),
-        grpc.StatusCode.PERMISSION_DENIED,
-    )
+    created = await jobs.create()
+    assert (await _created_event(jobs, created.job_id)).inference_endpoint == ""
 
 
 @pytest.mark.parametrize(

@@ -64,6 +64,7 @@ class BatchCall:
     style_keys: list[str]
     style_shapes: list[tuple[int, ...]]
     params: JobParams
+    endpoint: str = ""
 
 
 @dataclass
@@ -81,6 +82,8 @@ class FakeInference:
         tiles: Sequence[Pixels],
         styles: Sequence[StyleInput],
         params: JobParams,
+        *,
+        endpoint: str = "",
     ) -> list[Pixels]:
         self.calls.append(
             BatchCall(
@@ -89,6 +92,7 @@ class FakeInference:
                 style_keys=[style.key for style in styles],
                 style_shapes=[style.pixels.shape for style in styles],
                 params=params,
+                endpoint=endpoint,
             )
         )
         self.style_pixels = [style.pixels for style in styles]

@@ -175,8 +175,8 @@ async def test_histogram_match_recolours_the_output_for_models_of_trained_styles
     assert harness.result_pixels()[:, :, 2].max() == 0
 
 
-def _answer(value: bool) -> Callable[[str], Awaitable[bool]]:
-    async def answer(_version: str) -> bool:
+def _answer(value: bool) -> Callable[[str, str], Awaitable[bool]]:
+    async def answer(_version: str, _endpoint: str) -> bool:
         return value
 
     return answer
@@ -388,8 +388,43 @@ async def test_failure_to_publish_the_outcome_is_retried() -> None:
     assert caught.value.code == "DEADLINE_EXCEEDED"
 
 
-def _constant(size: int) -> Callable[[str], Awaitable[int]]:
-    async def tile_size_for(_version: str) -> int:
+def _constant(size: int) -> Callable[[str, str], Awaitable[int]]:
+    async def tile_size_for(_version: str, _endpoint: str) -> int:
         return size
 
     return tile_size_for
+
+
+async def test_a_version_with_its_own_endpoint_is_asked_there() -> None:
+    asked: list[tuple[str, str, str]] = []
+
+    async def tile_size_for(version: str, endpoint: str) -> int:
+        asked.append(("tile_size", version, endpoint))
+        return 128
+
+    async def trained_styles_only(version: str, endpoint: str) -> bool:
+        asked.append(("trained_styles_only", version, endpoint))
+        return False
+
+    harness = Harness(_image(200, 100))
+    harness.runner = JobRunner(
+        harness.storage,
+        harness.inference,
+        harness.events,
+        canceled=harness.canceled,
+        tile_size_for=tile_size_for,
+        trained_styles_only=trained_styles_only,
+    )
+    job = replace(
+        harness.job(histogram_match=True), inference_endpoint="inference-v2.gouache.svc:50055"
+    )
+    assert await harness.runner.run(job) is Outcome.SUCCEEDED
+    assert asked == [
+        ("tile_size", "gatys.lite0-fast", "inference-v2.gouache.svc:50055"),
+        ("trained_styles_only", "gatys.lite0-fast", "inference-v2.gouache.svc:50055"),
+    ]
+    assert {call.endpoint for call in harness.inference.calls} == {"inference-v2.gouache.svc:50055"}
+
+    assert await harness.runner.run(replace(job, job_id=JOB_ID[:-1] + "X", inference_endpoint=""))
+    assert asked[-1] == ("trained_styles_only", "gatys.lite0-fast", "")
+    assert harness.inference.calls[-1].endpoint == ""

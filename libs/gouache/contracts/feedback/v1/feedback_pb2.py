@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gouache/feedback/v1/feedback.proto\x12\x13gouache.feedback.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x15SubmitFeedbackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x05\x12\x10\n\x08\x63omments\x18\x03 \x01(\t\"}\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x11ModelVersionStats\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0ejobs_succeeded\x18\x02 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x03 \x01(\x03\x12\x12\n\nerror_rate\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x15\n\rratings_count\x18\x07 \x01(\x03\x12\x13\n\x0brating_mean\x18\x08 \x01(\x01\"4\n\x1bGetModelVersionStatsRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\"\x1e\n\x1cListModelVersionStatsRequest\"V\n\x1dListModelVersionStatsResponse\x12\x35\n\x05stats\x18\x01 \x03(\x0b\x32&.gouache.feedback.v1.ModelVersionStats2\xd0\x03\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x82\x01\n\x0eSubmitFeedback\x12*.gouache.feedback.v1.SubmitFeedbackRequest\x1a+.gouache.feedback.v1.SubmitFeedbackResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/feedback:\x01*\x12\x9a\x01\n\x14GetModelVersionStats\x12\x30.gouache.feedback.v1.GetModelVersionStatsRequest\x1a&.gouache.feedback.v1.ModelVersionStats\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/models/{model_version}/stats\x12\x9a\x01\n\x15ListModelVersionStats\x12\x31.gouache.feedback.v1.ListModelVersionStatsRequest\x1a\x32.gouache.feedback.v1.ListModelVersionStatsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/feedback/statsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gouache/feedback/v1/feedback.proto\x12\x13gouache.feedback.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x15SubmitFeedbackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x05\x12\x10\n\x08\x63omments\x18\x03 \x01(\t\"}\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdf\x01\n\x11ModelVersionStats\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0ejobs_succeeded\x18\x02 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x03 \x01(\x03\x12\x12\n\nerror_rate\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x15\n\rratings_count\x18\x07 \x01(\x03\x12\x13\n\x0brating_mean\x18\x08 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\t \x01(\x01\"_\n\x1bGetModelVersionStatsRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x1cListModelVersionStatsRequest\"V\n\x1dListModelVersionStatsResponse\x12\x35\n\x05stats\x18\x01 \x03(\x0b\x32&.gouache.feedback.v1.ModelVersionStats2\xd0\x03\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x82\x01\n\x0eSubmitFeedback\x12*.gouache.feedback.v1.SubmitFeedbackRequest\x1a+.gouache.feedback.v1.SubmitFeedbackResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/feedback:\x01*\x12\x9a\x01\n\x14GetModelVersionStats\x12\x30.gouache.feedback.v1.GetModelVersionStatsRequest\x1a&.gouache.feedback.v1.ModelVersionStats\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/models/{model_version}/stats\x12\x9a\x01\n\x15ListModelVersionStats\x12\x31.gouache.feedback.v1.ListModelVersionStatsRequest\x1a\x32.gouache.feedback.v1.ListModelVersionStatsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/feedback/statsb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,13 +44,13 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=197
   _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=322
   _globals['_MODELVERSIONSTATS']._serialized_start=325
-  _globals['_MODELVERSIONSTATS']._serialized_end=524
-  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_start=526
-  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_end=578
-  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_start=580
-  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_end=610
-  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_start=612
-  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_end=698
-  _globals['_FEEDBACKSERVICE']._serialized_start=701
-  _globals['_FEEDBACKSERVICE']._serialized_end=1165
+  _globals['_MODELVERSIONSTATS']._serialized_end=548
+  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_start=550
+  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_end=645
+  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_start=647
+  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_end=677
+  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_start=679
+  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_end=765
+  _globals['_FEEDBACKSERVICE']._serialized_start=768
+  _globals['_FEEDBACKSERVICE']._serialized_end=1232
 # @@protoc_insertion_point(module_scope)

@@ -87,6 +87,7 @@ class ModelVersionStats(_message.Message):
     LATENCY_P95_MS_FIELD_NUMBER: _builtins.int
     RATINGS_COUNT_FIELD_NUMBER: _builtins.int
     RATING_MEAN_FIELD_NUMBER: _builtins.int
+    LATENCY_P99_MS_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
     jobs_succeeded: _builtins.int
     jobs_failed: _builtins.int
@@ -96,6 +97,8 @@ class ModelVersionStats(_message.Message):
     latency_p95_ms: _builtins.float
     ratings_count: _builtins.int
     rating_mean: _builtins.float
+    latency_p99_ms: _builtins.float
+    """99th percentile of succeeded jobs' latency, like latency_p95_ms."""
     def __init__(
         self,
         *,
@@ -107,10 +110,11 @@ class ModelVersionStats(_message.Message):
         latency_p95_ms: _builtins.float = ...,
         ratings_count: _builtins.int = ...,
         rating_mean: _builtins.float = ...,
+        latency_p99_ms: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_rate", b"error_rate", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "model_version", b"model_version", "rating_mean", b"rating_mean", "ratings_count", b"ratings_count"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_rate", b"error_rate", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "latency_p50_ms", b"latency_p50_ms", "latency_p95_ms", b"latency_p95_ms", "latency_p99_ms", b"latency_p99_ms", "model_version", b"model_version", "rating_mean", b"rating_mean", "ratings_count", b"ratings_count"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -121,15 +125,23 @@ class GetModelVersionStatsRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    SINCE_FIELD_NUMBER: _builtins.int
     model_version: _builtins.str
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """When set, only jobs that finished at or after it, and the ratings of those jobs.
+        At most 400 days ago and not in the future; unset: every job.
+        """
+
     def __init__(
         self,
         *,
         model_version: _builtins.str = ...,
+        since: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["model_version", b"model_version", "since", b"since"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -664,3 +664,51 @@ class SetModelRouteResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___SetModelRouteResponse: _TypeAlias = SetModelRouteResponse  # noqa: Y015
+
+@_typing.final
+class SetModelEndpointRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """A registered concrete version, e.g. "gatys.lite0-v2" (not an alias)."""
+    endpoint: _builtins.str
+    """host:port of the inference server for this version; empty: tiling's default inference."""
+    def __init__(
+        self,
+        *,
+        model_version: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetModelEndpointRequest: _TypeAlias = SetModelEndpointRequest  # noqa: Y015
+
+@_typing.final
+class SetModelEndpointResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    ENDPOINT_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """The version whose endpoint was set."""
+    endpoint: _builtins.str
+    """The endpoint now stored for it (normalized); empty: tiling's default inference."""
+    def __init__(
+        self,
+        *,
+        model_version: _builtins.str = ...,
+        endpoint: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["endpoint", b"endpoint", "model_version", b"model_version"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetModelEndpointResponse: _TypeAlias = SetModelEndpointResponse  # noqa: Y015

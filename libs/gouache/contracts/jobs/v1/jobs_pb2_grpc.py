@@ -90,6 +90,11 @@ class JobsServiceStub:
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelRouteRequest.SerializeToString,
                 response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelRouteResponse.FromString,
                 _registered_method=True)
+        self.SetModelEndpoint = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/SetModelEndpoint',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelEndpointRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelEndpointResponse.FromString,
+                _registered_method=True)
 
 
 class JobsServiceServicer:
@@ -181,6 +186,15 @@ class JobsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetModelEndpoint(self, request, context):
+        """Points a registered model version at the inference endpoint that serves it (the operator).
+        Internal: no HTTP mapping, and endpoints never appear in ModelVersion or ListModels.
+        Idempotent: setting the same endpoint again changes nothing.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_JobsServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -238,6 +252,11 @@ def add_JobsServiceServicer_to_server(servicer, server):
                     servicer.SetModelRoute,
                     request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelRouteRequest.FromString,
                     response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelRouteResponse.SerializeToString,
+            ),
+            'SetModelEndpoint': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetModelEndpoint,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelEndpointRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelEndpointResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -538,6 +557,33 @@ class JobsService:
             '/gouache.jobs.v1.JobsService/SetModelRoute',
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelRouteRequest.SerializeToString,
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelRouteResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetModelEndpoint(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/SetModelEndpoint',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelEndpointRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.SetModelEndpointResponse.FromString,
             options,
             channel_credentials,
             insecure,

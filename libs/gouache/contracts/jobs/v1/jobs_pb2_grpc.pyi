@@ -66,6 +66,11 @@ class JobsServiceStub:
     """Registers a concrete model version (admins and the operator)."""
     SetModelRoute: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SetModelRouteRequest, _jobs_pb2.SetModelRouteResponse]
     """Replaces the weighted versions behind an alias (admins and the operator)."""
+    SetModelEndpoint: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.SetModelEndpointRequest, _jobs_pb2.SetModelEndpointResponse]
+    """Points a registered model version at the inference endpoint that serves it (the operator).
+    Internal: no HTTP mapping, and endpoints never appear in ModelVersion or ListModels.
+    Idempotent: setting the same endpoint again changes nothing.
+    """
 
 @_typing.type_check_only
 class JobsServiceAsyncStub(JobsServiceStub):
@@ -105,6 +110,11 @@ class JobsServiceAsyncStub(JobsServiceStub):
     """Registers a concrete model version (admins and the operator)."""
     SetModelRoute: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SetModelRouteRequest, _jobs_pb2.SetModelRouteResponse]  # type: ignore[assignment]
     """Replaces the weighted versions behind an alias (admins and the operator)."""
+    SetModelEndpoint: _aio.UnaryUnaryMultiCallable[_jobs_pb2.SetModelEndpointRequest, _jobs_pb2.SetModelEndpointResponse]  # type: ignore[assignment]
+    """Points a registered model version at the inference endpoint that serves it (the operator).
+    Internal: no HTTP mapping, and endpoints never appear in ModelVersion or ListModels.
+    Idempotent: setting the same endpoint again changes nothing.
+    """
 
 class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     """Stylization jobs, webhooks and the model routing table."""
@@ -207,5 +217,16 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.SetModelRouteResponse, _abc.Awaitable[_jobs_pb2.SetModelRouteResponse]]:
         """Replaces the weighted versions behind an alias (admins and the operator)."""
+
+    @_abc_1.abstractmethod
+    def SetModelEndpoint(
+        self,
+        request: _jobs_pb2.SetModelEndpointRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.SetModelEndpointResponse, _abc.Awaitable[_jobs_pb2.SetModelEndpointResponse]]:
+        """Points a registered model version at the inference endpoint that serves it (the operator).
+        Internal: no HTTP mapping, and endpoints never appear in ModelVersion or ListModels.
+        Idempotent: setting the same endpoint again changes nothing.
+        """
 
 def add_JobsServiceServicer_to_server(servicer: JobsServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
