@@ -7,9 +7,11 @@ import contextlib
 import logging
 from typing import Any
 
+import httpx
 import kopf
 
-from gouache_operator.kube import KubeClient, discover
+from gouache.runtime.errors import GouacheError
+from gouache_operator.kube import KubeClient, KubeError, discover
 from gouache_operator.mesh import MeshClient
 from gouache_operator.reconciler import PoolReporter, RolloutReconciler
 from gouache_operator.resources import GROUP, VERSION
@@ -18,6 +20,9 @@ from gouache_operator.settings import OperatorSettings
 logger = logging.getLogger(__name__)
 
 FINALIZER = "gouache.dev/release-traffic"
+
+# Failures that say a dependency is away, not that the resource is wrong.
+UNREACHABLE = (GouacheError, KubeError, httpx.HTTPError)
 
 
 def build_registry(config: OperatorSettings) -> kopf.OperatorRegistry:
@@ -67,14 +72,31 @@ def build_registry(config: OperatorSettings) -> kopf.OperatorRegistry:
         if "kube" in memo:
             await memo["kube"].close()
 
-    @kopf.timer(GROUP, VERSION, "modelversions", interval=config.tick_s, registry=registry)
+    retry_s = max(1.0, config.tick_s)
+
+    @kopf.timer(
+        GROUP, VERSION, "modelversions", interval=config.tick_s, backoff=retry_s, registry=registry
+    )
     async def reconcile_version(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Each tick: observe the version and its world, decide, apply."""
-        await memo["rollouts"].reconcile(dict(body))
+        try:
+            await memo["rollouts"].reconcile(dict(body))
+        except UNREACHABLE as exc:
+            # Nothing was half-done that the next tick does not redo: retry soon, quietly.
+            raise kopf.TemporaryError(
+                f"mesh or API server unreachable: {exc}", delay=retry_s
+            ) from exc
 
-    @kopf.on.delete(GROUP, VERSION, "modelversions", registry=registry)
+    # Deleting waits until the alias's traffic is moved off the version; if the mesh stays
+    # unreachable for ~30 s the finalizer is released anyway, so an uninstall cannot hang.
+    @kopf.on.delete(GROUP, VERSION, "modelversions", retries=10, backoff=3.0, registry=registry)
     async def release_version(body: kopf.Body, memo: kopf.Memo, **_: Any) -> None:
         """Before the version goes: its alias's traffic returns to the versions that stay."""
-        await memo["rollouts"].release(dict(body))
+        try:
+            await memo["rollouts"].release(dict(body))
+        except UNREACHABLE as exc:
+            raise kopf.TemporaryError(
+                f"could not move the version's traffic: {exc}", delay=3.0
+            ) from exc
 
     return registry

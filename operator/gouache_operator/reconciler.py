@@ -15,6 +15,7 @@ from typing import Any
 import httpx
 
 from gouache import catalogue
+from gouache.catalogue import CatalogueEntry
 from gouache.runtime.errors import GouacheError
 from gouache_operator.cluster import ClusterView
 from gouache_operator.domain.analysis import Quality
@@ -33,7 +34,13 @@ from gouache_operator.domain.rollout import (
     stable_from_route,
     stats_since,
 )
-from gouache_operator.domain.spec import InvalidSpec, PoolSpec, VersionSpec, parse_version_spec
+from gouache_operator.domain.spec import (
+    InvalidSpec,
+    PoolSpec,
+    VersionSpec,
+    Weights,
+    parse_version_spec,
+)
 from gouache_operator.domain.status import (
     Phase,
     Status,
@@ -110,6 +117,8 @@ class RolloutReconciler:
         self._clock = clock
         self._pool_locks: defaultdict[str, asyncio.Lock] = defaultdict(asyncio.Lock)
         self._registered: dict[str, str] = {}
+        self._known: set[str] = set()
+        self._checks: dict[tuple[str, str, Weights | None], CatalogueEntry | InvalidSpec] = {}
         self._template = InferenceTemplate(
             image=settings.inference_image,
             port=settings.inference_port,
@@ -221,12 +230,13 @@ class RolloutReconciler:
             return replace(
                 obs, problem=InvalidSpec("PoolInvalid", f"GPUPool {spec.pool}: {pool.message}")
             )
+        checked = self._checked(spec)
+        if isinstance(checked, InvalidSpec):
+            return replace(obs, problem=checked)
         try:
-            entry = catalogue_entry(spec)
-        except InvalidSpec as refused:
-            return replace(obs, problem=refused)
-        try:
-            await self._mesh.register(spec.version, entry, self._description(spec))
+            if spec.version not in self._known:
+                await self._mesh.register(spec.version, checked, self._description(spec))
+                self._known.add(spec.version)
         except GouacheError as exc:
             if not is_conflict(exc):
                 raise
@@ -246,6 +256,17 @@ class RolloutReconciler:
             ),
         )
         return replace(obs, admission=admission)
+
+    def _checked(self, spec: VersionSpec) -> CatalogueEntry | InvalidSpec:
+        """The catalogue check of a spec, once per distinct build and artifact (files in an
+        installed package do not change while the operator runs)."""
+        key = (spec.model, spec.family, spec.weights)
+        if key not in self._checks:
+            try:
+                self._checks[key] = catalogue_entry(spec)
+            except InvalidSpec as refused:
+                self._checks[key] = refused
+        return self._checks[key]
 
     async def _stable_quality(self, stable: str, others: list[Json]) -> Quality | None:
         """The stable version's quality, measured where it is served."""
@@ -293,9 +314,14 @@ class RolloutReconciler:
                     extra={"alias": spec.alias, "route": dict(decision.route)},
                 )
         for event in decision.events:
-            await self._kube.post_event(
-                body, reason=event.reason, message=event.message, warning=event.warning
-            )
+            try:
+                await self._kube.post_event(
+                    body, reason=event.reason, message=event.message, warning=event.warning
+                )
+            except KubeError as exc:  # an Event is a courtesy; the status already says it
+                logger.warning(
+                    "could not post an event", extra={"reason": event.reason, "error": str(exc)}
+                )
         if decision.clear_action:
             await self._kube.patch(path, {"metadata": {"annotations": {ACTION_ANNOTATION: None}}})
 
@@ -353,6 +379,7 @@ class RolloutReconciler:
         if isinstance(spec, InvalidSpec):
             return
         self._registered.pop(spec.version, None)
+        self._known.discard(spec.version)
         route = (await self._mesh.routes()).get(spec.alias)
         mine = dict(route or ()).get(spec.version, 0)
         if route is None or mine <= 0:

@@ -176,7 +176,7 @@ class RolloutWorld:
         )
         items = sorted(
             (listed or {}).get("items", []),
-            key=lambda e: (e.get("lastTimestamp") or "", e["metadata"].get("creationTimestamp")),
+            key=lambda e: (e.get("lastTimestamp") or "", int(e["metadata"]["resourceVersion"])),
         )
         return [
             (e["reason"], e["message"])

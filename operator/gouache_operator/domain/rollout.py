@@ -243,6 +243,8 @@ def _pending(obs: Observation, spec: VersionSpec, status: Status, action: str) -
     events = [_ignored(action, status)] if action and action != "abort" else []
     if action == "abort":
         return _failed(obs, status, InvalidSpec("Aborted", "aborted by hand before placement"))
+    if obs.problem is not None:
+        return _failed(obs, status, obs.problem)
     ahead = _rollout_ahead(obs)
     if ahead is not None:
         message = (
@@ -253,8 +255,6 @@ def _pending(obs: Observation, spec: VersionSpec, status: Status, action: str) -
             PLACED, False, "WaitingForRollout", message, obs.now
         )
         return Decision(status=waiting, events=tuple(events))
-    if obs.problem is not None:
-        return _failed(obs, status, obs.problem)
     admission = obs.admission
     if admission is None or not admission.fits:
         reason = admission.reason if admission is not None else "PoolUnknown"

@@ -492,3 +492,10 @@ def test_the_analysis_window_starts_with_the_stage() -> None:
         phase=Phase.PROMOTING, canary_started_at=T0, promoted_at=T0 + timedelta(hours=1)
     )
     assert stats_since(baking, spec, T0 + timedelta(hours=1, seconds=10)) == baking.promoted_at
+
+
+def test_a_broken_version_fails_at_once_even_when_it_would_have_to_wait() -> None:
+    earlier = Peer("adain-v3", "adain.lite0-v3", Phase.CANARY, created=T0 - timedelta(hours=1))
+    problem = InvalidSpec("PoolNotFound", "GPUPool 'h100' does not exist")
+    decision = decide(observe(peers=(earlier,), problem=problem))
+    assert decision.status.phase is Phase.FAILED
