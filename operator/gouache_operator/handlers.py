@@ -13,7 +13,8 @@ import kopf
 from gouache.runtime.errors import GouacheError
 from gouache_operator.kube import KubeClient, KubeError, discover
 from gouache_operator.mesh import MeshClient
-from gouache_operator.reconciler import PoolReporter, RolloutReconciler
+from gouache_operator.pools import PoolReporter
+from gouache_operator.reconciler import RolloutReconciler
 from gouache_operator.resources import GROUP, VERSION
 from gouache_operator.settings import OperatorSettings
 

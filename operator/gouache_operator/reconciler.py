@@ -1,4 +1,4 @@
-"""The use cases: reconcile a ModelVersion, release it when deleted, report a GPUPool."""
+"""The use case of a ModelVersion: reconcile it each tick, release its traffic when deleted."""
 
 from __future__ import annotations
 
@@ -7,12 +7,9 @@ import hashlib
 import json
 import logging
 from collections import defaultdict
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import replace
-from datetime import UTC, datetime
 from typing import Any
-
-import httpx
 
 from gouache import catalogue
 from gouache.catalogue import CatalogueEntry
@@ -42,11 +39,13 @@ from gouache_operator.domain.spec import (
     parse_version_spec,
 )
 from gouache_operator.domain.status import (
+    Clock,
     Phase,
     Status,
     parse_time,
     status_from_json,
     status_to_json,
+    utc_now,
 )
 from gouache_operator.kube import Json, KubeClient, KubeError, custom_path
 from gouache_operator.mesh import MeshClient, is_conflict
@@ -62,13 +61,7 @@ from gouache_operator.settings import OperatorSettings
 
 logger = logging.getLogger(__name__)
 
-Clock = Callable[[], datetime]
 TEMPLATE_HASH = "gouache.dev/template-hash"
-
-
-def utc_now() -> datetime:
-    """The current time, aware and in UTC."""
-    return datetime.now(UTC)
 
 
 def _spec(body: Mapping[str, Any]) -> VersionSpec | InvalidSpec:
@@ -414,98 +407,3 @@ def _same_route(a: Route, b: Route | None) -> bool:
 def _digest(manifest: Mapping[str, Any]) -> str:
     text = json.dumps(manifest, sort_keys=True, separators=(",", ":"))
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-class PoolReporter:
-    """Writes a GPUPool's status: its nodes, GPUs, what holds them and what is free."""
-
-    def __init__(self, kube: KubeClient, *, clock: Clock = utc_now) -> None:
-        self._kube = kube
-        self._cluster = ClusterView(kube)
-        self._clock = clock
-
-    async def run(self, interval_s: float) -> None:
-        """Reports every pool each interval until cancelled; one pool's error spares the rest."""
-        while True:
-            try:
-                for body in await self._kube.list(custom_path("gpupools")):
-                    try:
-                        await self.refresh(body)
-                    except (KubeError, httpx.HTTPError) as exc:
-                        logger.warning(
-                            "could not report a pool",
-                            extra={"pool": body["metadata"]["name"], "error": str(exc)},
-                        )
-            except (KubeError, httpx.HTTPError) as exc:
-                logger.warning("could not list pools", extra={"error": str(exc)})
-            await asyncio.sleep(interval_s)
-
-    async def refresh(self, body: Json) -> None:
-        """Recomputes the pool's status from the cluster and writes it when it changed."""
-        meta = body["metadata"]
-        found = await self._cluster.pool(meta["name"])
-        old = body.get("status") or {}
-        now = self._clock()
-        if found is None:
-            return
-        if isinstance(found, InvalidSpec):
-            status: Json = {
-                "conditions": [_condition(old, "Ready", False, found.reason, found.message, now)],
-                "observedGeneration": meta.get("generation", 1),
-            }
-        else:
-            capacity = await self._cluster.capacity(found)
-            ready = capacity.ready_nodes > 0
-            message = (
-                f"{capacity.ready_nodes}/{capacity.nodes} nodes Ready, {capacity.free_gpus} of "
-                f"{capacity.capacity_gpus} GPUs free"
-            )
-            status = {
-                "nodes": capacity.nodes,
-                "readyNodes": capacity.ready_nodes,
-                "capacity": _gpus(capacity.capacity_gpus, capacity.gib(capacity.capacity_gpus)),
-                "allocated": _gpus(capacity.allocated_gpus, capacity.gib(capacity.allocated_gpus)),
-                "free": _gpus(capacity.free_gpus, capacity.gib(capacity.free_gpus)),
-                "placements": [
-                    {"owner": c.owner, "gpus": c.gpus, "gpuMemoryGiB": c.gpu_memory_gib}
-                    for c in capacity.claims
-                ],
-                "conditions": [
-                    _condition(
-                        old,
-                        "Ready",
-                        ready,
-                        "NodesReady" if ready else "NoReadyNodes",
-                        message,
-                        now,
-                    )
-                ],
-                "observedGeneration": meta.get("generation", 1),
-            }
-        if status != {k: old.get(k) for k in status}:
-            await self._kube.patch(
-                custom_path("gpupools", name=meta["name"], sub="status"), {"status": status}
-            )
-
-
-def _gpus(count: int, gib: float) -> Json:
-    return {"gpus": count, "gpuMemoryGiB": gib}
-
-
-def _condition(
-    old: Mapping[str, Any], kind: str, ok: bool, reason: str, message: str, now: datetime
-) -> Json:
-    value = str(ok)
-    previous = next((c for c in old.get("conditions", []) if c.get("type") == kind), None)
-    since = (
-        previous.get("lastTransitionTime")
-        if previous is not None and previous.get("status") == value
-        else now.strftime("%Y-%m-%dT%H:%M:%SZ")
-    )
-    return {
-        "type": kind,
-        "status": value,
-        "reason": reason,
-        "message": message,
-        "lastTransitionTime": since,
-    }

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from enum import StrEnum
@@ -112,6 +112,14 @@ class Status:
         order = {PLACED: 0, READY: 1, ANALYSIS: 2}
         merged = sorted([*kept, new], key=lambda c: (order.get(c.type, 9), c.type))
         return replace(self, conditions=tuple(merged))
+
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    """The current time, aware and in UTC."""
+    return datetime.now(UTC)
 
 
 def _time(value: datetime | None) -> str | None:
