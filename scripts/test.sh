@@ -9,6 +9,8 @@ echo "== ruff"
 .venv/bin/ruff check .
 .venv/bin/ruff format --check .
 echo "== mypy"
-.venv/bin/mypy libs services
+.venv/bin/mypy libs services operator/gouache_operator
+echo "== import-linter"
+.venv/bin/lint-imports
 echo "== pytest"
 .venv/bin/pytest "$@"

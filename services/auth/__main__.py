@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import sys
 
 from gouache.runtime.errors import GouacheError
@@ -28,16 +30,26 @@ def _parser() -> argparse.ArgumentParser:
     )
     boot.add_argument("--email", required=True)
     boot.add_argument("--password", help="at least 12 characters; kept if the admin exists")
+    boot.add_argument(
+        "--json",
+        action="store_true",
+        help="print {user_id, email, created, api_key} as JSON (for scripts and the embedded mesh)",
+    )
     account = commands.add_parser(
         "create-service-account",
-        help="create a service account (idempotent) and print a new API key for it",
+        help="create service accounts (idempotent) and print a new API key for each",
     )
-    account.add_argument("name", help="e.g. jobs, storage, tiling, operator")
+    account.add_argument(
+        "names", nargs="+", metavar="NAME", help="e.g. jobs, storage, tiling, operator"
+    )
     account.add_argument(
         "--role",
         default="service",
         choices=ACCOUNT_ROLES,
         help="service (the mesh's services, the default) or operator (the canary operator)",
+    )
+    account.add_argument(
+        "--json", action="store_true", help="print {NAME: api_key, ...} as JSON, not one per line"
     )
     commands.add_parser(
         "rotate-signing-key", help="add a signing key that signs from now on; print its kid"
@@ -53,11 +65,18 @@ async def _serve(settings: AuthSettings) -> None:
 async def _run(args: argparse.Namespace, settings: AuthSettings) -> None:
     if args.command == "bootstrap":
         result = await bootstrap_admin(settings, args.email, args.password)
+        if args.json:
+            print(json.dumps(dataclasses.asdict(result)))
+            return
         state = "created" if result.created else "already existed"
         print(f"admin {result.email} ({result.user_id}) {state}; new API key:", file=sys.stderr)
         print(result.api_key)
     elif args.command == "create-service-account":
-        print(await ensure_service_account(settings, args.name, role=args.role))
+        keys = {
+            name: await ensure_service_account(settings, name, role=args.role)
+            for name in args.names
+        }
+        print(json.dumps(keys) if args.json else "\n".join(keys.values()))
     elif args.command == "rotate-signing-key":
         print(await rotate_signing_key(settings))
     else:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import dataclasses
+import json
 import sys
 from pathlib import Path
 
@@ -29,6 +31,11 @@ def main(argv: list[str] | None = None) -> int:
         "import-styles", help="import curated styles from a directory (manifest.json or images)"
     )
     importer.add_argument("directory", type=Path)
+    importer.add_argument(
+        "--json",
+        action="store_true",
+        help="print the report {imported, existing, rejected} as JSON (for the embedded mesh)",
+    )
     args = parser.parse_args(argv)
 
     settings = StorageSettings()
@@ -39,6 +46,9 @@ def main(argv: list[str] | None = None) -> int:
         except (FileNotFoundError, ManifestError) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
+        if args.json:
+            print(json.dumps(dataclasses.asdict(report)))
+            return 1 if report.rejected else 0
         print(
             f"imported {len(report.imported)} new styles, {len(report.existing)} already "
             f"present, {len(report.rejected)} rejected"

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
+import logging
 import os
 import secrets
 import shutil
@@ -15,7 +15,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO
+from typing import IO, Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -23,6 +23,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from gouache.cli.defaults import DEFAULT_MODELS
 from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream
 from gouache.runtime.ports import free_ports
+
+logger = logging.getLogger(__name__)
 
 SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
 SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
@@ -273,20 +275,17 @@ class Mesh:
         self._ready(component)
 
     def _bootstrap(self) -> Credentials:
-        from services.auth.bootstrap import bootstrap_admin, ensure_service_account
-        from services.auth.settings import AuthSettings
-
-        settings = AuthSettings.model_validate(
-            _settings_kwargs(self._service_env("auth"), "GOUACHE_AUTH_")
+        """The admin, the services' accounts and the operator account, by auth's own commands."""
+        admin = self._run_command(
+            "auth", ["bootstrap", "--email", self.config.admin_email, "--json"]
         )
-
-        async def run() -> tuple[str, str, dict[str, str]]:
-            admin = await bootstrap_admin(settings, self.config.admin_email)
-            keys = {name: await ensure_service_account(settings, name) for name in SERVICE_ACCOUNTS}
-            operator = await ensure_service_account(settings, OPERATOR_ACCOUNT, role="operator")
-            return admin.api_key, operator, keys
-
-        admin_key, operator_key, self._service_keys = asyncio.run(run())
+        keys = self._run_command("auth", ["create-service-account", *SERVICE_ACCOUNTS, "--json"])
+        self._service_keys = {name: str(keys[name]) for name in SERVICE_ACCOUNTS}
+        operator = self._run_command(
+            "auth", ["create-service-account", OPERATOR_ACCOUNT, "--role", "operator", "--json"]
+        )
+        admin_key = str(admin["api_key"])
+        operator_key = str(operator[OPERATOR_ACCOUNT])
         credentials = Credentials(
             admin_api_key=admin_key,
             admin_email=self.config.admin_email,
@@ -317,13 +316,57 @@ class Mesh:
     def _import_styles(self) -> None:
         if self.config.styles_dir is None:
             return
-        from services.storage.catalog import import_styles
-        from services.storage.settings import StorageSettings
-
-        settings = StorageSettings.model_validate(
-            _settings_kwargs(self._service_env("storage"), "GOUACHE_STORAGE_")
+        # Exit code 1: some files were refused; the others are imported and the mesh starts.
+        report = self._run_command(
+            "storage", ["import-styles", str(self.config.styles_dir), "--json"], ok=(0, 1)
         )
-        asyncio.run(import_styles(settings, self.config.styles_dir))
+        for name, why in dict(report.get("rejected", {})).items():
+            logger.warning("style %s not imported: %s", name, why)
+
+    def _run_command(
+        self, service: str, args: list[str], *, ok: tuple[int, ...] = (0,)
+    ) -> dict[str, Any]:
+        """Runs `python -m services.<service> ARGS` with the service's settings; its JSON.
+
+        The library never imports a service: the mesh prepares one (accounts, curated styles)
+        through the service's own command line, as an operator would. The JSON on stdout
+        (API keys, for auth) is returned, never shown; stderr is appended to the service's log.
+        """
+        what = f"python -m services.{service} {args[0]}"
+        log = self.config.state_dir / "logs" / f"{service}.log"
+        log.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            done = subprocess.run(
+                [sys.executable, "-m", f"services.{service}", *args],
+                env={**os.environ, **self._service_env(service)},
+                capture_output=True,
+                timeout=self.config.startup_timeout_s,
+                check=False,
+                # Like the services: Ctrl-C in the terminal reaches the CLI, which stops the mesh.
+                start_new_session=True,
+            )
+        except subprocess.TimeoutExpired as exc:
+            with log.open("ab") as file:
+                file.write(exc.stderr or b"")
+            raise TimeoutError(
+                f"{what} did not finish in {self.config.startup_timeout_s:.0f} s; "
+                f"see logs/{service}.log"
+            ) from exc
+        with log.open("ab") as file:
+            file.write(done.stderr)
+        if done.returncode not in ok:
+            last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
+            said = f": {last[0]}" if last else ""
+            raise RuntimeError(
+                f"{what} exited with code {done.returncode}{said}; see logs/{service}.log"
+            )
+        try:
+            result = json.loads(done.stdout)
+        except ValueError as exc:
+            raise RuntimeError(f"{what} printed no JSON; see logs/{service}.log") from exc
+        if not isinstance(result, dict):
+            raise RuntimeError(f"{what} printed {type(result).__name__}, not a JSON object")
+        return result
 
     def _start_envoy(self) -> None:
         ports = self.config.ports
@@ -372,12 +415,6 @@ def _write_secret(path: Path, data: dict[str, str]) -> None:
     with os.fdopen(fd, "w") as file:
         json.dump(data, file)
     path.chmod(0o600)
-
-
-def _settings_kwargs(env: dict[str, str], prefix: str) -> dict[str, str]:
-    return {
-        key[len(prefix) :].lower(): value for key, value in env.items() if key.startswith(prefix)
-    }
 
 
 def _binary(name: str) -> str:

@@ -3,6 +3,7 @@
 from services.storage.domain.library import (
     CatalogEntry,
     ImageLibrary,
+    ImageStore,
     StylePage,
     UploadHeader,
     UploadTicket,
@@ -46,6 +47,7 @@ __all__ = [
     "MAX_PAGE_SIZE",
     "CatalogEntry",
     "ImageLibrary",
+    "ImageStore",
     "StylePage",
     "UploadHeader",
     "UploadTicket",

@@ -8,6 +8,7 @@ import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Protocol
 
 from gouache.blobs import BlobStore
 from gouache.db import new_id, utc_now
@@ -49,10 +50,36 @@ from services.storage.records import (
     StyleRecord,
     StyleView,
 )
-from services.storage.store import StorageStore
 from services.storage.urls import SignedUrl, UrlSigner, parse_image_ref
 
 logger = logging.getLogger(__name__)
+
+
+class ImageStore(Protocol):
+    """What the library needs from the database (store.StorageStore implements it)."""
+
+    async def add_reservation(self, reservation: Reservation) -> None: ...
+
+    async def get_reservation(self, image_id: str) -> Reservation | None: ...
+
+    async def purge_reservations(self, expired_before: datetime) -> int:
+        """Deletes reservations that expired before the given time; returns how many."""
+
+    async def get_image(self, image_id: str) -> ImageRecord | None: ...
+
+    async def insert_image(self, image: ImageRecord, style: StyleRecord | None = None) -> bool:
+        """Inserts an image (and its style); False, writing nothing, when the id is taken."""
+
+    async def find_curated_style(self, sha256: str) -> StyleView | None: ...
+
+    async def list_styles(
+        self,
+        *,
+        curated: bool | None,
+        owner_id: str,
+        after: StyleCursor | None,
+        limit: int,
+    ) -> list[StyleView]: ...
 
 
 @dataclass(frozen=True)
@@ -100,7 +127,7 @@ class ImageLibrary:
 
     def __init__(
         self,
-        store: StorageStore,
+        store: ImageStore,
         blobs: BlobStore,
         signer: UrlSigner,
         *,

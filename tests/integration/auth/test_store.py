@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -187,3 +188,16 @@ async def test_commands_run_from_the_shell(tmp_path: Path) -> None:
     bad = await asyncio.to_thread(run, "bootstrap", "--email", "nope")
     assert bad.returncode == 2
     assert "email" in bad.stderr
+
+    # --json, for scripts and the embedded mesh: the keys on stdout only, as one object.
+    boot = await asyncio.to_thread(run, "bootstrap", "--email", "root@example.com", "--json")
+    assert boot.returncode == 0, boot.stderr
+    admin = json.loads(boot.stdout)
+    assert (admin["email"], admin["created"]) == ("root@example.com", False)
+    assert admin["api_key"].startswith("gk_")
+    accounts = await asyncio.to_thread(run, "create-service-account", "jobs", "tiling", "--json")
+    assert accounts.returncode == 0, accounts.stderr
+    keys = json.loads(accounts.stdout)
+    assert sorted(keys) == ["jobs", "tiling"]
+    assert all(key.startswith("gk_") for key in keys.values())
+    assert "gk_" not in boot.stderr + accounts.stderr

@@ -7,7 +7,7 @@ import json
 import stat
 from pathlib import Path
 
-from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts, _settings_kwargs
+from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
 from gouache.runtime.auth import TokenVerifier
 from services.auth.server import open_components
 from services.auth.settings import AuthSettings
@@ -49,11 +49,28 @@ async def test_bootstrap_writes_the_operator_credentials(tmp_path: Path) -> None
         "auth_addr": "127.0.0.1:46000",
     }
 
+    prefix = "GOUACHE_AUTH_"
     settings = AuthSettings.model_validate(
-        _settings_kwargs(mesh._service_env("auth"), "GOUACHE_AUTH_")
+        {
+            key.removeprefix(prefix).lower(): value
+            for key, value in mesh._service_env("auth").items()
+            if key.startswith(prefix)
+        }
     )
     role, scopes = await _principal_of(settings, credentials.operator_api_key)
     assert (role, scopes) == ("operator", frozenset({"read:models", "write:models"}))
     role, scopes = await _principal_of(settings, credentials.admin_api_key)
     assert role == "admin"
     assert "write:models" in scopes
+    assert set(mesh._service_keys) == {"storage", "inference", "tiling", "jobs", "feedback"}
+    role, scopes = await _principal_of(settings, mesh._service_keys["jobs"])
+    assert (role, scopes) == ("service", frozenset({"internal"}))
+
+    # auth's commands ran as processes; their output went to its log, without the keys.
+    log = (tmp_path / "state" / "logs" / "auth.log").read_text()
+    for key in (
+        credentials.admin_api_key,
+        credentials.operator_api_key,
+        *mesh._service_keys.values(),
+    ):
+        assert key not in log

@@ -147,6 +147,13 @@ def test_the_import_command(tmp_path: Path, catalog_dir: Path) -> None:
     assert "imported 2 new styles, 0 already present, 3 rejected" in first.stdout, first.stderr
     assert first.returncode == 1
     assert "rejected corrupt.png" in first.stderr
+    again = subprocess.run(
+        [*command, "--json"], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert again.returncode == 1, again.stderr
+    report = json.loads(again.stdout)
+    assert (len(report["imported"]), len(report["existing"])) == (0, 2)
+    assert "corrupt.png" in report["rejected"]
 
 
 @pytest.mark.slow
