@@ -43,7 +43,8 @@ def build_registry(config: OperatorSettings) -> kopf.OperatorRegistry:
         settings.persistence.diffbase_storage = kopf.AnnotationsDiffBaseStorage(prefix=GROUP)
         settings.persistence.finalizer = FINALIZER
         settings.posting.enabled = False
-        settings.watching.server_timeout = 60
+        settings.watching.server_timeout = config.watch_timeout_s
+        settings.watching.client_timeout = config.watch_timeout_s + 15
         kube = KubeClient(discover())
         mesh = MeshClient(config)
         memo["kube"] = kube

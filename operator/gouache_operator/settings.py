@@ -41,6 +41,9 @@ class OperatorSettings(BaseSettings):
     # Deadlines of calls to the mesh; golden-set evaluation runs models, so it gets longer.
     call_timeout_s: float = Field(default=10.0, gt=0)
     evaluate_timeout_s: float = Field(default=300.0, gt=0)
+    # Kopf re-opens its watches this often, so a stream the API server stopped feeding
+    # (it happens under load) costs at most this long.
+    watch_timeout_s: int = Field(default=60, ge=5)
     # Kopf's liveness endpoint (e.g. http://0.0.0.0:8080/healthz); empty: none.
     liveness_endpoint: str = ""
     log_level: str = "INFO"

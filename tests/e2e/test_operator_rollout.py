@@ -87,6 +87,7 @@ def world(
         "GOUACHE_OPERATOR_ENDPOINT_TEMPLATE": inference,
         "GOUACHE_OPERATOR_TICK_S": "0.5",
         "GOUACHE_OPERATOR_POOL_TICK_S": "2",
+        "GOUACHE_OPERATOR_WATCH_TIMEOUT_S": "20",
         "GOUACHE_OPERATOR_LOG_JSON": "false",
     }
     operator = OperatorProcess(env=env, log_path=tmp_path_factory.mktemp("operator") / "log")
@@ -113,6 +114,7 @@ class Traffic:
     style_url: str
     jobs: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    retried: list[str] = field(default_factory=list)
     stop: threading.Event = field(default_factory=threading.Event)
     lock: threading.Lock = field(default_factory=threading.Lock)
     threads: list[threading.Thread] = field(default_factory=list)
@@ -132,7 +134,9 @@ class Traffic:
                     )
                 except ApiError as exc:
                     with self.lock:
-                        self.errors.append(f"create: {exc}")
+                        # 503 asks to retry (e.g. token keys not fetched yet): no job exists.
+                        (self.retried if exc.status == 503 else self.errors).append(str(exc))
+                    time.sleep(0.2)
                     continue
                 with self.lock:
                     self.jobs.append(job["job_id"])
@@ -249,6 +253,7 @@ def test_canary_promotion_then_rollback_while_jobs_flow(
         "clients": CLIENTS,
         "jobs": len(outcomes),
         "create_errors": traffic.errors,
+        "create_retries_503": len(traffic.retried),
         "by_version_and_status": {f"{v} {s}": n for (v, s), n in sorted(by_version.items())},
         "r2_seconds_to_stable": round(promoted_s, 1),
         "total_seconds": round(total_s, 1),

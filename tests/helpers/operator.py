@@ -184,6 +184,20 @@ class RolloutWorld:
             if e.get("source", {}).get("component") == "gouache-operator"
         ]
 
+    def delete_version(self, name: str, timeout: float = 120.0) -> None:
+        """Deletes a ModelVersion and waits until the operator has released it."""
+        self.cluster.kubectl("delete", "mv", name, "-n", self.namespace, "--wait=false")
+        self.wait(
+            lambda: (
+                self.cluster.api_get(
+                    f"/apis/gouache.dev/v1alpha1/namespaces/{self.namespace}/modelversions/{name}"
+                )
+                is None
+            ),
+            f"ModelVersion {name} to be released and deleted",
+            timeout,
+        )
+
     def deployment(self, version: str) -> dict[str, Any] | None:
         slug = "".join(c if c.isalnum() else "-" for c in version)
         return self.cluster.api_get(

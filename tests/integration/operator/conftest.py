@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -49,6 +48,7 @@ def operator_world(
         "GOUACHE_OPERATOR_TICK_S": "0.5",
         "GOUACHE_OPERATOR_POOL_TICK_S": "1",
         "GOUACHE_OPERATOR_UNREACHABLE_TOLERATION_S": "2",
+        "GOUACHE_OPERATOR_WATCH_TIMEOUT_S": "20",
         "GOUACHE_OPERATOR_LOG_JSON": "false",
     }
     operator = OperatorProcess(env=env, log_path=tmp_path / "operator.log")
@@ -72,5 +72,5 @@ def operator_world(
         mesh.stop()
         for pool in world.pools:
             kube_cluster.kubectl("delete", "gpupool", pool, "--ignore-not-found", check=False)
-        if os.environ.get("GOUACHE_SHOW_OPERATOR_LOG"):
-            print(operator.log()[-20000:])
+        # Shown with the test's output when it fails.
+        print(f"--- operator log (tail)\n{operator.log()[-6000:]}")

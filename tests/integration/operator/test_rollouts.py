@@ -194,7 +194,7 @@ def test_placement_is_memory_aware_across_two_pools(operator_world: OperatorWorl
     )
     assert pool_status["free"] == {"gpus": 1, "gpuMemoryGiB": 80}
     # Deleting the first version frees its GPUs, and the waiting one is placed.
-    world.cluster.kubectl("delete", "mv", "one", "-n", world.namespace)
+    world.delete_version("one")
     world.wait_phase("two", "Stable", timeout=90)
 
 
@@ -250,7 +250,7 @@ def test_deleting_a_canary_gives_its_traffic_back_and_collects_its_objects(
         lambda: world.mesh.route("adain") == {STABLE: 70, canary("gone"): 30}, "canary route"
     )
     assert world.deployment(canary("gone")) is not None
-    world.cluster.kubectl("delete", "mv", "gone", "-n", world.namespace, "--wait=true")
+    world.delete_version("gone")
     assert world.mesh.route("adain") == {STABLE: 100}
     world.wait(lambda: world.deployment(canary("gone")) is None, "the Deployment to be collected")
     world.wait(
@@ -309,17 +309,18 @@ def test_a_node_lost_during_a_canary(operator_world: OperatorWorld) -> None:
     world.wait_phase("lost", "Canary", timeout=90)
 
     def node_of_pod() -> str:
-        return world.cluster.kubectl(
-            "get",
-            "pods",
-            "-n",
-            world.namespace,
-            "-l",
-            "app.kubernetes.io/instance=lost",
-            "--field-selector=status.phase=Running",
-            "-o",
-            "jsonpath={.items[0].spec.nodeName}",
-        ).stdout.strip()
+        """The node of the canary's live pod (one stuck Terminating on a lost node is not)."""
+        listed = world.cluster.api_get(
+            f"/api/v1/namespaces/{world.namespace}/pods"
+            "?labelSelector=app.kubernetes.io/instance%3Dlost"
+        )
+        live = [
+            pod["spec"].get("nodeName", "")
+            for pod in (listed or {}).get("items", [])
+            if pod["status"].get("phase") == "Running"
+            and not pod["metadata"].get("deletionTimestamp")
+        ]
+        return live[0] if len(live) == 1 else ""
 
     first = world.wait(node_of_pod, "the canary pod to run")
     world.cluster.set_node_unmanaged(first)

@@ -29,11 +29,15 @@ def metadata(*scopes: str, role: str = "user") -> tuple[tuple[str, str], ...]:
     return (("authorization", f"Bearer {SIGNER.token(role=role, scopes=scopes)}"),)
 
 
-SERVICE = metadata("internal", role="service")
-"""What tiling sends: a service token (scope `internal`)."""
+def service() -> tuple[tuple[str, str], ...]:
+    """What tiling sends: a service token (scope `internal`), fresh for each call (tokens
+    made once at import would expire in a long test session)."""
+    return metadata("internal", role="service")
 
-OPERATOR = metadata("read:models", "write:models", role="operator")
-"""What the canary operator sends."""
+
+def operator() -> tuple[tuple[str, str], ...]:
+    """What the canary operator sends, fresh for each call."""
+    return metadata("read:models", "write:models", role="operator")
 
 
 class IdentityFamily:

@@ -10,10 +10,10 @@ import pytest
 from gouache.contracts.inference.v1 import inference_pb2, inference_pb2_grpc
 from services.inference.settings import InferenceSettings
 from tests.unit.inference.fakes import (
-    OPERATOR,
     IdentityFamily,
     TrainedOnlyFamily,
     metadata,
+    operator,
     serving,
 )
 
@@ -33,11 +33,11 @@ async def stub() -> AsyncIterator[inference_pb2_grpc.InferenceServiceStub]:
 async def _evaluate(
     stub: inference_pb2_grpc.InferenceServiceStub,
     version: str,
-    auth: tuple[tuple[str, str], ...] = OPERATOR,
+    auth: tuple[tuple[str, str], ...] | None = None,
 ) -> inference_pb2.EvaluateModelVersionResponse:
     reply: inference_pb2.EvaluateModelVersionResponse = await stub.EvaluateModelVersion(
         inference_pb2.EvaluateModelVersionRequest(model_version=version),
-        metadata=auth,
+        metadata=auth or operator(),
         timeout=120,
     )
     return reply

@@ -17,12 +17,12 @@ from gouache.runtime.errors import Internal
 from services.inference.domain import Fault, ModelHost, Params, RawImage, RawStyle, StylizeTask
 from services.inference.settings import InferenceSettings
 from tests.unit.inference.fakes import (
-    OPERATOR,
-    SERVICE,
     IdentityFamily,
     batch_request,
     builder_of,
     metadata,
+    operator,
+    service,
     serving,
     stylize_request,
 )
@@ -114,11 +114,11 @@ async def test_faulted_versions_fail_slow_down_or_pass(caplog: pytest.LogCapture
             assert any(getattr(r, "faults", {}).get("bad") for r in warnings)
 
             for call in (
-                stub.Stylize(stylize_request("bad"), metadata=SERVICE, timeout=10),
-                stub.StylizeBatch(batch_request("bad"), metadata=SERVICE, timeout=10),
+                stub.Stylize(stylize_request("bad"), metadata=service(), timeout=10),
+                stub.StylizeBatch(batch_request("bad"), metadata=service(), timeout=10),
                 stub.EvaluateModelVersion(
                     inference_pb2.EvaluateModelVersionRequest(model_version="bad"),
-                    metadata=OPERATOR,
+                    metadata=operator(),
                     timeout=10,
                 ),
             ):
@@ -128,12 +128,12 @@ async def test_faulted_versions_fail_slow_down_or_pass(caplog: pytest.LogCapture
                 assert INJECTED in (caught.value.details() or "")
 
             for _ in range(20):
-                reply = await stub.Stylize(stylize_request("good"), metadata=SERVICE, timeout=10)
+                reply = await stub.Stylize(stylize_request("good"), metadata=service(), timeout=10)
                 assert reply.model_version == "good"
 
             started = time.perf_counter()
             slow = asyncio.ensure_future(
-                stub.Stylize(stylize_request("slow"), metadata=SERVICE, timeout=10)
+                stub.Stylize(stylize_request("slow"), metadata=service(), timeout=10)
             )
             # The delay sleeps on the event loop, so other calls are answered meanwhile.
             await stub.ListLoadedModels(

@@ -10,11 +10,11 @@ from gouache.contracts.inference.v1 import inference_pb2
 from services.inference.domain import ModelHost
 from services.inference.settings import InferenceSettings
 from tests.unit.inference.fakes import (
-    SERVICE,
     IdentityFamily,
     TrainedOnlyFamily,
     builder_of,
     metadata,
+    service,
     serving,
     stylize_request,
 )
@@ -74,10 +74,10 @@ async def test_requests_and_the_list_use_the_served_name() -> None:
         assert [(m.model_version, m.family, m.ready) for m in listed.models] == [
             ("fake-canary", "identity", True)
         ]
-        reply = await stub.Stylize(stylize_request("fake-canary"), metadata=SERVICE, timeout=10)
+        reply = await stub.Stylize(stylize_request("fake-canary"), metadata=service(), timeout=10)
         assert reply.model_version == "fake-canary"
         assert (reply.image.width, reply.image.height) == (16, 12)
         with pytest.raises(grpc.aio.AioRpcError) as caught:
-            await stub.Stylize(stylize_request("fake.v1"), metadata=SERVICE, timeout=10)
+            await stub.Stylize(stylize_request("fake.v1"), metadata=service(), timeout=10)
         assert caught.value.code() == grpc.StatusCode.FAILED_PRECONDITION
         assert "loaded: fake-canary" in (caught.value.details() or "")
