@@ -156,7 +156,12 @@ class MeshClient:
             )
         except grpc.aio.AioRpcError as exc:
             if exc.code() in _MEASURED_FAILURE:
-                return Quality(error=f"{exc.code().name}: {exc.details()}")
+                # FAILED_PRECONDITION: the golden set cannot measure this kind of model;
+                # the others: the version broke while it was measured.
+                return Quality(
+                    error=f"{exc.code().name}: {exc.details()}",
+                    measurable=exc.code() != grpc.StatusCode.FAILED_PRECONDITION,
+                )
             return None
         return Quality(style_distance=reply.style_distance, content_distance=reply.content_distance)
 

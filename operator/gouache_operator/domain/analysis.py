@@ -42,12 +42,16 @@ class VersionStats:
 class Quality:
     """A version's measured quality on the golden set (`EvaluateModelVersion`), or why not.
 
-    Distances: lower is closer to the style, and keeps more of the content.
+    Distances: lower is closer to the style, and keeps more of the content. `error` says
+    why there are none; `measurable` is False when the golden set cannot measure this kind
+    of model at all (a family that paints only its trained styles), as opposed to a
+    version that broke while being measured.
     """
 
     style_distance: float = 0.0
     content_distance: float = 0.0
     error: str = ""
+    measurable: bool = True
 
 
 @dataclass(frozen=True)
@@ -224,6 +228,16 @@ def _quality(canary: Quality | None, stable: Quality | None, spec: AnalysisSpec)
     if canary is None:
         return MetricResult(
             "quality", Verdict.INCONCLUSIVE, 0.0, limit, None, "quality not measured yet", gating
+        )
+    if canary.error and not canary.measurable:
+        return MetricResult(
+            "quality",
+            Verdict.PASS,
+            0.0,
+            limit,
+            None,
+            f"not measured: the golden set cannot measure this version ({canary.error})",
+            gating=False,
         )
     if canary.error:
         return MetricResult(

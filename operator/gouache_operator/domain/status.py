@@ -143,7 +143,7 @@ def _quality_json(quality: Quality | None) -> dict[str, Any] | None:
     if quality is None:
         return None
     if quality.error:
-        return {"error": quality.error}
+        return {"error": quality.error, "measurable": quality.measurable}
     return {
         "styleDistance": round(quality.style_distance, 4),
         "contentDistance": round(quality.content_distance, 4),
@@ -157,6 +157,7 @@ def _quality(raw: object) -> Quality | None:
         style_distance=float(raw.get("styleDistance", 0.0)),
         content_distance=float(raw.get("contentDistance", 0.0)),
         error=str(raw.get("error", "")),
+        measurable=bool(raw.get("measurable", True)),
     )
 
 

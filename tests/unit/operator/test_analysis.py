@@ -153,3 +153,18 @@ def test_an_unavailable_canary_is_inconclusive() -> None:
     check = analyse(HEALTHY, STABLE, SPEC, quality=GOOD_QUALITY, available=False)
     assert check.verdict is Verdict.INCONCLUSIVE
     assert "fewer available replicas" in check.summary()
+
+
+def test_a_version_the_golden_set_cannot_measure_is_not_failed_for_it() -> None:
+    # A feedforward version paints only its trained styles: inference answers
+    # FAILED_PRECONDITION, which says nothing about the version's health.
+    unmeasurable = Quality(
+        error="FAILED_PRECONDITION: paints only its 8 trained styles", measurable=False
+    )
+    check = analyse(HEALTHY, STABLE, SPEC, quality=unmeasurable)
+    assert check.verdict is Verdict.PASS
+    quality = next(m for m in check.metrics if m.name == "quality")
+    assert not quality.gating
+    assert "not measured" in quality.message
+    broken = analyse(HEALTHY, STABLE, SPEC, quality=Quality(error="INTERNAL: boom"))
+    assert broken.verdict is Verdict.FAIL

@@ -46,7 +46,7 @@ def full_status() -> Status:
         failed_checks=1,
         analysis=AnalysisRecord(time=T, check=check),
         quality=Quality(0.6, 0.5),
-        stable_quality=Quality(error="INTERNAL: boom"),
+        stable_quality=Quality(error="FAILED_PRECONDITION: trained styles only", measurable=False),
         baseline=Baseline(300.0, 100, 4.2, 12, Quality(0.6, 0.5)),
         placement=Placement("h100", 1, 1, 6.0),
         observed_generation=3,
