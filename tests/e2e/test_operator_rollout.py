@@ -151,13 +151,14 @@ class Traffic:
 
 
 def _rate(client: GouacheClient, job_id: str) -> None:
-    """Rates a job 4/5 once feedback has seen it finish (it learns of it by an event)."""
+    """Rates a job 4/5 once feedback has seen it finish (it learns of it by an event);
+    404 (not seen yet) and 503 (retry) are retried, as a client would."""
     for _ in range(20):
         try:
             client.submit_feedback(job_id, 4)
             return
         except ApiError as exc:
-            if exc.status != 404:
+            if exc.status not in (404, 503):
                 raise
             time.sleep(0.1)
 

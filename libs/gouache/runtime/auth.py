@@ -64,19 +64,27 @@ class TokenVerifier:
     async def refresh(self) -> None:
         """Fetches the current JWKS; keeps the old keys if the source is unreachable."""
         async with self._lock:
-            self._last_refresh = time.monotonic()
-            try:
-                jwks = await self._fetch()
-            except Exception as exc:
-                logger.warning("could not fetch JWKS", extra={"error": str(exc)})
-                return
-            self._keys = {
-                str(jwk["kid"]): OKPAlgorithm.from_jwk(dict(jwk)) for jwk in jwks if "kid" in jwk
-            }
+            await self._refresh_locked()
+
+    async def _refresh_locked(self) -> None:
+        self._last_refresh = time.monotonic()
+        try:
+            jwks = await self._fetch()
+        except Exception as exc:
+            logger.warning("could not fetch JWKS", extra={"error": str(exc)})
+            return
+        self._keys = {
+            str(jwk["kid"]): OKPAlgorithm.from_jwk(dict(jwk)) for jwk in jwks if "kid" in jwk
+        }
 
     async def _key_for(self, kid: str) -> Any:
-        if kid not in self._keys and time.monotonic() - self._last_refresh >= self._min_refresh:
-            await self.refresh()
+        if kid not in self._keys:
+            # Requests that arrive while a fetch is under way wait for it under the lock,
+            # then find the key, instead of being refused because a refresh just started.
+            async with self._lock:
+                stale = time.monotonic() - self._last_refresh >= self._min_refresh
+                if kid not in self._keys and stale:
+                    await self._refresh_locked()
         key = self._keys.get(kid)
         if key is None:
             if not self._keys:
