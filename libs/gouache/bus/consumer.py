@@ -18,6 +18,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
+from gouache.bus.depth import DEFAULT_INTERVAL_S, QueueDepthSampler
 from gouache.bus.jetstream import HEADER_EVENT_TYPE, HEADER_MSG_ID, NATS_ERRORS, backoff_delay
 from gouache.bus.subjects import MESSAGE_TYPES
 from gouache.db.types import UtcDateTime, utc_now
@@ -86,6 +87,7 @@ class DurableConsumer:
         retry_max: float = 60.0,
         fetch_wait: float = 1.0,
         drain_grace: float = 10.0,
+        depth_interval: float = DEFAULT_INTERVAL_S,
     ) -> None:
         if not filter_subjects:
             raise ValueError("a consumer needs at least one filter subject")
@@ -110,6 +112,9 @@ class DurableConsumer:
         self._handlers: set[asyncio.Task[None]] = set()
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
+        self._depth = QueueDepthSampler(
+            js, stream=stream, consumer=durable, interval_s=depth_interval
+        )
 
     @property
     def in_flight(self) -> int:
@@ -123,6 +128,7 @@ class DurableConsumer:
         self._stopping.clear()
         self._subscription = await self._subscribe()
         self._loop_task = asyncio.create_task(self._fetch_loop(), name=f"consumer-{self._durable}")
+        self._depth.start()
 
     async def stop(self) -> None:
         """Stop fetching, let running handlers finish for up to drain_grace seconds.
@@ -135,6 +141,7 @@ class DurableConsumer:
             return
         self._stopping.set()
         self._slot_freed.set()
+        await self._depth.stop()
         await loop_task
         await self._drain()
         if self._subscription is not None:
