@@ -21,7 +21,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gouache.cli.defaults import DEFAULT_MODELS
-from gouache.runtime.envoy import EdgeConfig, EnvoyProcess, Upstream
+from gouache.edge import EdgeConfig, EnvoyProcess, Upstream
 from gouache.runtime.ports import free_ports
 
 logger = logging.getLogger(__name__)

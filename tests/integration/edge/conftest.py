@@ -7,7 +7,7 @@ from collections.abc import AsyncIterator
 import httpx
 import pytest
 
-from gouache.runtime.envoy import Upstream
+from gouache.edge import Upstream
 from tests.fixtures.envoy import EdgeFactory, RunningEdge, free_port
 from tests.integration.edge.upstreams import FileServer, Recorder, start_files, start_grpc
 

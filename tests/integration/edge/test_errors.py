@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from gouache.contracts.jobs.v1 import jobs_pb2
-from gouache.runtime.envoy import MIB
+from gouache.edge import MIB
 from tests.integration.edge.upstreams import ABORT_PREFIX, RICH_ERROR_URL, Recorder
 
 STATUS_MAPPING = [

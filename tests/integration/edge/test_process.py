@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from gouache.runtime.envoy import Upstream
+from gouache.edge import Upstream
 from tests.fixtures.envoy import free_port, start_edge
 
 

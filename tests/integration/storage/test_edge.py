@@ -8,7 +8,7 @@ from pathlib import Path
 import httpx
 import pytest
 
-from gouache.runtime.envoy import Upstream
+from gouache.edge import Upstream
 from tests.fixtures.envoy import EdgeFactory, RunningEdge, free_port
 from tests.unit.storage.support import Harness, image_bytes, start_harness, stop_harness
 
