@@ -21,6 +21,7 @@ from gouache.runtime.errors import (
     InvalidArgument,
     NotFound,
 )
+from services.jobs import metrics as job_metrics
 from services.jobs.clients import DownloadSigner, ImageResolver
 from services.jobs.convert import job_created_event, status_event
 from services.jobs.domain import jobs as job_rules
@@ -360,6 +361,8 @@ class JobsApp:
     def _after_change(self, change: JobChange, deliveries: int) -> None:
         if change.entered is not None and change.entered is not JobStatus.RUNNING:
             self._on_events()
+        if change.entered is not None and change.entered.is_final:
+            job_metrics.record_final(change.job)
         if deliveries:
             self._on_deliveries()
         self.notifier.notify(change.job.job_id)

@@ -24,6 +24,7 @@ from services.jobs.consumer import execution_consumer
 from services.jobs.deliverer import WebhookDeliverer
 from services.jobs.domain.ratelimit import TokenBucketLimiter
 from services.jobs.domain.routing import parse_seed
+from services.jobs.metrics import InFlightSampler
 from services.jobs.servicer import JobsServicer
 from services.jobs.settings import JobsSettings
 from services.jobs.store import JobStore, outbox
@@ -182,10 +183,12 @@ async def build(
         await store.create_schema()
         await app.seed_models(seed)
 
+    in_flight = InFlightSampler(store.count_unfinished)
     spec = service_spec(
         app,
-        on_start=[prepare_database, bus.start, deliverer.start],
-        # Reversed at stop: deliverer, bus (consumer, relay, NATS), then the engine and channels.
-        on_stop=[*on_stop, store.close, bus.stop, deliverer.stop],
+        on_start=[prepare_database, bus.start, deliverer.start, in_flight.start],
+        # Reversed at stop: the in-flight count, deliverer, bus (consumer, relay, NATS), then
+        # the engine and channels.
+        on_stop=[*on_stop, store.close, bus.stop, deliverer.stop, in_flight.stop],
     )
     return JobsService(spec=spec, verifier=verifier, app=app, store=store, deliverer=deliverer)

@@ -479,6 +479,14 @@ class JobStore(ServiceDatabase):
             ).first()
         return None if row is None else _job(row)
 
+    async def count_unfinished(self) -> dict[JobStatus, int]:
+        """How many jobs wait in each state that is not final (for the in-flight gauge)."""
+        status = jobs_table.c.status
+        unfinished = [s.value for s in JobStatus if not s.is_final]
+        query = select(status, func.count()).where(status.in_(unfinished)).group_by(status)
+        async with self.sessions() as session:
+            return {JobStatus(row[0]): int(row[1]) for row in await session.execute(query)}
+
     async def find_job_by_key(self, owner_id: str, key: str) -> Job | None:
         """The owner's job created with an idempotency key, if any."""
         query = select(jobs_table).where(
