@@ -13,6 +13,7 @@ from gouache.runtime.auth import AUTHENTICATED, MethodPolicy, TokenSettings, Tok
 from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import Hook, ServiceSpec
 from services.inference.domain import FamilyBuilder, Fault, ModelHost, resolve_device
+from services.inference.gpu import register_gpu_metrics
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
 
@@ -125,6 +126,7 @@ async def build(
         },
         rng=rng,
     )
+    register_gpu_metrics(cuda_available=device == "cuda")
     apply_threads, restore_threads = torch_thread_hooks(settings.torch_threads)
     on_stop: list[Hook] = [restore_threads]
     if verifier is None:

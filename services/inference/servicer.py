@@ -17,6 +17,7 @@ from services.inference.domain import (
     RawStyle,
     StylizeTask,
 )
+from services.inference.metrics import observe_stylize
 
 
 class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
@@ -25,18 +26,22 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     def __init__(self, host: ModelHost) -> None:
         self._host = host
 
+    def _served(self) -> set[str]:
+        return {model.version for model in self._host.models()}
+
     async def Stylize(
         self, request: inference_pb2.StylizeRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.StylizeResponse:
-        result = await self._host.stylize(
-            _task(
-                request.model_version,
-                [request.content],
-                request.styles,
-                request.params,
-                tiled=False,
+        with observe_stylize(request.model_version, self._served()):
+            result = await self._host.stylize(
+                _task(
+                    request.model_version,
+                    [request.content],
+                    request.styles,
+                    request.params,
+                    tiled=False,
+                )
             )
-        )
         return inference_pb2.StylizeResponse(
             image=_rgb(result.images[0]),
             model_version=result.model_version,
@@ -46,9 +51,12 @@ class InferenceServicer(inference_pb2_grpc.InferenceServiceServicer):
     async def StylizeBatch(
         self, request: inference_pb2.StylizeBatchRequest, context: grpc.aio.ServicerContext
     ) -> inference_pb2.StylizeBatchResponse:
-        result = await self._host.stylize(
-            _task(request.model_version, request.tiles, request.styles, request.params, tiled=True)
-        )
+        with observe_stylize(request.model_version, self._served()):
+            result = await self._host.stylize(
+                _task(
+                    request.model_version, request.tiles, request.styles, request.params, tiled=True
+                )
+            )
         return inference_pb2.StylizeBatchResponse(
             tiles=[_rgb(image) for image in result.images],
             model_version=result.model_version,
