@@ -20,6 +20,8 @@ MINIO_VERSION=v0.0.0-20260212201848-7aac2a2c5b7c  # the last snapshot; upstream 
 KUBECONFORM_VERSION=v0.8.0
 GRPCURL_VERSION=v1.9.4
 GHZ_VERSION=v0.93.0
+PROMETHEUS_VERSION=v0.316.0            # the Go module of Prometheus v3.16.0: promtool
+PROMETHEUS_OPERATOR_VERSION=v0.85.0    # the newest root module the proxy serves: its CRDs
 
 cache=${GOUACHE_TOOLS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/gouache/tools}
 bin="$root/.tools/bin"
@@ -127,6 +129,28 @@ build_kwok() {
   ln -sfn "$dir/stages.yaml" "$root/.tools/kwok-stages.yaml"
 }
 
+# The prometheus-operator module ships its CRDs as YAML; the chart's ServiceMonitors and
+# PrometheusRules are checked against them. Nothing is built: the module is downloaded into
+# the cache and its CRD folder linked as .tools/crds/prometheus-operator/.
+fetch_prometheus_crds() {
+  local dir="$cache/prometheus-crds-$PROMETHEUS_OPERATOR_VERSION" src
+  if [ ! -f "$dir/.built-prometheus-crds" ]; then
+    log "fetching prometheus-operator $PROMETHEUS_OPERATOR_VERSION CRDs (go mod download)"
+    src=$(cd "$(mktemp -d)" && go mod download -json \
+      "github.com/prometheus-operator/prometheus-operator@$PROMETHEUS_OPERATOR_VERSION" |
+      sed -n 's/^[[:space:]]*"Dir": "\(.*\)",$/\1/p')
+    if [ -z "$src" ] || [ ! -d "$src/example/prometheus-operator-crd" ]; then
+      echo "ensure-tools: prometheus-operator $PROMETHEUS_OPERATOR_VERSION has no CRD folder" >&2
+      exit 1
+    fi
+    rm -rf "$dir" && mkdir -p "$dir"
+    cp "$src"/example/prometheus-operator-crd/monitoring.coreos.com_*.yaml "$dir/"
+    touch "$dir/.built-prometheus-crds"
+  fi
+  mkdir -p "$root/.tools/crds"
+  ln -sfn "$dir" "$root/.tools/crds/prometheus-operator"
+}
+
 build() {
   case $1 in
     etcd) build_etcd ;;
@@ -138,16 +162,19 @@ build() {
     kubeconform) go_install kubeconform "$KUBECONFORM_VERSION" github.com/yannh/kubeconform/cmd/kubeconform ;;
     grpcurl) go_install grpcurl "$GRPCURL_VERSION" github.com/fullstorydev/grpcurl/cmd/grpcurl ;;
     ghz) go_install ghz "$GHZ_VERSION" github.com/bojand/ghz/cmd/ghz ;;
+    promtool) go_install promtool "$PROMETHEUS_VERSION" github.com/prometheus/prometheus/cmd/promtool ;;
+    prometheus-crds) fetch_prometheus_crds ;;
     *)
       echo "ensure-tools: unknown tool '$1' (known: k8s, etcd, kube-apiserver, kubectl," \
-        "kube-controller-manager, kube-scheduler, kwok, helm, minio, kubeconform, grpcurl, ghz)" >&2
+        "kube-controller-manager, kube-scheduler, kwok, helm, minio, kubeconform, grpcurl, ghz," \
+        "promtool, prometheus-crds)" >&2
       exit 2
       ;;
   esac
 }
 
 k8s=(etcd kube-apiserver kubectl kube-controller-manager kube-scheduler kwok)
-all=("${k8s[@]}" helm minio kubeconform grpcurl ghz)
+all=("${k8s[@]}" helm minio kubeconform grpcurl ghz promtool prometheus-crds)
 [ $# -gt 0 ] || set -- "${all[@]}"
 wanted=()
 for arg in "$@"; do
