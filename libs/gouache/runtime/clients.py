@@ -16,17 +16,26 @@ from gouache.runtime.errors import Unavailable, from_rpc_error
 from gouache.runtime.tracing import client_interceptors
 
 
-def open_channel(target: str, *, max_message_bytes: int = 64 * 1024 * 1024) -> grpc.aio.Channel:
-    """An insecure in-cluster channel with tracing, keepalive and large-message limits."""
-    return grpc.aio.insecure_channel(
-        target,
-        options=[
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            ("grpc.keepalive_time_ms", 30_000),
-            ("grpc.enable_retries", 1),
-        ],
-        interceptors=client_interceptors(),
+def open_channel(
+    target: str,
+    *,
+    max_message_bytes: int = 64 * 1024 * 1024,
+    credentials: grpc.ChannelCredentials | None = None,
+) -> grpc.aio.Channel:
+    """An in-cluster channel with tracing, keepalive and large-message limits: plaintext, or
+    TLS with credentials (ServiceSettings.channel_credentials() when mTLS is on)."""
+    options = [
+        ("grpc.max_receive_message_length", max_message_bytes),
+        ("grpc.max_send_message_length", max_message_bytes),
+        ("grpc.keepalive_time_ms", 30_000),
+        ("grpc.enable_retries", 1),
+    ]
+    if credentials is None:
+        return grpc.aio.insecure_channel(
+            target, options=options, interceptors=client_interceptors()
+        )
+    return grpc.aio.secure_channel(
+        target, credentials, options=options, interceptors=client_interceptors()
     )
 
 

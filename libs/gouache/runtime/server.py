@@ -1,4 +1,4 @@
-"""One way to start every service: grpc.aio, health, reflection, metrics, tracing, drain."""
+"""One way to start every service: grpc.aio, health, reflection, metrics, tracing, mTLS, drain."""
 
 from __future__ import annotations
 
@@ -10,17 +10,21 @@ from dataclasses import dataclass, field
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection
+from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from gouache.runtime.auth import MethodPolicy, TokenVerifier
 from gouache.runtime.interceptors import CallInterceptor
-from gouache.runtime.metrics import start_metrics_server
+from gouache.runtime.metrics import MetricsServer, start_metrics_server
 from gouache.runtime.settings import ServiceSettings
 from gouache.runtime.tracing import server_interceptors
 
 logger = logging.getLogger(__name__)
 
 Hook = Callable[[], Awaitable[None]]
+
+# grpcio-reflection implements only v1alpha; v1 (which grpcurl and newer tools ask first) is
+# the same protocol under another package, with identical messages on the wire.
+REFLECTION_V1 = "grpc.reflection.v1.ServerReflection"
 
 
 @dataclass
@@ -38,6 +42,9 @@ class ServiceSpec:
     on_start: list[Hook] = field(default_factory=list)
     # Run after the server stopped taking calls (drain consumers, close pools).
     on_stop: list[Hook] = field(default_factory=list)
+    # Further services reflection describes, imported into the default descriptor pool: the
+    # service the edge routes reflection to describes the whole public API.
+    described_services: Sequence[str] = ()
 
 
 @dataclass
@@ -46,9 +53,16 @@ class RunningService:
     port: int
     health: health.aio.HealthServicer
     spec: ServiceSpec
-    metrics_port: int | None = None
+    metrics: MetricsServer | None = None
+    # What /healthz on the metrics port reports; follows the health service.
+    serving: bool = False
+
+    @property
+    def metrics_port(self) -> int | None:
+        return None if self.metrics is None else self.metrics.port
 
     def set_serving(self, serving: bool) -> None:
+        self.serving = serving
         status = (
             health_pb2.HealthCheckResponse.SERVING
             if serving
@@ -59,6 +73,7 @@ class RunningService:
 
     async def stop(self, grace_s: float) -> None:
         """Reports NOT_SERVING, lets calls in flight finish, then runs the stop hooks."""
+        self.serving = False
         await self.health.enter_graceful_shutdown()
         await self.server.stop(grace_s)
         for hook in reversed(self.spec.on_stop):
@@ -66,12 +81,17 @@ class RunningService:
                 await hook()
             except Exception:
                 logger.exception("stop hook failed")
+        if self.metrics is not None:
+            await asyncio.to_thread(self.metrics.close)
 
 
 async def create_server(
     settings: ServiceSettings, spec: ServiceSpec, verifier: TokenVerifier | None
 ) -> RunningService:
-    """Builds and starts the server on settings.host:port (0 = a free port); not yet SERVING."""
+    """Builds and starts the server on settings.host:port (0 = a free port); not yet SERVING.
+
+    With settings' mTLS files the port speaks TLS and requires a client certificate signed by
+    the CA; without them, plaintext h2c."""
     options = [
         ("grpc.max_receive_message_length", settings.max_message_bytes),
         ("grpc.max_send_message_length", settings.max_message_bytes),
@@ -84,27 +104,57 @@ async def create_server(
     spec.register(server)
     health_servicer = health.aio.HealthServicer()
     health_pb2_grpc.add_HealthServicer_to_server(health_servicer, server)
-    reflection.enable_server_reflection(
+    _enable_reflection(
+        server,
         (
             *spec.service_names,
+            *spec.described_services,
             health_pb2.DESCRIPTOR.services_by_name["Health"].full_name,
             reflection.SERVICE_NAME,
         ),
-        server,
     )
-    port = server.add_insecure_port(f"{settings.host}:{settings.port}")
+    address = f"{settings.host}:{settings.port}"
+    tls = settings.tls_files()
+    if tls is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, tls.server_credentials())
     if port == 0:
-        raise RuntimeError(f"could not bind {settings.host}:{settings.port}")
+        raise RuntimeError(f"could not bind {address}")
     running = RunningService(server=server, port=port, health=health_servicer, spec=spec)
     for name in ("", *spec.service_names):
         await health_servicer.set(name, health_pb2.HealthCheckResponse.NOT_SERVING)
     await server.start()
-    running.metrics_port = start_metrics_server(settings.host, settings.metrics_port)
+    running.metrics = start_metrics_server(
+        settings.host, settings.metrics_port, lambda: running.serving
+    )
     logger.info(
         "listening",
-        extra={"port": port, "service": spec.name, "metrics_port": running.metrics_port},
+        extra={
+            "port": port,
+            "service": spec.name,
+            "metrics_port": running.metrics_port,
+            "tls": tls is not None,
+        },
     )
     return running
+
+
+def _enable_reflection(server: grpc.aio.Server, service_names: Sequence[str]) -> None:
+    """Server reflection v1alpha, and v1 answered by the same servicer."""
+    servicer = reflection.aio.ReflectionServicer(service_names)
+    reflection_pb2_grpc.add_ServerReflectionServicer_to_server(servicer, server)
+    v1 = grpc.method_handlers_generic_handler(
+        REFLECTION_V1,
+        {
+            "ServerReflectionInfo": grpc.stream_stream_rpc_method_handler(
+                servicer.ServerReflectionInfo,
+                request_deserializer=reflection_pb2.ServerReflectionRequest.FromString,
+                response_serializer=reflection_pb2.ServerReflectionResponse.SerializeToString,
+            )
+        },
+    )
+    server.add_generic_rpc_handlers((v1,))
 
 
 async def start_service(
@@ -120,6 +170,7 @@ async def start_service(
         raise
     for name in ("", *spec.service_names):
         await running.health.set(name, health_pb2.HealthCheckResponse.SERVING)
+    running.serving = True
     logger.info("ready", extra={"service": spec.name})
     return running
 

@@ -2,7 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+from typing import Self
+
+import grpc
+from pydantic import model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gouache.runtime.tls import TlsFiles
 
 
 class ServiceSettings(BaseSettings):
@@ -31,3 +38,27 @@ class ServiceSettings(BaseSettings):
     otel_console: bool = False
     jwt_issuer: str = "gouache-auth"
     jwt_audience: str = "gouache"
+    # mTLS between services (PEM files): all three, or none for plaintext h2c. With them the
+    # gRPC port requires client certificates signed by the CA, and every channel this
+    # service opens presents its certificate and trusts only the CA.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Self:
+        given = (self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        if any(given) and not all(given):
+            raise ValueError("mTLS needs tls_cert_file, tls_key_file and tls_ca_file together")
+        return self
+
+    def tls_files(self) -> TlsFiles | None:
+        """The mTLS files, or None when the service speaks plaintext."""
+        if self.tls_cert_file is None or self.tls_key_file is None or self.tls_ca_file is None:
+            return None
+        return TlsFiles(cert=self.tls_cert_file, key=self.tls_key_file, ca=self.tls_ca_file)
+
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        """What open_channel needs to reach another service: None for plaintext."""
+        files = self.tls_files()
+        return None if files is None else files.channel_credentials()
