@@ -39,7 +39,9 @@ class TestSigner:
         ttl_s: int = 300,
         issuer: str = "gouache-auth",
         audience: str = "gouache",
+        extra: Mapping[str, Any] | None = None,
     ) -> str:
+        """A signed token; `extra` adds claims (plan, api_key_id)."""
         now = int(time.time())
         claims = {
             "sub": sub,
@@ -50,5 +52,6 @@ class TestSigner:
             "iat": now,
             "exp": now + ttl_s,
             "jti": uuid.uuid4().hex,
+            **(extra or {}),
         }
         return jwt.encode(claims, self._key, algorithm="EdDSA", headers={"kid": self.kid})

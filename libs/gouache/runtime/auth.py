@@ -12,7 +12,7 @@ from typing import Any
 import jwt
 from jwt.algorithms import OKPAlgorithm
 
-from gouache.runtime.context import Principal
+from gouache.runtime.context import DEFAULT_PLAN, Principal
 from gouache.runtime.errors import PermissionDenied, Unauthenticated, Unavailable
 
 logger = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ class TokenVerifier:
             scopes=scopes,
             email=str(claims.get("email", "")),
             token=token,
+            plan=str(claims.get("plan") or DEFAULT_PLAN),
+            api_key_id=str(claims.get("api_key_id", "")),
         )
 
 

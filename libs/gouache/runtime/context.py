@@ -14,6 +14,8 @@ job_id_var: contextvars.ContextVar[str | None] = contextvars.ContextVar(
 
 ADMIN_SCOPE = "admin:*"
 INTERNAL_SCOPE = "internal"
+# The plan of a token without a `plan` claim: it decides the caller's rate limit.
+DEFAULT_PLAN = "free"
 
 
 @dataclass(frozen=True)
@@ -25,6 +27,9 @@ class Principal:
     scopes: frozenset[str] = field(default_factory=frozenset)
     email: str = ""
     token: str = ""
+    plan: str = DEFAULT_PLAN
+    # The API key the token was exchanged for ("" for a password login).
+    api_key_id: str = ""
 
     @property
     def is_admin(self) -> bool:

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 import grpc
 
 
@@ -9,18 +11,28 @@ class GouacheError(Exception):
     """An error a caller can act on; `message` is shown to the caller verbatim.
 
     `field` names the offending request field (for INVALID_ARGUMENT), `reason` is a
-    short machine-readable code such as "image_too_large".
+    short machine-readable code such as "image_too_large", `metadata` adds facts to the
+    ErrorInfo detail, and `retry_after_s` says when to retry (a RetryInfo detail and a
+    `retry-after` header).
     """
 
     code: grpc.StatusCode = grpc.StatusCode.UNKNOWN
 
     def __init__(
-        self, message: str, *, field: str | None = None, reason: str | None = None
+        self,
+        message: str,
+        *,
+        field: str | None = None,
+        reason: str | None = None,
+        metadata: Mapping[str, str] | None = None,
+        retry_after_s: float | None = None,
     ) -> None:
         super().__init__(message)
         self.message = message
         self.field = field
         self.reason = reason
+        self.metadata: Mapping[str, str] = dict(metadata or {})
+        self.retry_after_s = retry_after_s
 
 
 class InvalidArgument(GouacheError):

@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
+import math
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
+from typing import Any, Protocol
 
 import grpc
 from google.protobuf import any_pb2
 from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from gouache.runtime.auth import MethodPolicy, TokenVerifier, authorize
-from gouache.runtime.context import principal_var, request_id_var
+from gouache.runtime.context import Principal, principal_var, request_id_var
 from gouache.runtime.errors import GouacheError, InvalidArgument
 from gouache.runtime.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
 
@@ -24,14 +25,22 @@ _ALWAYS_PUBLIC = ("/grpc.health.v1.Health/", "/grpc.reflection.")
 
 
 def _status_details(error: GouacheError) -> bytes:
-    """google.rpc.Status with ErrorInfo (and BadRequest for a named field), serialized."""
+    """google.rpc.Status with ErrorInfo (BadRequest for a named field, RetryInfo when the
+    caller should wait), serialized."""
     details: list[any_pb2.Any] = []
     info = error_details_pb2.ErrorInfo(reason=error.reason or error.code.name, domain=ERROR_DOMAIN)
+    info.metadata.update(error.metadata)
     if error.field:
         info.metadata["field"] = error.field
     packed = any_pb2.Any()
     packed.Pack(info)
     details.append(packed)
+    if error.retry_after_s is not None:
+        retry = error_details_pb2.RetryInfo()
+        retry.retry_delay.FromNanoseconds(round(error.retry_after_s * 1e9))
+        packed_retry = any_pb2.Any()
+        packed_retry.Pack(retry)
+        details.append(packed_retry)
     if isinstance(error, InvalidArgument) and error.field:
         bad = error_details_pb2.BadRequest(
             field_violations=[
@@ -50,18 +59,42 @@ def _status_details(error: GouacheError) -> bytes:
     return serialized
 
 
+def _error_metadata(error: GouacheError) -> tuple[tuple[str, str | bytes], ...]:
+    """Trailing metadata: the status details, and `retry-after` (whole seconds, rounded up),
+    which Envoy's transcoder passes on as the HTTP Retry-After header."""
+    entries: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", _status_details(error))]
+    if error.retry_after_s is not None:
+        entries.append(("retry-after", str(max(1, math.ceil(error.retry_after_s)))))
+    return tuple(entries)
+
+
+class CallGuard(Protocol):
+    """Decides whether an authenticated call may proceed (the rate limit), or raises why not."""
+
+    async def check(self, principal: Principal) -> None: ...
+
+
 class CallInterceptor(grpc.aio.ServerInterceptor):  # type: ignore[misc]
     """Wraps every RPC of a service.
 
     Sets the request id, authorizes the call against the service's method policy,
-    maps `GouacheError` to its status with an actionable message, turns anything else
-    into INTERNAL with a generic message and a logged traceback, and records metrics.
+    applies the guard (the rate limit) to authenticated callers, maps `GouacheError` to
+    its status with an actionable message, turns anything else into INTERNAL with a
+    generic message and a logged traceback, and records metrics.
     """
 
-    def __init__(self, service: str, policy: MethodPolicy, verifier: TokenVerifier | None) -> None:
+    def __init__(
+        self,
+        service: str,
+        policy: MethodPolicy,
+        verifier: TokenVerifier | None,
+        *,
+        guard: CallGuard | None = None,
+    ) -> None:
         self._service = service
         self._policy = policy
         self._verifier = verifier
+        self._guard = guard
 
     async def intercept_service(
         self,
@@ -98,12 +131,14 @@ class _Wrapper:
                 self._owner._policy, self._method, self._metadata, self._owner._verifier
             )
         principal_var.set(principal)
+        if principal is not None and self._owner._guard is not None:
+            await self._owner._guard.check(principal)
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
         if isinstance(exc, GouacheError):
             if exc.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 logger.info("rpc refused", extra={"method": self._method, "code": exc.code.name})
-            context.set_trailing_metadata((("grpc-status-details-bin", _status_details(exc)),))
+            context.set_trailing_metadata(_error_metadata(exc))
             await context.abort(exc.code, exc.message)
         logger.exception("unexpected error in %s", self._method, exc_info=exc)
         await context.abort(grpc.StatusCode.INTERNAL, "internal error; it has been logged")

@@ -6,9 +6,11 @@ from pathlib import Path
 from typing import Self
 
 import grpc
-from pydantic import model_validator
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
+from gouache.ratelimit.plans import PlanLimit, default_plans
+from gouache.runtime.context import DEFAULT_PLAN
 from gouache.runtime.tls import TlsFiles
 
 
@@ -62,3 +64,22 @@ class ServiceSettings(BaseSettings):
         """What open_channel needs to reach another service: None for plaintext."""
         files = self.tls_files()
         return None if files is None else files.channel_credentials()
+
+    # Rate limits of the public services (auth, storage, jobs, feedback), shared by every
+    # replica through a NATS KV bucket at this URL; empty turns rate limiting off.
+    rate_limit_nats_url: str = ""
+    # Limits per plan (a token's `plan` claim; "free" without one), JSON in the environment:
+    # {"free": {"per_minute": 60, "burst": 20}, ...}; key_per_minute and key_burst, when
+    # set, limit each API key of the plan's users more tightly than the user.
+    rate_limit_plans: dict[str, PlanLimit] = Field(default_factory=default_plans)
+    # When the store is unreachable: let calls through (True) or answer UNAVAILABLE.
+    rate_limit_fail_open: bool = True
+
+    @field_validator("rate_limit_plans")
+    @classmethod
+    def _has_default_plan(cls, plans: dict[str, PlanLimit]) -> dict[str, PlanLimit]:
+        if DEFAULT_PLAN not in plans:
+            raise ValueError(
+                f"rate_limit_plans must define {DEFAULT_PLAN!r}, the plan of tokens without one"
+            )
+        return plans

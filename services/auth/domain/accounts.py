@@ -163,8 +163,9 @@ class Accounts:
     ) -> IssuedToken:
         """Exchanges an API key or an email and password for a signed access token."""
         if grant_type == GRANT_CLIENT_CREDENTIALS:
-            user = await self._user_for_api_key(api_key)
-        elif grant_type == GRANT_PASSWORD:
+            user, key_id = await self._user_for_api_key(api_key)
+            return await self.token_for(user, scopes, api_key_id=key_id)
+        if grant_type == GRANT_PASSWORD:
             user = await self._user_for_password(email, password)
         else:
             raise InvalidArgument(
@@ -175,8 +176,11 @@ class Accounts:
             )
         return await self.token_for(user, scopes)
 
-    async def token_for(self, user: User, scopes: Sequence[str] = ()) -> IssuedToken:
-        """Signs an access token for user with the requested (or all allowed) scopes."""
+    async def token_for(
+        self, user: User, scopes: Sequence[str] = (), *, api_key_id: str = ""
+    ) -> IssuedToken:
+        """Signs an access token for user with the requested (or all allowed) scopes; one
+        exchanged for an API key names it."""
         granted = grant_scopes(user.role, scopes)
         claims = token_claims(
             user_id=user.user_id,
@@ -187,6 +191,7 @@ class Accounts:
             ttl_s=self._policy.ttl_s,
             issuer=self._policy.issuer,
             audience=self._policy.audience,
+            api_key_id=api_key_id,
         )
         token = await self._keys.sign(claims)
         logger.info(
@@ -195,7 +200,8 @@ class Accounts:
         )
         return IssuedToken(access_token=token, expires_in=self._policy.ttl_s, scopes=granted)
 
-    async def _user_for_api_key(self, api_key: str) -> User:
+    async def _user_for_api_key(self, api_key: str) -> tuple[User, str]:
+        """The key's owner and the key id, or Unauthenticated."""
         if not api_key.strip():
             raise InvalidArgument(
                 "grant_type client_credentials needs api_key", field="api_key", reason="missing"
@@ -215,7 +221,7 @@ class Accounts:
             logger.info("api key refused", extra={"key_id": parts.key_id})
             raise Unauthenticated(_BAD_CREDENTIALS_KEY, reason="invalid_credentials")
         self._throttle.reset(credential)
-        return user
+        return user, parts.key_id
 
     async def _user_for_password(self, email: str, password: str) -> User:
         if not email.strip() or not password:

@@ -150,10 +150,15 @@ def token_claims(
     ttl_s: int,
     issuer: str,
     audience: str,
+    api_key_id: str = "",
 ) -> dict[str, Any]:
-    """The JWT claims of an access token for one user."""
+    """The JWT claims of an access token for one user.
+
+    A token exchanged for an API key names the key (`api_key_id`): services charge its
+    calls to the key's rate limit as well as to the user's.
+    """
     issued_at = int(now.timestamp())
-    return {
+    claims: dict[str, Any] = {
         "iss": issuer,
         "aud": audience,
         "sub": user_id,
@@ -164,3 +169,6 @@ def token_claims(
         "exp": issued_at + ttl_s,
         "jti": uuid.uuid4().hex,
     }
+    if api_key_id:
+        claims["api_key_id"] = api_key_id
+    return claims

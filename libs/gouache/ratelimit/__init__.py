@@ -1,0 +1,1 @@
+"""Rate limits shared by every replica: GCRA over a compare-and-set store (NATS KV)."""
