@@ -52,7 +52,7 @@ async def build(
     database = FeedbackDatabase(create_engine(settings.database_url))
     opened = _Connections()
     if verifier is None:
-        auth_channel = open_channel(settings.auth_addr)
+        auth_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
         opened.channels.append(auth_channel)
         verifier = TokenVerifier(
             jwks_fetcher(auth_channel),

@@ -130,7 +130,7 @@ async def build(
     apply_threads, restore_threads = torch_thread_hooks(settings.torch_threads)
     on_stop: list[Hook] = [restore_threads]
     if verifier is None:
-        auth_channel = open_channel(settings.auth_addr)
+        auth_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
         verifier = TokenVerifier(
             jwks_fetcher(auth_channel),
             TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),

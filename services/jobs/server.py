@@ -13,7 +13,10 @@ from sqlalchemy.engine import make_url
 
 from gouache.bus.jetstream import connect, disconnect, ensure_streams
 from gouache.bus.outbox import OutboxRelay
+from gouache.contracts.auth.v1 import auth_pb2
+from gouache.contracts.feedback.v1 import feedback_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2_grpc
+from gouache.contracts.storage.v1 import storage_pb2
 from gouache.db import create_engine
 from gouache.runtime.auth import MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
@@ -34,6 +37,17 @@ logger = logging.getLogger(__name__)
 SERVICE_NAME = "gouache.jobs.v1.JobsService"
 # Model administration: the operator role, admins (admin:*) and services (internal).
 WRITE_MODELS = "write:models"
+
+# The edge routes gRPC reflection here, so jobs describes the whole public API (their
+# descriptors are imported above); tiling and inference stay internal.
+OTHER_PUBLIC_SERVICES = tuple(
+    module.DESCRIPTOR.services_by_name[name].full_name
+    for module, name in (
+        (auth_pb2, "AuthService"),
+        (storage_pb2, "StorageService"),
+        (feedback_pb2, "FeedbackService"),
+    )
+)
 
 POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/CreateJob": "write:jobs",
@@ -66,6 +80,7 @@ def service_spec(
         policy=POLICY,
         on_start=list(on_start),
         on_stop=list(on_stop),
+        described_services=OTHER_PUBLIC_SERVICES,
     )
 
 
@@ -133,7 +148,7 @@ async def build(
     seed = settings.seed_models
     parse_seed(seed)  # a bad setting stops the service here, before it serves
     on_stop: list[Hook] = []
-    auth_channel = open_channel(settings.auth_addr)
+    auth_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
     on_stop.append(lambda: auth_channel.close())
     if verifier is None:
         verifier = TokenVerifier(
@@ -141,7 +156,9 @@ async def build(
             TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         )
     if images is None or downloads is None:
-        storage_channel = open_channel(settings.storage_addr)
+        storage_channel = open_channel(
+            settings.storage_addr, credentials=settings.channel_credentials()
+        )
         on_stop.append(lambda: storage_channel.close())
         calls = CallOptions(
             ServiceTokenSource(auth_channel, settings.service_api_key), settings.call_timeout_s

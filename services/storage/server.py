@@ -69,7 +69,7 @@ async def build_service(
     )
     channel: grpc.aio.Channel | None = None
     if verifier is None:
-        channel = open_channel(settings.auth_addr)
+        channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
         verifier = TokenVerifier(
             jwks_fetcher(channel),
             TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),

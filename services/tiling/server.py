@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
+from functools import partial
 
 import grpc
 from nats.aio.client import Client as NATS
@@ -70,18 +71,22 @@ async def build(
     if settings.service_token:
         tokens: ServiceTokenSource | StaticTokenSource = StaticTokenSource(settings.service_token)
     else:
-        auth_for_tokens = open_channel(settings.auth_addr)
+        auth_for_tokens = open_channel(
+            settings.auth_addr, credentials=settings.channel_credentials()
+        )
         opened.channels.append(auth_for_tokens)
         tokens = ServiceTokenSource(auth_for_tokens, settings.service_api_key)
     if verifier is None:
-        auth_channel = open_channel(settings.auth_addr)
+        auth_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
         opened.channels.append(auth_channel)
         verifier = TokenVerifier(
             jwks_fetcher(auth_channel),
             TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         )
     storage_channel = open_channel(
-        settings.storage_addr, max_message_bytes=settings.max_message_bytes
+        settings.storage_addr,
+        max_message_bytes=settings.max_message_bytes,
+        credentials=settings.channel_credentials(),
     )
     opened.channels.append(storage_channel)
     # The default inference and each version's own endpoint, connected on first use.
@@ -89,7 +94,11 @@ async def build(
         settings.inference_addr,
         call_options(tokens, settings.call_timeout_s),
         settings.inference_timeout_s,
-        max_message_bytes=settings.max_message_bytes,
+        connect=partial(
+            open_channel,
+            max_message_bytes=settings.max_message_bytes,
+            credentials=settings.channel_credentials(),
+        ),
     )
     canceled = CanceledJobs(settings.canceled_memory)
     status = WorkerStatus()
