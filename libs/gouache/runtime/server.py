@@ -13,7 +13,7 @@ from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection, reflection_pb2, reflection_pb2_grpc
 
 from gouache.runtime.auth import MethodPolicy, TokenVerifier
-from gouache.runtime.interceptors import CallInterceptor
+from gouache.runtime.interceptors import CallGuard, CallInterceptor
 from gouache.runtime.metrics import MetricsServer, start_metrics_server
 from gouache.runtime.settings import ServiceSettings
 from gouache.runtime.tracing import server_interceptors
@@ -45,6 +45,9 @@ class ServiceSpec:
     # Further services reflection describes, imported into the default descriptor pool: the
     # service the edge routes reflection to describes the whole public API.
     described_services: Sequence[str] = ()
+    # Checked on every authenticated call after authorization: the rate limit of the public
+    # services (gouache.ratelimit); None for internal services or with limiting off.
+    guard: CallGuard | None = None
 
 
 @dataclass
@@ -98,7 +101,10 @@ async def create_server(
         ("grpc.so_reuseport", 0),
     ]
     server = grpc.aio.server(
-        interceptors=[*server_interceptors(), CallInterceptor(spec.name, spec.policy, verifier)],
+        interceptors=[
+            *server_interceptors(),
+            CallInterceptor(spec.name, spec.policy, verifier, guard=spec.guard),
+        ],
         options=options,
     )
     spec.register(server)
