@@ -10,6 +10,7 @@ import grpc
 
 from gouache.contracts.auth.v1 import auth_pb2, auth_pb2_grpc
 from gouache.db import create_engine, new_id
+from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.auth import AUTHENTICATED, PUBLIC, TokenSettings, TokenVerifier
 from gouache.runtime.server import ServiceSpec
 from services.auth.domain import (
@@ -106,4 +107,4 @@ async def build(
         on_start=[parts.database.create_schema, parts.keys.ensure],
         on_stop=[parts.database.close],
     )
-    return spec, verifier or local_verifier(settings, parts.keys)
+    return limit_calls(spec, settings), verifier or local_verifier(settings, parts.keys)

@@ -13,6 +13,7 @@ from gouache.bus.consumer import DurableConsumer
 from gouache.bus.jetstream import connect, disconnect, ensure_streams
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.db import create_engine
+from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.auth import TokenSettings, TokenVerifier
 from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
@@ -96,4 +97,4 @@ async def build(
         on_start=[start],
         on_stop=[stop],
     )
-    return spec, verifier
+    return limit_calls(spec, settings), verifier

@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import time
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
@@ -34,7 +33,6 @@ from services.jobs.domain.jobs import (
     parse_status,
 )
 from services.jobs.domain.paging import PageCursor, check_id, page_size
-from services.jobs.domain.ratelimit import TokenBucketLimiter
 from services.jobs.domain.requests import (
     JobRequest,
     check_overlap,
@@ -101,22 +99,18 @@ class JobsApp:
         *,
         config: JobsConfig = JobsConfig(),
         notifier: JobNotifier | None = None,
-        limiter: TokenBucketLimiter | None = None,
         on_events: Callable[[], None] = _nothing,
         on_deliveries: Callable[[], None] = _nothing,
         now: Callable[[], datetime] = utc_now,
-        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.store = store
         self.notifier = notifier or JobNotifier()
         self._images = images
         self._downloads = downloads
         self._config = config
-        self._limiter = limiter
         self._on_events = on_events
         self._on_deliveries = on_deliveries
         self._now = now
-        self._monotonic = monotonic
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -129,8 +123,6 @@ class JobsApp:
         written in one transaction; a key reused for a different request is refused.
         """
         owner = principal.user_id
-        if self._limiter is not None:
-            self._limiter.acquire(owner, self._monotonic())
         key = choose_idempotency_key(request.idempotency_key, header_key)
         valid = validate_job_request(replace(request, idempotency_key=key))
         fingerprint = valid.fingerprint()

@@ -18,6 +18,7 @@ from gouache.contracts.feedback.v1 import feedback_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2_grpc
 from gouache.contracts.storage.v1 import storage_pb2
 from gouache.db import create_engine
+from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.auth import MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
 from gouache.runtime.server import Hook, ServiceSpec
@@ -25,7 +26,6 @@ from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
 from services.jobs.consumer import execution_consumer
 from services.jobs.deliverer import WebhookDeliverer
-from services.jobs.domain.ratelimit import TokenBucketLimiter
 from services.jobs.domain.routing import parse_seed
 from services.jobs.metrics import InFlightSampler
 from services.jobs.servicer import JobsServicer
@@ -189,7 +189,6 @@ async def build(
             max_webhooks_per_user=settings.max_webhooks_per_user,
             allow_private_webhook_urls=settings.allow_private_webhook_urls,
         ),
-        limiter=TokenBucketLimiter(settings.rate_limit_per_minute, settings.rate_limit_burst),
         on_events=bus.notify,
         on_deliveries=deliverer.notify,
     )
@@ -208,4 +207,5 @@ async def build(
         # the engine and channels.
         on_stop=[*on_stop, store.close, bus.stop, deliverer.stop, in_flight.stop],
     )
+    limit_calls(spec, settings)
     return JobsService(spec=spec, verifier=verifier, app=app, store=store, deliverer=deliverer)

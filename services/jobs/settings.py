@@ -32,9 +32,6 @@ class JobsSettings(ServiceSettings):
     nats_url: str = "nats://127.0.0.1:4222"
     # The storage service (ResolveImageUrl, SignDownload).
     storage_addr: str = "127.0.0.1:50052"
-    # CreateJob calls per user and minute (token bucket), and the burst allowed at once.
-    rate_limit_per_minute: float = Field(default=60.0, gt=0)
-    rate_limit_burst: int = Field(default=60, ge=1)
     # An idempotency key returns the same job for this long; after it, it may be reused.
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     # Lifetime of the signed result URLs in GetJob, ListJobs and WatchJob.

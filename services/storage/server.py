@@ -13,6 +13,7 @@ import grpc
 from gouache.blobs import LocalBlobStore
 from gouache.contracts.storage.v1 import storage_pb2_grpc
 from gouache.db import create_engine
+from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.auth import TokenSettings, TokenVerifier
 from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
@@ -118,6 +119,7 @@ async def build_service(
     spec.on_start = [prepare_storage, files.start, start_housekeeping]
     # Stop hooks run in reverse: housekeeping, then the file server, then connections.
     spec.on_stop = [close_connections, files.stop, stop_housekeeping]
+    limit_calls(spec, settings)
     return service
 
 

@@ -13,8 +13,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
 
 from gouache.ratelimit.gcra import Decision, Rate
 from gouache.ratelimit.kv import NatsKvStore, kv_key
@@ -23,6 +22,7 @@ from gouache.ratelimit.metrics import DECISIONS, STORE_ERRORS
 from gouache.ratelimit.plans import PlanLimit
 from gouache.runtime.context import DEFAULT_PLAN, Principal
 from gouache.runtime.errors import ResourceExhausted, Unavailable
+from gouache.runtime.server import ServiceSpec
 from gouache.runtime.settings import ServiceSettings
 
 logger = logging.getLogger(__name__)
@@ -124,27 +124,18 @@ def _limited(plan: str, rate: Rate, scope: str, decision: Decision) -> ResourceE
     )
 
 
-Hook = Callable[[], Awaitable[None]]
-
-
-@dataclass
-class ServiceRateLimit:
-    """A service's CallLimiter and the hooks that open and close its store."""
-
-    limiter: CallLimiter
-    on_start: list[Hook] = field(default_factory=list)
-    on_stop: list[Hook] = field(default_factory=list)
-
-
-def service_rate_limit(service: str, settings: ServiceSettings) -> ServiceRateLimit | None:
-    """The limiter of a public service from its settings; None when rate limiting is off."""
+def limit_calls(spec: ServiceSpec, settings: ServiceSettings) -> ServiceSpec:
+    """Puts the rate limit of settings on a public service: the spec's guard, and hooks that
+    open and close its store. Nothing changes when rate_limit_nats_url is empty."""
     if not settings.rate_limit_nats_url:
-        return None
-    store = NatsKvStore(settings.rate_limit_nats_url, name=service)
-    limiter = CallLimiter(
-        service,
+        return spec
+    store = NatsKvStore(settings.rate_limit_nats_url, name=spec.name)
+    spec.guard = CallLimiter(
+        spec.name,
         RateLimiter(store),
         settings.rate_limit_plans,
         fail_open=settings.rate_limit_fail_open,
     )
-    return ServiceRateLimit(limiter=limiter, on_start=[store.start], on_stop=[store.stop])
+    spec.on_start.append(store.start)
+    spec.on_stop.append(store.stop)
+    return spec

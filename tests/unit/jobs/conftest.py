@@ -14,9 +14,9 @@ from sqlalchemy import select
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from gouache.db import create_engine
 from gouache.runtime.auth import TokenVerifier
+from gouache.runtime.interceptors import CallGuard
 from gouache.runtime.server import RunningService, start_service
 from services.jobs.app import JobsApp, JobsConfig
-from services.jobs.domain.ratelimit import TokenBucketLimiter
 from services.jobs.server import service_spec
 from services.jobs.settings import JobsSettings
 from services.jobs.store import JobStore, outbox
@@ -108,7 +108,6 @@ async def make_app(
     database_url: str,
     images: InMemoryImages,
     *,
-    burst: int = 1000,
     config: JobsConfig | None = None,
     seed: dict[str, Any] | None = None,
 ) -> JobsApp:
@@ -119,17 +118,20 @@ async def make_app(
         images,
         images,
         config=config or JobsConfig(watch_poll_interval_s=0.2, allow_private_webhook_urls=True),
-        limiter=TokenBucketLimiter(per_minute=60, burst=burst),
     )
     await app.seed_models(seed or TEST_SEED_MODELS)
     return app
 
 
-async def start_harness(app: JobsApp, images: InMemoryImages) -> Harness:
+async def start_harness(
+    app: JobsApp, images: InMemoryImages, *, guard: CallGuard | None = None
+) -> Harness:
     signer = TestSigner()
+    spec = service_spec(app)
+    spec.guard = guard
     running = await start_service(
         JobsSettings(port=0, database_url="sqlite+aiosqlite://"),
-        service_spec(app),
+        spec,
         TokenVerifier(signer.fetch),
     )
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")

@@ -14,6 +14,9 @@ from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
 from gouache.db import new_id
+from gouache.ratelimit.calls import CallLimiter
+from gouache.ratelimit.limiter import RateLimiter
+from gouache.ratelimit.plans import PlanLimit
 from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.domain.jobs import (
     ExecutionFailed,
@@ -22,6 +25,7 @@ from services.jobs.domain.jobs import (
 )
 from tests.unit.jobs.conftest import Harness, make_app, start_harness, stop_harness
 from tests.unit.jobs.helpers import InMemoryImages, expect_error
+from tests.unit.ratelimit.memory_store import MemoryStore
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 
@@ -191,15 +195,21 @@ async def test_unfinished_upload_names_the_style(jobs: Harness) -> None:
 
 
 async def test_rate_limit(tmp_path: Path) -> None:
+    # CreateJob is limited by the call interceptor's guard, like every other public call.
     images = InMemoryImages()
+    guard = CallLimiter(
+        "jobs", RateLimiter(MemoryStore()), {"free": PlanLimit(per_minute=60, burst=2)}
+    )
     harness = await start_harness(
-        await make_app(f"sqlite+aiosqlite:///{tmp_path / 'rl.db'}", images, burst=2), images
+        await make_app(f"sqlite+aiosqlite:///{tmp_path / 'rl.db'}", images), images, guard=guard
     )
     try:
         await harness.create()
         await harness.create()
         await expect_error(
-            harness.create(), grpc.StatusCode.RESOURCE_EXHAUSTED, contains=("retry in",)
+            harness.create(),
+            grpc.StatusCode.RESOURCE_EXHAUSTED,
+            contains=("60 requests per minute for plan free exceeded", "retry in"),
         )
         assert (await harness.create("usr_bob")).status == "pending"
     finally:
