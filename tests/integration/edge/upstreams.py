@@ -10,12 +10,15 @@ import grpc
 from aiohttp import web
 from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
+from grpc_reflection.v1alpha import reflection
 from grpc_status import rpc_status
 
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 
 ABORT_PREFIX = "abort:"
+JOBS_SERVICE = jobs_pb2.DESCRIPTOR.services_by_name["JobsService"].full_name
+FEEDBACK_SERVICE = feedback_pb2.DESCRIPTOR.services_by_name["FeedbackService"].full_name
 RICH_ERROR_URL = "rich-error"
 
 
@@ -107,15 +110,25 @@ def _bad_request() -> status_pb2.Status:
     return status
 
 
-async def start_grpc(recorder: Recorder) -> tuple[grpc.aio.Server, int]:
-    """The jobs and feedback servicers on 127.0.0.1, on a port the kernel picks."""
+async def start_grpc(
+    recorder: Recorder, credentials: grpc.ServerCredentials | None = None
+) -> tuple[grpc.aio.Server, int]:
+    """The jobs and feedback servicers, and reflection (v1alpha) of both, on 127.0.0.1, on a
+    port the kernel picks; TLS with credentials."""
     server = grpc.aio.server()
     # The generated bases answer UNIMPLEMENTED for every RPC a fake leaves out.
     jobs = JobsServicer(recorder)  # type: ignore[abstract]
     feedback = FeedbackServicer(recorder)  # type: ignore[abstract]
     jobs_pb2_grpc.add_JobsServiceServicer_to_server(jobs, server)
     feedback_pb2_grpc.add_FeedbackServiceServicer_to_server(feedback, server)
-    port = server.add_insecure_port("127.0.0.1:0")
+    reflection.enable_server_reflection(
+        (JOBS_SERVICE, FEEDBACK_SERVICE, reflection.SERVICE_NAME), server
+    )
+    address = "127.0.0.1:0"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
     await server.start()
     return server, port
 
