@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
+from gouache.cli.mesh import UNLIMITED_PLANS, Mesh, MeshConfig, MeshPorts
 from gouache.client import GouacheClient
 from gouache.imaging.codec import encode
 
@@ -71,10 +71,7 @@ def main() -> None:
             state_dir=Path(tempfile.mkdtemp(prefix="gouache-bench-")),
             ports=MeshPorts.ephemeral(),
             models="gatys.lite0-fast",
-            extra_env={
-                "GOUACHE_JOBS_RATE_LIMIT_PER_MINUTE": "100000",
-                "GOUACHE_JOBS_RATE_LIMIT_BURST": "100000",
-            },
+            rate_limit_plans=UNLIMITED_PLANS,
         )
         mesh = Mesh(config)
         credentials = mesh.start()

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
+from gouache.cli.mesh import UNLIMITED_PLANS, Mesh, MeshConfig, MeshPorts
 from gouache.client import GouacheClient
 from tests.e2e.images import small
 
@@ -24,6 +24,7 @@ def mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
         ports=MeshPorts.ephemeral(),
         models="gatys.lite0-fast,adain.lite0-v1,feedforward.lite0-v1",
         extra_env={"GOUACHE_TILING_ACK_WAIT_S": "5"},
+        rate_limit_plans=UNLIMITED_PLANS,
     )
     running = Mesh(config)
     try:

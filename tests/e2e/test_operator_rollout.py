@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
+from gouache.cli.mesh import UNLIMITED_PLANS, Mesh, MeshConfig, MeshPorts
 from gouache.client import GouacheClient
 from gouache.client.rest import ApiError
 from tests.e2e.images import small
@@ -51,9 +51,8 @@ def rollout_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             "GOUACHE_TILING_MAX_DELIVER": "2",
             "GOUACHE_TILING_RETRY_INITIAL_S": "0.2",
             "GOUACHE_TILING_ACK_WAIT_S": "5",
-            "GOUACHE_JOBS_RATE_LIMIT_PER_MINUTE": "100000",
-            "GOUACHE_JOBS_RATE_LIMIT_BURST": "1000",
         },
+        rate_limit_plans=UNLIMITED_PLANS,
     )
     mesh = Mesh(config)
     try:

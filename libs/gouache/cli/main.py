@@ -40,6 +40,7 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
         ports=ports,
         models=args.models,
         styles_dir=Path(args.styles).resolve() if getattr(args, "styles", None) else None,
+        rate_limit_plans=getattr(args, "rate_limit_plans", "") or "",
     )
 
 
@@ -358,6 +359,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     up.add_argument(
         "--styles", help="directory of curated style images (with manifest.json) to import"
+    )
+    up.add_argument(
+        "--rate-limit-plans",
+        default="",
+        metavar="JSON",
+        help='rate limits per plan, e.g. \'{"free":{"per_minute":600,"burst":100}}\' '
+        "(default: free 60 per minute with bursts of 20)",
     )
     up.set_defaults(func=cmd_up)
 

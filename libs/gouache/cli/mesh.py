@@ -28,6 +28,13 @@ logger = logging.getLogger(__name__)
 
 SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
 SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
+# The services the edge exposes: their calls are rate limited through NATS.
+PUBLIC_SERVICES = ("auth", "storage", "jobs", "feedback")
+# Plans so generous that tests and load tests which run many jobs quickly never meet them.
+UNLIMITED_PLANS = json.dumps(
+    {"free": {"per_minute": 1_000_000, "burst": 100_000}},
+    separators=(",", ":"),
+)
 # The account (role "operator") a canary operator process uses against this mesh.
 OPERATOR_ACCOUNT = "operator"
 
@@ -87,6 +94,9 @@ class MeshConfig:
     admin_email: str = "admin@gouache.local"
     # Extra GOUACHE_* variables for every service (tests shorten timeouts this way).
     extra_env: dict[str, str] = field(default_factory=dict)
+    # Rate limit plans of the public services (JSON, GOUACHE_<SVC>_RATE_LIMIT_PLANS); empty
+    # keeps the services' defaults (free: 60 per minute, bursts of 20).
+    rate_limit_plans: str = ""
     startup_timeout_s: float = 180.0
 
     @property
@@ -252,6 +262,10 @@ class Mesh:
             env["ALLOW_PRIVATE_WEBHOOK_URLS"] = "true"
         if name == "auth":
             env["SIGNING_KEY_PASSPHRASE"] = self._secrets["key_encryption_secret"]
+        if name in PUBLIC_SERVICES:
+            env["RATE_LIMIT_NATS_URL"] = f"nats://127.0.0.1:{ports.nats}"
+            if self.config.rate_limit_plans:
+                env["RATE_LIMIT_PLANS"] = self.config.rate_limit_plans
         if name in SERVICE_ACCOUNTS and self._service_keys:
             env["SERVICE_API_KEY"] = self._service_keys[name]
         merged = {prefix + key: value for key, value in env.items()}

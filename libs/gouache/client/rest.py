@@ -12,6 +12,10 @@ from typing import Any
 import httpx
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+# A 429 is waited out this many times (for as long as its Retry-After says, up to
+# MAX_RETRY_AFTER_S each time) before it reaches the caller.
+RATE_LIMIT_RETRIES = 5
+MAX_RETRY_AFTER_S = 30.0
 
 
 class ApiError(Exception):
@@ -170,12 +174,32 @@ class GouacheClient:
         auth: bool = True,
     ) -> dict[str, Any]:
         merged = dict(headers or {})
-        if auth:
-            merged["authorization"] = f"Bearer {self.token()}"
-        response = self._http.request(method, path, json=json, params=params, headers=merged)
+        for attempt in range(RATE_LIMIT_RETRIES + 1):
+            if auth:
+                merged["authorization"] = f"Bearer {self.token()}"
+            response = self._http.request(method, path, json=json, params=params, headers=merged)
+            wait = _retry_after(response)
+            if wait is None or attempt == RATE_LIMIT_RETRIES:
+                break
+            # Rate limited: the call was refused before anything happened, so any call
+            # (a POST too) can be sent again once the limit allows it.
+            time.sleep(wait)
         _raise_for_status(response)
         body: dict[str, Any] = response.json() if response.content else {}
         return body
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    """Seconds to wait before sending a rate-limited call again: a 429 with Retry-After
+    (other 429s, such as a credential's lockout, are not retried); None otherwise."""
+    header = response.headers.get("retry-after")
+    if response.status_code != 429 or header is None:
+        return None
+    try:
+        seconds = float(header)
+    except ValueError:
+        return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
 
 
 def _raise_for_status(response: httpx.Response) -> None:
