@@ -70,10 +70,10 @@ class GpuCollector(Collector):
 
     def describe(self) -> list[Metric]:
         # Declared names let the registry refuse a second GPU collector.
-        return list(self._families())
+        return list(gpu_families())
 
     def collect(self) -> Iterator[Metric]:
-        families = self._families()
+        families = gpu_families()
         for device in range(self._probe.device_count()):
             label = [str(device)]
             try:
@@ -92,34 +92,35 @@ class GpuCollector(Collector):
                 families[4].add_metric(label, utilization / 100)
         yield from families
 
-    @staticmethod
-    def _families() -> tuple[GaugeMetricFamily, ...]:
-        return (
-            GaugeMetricFamily(
-                "gouache_gpu_memory_total_bytes", "Memory of the GPU.", labels=["device"]
-            ),
-            GaugeMetricFamily(
-                "gouache_gpu_memory_used_bytes",
-                "Memory in use on the GPU by every process (total minus free).",
-                labels=["device"],
-            ),
-            GaugeMetricFamily(
-                "gouache_gpu_memory_allocated_bytes",
-                "GPU memory held by this process's torch tensors.",
-                labels=["device"],
-            ),
-            GaugeMetricFamily(
-                "gouache_gpu_memory_reserved_bytes",
-                "GPU memory held by this process's torch caching allocator.",
-                labels=["device"],
-            ),
-            GaugeMetricFamily(
-                "gouache_gpu_utilization_ratio",
-                "Share of the last sample period in which a kernel ran on the GPU (NVML); "
-                "absent without pynvml.",
-                labels=["device"],
-            ),
-        )
+
+def gpu_families() -> tuple[GaugeMetricFamily, ...]:
+    """The GPU gauges, empty: the collector fills them at each scrape."""
+    return (
+        GaugeMetricFamily(
+            "gouache_gpu_memory_total_bytes", "Memory of the GPU.", labels=["device"]
+        ),
+        GaugeMetricFamily(
+            "gouache_gpu_memory_used_bytes",
+            "Memory in use on the GPU by every process (total minus free).",
+            labels=["device"],
+        ),
+        GaugeMetricFamily(
+            "gouache_gpu_memory_allocated_bytes",
+            "GPU memory held by this process's torch tensors.",
+            labels=["device"],
+        ),
+        GaugeMetricFamily(
+            "gouache_gpu_memory_reserved_bytes",
+            "GPU memory held by this process's torch caching allocator.",
+            labels=["device"],
+        ),
+        GaugeMetricFamily(
+            "gouache_gpu_utilization_ratio",
+            "Share of the last sample period in which a kernel ran on the GPU (NVML); "
+            "absent without pynvml.",
+            labels=["device"],
+        ),
+    )
 
 
 def register_gpu_metrics(
