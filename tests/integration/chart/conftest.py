@@ -55,7 +55,9 @@ class Rendered:
 
     def get(self, kind: str, name: str) -> dict[str, Any]:
         found = [doc for doc in self.of_kind(kind) if doc["metadata"]["name"] == name]
-        assert found, f"no {kind} {name}; have {[d['metadata']['name'] for d in self.of_kind(kind)]}"
+        assert found, (
+            f"no {kind} {name}; have {[d['metadata']['name'] for d in self.of_kind(kind)]}"
+        )
         return found[0]
 
 

@@ -57,7 +57,7 @@ def test_every_pod_is_hardened(rendered_matrix: dict[str, Rendered], entry: str)
             assert context["allowPrivilegeEscalation"] is False, (where, container["name"])
             assert context["capabilities"] == {"drop": ["ALL"]}, (where, container["name"])
             assert context["runAsNonRoot"] is True, (where, container["name"])
-            assert "resources" in container and container["resources"]["limits"], where
+            assert container["resources"]["limits"], where
         if where.startswith(("Deployment/", "Job/")):
             assert pod["runAsUser"] == 10001, where
 
@@ -77,7 +77,8 @@ def test_services_probe_grpc_or_healthz(rendered_matrix: dict[str, Rendered], en
         service = rendered.get("Service", f"gouache-{component}")
         assert service["spec"]["clusterIP"] == "None", "gRPC upstreams are headless"
         ports = {p["name"]: p["port"] for p in service["spec"]["ports"]}
-        assert ports["grpc"] == port and ports["metrics"] == 9090
+        assert ports["grpc"] == port
+        assert ports["metrics"] == 9090
 
 
 def test_settings_reach_each_service(rendered_matrix: dict[str, Rendered]) -> None:
@@ -161,9 +162,9 @@ def test_external_secrets_are_referenced_not_generated(
     generated = {s["metadata"]["name"] for s in rendered.of_kind("Secret")}
     assert generated == {"gouache-admin"}
     assert not rendered.of_kind("Job"), "keys are pre-made: no bootstrap Job"
-    env = rendered.get("Deployment", "gouache-storage")["spec"]["template"]["spec"]["containers"][0][
-        "env"
-    ]
+    env = rendered.get("Deployment", "gouache-storage")["spec"]["template"]["spec"]["containers"][
+        0
+    ]["env"]
     refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in env if "valueFrom" in e}
     assert refs["PGPASSWORD"] == {"name": "rds-gouache", "key": "pass"}
     assert refs["GOUACHE_STORAGE_S3_ACCESS_KEY"] == {
@@ -183,7 +184,8 @@ def test_two_gpu_pools_become_gpupool_resources(rendered_matrix: dict[str, Rende
     rendered = rendered_matrix["gpu-pools-values"]
     pools = {p["metadata"]["name"]: p["spec"] for p in rendered.of_kind("GPUPool")}
     assert set(pools) == {"h100", "l4"}
-    assert pools["h100"]["gpusPerNode"] == 8 and pools["h100"]["nodes"] == {"min": 1, "max": 4}
+    assert pools["h100"]["gpusPerNode"] == 8
+    assert pools["h100"]["nodes"] == {"min": 1, "max": 4}
     assert pools["l4"]["gpuMemoryGiB"] == 24
     assert rendered.get("ModelVersion", "adain-v1-r2")["spec"]["pool"] == "h100"
 
@@ -191,19 +193,25 @@ def test_two_gpu_pools_become_gpupool_resources(rendered_matrix: dict[str, Rende
 def test_operator_rbac_is_least_privilege(rendered_matrix: dict[str, Rendered]) -> None:
     rendered = rendered_matrix["default-values"]
     cluster_rules = rendered.get("ClusterRole", "gouache-operator-gouache")["rules"]
-    verbs = {(r["apiGroups"][0], res): set(r["verbs"]) for r in cluster_rules for res in r["resources"]}
+    verbs = {
+        (r["apiGroups"][0], res): set(r["verbs"]) for r in cluster_rules for res in r["resources"]
+    }
     assert verbs[("gouache.dev", "gpupools")] == {"get", "list"}
     assert verbs[("", "pods")] == {"list"}
     assert verbs[("apps", "deployments")] == {"list"}
     namespaced = rendered.get("Role", "gouache-operator")["rules"]
-    verbs = {(r["apiGroups"][0], res): set(r["verbs"]) for r in namespaced for res in r["resources"]}
+    verbs = {
+        (r["apiGroups"][0], res): set(r["verbs"]) for r in namespaced for res in r["resources"]
+    }
     assert verbs[("gouache.dev", "modelversions")] == {"get", "list", "watch", "patch"}
     assert verbs[("apps", "deployments")] == {"get", "create", "patch"}
     everything = [v for rule in cluster_rules + namespaced for v in rule["verbs"]]
-    assert "*" not in everything and "delete" not in everything
+    assert "*" not in everything
+    assert "delete" not in everything
     assert not any("secrets" in rule["resources"] for rule in cluster_rules + namespaced)
     operator = rendered.get("Deployment", "gouache-operator")["spec"]
-    assert operator["replicas"] == 1 and operator["strategy"]["type"] == "Recreate"
+    assert operator["replicas"] == 1
+    assert operator["strategy"]["type"] == "Recreate"
 
 
 def test_bootstrap_may_touch_only_its_two_secrets(rendered_matrix: dict[str, Rendered]) -> None:
@@ -217,7 +225,8 @@ def test_bootstrap_may_touch_only_its_two_secrets(rendered_matrix: dict[str, Ren
 def test_network_policies_deny_by_default(rendered_matrix: dict[str, Rendered]) -> None:
     rendered = rendered_matrix["default-values"]
     deny = rendered.get("NetworkPolicy", "gouache-default-deny")["spec"]
-    assert deny["policyTypes"] == ["Ingress", "Egress"] and "ingress" not in deny
+    assert deny["policyTypes"] == ["Ingress", "Egress"]
+    assert "ingress" not in deny
     edge = rendered.get("NetworkPolicy", "gouache-edge")["spec"]["ingress"][0]
     assert "from" not in edge, "the edge is the only component open to any source"
     for component in GRPC_PORTS:
@@ -231,7 +240,8 @@ def test_edge_renders_with_the_shared_renderer(rendered_matrix: dict[str, Render
     ]
     (init,) = spec["initContainers"]
     assert init["command"][:4] == ["python", "-m", "gouache.edge", "render"]
-    assert "--tls-cert" in init["command"] and "--upstream-ca" in init["command"]
+    assert "--tls-cert" in init["command"]
+    assert "--upstream-ca" in init["command"]
     (envoy,) = spec["containers"]
     assert envoy["image"] == "envoyproxy/envoy:v1.40.0"
     assert envoy["command"][:3] == ["envoy", "-c", "/etc/envoy/envoy.json"]
@@ -288,7 +298,8 @@ def test_production_profile_requires_external_stores() -> None:
         "postgresql.external.host=db,postgresql.external.existingSecret=db",
         check=False,
     )
-    assert no_s3.returncode != 0 and "/objectStore/s3" in no_s3.stderr
+    assert no_s3.returncode != 0
+    assert "/objectStore/s3" in no_s3.stderr
 
 
 def test_values_schema_is_valid_json() -> None:
