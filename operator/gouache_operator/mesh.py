@@ -35,9 +35,10 @@ class MeshClient:
 
     def __init__(self, settings: OperatorSettings) -> None:
         self._settings = settings
-        self._auth = open_channel(settings.auth_addr)
-        self._jobs_channel = open_channel(settings.jobs_addr)
-        self._feedback_channel = open_channel(settings.feedback_addr)
+        self._credentials = settings.channel_credentials()
+        self._auth = open_channel(settings.auth_addr, credentials=self._credentials)
+        self._jobs_channel = open_channel(settings.jobs_addr, credentials=self._credentials)
+        self._feedback_channel = open_channel(settings.feedback_addr, credentials=self._credentials)
         self._jobs = jobs_pb2_grpc.JobsServiceStub(self._jobs_channel)
         self._feedback = feedback_pb2_grpc.FeedbackServiceStub(self._feedback_channel)
         self._calls = CallOptions(
@@ -57,7 +58,7 @@ class MeshClient:
         target = endpoint or self._settings.default_inference_addr
         channel = self._inference.get(target)
         if channel is None:
-            channel = self._inference[target] = open_channel(target)
+            channel = self._inference[target] = open_channel(target, credentials=self._credentials)
         return inference_pb2_grpc.InferenceServiceStub(channel)
 
     async def routes(self) -> dict[str, Route]:

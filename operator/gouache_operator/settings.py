@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import json
-from typing import Any
+from pathlib import Path
+from typing import Any, Self
 
-from pydantic import Field, field_validator
+import grpc
+from pydantic import Field, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+from gouache.runtime.tls import tls_files
 
 
 class OperatorSettings(BaseSettings):
@@ -48,6 +52,21 @@ class OperatorSettings(BaseSettings):
     liveness_endpoint: str = ""
     log_level: str = "INFO"
     log_json: bool = True
+    # mTLS to the mesh when its services require it (GOUACHE_<SVC>_TLS_*): PEM files of the
+    # operator's client certificate and key and of the CA; all three or none.
+    tls_cert_file: Path | None = None
+    tls_key_file: Path | None = None
+    tls_ca_file: Path | None = None
+
+    @model_validator(mode="after")
+    def _tls_files_together(self) -> Self:
+        tls_files(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        return self
+
+    def channel_credentials(self) -> grpc.ChannelCredentials | None:
+        """What open_channel needs to reach the mesh: None for plaintext."""
+        files = tls_files(self.tls_cert_file, self.tls_key_file, self.tls_ca_file)
+        return None if files is None else files.channel_credentials()
 
     @field_validator("inference_env", mode="before")
     @classmethod

@@ -32,3 +32,12 @@ class TlsFiles:
             private_key=self.key.read_bytes(),
             certificate_chain=self.cert.read_bytes(),
         )
+
+
+def tls_files(cert: Path | None, key: Path | None, ca: Path | None) -> TlsFiles | None:
+    """The files when all three are given, None when none is; ValueError for some."""
+    if cert is None and key is None and ca is None:
+        return None
+    if cert is None or key is None or ca is None:
+        raise ValueError("mTLS needs tls_cert_file, tls_key_file and tls_ca_file together")
+    return TlsFiles(cert=cert, key=key, ca=ca)

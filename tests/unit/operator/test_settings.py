@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
+import grpc
 import pytest
 from pydantic import ValidationError
 
 from gouache_operator.settings import OperatorSettings
+from tests.helpers.certs import ThrowawayCa
 
 
 def test_inference_env_is_a_json_object_of_strings() -> None:
@@ -27,3 +31,16 @@ def test_endpoint_template_names_only_known_fields() -> None:
 def test_namespaces_list() -> None:
     assert OperatorSettings(namespaces=" a, ,b ").namespace_list() == ["a", "b"]
     assert OperatorSettings().namespace_list() == []
+
+
+def test_mtls_files_come_all_three_or_none(tmp_path: Path) -> None:
+    assert OperatorSettings().channel_credentials() is None
+    with pytest.raises(ValidationError, match="together"):
+        OperatorSettings(tls_cert_file=tmp_path / "c.pem")
+    files = ThrowawayCa(tmp_path).issue("operator")
+
+    settings = OperatorSettings(
+        tls_cert_file=files.cert, tls_key_file=files.key, tls_ca_file=files.ca
+    )
+
+    assert isinstance(settings.channel_credentials(), grpc.ChannelCredentials)
