@@ -65,7 +65,7 @@ async def build(
         await database.create_schema()
         nc, js = await connect(settings.nats_url, name="gouache-feedback")
         opened.nats = nc
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.stream_replicas)
         opened.consumer = outcome_consumer(
             js,
             database,

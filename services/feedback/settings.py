@@ -22,6 +22,9 @@ class FeedbackSettings(ServiceSettings):
     # sqlite+aiosqlite:///path.db (embedded) or postgresql+asyncpg://... (production).
     database_url: str = ""
     nats_url: str = "nats://127.0.0.1:4222"
+    # Servers of the JetStream cluster that hold each stream (GOUACHE_FEEDBACK_STREAM_REPLICAS):
+    # 3 in the Helm chart's three-node cluster, 1 for a single server.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     # Durable JetStream consumer of gouache.jobs.succeeded and gouache.jobs.failed.
     consumer_name: str = "feedback"
     # Outcome events recorded at once.

@@ -103,7 +103,7 @@ class _Bus:
         if self.app is None:
             raise RuntimeError("the bus needs the app before it starts")
         self.connection, js = await connect(self.settings.nats_url, name="jobs")
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=self.settings.stream_replicas)
         self.relay = OutboxRelay(self.store.sessions, outbox, js)
         await self.relay.start()
         consumer = execution_consumer(js, self.app, concurrency=self.settings.consumer_concurrency)

@@ -30,6 +30,9 @@ class JobsSettings(ServiceSettings):
     # Default: sqlite+aiosqlite:///<state_dir>/jobs.db.
     database_url: str = ""
     nats_url: str = "nats://127.0.0.1:4222"
+    # Servers of the JetStream cluster that hold each stream (GOUACHE_JOBS_STREAM_REPLICAS):
+    # 3 in the Helm chart's three-node cluster, 1 for a single server.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     # The storage service (ResolveImageUrl, SignDownload).
     storage_addr: str = "127.0.0.1:50052"
     # An idempotency key returns the same job for this long; after it, it may be reused.

@@ -106,7 +106,7 @@ async def build(
     async def start() -> None:
         nc, js = await connect(settings.nats_url, name="gouache-tiling")
         opened.nats = nc
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=settings.stream_replicas)
         runner = JobRunner(
             GrpcStorage(storage_channel, call_options(tokens, settings.call_timeout_s)),
             inference,

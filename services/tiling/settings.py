@@ -15,6 +15,9 @@ class TilingSettings(ServiceSettings):
 
     port: int = 50054
     nats_url: str = "nats://127.0.0.1:4222"
+    # Servers of the JetStream cluster that hold each stream (GOUACHE_TILING_STREAM_REPLICAS):
+    # 3 in the Helm chart's three-node cluster, 1 for a single server.
+    stream_replicas: int = Field(default=1, ge=1, le=5)
     storage_addr: str = "127.0.0.1:50052"
     inference_addr: str = "127.0.0.1:50055"
     # Tile edge used when neither the job nor the model version's manifest names one.

@@ -106,8 +106,8 @@ async def disconnect(connection: NATS) -> None:
         await connection.close()
 
 
-def stream_config(spec: StreamSpec) -> StreamConfig:
-    """Return the JetStream configuration for a stream spec."""
+def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
+    """Return the JetStream configuration for a stream spec, kept on `replicas` servers."""
     return StreamConfig(
         name=spec.name,
         subjects=list(spec.subjects),
@@ -115,17 +115,23 @@ def stream_config(spec: StreamSpec) -> StreamConfig:
         storage=StorageType.FILE if spec.file_storage else StorageType.MEMORY,
         duplicate_window=spec.duplicate_window_s,
         max_age=spec.max_age_s,
+        num_replicas=replicas,
     )
 
 
-async def ensure_streams(js: JetStreamContext, streams: Iterable[StreamSpec] = STREAMS) -> None:
+async def ensure_streams(
+    js: JetStreamContext, streams: Iterable[StreamSpec] = STREAMS, *, replicas: int = 1
+) -> None:
     """Create the streams, or update them to their spec; safe to call at every start.
+
+    `replicas` is how many servers of a JetStream cluster hold each stream (3 in the chart,
+    so losing a server loses no event; 1 for the single server of the embedded mesh).
 
     Two services creating the same stream at once both succeed: JetStream accepts a create
     whose configuration equals the existing stream's.
     """
     for spec in streams:
-        config = stream_config(spec)
+        config = stream_config(spec, replicas=replicas)
         try:
             await js.stream_info(spec.name)
         except nats.js.errors.NotFoundError:
