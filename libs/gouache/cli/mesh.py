@@ -382,9 +382,10 @@ class Mesh:
             raise RuntimeError(f"{what} printed {type(result).__name__}, not a JSON object")
         return result
 
-    def _start_envoy(self) -> None:
+    def edge_config(self) -> EdgeConfig:
+        """The edge of this mesh (the Helm chart renders the same with its own addresses)."""
         ports = self.config.ports
-        edge = EdgeConfig(
+        return EdgeConfig(
             listen_port=ports.envoy,
             admin_port=ports.envoy_admin,
             auth=Upstream("127.0.0.1", ports.grpc["auth"]),
@@ -393,8 +394,10 @@ class Mesh:
             feedback=Upstream("127.0.0.1", ports.grpc["feedback"]),
             storage_http=Upstream("127.0.0.1", ports.storage_http),
         )
+
+    def _start_envoy(self) -> None:
         envoy = EnvoyProcess(
-            edge,
+            self.edge_config(),
             self.config.state_dir / "envoy.json",
             output=self.config.state_dir / "logs" / "envoy.log",
         )
