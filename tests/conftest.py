@@ -5,4 +5,5 @@ pytest_plugins = [
     "tests.fixtures.postgres",
     "tests.fixtures.envoy",
     "tests.fixtures.kube",
+    "tests.fixtures.minio",
 ]

@@ -6,6 +6,8 @@ import re
 from collections.abc import AsyncIterator
 from typing import Protocol, runtime_checkable
 
+from gouache.runtime.errors import Unavailable
+
 DEFAULT_CHUNK_BYTES = 1024 * 1024
 MAX_KEY_LENGTH = 1024
 
@@ -32,6 +34,22 @@ class BlobNotFound(BlobError, KeyError):
 
     def __str__(self) -> str:
         return f"no object stored under {self.key!r}"
+
+
+class BlobUnavailable(BlobError, Unavailable):
+    """The object store cannot be reached or refuses the service's requests.
+
+    It is also the runtime's `Unavailable`, so a gRPC call or a file download that needs
+    the store answers UNAVAILABLE with this message (which names the endpoint) instead of
+    INTERNAL: the caller may retry, and the operator knows where to look.
+    """
+
+    def __init__(self, message: str) -> None:
+        super().__init__(message, reason="object_store_unavailable")
+
+
+class BlobStoreMisconfigured(BlobError):
+    """The store is reachable but cannot be used as configured (e.g. its bucket is missing)."""
 
 
 def validate_key(key: str) -> str:
