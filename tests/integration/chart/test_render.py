@@ -117,6 +117,23 @@ def test_settings_reach_each_service(rendered_matrix: dict[str, Rendered]) -> No
     assert config["operator"]["GOUACHE_OPERATOR_JOBS_ADDR"] == "gouache-jobs:50053"
 
 
+def test_mtls_files_reach_services_and_operator(rendered_matrix: dict[str, Rendered]) -> None:
+    rendered = rendered_matrix["secure-values"]
+    for component in (*GRPC_PORTS, "operator"):
+        config = rendered.get("ConfigMap", f"gouache-{component}")["data"]
+        prefix = f"GOUACHE_{component.upper()}_"
+        assert config[f"{prefix}TLS_CERT_FILE"] == "/etc/gouache/mtls/tls.crt"
+        assert config[f"{prefix}TLS_KEY_FILE"] == "/etc/gouache/mtls/tls.key"
+        assert config[f"{prefix}TLS_CA_FILE"] == "/etc/gouache/mtls/ca.crt"
+        volumes = rendered.get("Deployment", f"gouache-{component}")["spec"]["template"]["spec"][
+            "volumes"
+        ]
+        assert {
+            "name": "mtls",
+            "secret": {"secretName": "gouache-mesh-mtls", "defaultMode": 288},
+        } in volumes
+
+
 def test_dev_profile_uses_one_nats_server_and_bundled_stores(
     rendered_matrix: dict[str, Rendered],
 ) -> None:
