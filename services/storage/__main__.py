@@ -9,6 +9,9 @@ import json
 import sys
 from pathlib import Path
 
+from pydantic import ValidationError
+
+from gouache.blobs import BlobStoreMisconfigured, BlobUnavailable
 from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
 from gouache.runtime.tracing import configure_tracing
@@ -38,12 +41,16 @@ def main(argv: list[str] | None = None) -> int:
     )
     args = parser.parse_args(argv)
 
-    settings = StorageSettings()
+    try:
+        settings = StorageSettings()
+    except ValidationError as exc:
+        print(_settings_errors(exc), file=sys.stderr)
+        return 2
     configure_logging("storage", level=settings.log_level, json_output=settings.log_json)
     if args.command == "import-styles":
         try:
             report = asyncio.run(run_import(settings, args.directory))
-        except (FileNotFoundError, ManifestError) as exc:
+        except (FileNotFoundError, ManifestError, BlobStoreMisconfigured, BlobUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if args.json:
@@ -62,8 +69,22 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     configure_tracing("storage", console=settings.otel_console)
-    asyncio.run(_serve(settings))
+    try:
+        asyncio.run(_serve(settings))
+    except (BlobStoreMisconfigured, BlobUnavailable) as exc:
+        print(f"error: the object store is not usable: {exc}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _settings_errors(error: ValidationError) -> str:
+    """One `error:` line per invalid setting, naming its variable, instead of a traceback."""
+    lines = []
+    for item in error.errors():
+        where = ".".join(str(part) for part in item["loc"])
+        variable = f"GOUACHE_STORAGE_{where.upper()}: " if where else ""
+        lines.append(f"error: {variable}{item['msg'].removeprefix('Value error, ')}")
+    return "\n".join(lines)
 
 
 if __name__ == "__main__":

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from gouache.blobs import LocalBlobStore
 from gouache.db import create_engine
 from gouache.runtime.errors import GouacheError
+from services.storage.blobs import open_blobs
 from services.storage.domain import CatalogEntry, ImageLibrary, title_from_filename
 from services.storage.records import STYLE
 from services.storage.settings import StorageSettings
@@ -165,13 +165,15 @@ async def run_import(settings: StorageSettings, directory: Path) -> ImportReport
     if sqlite_file is not None:
         sqlite_file.parent.mkdir(parents=True, exist_ok=True)
     store = StorageStore(create_engine(settings.database_url))
+    blobs = open_blobs(settings)
     try:
         await store.create_schema()
+        await blobs.prepare()
         # Importing signs no URL, so a missing signing key must not stop it.
         key = settings.url_signing_key.get_secret_value().encode() or secrets.token_bytes(32)
         library = ImageLibrary(
             store,
-            LocalBlobStore(settings.resolved_blob_root()),
+            blobs.store,
             UrlSigner(key, settings.public_url),
             limits=settings.image_limits(),
             upload_ttl=settings.upload_ttl(),
@@ -180,6 +182,7 @@ async def run_import(settings: StorageSettings, directory: Path) -> ImportReport
         return await import_catalog(library, Path(directory))
     finally:
         await store.close()
+        await blobs.close()
 
 
 async def import_styles(settings: StorageSettings, directory: Path | str) -> int:

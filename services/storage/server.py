@@ -10,13 +10,13 @@ from datetime import timedelta
 
 import grpc
 
-from gouache.blobs import LocalBlobStore
 from gouache.contracts.storage.v1 import storage_pb2_grpc
 from gouache.db import create_engine
 from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.auth import TokenSettings, TokenVerifier
 from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
+from services.storage.blobs import open_blobs
 from services.storage.domain import ImageLibrary
 from services.storage.files import FileServer
 from services.storage.servicer import POLICY, SERVICE_NAME, StorageServicer
@@ -27,7 +27,6 @@ from services.storage.urls import UrlSigner
 logger = logging.getLogger(__name__)
 
 PURGE_INTERVAL_S = 3600.0
-STALE_TEMP_FILE_AGE_S = 3600.0
 
 
 @dataclass
@@ -59,10 +58,10 @@ async def build_service(
     """
     signer = UrlSigner(settings.signing_key(), settings.public_url)
     store = StorageStore(create_engine(settings.database_url))
-    blobs = LocalBlobStore(settings.resolved_blob_root())
+    blobs = open_blobs(settings)
     library = ImageLibrary(
         store,
-        blobs,
+        blobs.store,
         signer,
         limits=settings.image_limits(),
         upload_ttl=settings.upload_ttl(),
@@ -99,7 +98,7 @@ async def build_service(
         if sqlite_file is not None:
             sqlite_file.parent.mkdir(parents=True, exist_ok=True)
         await store.create_schema()
-        await blobs.remove_stale_temp_files(STALE_TEMP_FILE_AGE_S)
+        await blobs.prepare()
 
     async def start_housekeeping() -> None:
         service._tasks.append(asyncio.create_task(_purge_forever(library, retention)))
@@ -115,6 +114,7 @@ async def build_service(
         if channel is not None:
             await channel.close()
         await store.close()
+        await blobs.close()
 
     spec.on_start = [prepare_storage, files.start, start_housekeeping]
     # Stop hooks run in reverse: housekeeping, then the file server, then connections.

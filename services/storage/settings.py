@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
@@ -15,6 +16,11 @@ from gouache.runtime.settings import ServiceSettings
 
 MIB = 1024 * 1024
 MIN_SIGNING_KEY_CHARS = 32
+ENV_PREFIX = "GOUACHE_STORAGE_"
+# What the s3 backend cannot run without, by field.
+_S3_REQUIRED = ("s3_endpoint", "s3_bucket", "s3_access_key", "s3_secret_key")
+# S3 bucket names: 3-63 lowercase letters, digits, "." and "-", starting and ending alphanumeric.
+_BUCKET = re.compile(r"[a-z0-9][a-z0-9.\-]{1,61}[a-z0-9]")
 
 
 def _default_state_dir() -> Path:
@@ -24,15 +30,31 @@ def _default_state_dir() -> Path:
 class StorageSettings(ServiceSettings):
     """Where images live, how URLs to them are signed, and the upload limits."""
 
-    model_config = SettingsConfigDict(env_prefix="GOUACHE_STORAGE_", frozen=True, extra="ignore")
+    model_config = SettingsConfigDict(env_prefix=ENV_PREFIX, frozen=True, extra="ignore")
 
     port: int = 50052
     # Directory for the embedded defaults (the SQLite file and the blobs).
     state_dir: Path = _default_state_dir()
     # Default: sqlite+aiosqlite:///<state_dir>/storage.db.
     database_url: str = ""
+    # Where images are stored: "local" (files under blob_root) or "s3" (a bucket on S3 or
+    # MinIO; the s3_* settings below, of which endpoint, bucket and both keys are required).
+    blob_backend: Literal["local", "s3"] = "local"
     # Root of the local object store. Default: <state_dir>/blobs.
     blob_root: Path | None = None
+    # host:port of the S3 API (no scheme: s3_secure chooses https or http).
+    s3_endpoint: str = ""
+    s3_bucket: str = ""
+    s3_access_key: str = ""
+    s3_secret_key: SecretStr = SecretStr("")
+    s3_secure: bool = True
+    # Optional; without it the client asks the endpoint where the bucket is.
+    s3_region: str | None = None
+    # Create the bucket at start if it is missing (else a missing bucket stops the start).
+    s3_create_bucket: bool = False
+    # Each S3 request's timeout, and how many run at once (the store's thread pool).
+    s3_timeout_s: float = 30.0
+    s3_max_workers: int = 16
     # Base of every URL handed out (file_url, upload_url, download URLs): the REST edge.
     public_url: str = "http://127.0.0.1:8080"
     # HMAC-SHA256 key for signed upload/download URLs; `gouache up` generates one.
@@ -72,11 +94,50 @@ class StorageSettings(ServiceSettings):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
 
+    @field_validator("s3_endpoint")
+    @classmethod
+    def _check_endpoint(cls, value: str) -> str:
+        value = value.strip()
+        if "://" in value or "/" in value:
+            raise ValueError(
+                f"must be host:port without a scheme or path, got {value!r} "
+                f"({ENV_PREFIX}S3_SECURE=false selects plain http)"
+            )
+        return value
+
+    @field_validator("s3_region")
+    @classmethod
+    def _blank_region_is_none(cls, value: str | None) -> str | None:
+        return value.strip() or None if value is not None else None
+
+    @model_validator(mode="after")
+    def _check_s3(self) -> StorageSettings:
+        if self.blob_backend != "s3":
+            return self
+        missing = [
+            f"{ENV_PREFIX}{name.upper()}"
+            for name in _S3_REQUIRED
+            if not _text(getattr(self, name)).strip()
+        ]
+        if missing:
+            raise ValueError(f"{ENV_PREFIX}BLOB_BACKEND=s3 needs {', '.join(missing)} to be set")
+        if not _BUCKET.fullmatch(self.s3_bucket):
+            raise ValueError(
+                f"{ENV_PREFIX}S3_BUCKET {self.s3_bucket!r} is not a valid bucket name: "
+                "3-63 lowercase letters, digits, '.' and '-'"
+            )
+        return self
+
     @field_validator(
-        "upload_ttl_s", "max_upload_bytes", "reservation_retention_s", "decode_concurrency"
+        "upload_ttl_s",
+        "max_upload_bytes",
+        "reservation_retention_s",
+        "decode_concurrency",
+        "s3_timeout_s",
+        "s3_max_workers",
     )
     @classmethod
-    def _check_positive(cls, value: int) -> int:
+    def _check_positive(cls, value: float) -> float:
         if value <= 0:
             raise ValueError("must be positive")
         return value
@@ -116,3 +177,7 @@ class StorageSettings(ServiceSettings):
         if url.get_backend_name() == "sqlite" and url.database not in (None, "", ":memory:"):
             return Path(url.database)
         return None
+
+
+def _text(value: object) -> str:
+    return value.get_secret_value() if isinstance(value, SecretStr) else str(value)

@@ -158,16 +158,14 @@ class S3BlobStore:
         Raises BlobStoreMisconfigured when the bucket is missing and `create` is false,
         BlobUnavailable when the endpoint cannot be reached or refuses the credentials.
         """
-        if await self._call("check the bucket", "", self._client.bucket_exists, self.bucket):
+        if await self._call("look up", "", self._client.bucket_exists, self.bucket):
             return False
         if not create:
             raise BlobStoreMisconfigured(
                 f"bucket {self.bucket!r} does not exist at {self.endpoint}"
             )
         try:
-            await self._call(
-                "create the bucket", "", self._client.make_bucket, self.bucket, region or None
-            )
+            await self._call("create", "", self._client.make_bucket, self.bucket, region or None)
         except BlobUnavailable as exc:
             # Another replica may have created it meanwhile.
             if not isinstance(exc.__cause__, S3Error) or exc.__cause__.code not in (
