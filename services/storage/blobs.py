@@ -44,7 +44,7 @@ class ConfiguredBlobs:
                 extra={
                     "endpoint": self.store.endpoint,
                     "bucket": self.store.bucket,
-                    "created": created,
+                    "bucket_created": created,
                 },
             )
 

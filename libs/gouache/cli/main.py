@@ -41,7 +41,35 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
         models=args.models,
         styles_dir=Path(args.styles).resolve() if getattr(args, "styles", None) else None,
         rate_limit_plans=getattr(args, "rate_limit_plans", "") or "",
+        extra_env=blob_store_env(args, os.environ),
     )
+
+
+S3_KEY_VARIABLES = ("GOUACHE_STORAGE_S3_ACCESS_KEY", "GOUACHE_STORAGE_S3_SECRET_KEY")
+
+
+def blob_store_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict[str, str]:
+    """Storage's object-store settings for `gouache up --blob-store s3 ...` (none for local).
+
+    The keys stay out of the command line (and `ps`): storage reads them from
+    GOUACHE_STORAGE_S3_ACCESS_KEY and GOUACHE_STORAGE_S3_SECRET_KEY, which it inherits.
+    """
+    if getattr(args, "blob_store", "local") != "s3":
+        return {}
+    missing = [
+        *(["--s3-endpoint"] if not args.s3_endpoint else []),
+        *(["--s3-bucket"] if not args.s3_bucket else []),
+        *(name for name in S3_KEY_VARIABLES if not environ.get(name)),
+    ]
+    if missing:
+        raise SystemExit(f"gouache up: --blob-store s3 needs {', '.join(missing)}")
+    return {
+        "GOUACHE_STORAGE_BLOB_BACKEND": "s3",
+        "GOUACHE_STORAGE_S3_ENDPOINT": args.s3_endpoint,
+        "GOUACHE_STORAGE_S3_BUCKET": args.s3_bucket,
+        "GOUACHE_STORAGE_S3_SECURE": "false" if args.s3_insecure else "true",
+        "GOUACHE_STORAGE_S3_CREATE_BUCKET": "true" if args.s3_create_bucket else "false",
+    }
 
 
 def cmd_up(args: argparse.Namespace) -> int:
@@ -366,6 +394,18 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="JSON",
         help='rate limits per plan, e.g. \'{"free":{"per_minute":600,"burst":100}}\' '
         "(default: free 60 per minute with bursts of 20)",
+    )
+    blobs = up.add_argument_group(
+        "object store",
+        "where storage keeps images: files under the state directory (local), or a bucket on "
+        "S3 or MinIO (s3; keys from GOUACHE_STORAGE_S3_ACCESS_KEY and _SECRET_KEY)",
+    )
+    blobs.add_argument("--blob-store", choices=("local", "s3"), default="local")
+    blobs.add_argument("--s3-endpoint", metavar="HOST:PORT", help="the S3 API, e.g. 127.0.0.1:9000")
+    blobs.add_argument("--s3-bucket", metavar="NAME")
+    blobs.add_argument("--s3-insecure", action="store_true", help="plain http instead of https")
+    blobs.add_argument(
+        "--s3-create-bucket", action="store_true", help="create the bucket if it is missing"
     )
     up.set_defaults(func=cmd_up)
 

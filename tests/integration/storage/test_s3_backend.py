@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import AsyncIterator
 from pathlib import Path
 
@@ -123,8 +124,9 @@ async def test_a_corrupt_upload_leaves_nothing_in_the_bucket(
 
 
 async def test_a_missing_bucket_stops_the_start_unless_it_may_be_created(
-    tmp_path: Path, minio_server: MinioServer
+    tmp_path: Path, minio_server: MinioServer, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.INFO, logger="services.storage.blobs")
     with pytest.raises(BlobStoreMisconfigured, match="GOUACHE_STORAGE_S3_CREATE_BUCKET=true"):
         await _on_bucket(tmp_path / "refused", minio_server, "gouache-missing")
     harness = await _on_bucket(
@@ -135,6 +137,8 @@ async def test_a_missing_bucket_stops_the_start_unless_it_may_be_created(
         record = await harness.service.library.store.get_image(image.image_id)
         assert record is not None
         assert minio_server.object_names("gouache-created") == [record.blob_key]
+        ready = [r for r in caplog.records if r.getMessage() == "object store ready"]
+        assert [r.__dict__["bucket_created"] for r in ready] == [True]
     finally:
         await stop_harness(harness)
 
