@@ -129,7 +129,9 @@ def limit_calls(spec: ServiceSpec, settings: ServiceSettings) -> ServiceSpec:
     open and close its store. Nothing changes when rate_limit_nats_url is empty."""
     if not settings.rate_limit_nats_url:
         return spec
-    store = NatsKvStore(settings.rate_limit_nats_url, name=spec.name)
+    store = NatsKvStore(
+        settings.rate_limit_nats_url, name=spec.name, replicas=settings.rate_limit_replicas
+    )
     spec.guard = CallLimiter(
         spec.name,
         RateLimiter(store),

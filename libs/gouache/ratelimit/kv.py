@@ -44,12 +44,14 @@ class NatsKvStore:
         bucket: str = BUCKET,
         ttl_s: float = KEY_TTL_S,
         op_timeout_s: float = 0.5,
+        replicas: int = 1,
     ) -> None:
         self._url = url
         self._name = name
         self._bucket = bucket
         self._ttl_s = ttl_s
         self._op_timeout_s = op_timeout_s
+        self._replicas = replicas
         self._connection: NATS | None = None
         self._kv: KeyValue | None = None
         self._opening: asyncio.Task[None] | None = None
@@ -90,6 +92,7 @@ class NatsKvStore:
                             ttl=self._ttl_s,
                             storage=StorageType.MEMORY,
                             direct=True,
+                            replicas=self._replicas,
                         )
                     )
                 logger.info("rate limit store ready", extra={"bucket": self._bucket})

@@ -74,6 +74,9 @@ class ServiceSettings(BaseSettings):
     rate_limit_plans: dict[str, PlanLimit] = Field(default_factory=default_plans)
     # When the store is unreachable: let calls through (True) or answer UNAVAILABLE.
     rate_limit_fail_open: bool = True
+    # Copies of the bucket in a clustered NATS (the chart: one per server, up to 3), so that
+    # losing a NATS server forgets no one's spending.
+    rate_limit_replicas: int = Field(default=1, ge=1, le=5)
 
     @field_validator("rate_limit_plans")
     @classmethod

@@ -61,14 +61,16 @@ needs_promtool = pytest.mark.skipif(
 )
 
 
-def render(*sets: str, namespace: str = NAMESPACE, schema: bool = True) -> list[dict[str, Any]]:
+def render(*sets: str, namespace: str = NAMESPACE) -> list[dict[str, Any]]:
     """The chart's documents for the ci default values and `sets`."""
     command = [str(HELM), "template", RELEASE, str(CHART), "--namespace", namespace]
-    if not schema:
-        command.append("--skip-schema-validation")
     command += ["-f", str(VALUES)]
     for item in sets:
-        command += ["--set", item]
+        # --set reads 1.5 as a string; --set-json keeps numbers numbers.
+        command += [
+            "--set-json" if item.startswith("monitoring.prometheusRule.thresholds.") else "--set",
+            item,
+        ]
     result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)
     assert result.returncode == 0, result.stderr
     return [doc for doc in yaml.safe_load_all(result.stdout) if doc]
@@ -260,9 +262,6 @@ def test_thresholds_and_the_runbook_base_are_values() -> None:
         "monitoring.prometheusRule.thresholds.jobLatencyP95Seconds=1.5",
         "monitoring.prometheusRule.runbookBaseUrl=https://wiki.example/runbooks",
         "monitoring.prometheusRule.alertLabels.team=imaging",
-        # The templates default every key below when it is unset; values.schema.json does
-        # not list them yet, so this render checks the templates without the schema.
-        schema=False,
     )
     [rule] = of_kind(documents, "PrometheusRule")
     by_name = {a["alert"]: a for a in alerts(rule["spec"]["groups"])}
@@ -271,6 +270,23 @@ def test_thresholds_and_the_runbook_base_are_values() -> None:
     for alert in by_name.values():
         assert alert["annotations"]["runbook_url"].startswith("https://wiki.example/runbooks#")
         assert alert["labels"]["team"] == "imaging"
+
+
+@needs_helm
+@pytest.mark.parametrize(
+    "setting",
+    [
+        "monitoring.prometheusRule.thresholds.jobSuccessRatio=1.5",
+        "monitoring.prometheusRule.thresholds.queueDepth=0",
+        "monitoring.prometheusRule.thresholds.unknownThreshold=1",
+        "monitoring.serviceMonitor.scrapeTimeout=soon",
+    ],
+)
+def test_the_schema_refuses_bad_monitoring_values(setting: str) -> None:
+    command = [str(HELM), "template", RELEASE, str(CHART), "-f", str(VALUES), "--set", setting]
+    result = subprocess.run(command, capture_output=True, text=True, check=False, timeout=TIMEOUT_S)
+    assert result.returncode != 0
+    assert "values don't meet the specifications of the schema" in result.stderr, result.stderr
 
 
 # -- alerts on synthetic series ----------------------------------------------------------

@@ -105,10 +105,12 @@ def test_settings_reach_each_service(rendered_matrix: dict[str, Rendered]) -> No
         prefix = f"GOUACHE_{component.upper()}_"
         assert json.loads(config[component][f"{prefix}RATE_LIMIT_PLANS"]) == plans
         assert config[component][f"{prefix}RATE_LIMIT_NATS_URL"] == "nats://gouache-nats:4222"
+        assert config[component][f"{prefix}RATE_LIMIT_REPLICAS"] == "3"
     storage = config["storage"]
     assert storage["GOUACHE_STORAGE_BLOB_BACKEND"] == "s3"
     assert storage["GOUACHE_STORAGE_S3_ENDPOINT"] == "s3.eu-west-1.amazonaws.com:443"
     assert storage["GOUACHE_STORAGE_S3_SECURE"] == "true"
+    assert storage["GOUACHE_STORAGE_S3_CREATE_BUCKET"] == "false"
     assert (
         config["auth"]["GOUACHE_AUTH_DATABASE_URL"]
         == "postgresql+asyncpg://db.example.internal:5432/gouache"
@@ -146,6 +148,7 @@ def test_dev_profile_uses_one_nats_server_and_bundled_stores(
     storage = rendered.get("ConfigMap", "gouache-storage")["data"]
     assert storage["GOUACHE_STORAGE_S3_ENDPOINT"] == "gouache-minio:9000"
     assert storage["GOUACHE_STORAGE_S3_SECURE"] == "false"
+    assert storage["GOUACHE_STORAGE_S3_CREATE_BUCKET"] == "true"
     assert not rendered.of_kind("HorizontalPodAutoscaler")
 
 
