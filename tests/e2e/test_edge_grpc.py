@@ -87,6 +87,14 @@ def test_grpcurl_calls_list_models_with_a_bearer_token(mesh: Mesh) -> None:
     assert elapsed < GRPCURL_MAX_S
 
 
+def test_grpcurl_checks_the_edge_health(mesh: Mesh) -> None:
+    done, elapsed = _grpcurl(_edge(mesh), "grpc.health.v1.Health/Check")
+
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {"status": "SERVING"}
+    assert elapsed < GRPCURL_MAX_S
+
+
 def test_the_sdk_reaches_every_public_service_through_the_edge(mesh: Mesh) -> None:
     with GouacheGrpc(_edge(mesh), _api_key(mesh), timeout_s=30) as client:
         me = client.auth.WhoAmI(auth_pb2.WhoAmIRequest(), timeout=10)

@@ -11,6 +11,7 @@ from gouache.edge.envoy_json import BUFFER, TRANSCODER, disabled, seconds
 from gouache.edge.surface import (
     FILES_PREFIX,
     GRPC_SERVICES,
+    HEALTH_SERVICE,
     REFLECTION_SERVICES,
     REFLECTION_UPSTREAM,
     STORAGE_HTTP_CLUSTER,
@@ -41,7 +42,8 @@ def route_config(
             for path in _streaming_methods(descriptor, service)
         ]
         routes.append(_grpc_route(name, f"/{service}/", config.request_timeout_s, exact=False))
-    # A reflection stream stays open while a tool like grpcurl works: long, but idle-bounded.
+    # A reflection stream stays open while a tool like grpcurl works, and a health Watch
+    # while a balancer watches: long, but idle-bounded.
     routes += [
         _grpc_route(
             REFLECTION_UPSTREAM,
@@ -51,7 +53,7 @@ def route_config(
             idle_timeout_s=config.request_timeout_s,
             name=service,
         )
-        for service in REFLECTION_SERVICES
+        for service in (*REFLECTION_SERVICES, HEALTH_SERVICE)
     ]
     routes += [_no_grpc_route(), _no_route()]
     return {

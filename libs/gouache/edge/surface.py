@@ -20,6 +20,9 @@ REFLECTION_SERVICES = (
     "grpc.reflection.v1alpha.ServerReflection",
 )
 REFLECTION_UPSTREAM = "jobs"
+# gRPC health at the edge (load balancers, `grpcurl ... grpc.health.v1.Health/Check`): the
+# jobs service answers, as the front of the API; Watch is a stream, like reflection.
+HEALTH_SERVICE = "grpc.health.v1.Health"
 
 FILES_PREFIX = "/v1/files/"
 STORAGE_HTTP_CLUSTER = "storage_http"
