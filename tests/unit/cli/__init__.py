@@ -1,0 +1,1 @@
+"""Tests of the gouache command line: pure parts."""
