@@ -5,8 +5,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+from collections import OrderedDict
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from google.protobuf.message import DecodeError, Message
 from nats.aio.msg import Msg
@@ -18,12 +19,24 @@ from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.dml import Insert
 
+from gouache.bus.deadletter import DeadLetter, job_id_of, publish_dead_letter
 from gouache.bus.depth import DEFAULT_INTERVAL_S, QueueDepthSampler
-from gouache.bus.jetstream import HEADER_EVENT_TYPE, HEADER_MSG_ID, NATS_ERRORS, backoff_delay
+from gouache.bus.jetstream import (
+    HEADER_EVENT_TYPE,
+    HEADER_MSG_ID,
+    NATS_ERRORS,
+    PublishError,
+    backoff_delay,
+)
 from gouache.bus.subjects import MESSAGE_TYPES
 from gouache.db.types import UtcDateTime, utc_now
 
 logger = logging.getLogger(__name__)
+
+DEAD_LETTER_ATTEMPTS = 10
+"""Deliveries JetStream allows beyond max_deliver, to retry a dead-lettering that failed."""
+
+_REMEMBERED_ERRORS = 1000
 
 
 class PermanentEventError(Exception):
@@ -48,6 +61,8 @@ class Event:
     num_delivered: int
     """1 on the first delivery, more on redeliveries."""
     stream_sequence: int
+    headers: Mapping[str, str] = field(default_factory=dict)
+    """The message's headers (the dead-letter ones on a DLQ subject)."""
 
 
 Handler = Callable[[Event], Awaitable[None]]
@@ -58,11 +73,21 @@ class DurableConsumer:
 
     Outcome of a delivery, by what the handler does:
     - returns: the message is acked.
-    - raises PermanentEventError (or the message cannot be decoded): it is terminated and
-      logged; JetStream never redelivers it.
+    - raises PermanentEventError (or the message cannot be decoded): it is dead-lettered
+      (see below) at once; JetStream never redelivers it.
     - raises anything else (RetryableEventError to choose the delay): it is nak'ed with an
       exponential backoff and redelivered, up to max_deliver deliveries in all, after
-      which it is terminated and logged.
+      which it is dead-lettered.
+    - a delivery beyond max_deliver (the last one never settled: its worker died or
+      timed out) is dead-lettered without running the handler again, so a message that
+      crashes its worker cannot crash it forever.
+    Dead-lettering copies the message to gouache.dlq.<subject> in the DLQ stream with
+    headers naming the subject, stream, sequence, consumer, deliveries and last error
+    (gouache.bus.deadletter), counts it in gouache_dead_letters_total{stream,consumer},
+    then terminates the original. When the copy cannot be stored the original is nak'ed
+    and tried again, up to DEAD_LETTER_ATTEMPTS more deliveries. With
+    dead_letters=False (the consumer of the DLQ itself) a message given up on is only
+    terminated and logged.
     - runs long: the consumer sends in-progress heartbeats every ack_wait/3 so JetStream
       does not redeliver it meanwhile; if this process dies, the heartbeats stop and the
       message goes to another instance after ack_wait.
@@ -88,11 +113,14 @@ class DurableConsumer:
         fetch_wait: float = 1.0,
         drain_grace: float = 10.0,
         depth_interval: float = DEFAULT_INTERVAL_S,
+        dead_letters: bool = True,
     ) -> None:
         if not filter_subjects:
             raise ValueError("a consumer needs at least one filter subject")
         if max_in_flight < 1:
             raise ValueError("max_in_flight must be at least 1")
+        if max_deliver < 1:
+            raise ValueError("max_deliver must be at least 1")
         self._js = js
         self._stream = stream
         self._durable = durable
@@ -107,6 +135,8 @@ class DurableConsumer:
         self._retry_max = retry_max
         self._fetch_wait = fetch_wait
         self._drain_grace = drain_grace
+        self._dead_letters = dead_letters
+        self._last_errors: OrderedDict[int, str] = OrderedDict()
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
@@ -160,7 +190,7 @@ class DurableConsumer:
             durable_name=self._durable,
             ack_policy=AckPolicy.EXPLICIT,
             ack_wait=self._ack_wait,
-            max_deliver=self._max_deliver,
+            max_deliver=self._max_deliver + (DEAD_LETTER_ATTEMPTS if self._dead_letters else 0),
             deliver_policy=self._deliver_policy,
             filter_subject=single,
             filter_subjects=None if single else list(self._filter_subjects),
@@ -251,25 +281,27 @@ class DurableConsumer:
             await asyncio.gather(*late, return_exceptions=True)
 
     async def _process(self, msg: Msg) -> None:
+        sequence = msg.metadata.sequence.stream
+        if self._dead_letters and msg.metadata.num_delivered > self._max_deliver:
+            error = self._last_errors.pop(sequence, None) or (
+                f"delivery {self._max_deliver} did not finish (its worker stopped or timed out)"
+            )
+            await self._give_up(msg, None, error)
+            return
+        event: Event | None = None
         try:
             event = self._decode(msg)
             async with self._heartbeats(msg):
                 await self._handler(event)
         except PermanentEventError as exc:
-            logger.error(
-                "consumer %s: dropping message %d on %s: %s",
-                self._durable,
-                msg.metadata.sequence.stream,
-                msg.subject,
-                exc,
-            )
-            await self._settle(msg.term(), msg)
+            await self._give_up(msg, event, str(exc))
         except asyncio.CancelledError:
             await self._settle(msg.nak(), msg)
             raise
         except Exception as exc:
-            await self._retry_or_give_up(msg, exc)
+            await self._retry_or_give_up(msg, event, exc)
         else:
+            self._last_errors.pop(sequence, None)
             await self._settle(msg.ack_sync(), msg)
 
     def _decode(self, msg: Msg) -> Event:
@@ -298,6 +330,7 @@ class DurableConsumer:
             event_id=event_id,
             num_delivered=metadata.num_delivered,
             stream_sequence=metadata.sequence.stream,
+            headers=dict(headers),
         )
 
     @contextlib.asynccontextmanager
@@ -317,19 +350,20 @@ class DurableConsumer:
             except NATS_ERRORS as exc:
                 logger.warning("consumer %s: in-progress heartbeat failed: %s", self._durable, exc)
 
-    async def _retry_or_give_up(self, msg: Msg, exc: Exception) -> None:
+    async def _retry_or_give_up(self, msg: Msg, event: Event | None, exc: Exception) -> None:
         delivered = msg.metadata.num_delivered
         if delivered >= self._max_deliver:
             logger.error(
-                "consumer %s: giving up on message %d on %s after %d deliveries",
+                "consumer %s: message %d on %s failed on all %d deliveries",
                 self._durable,
                 msg.metadata.sequence.stream,
                 msg.subject,
                 delivered,
                 exc_info=exc,
             )
-            await self._settle(msg.term(), msg)
+            await self._give_up(msg, event, f"{type(exc).__name__}: {exc}")
             return
+        self._remember_error(msg.metadata.sequence.stream, f"{type(exc).__name__}: {exc}")
         delay = backoff_delay(delivered, initial=self._retry_initial, maximum=self._retry_max)
         if isinstance(exc, RetryableEventError) and exc.delay is not None:
             delay = exc.delay
@@ -343,6 +377,70 @@ class DurableConsumer:
             exc_info=not isinstance(exc, RetryableEventError),
         )
         await self._settle(msg.nak(delay=delay), msg)
+
+    def _remember_error(self, sequence: int, error: str) -> None:
+        """Keep the last error of a message, for its dead letter if its next delivery dies."""
+        self._last_errors[sequence] = error
+        self._last_errors.move_to_end(sequence)
+        while len(self._last_errors) > _REMEMBERED_ERRORS:
+            self._last_errors.popitem(last=False)
+
+    async def _give_up(self, msg: Msg, event: Event | None, error: str) -> None:
+        """Dead-letter msg and terminate it; nak it instead when the DLQ cannot take it."""
+        metadata = msg.metadata
+        sequence = metadata.sequence.stream
+        if not self._dead_letters:
+            logger.error(
+                "consumer %s: dropping message %d on %s after %d deliveries: %s",
+                self._durable,
+                sequence,
+                msg.subject,
+                metadata.num_delivered,
+                error,
+            )
+            await self._settle(msg.term(), msg)
+            return
+        letter = DeadLetter(
+            subject=msg.subject,
+            stream=self._stream,
+            stream_sequence=sequence,
+            consumer=self._durable,
+            deliveries=metadata.num_delivered,
+            error=error,
+            event_id=event.event_id if event else (msg.headers or {}).get(HEADER_MSG_ID, ""),
+            job_id=job_id_of(event.message if event else None),
+        )
+        try:
+            ack = await publish_dead_letter(self._js, msg, letter)
+        except PublishError as exc:
+            self._remember_error(sequence, error)
+            delay = backoff_delay(
+                metadata.num_delivered, initial=self._retry_initial, maximum=self._retry_max
+            )
+            logger.warning(
+                "consumer %s: cannot dead-letter message %d on %s yet (%s); retrying in %.1fs",
+                self._durable,
+                sequence,
+                msg.subject,
+                exc,
+                delay,
+            )
+            await self._settle(msg.nak(delay=delay), msg)
+            return
+        self._last_errors.pop(sequence, None)
+        logger.error(
+            "consumer %s: dead-lettered message %d on %s after %d deliveries to %s "
+            "(DLQ sequence %d): %s",
+            self._durable,
+            sequence,
+            msg.subject,
+            metadata.num_delivered,
+            ack.stream,
+            ack.seq,
+            error,
+            extra={"dead_letter_job_id": letter.job_id} if letter.job_id else None,
+        )
+        await self._settle(msg.term(), msg)
 
     async def _settle(self, reply: Awaitable[object], msg: Msg) -> None:
         """Send an ack/nak/term; if that fails, JetStream redelivers after ack_wait."""

@@ -17,6 +17,8 @@ JOBS_FAILED = "gouache.jobs.failed"
 EXECUTION_PROGRESS = "gouache.execution.progress"
 EXECUTION_SUCCEEDED = "gouache.execution.succeeded"
 EXECUTION_FAILED = "gouache.execution.failed"
+DEAD_LETTER_PREFIX = "gouache.dlq."
+"""Dead letters of a message on subject S go to gouache.dlq.S (see gouache.bus.deadletter)."""
 
 MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
     {
@@ -51,4 +53,10 @@ class StreamSpec:
 
 JOBS_STREAM = StreamSpec(name="GOUACHE_JOBS", subjects=("gouache.jobs.>",))
 EXECUTION_STREAM = StreamSpec(name="GOUACHE_EXECUTION", subjects=("gouache.execution.>",))
-STREAMS: tuple[StreamSpec, ...] = (JOBS_STREAM, EXECUTION_STREAM)
+DLQ_MAX_AGE_S = 14 * 24 * 3600.0
+"""Dead letters are kept twice as long as events, so there is time to look at and replay them."""
+
+DLQ_STREAM = StreamSpec(
+    name="GOUACHE_DLQ", subjects=(f"{DEAD_LETTER_PREFIX}>",), max_age_s=DLQ_MAX_AGE_S
+)
+STREAMS: tuple[StreamSpec, ...] = (JOBS_STREAM, EXECUTION_STREAM, DLQ_STREAM)

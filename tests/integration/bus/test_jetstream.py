@@ -26,7 +26,7 @@ async def test_streams_are_file_backed_deduplicating_and_ensured_idempotently(
         assert config.subjects == list(spec.subjects)
         assert config.storage == StorageType.FILE
         assert config.duplicate_window == 600
-    assert [spec.name for spec in STREAMS] == ["GOUACHE_JOBS", "GOUACHE_EXECUTION"]
+    assert [spec.name for spec in STREAMS] == ["GOUACHE_JOBS", "GOUACHE_EXECUTION", "GOUACHE_DLQ"]
 
 
 async def test_publish_sets_the_id_and_type_headers_and_protobuf_payload(
