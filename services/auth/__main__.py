@@ -1,4 +1,4 @@
-"""`python -m services.auth` serves; subcommands bootstrap an admin, service accounts, keys."""
+"""`python -m services.auth` serves; subcommands migrate, bootstrap an admin, service accounts, keys."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import dataclasses
 import json
 import sys
 
+from gouache.db.migrate import add_migrate_command, run_migrate_command
 from gouache.runtime.errors import GouacheError
 from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
@@ -16,6 +17,7 @@ from services.auth.bootstrap import bootstrap_admin, ensure_service_account, rot
 from services.auth.domain import ACCOUNT_ROLES
 from services.auth.server import build
 from services.auth.settings import AuthSettings
+from services.auth.store import AuthDatabase
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -25,6 +27,7 @@ def _parser() -> argparse.ArgumentParser:
     )
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="serve gRPC (the default)")
+    add_migrate_command(commands)
     boot = commands.add_parser(
         "bootstrap", help="create the first admin (idempotent) and print a new API key for it"
     )
@@ -89,6 +92,8 @@ def main(argv: list[str] | None = None) -> int:
     settings = AuthSettings()
     serving = args.command in (None, "serve")
     configure_logging("auth", level=settings.log_level, json_output=settings.log_json and serving)
+    if args.command == "migrate":
+        return run_migrate_command(args, settings.database_url, AuthDatabase.migrations)
     if serving:
         configure_tracing("auth", console=settings.otel_console)
     try:

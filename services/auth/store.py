@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import (
     Boolean,
@@ -21,6 +22,7 @@ from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 
 from gouache.db import (
+    Migrations,
     ServiceDatabase,
     UtcDateTime,
     is_unique_violation,
@@ -94,7 +96,7 @@ def _key(row: RowMapping) -> ApiKeyRecord:
 class AuthDatabase(ServiceDatabase):
     """Users, API keys and signing keys in one SQLite or PostgreSQL database."""
 
-    schema = metadata
+    migrations = Migrations("auth", Path(__file__).with_name("migrations"), metadata)
 
     async def add_user(self, user: User) -> None:
         """Inserts a user; AlreadyExists when the email is taken."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from datetime import datetime
+from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
@@ -23,6 +24,7 @@ from sqlalchemy.exc import IntegrityError
 
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.db import (
+    Migrations,
     ServiceDatabase,
     UtcDateTime,
     is_unique_violation,
@@ -91,7 +93,7 @@ def _rating(row: RowMapping) -> Rating:
 class FeedbackDatabase(ServiceDatabase):
     """Job outcomes and ratings in one SQLite or PostgreSQL database."""
 
-    schema = metadata
+    migrations = Migrations("feedback", Path(__file__).with_name("migrations"), metadata)
 
     async def record_outcome(self, outcome: JobOutcome, *, event_id: str, at: datetime) -> bool:
         """Stores a job's outcome once per event id; False when the event was seen before.

@@ -7,6 +7,7 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -34,6 +35,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.bus.outbox import add_event, outbox_table
 from gouache.db import (
+    Migrations,
     PortableJSON,
     ServiceDatabase,
     UtcDateTime,
@@ -463,7 +465,7 @@ async def _routing_table(session: AsyncSession) -> RoutingTable:
 class JobStore(ServiceDatabase):
     """The jobs service's database; each method is one short transaction."""
 
-    schema = metadata
+    migrations = Migrations("jobs", Path(__file__).with_name("migrations"), metadata)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:

@@ -1,4 +1,4 @@
-"""`python -m services.storage` serves; `python -m services.storage import-styles DIR` imports."""
+"""`python -m services.storage` serves; `migrate` migrates its schema; `import-styles DIR` imports."""
 
 from __future__ import annotations
 
@@ -12,12 +12,14 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gouache.blobs import BlobStoreMisconfigured, BlobUnavailable
+from gouache.db.migrate import add_migrate_command, run_migrate_command
 from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
 from gouache.runtime.tracing import configure_tracing
 from services.storage.catalog import ManifestError, run_import
 from services.storage.server import build
 from services.storage.settings import StorageSettings
+from services.storage.store import StorageStore
 
 
 async def _serve(settings: StorageSettings) -> None:
@@ -30,6 +32,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m services.storage")
     commands = parser.add_subparsers(dest="command")
     commands.add_parser("serve", help="run the storage service (the default)")
+    add_migrate_command(commands)
     importer = commands.add_parser(
         "import-styles", help="import curated styles from a directory (manifest.json or images)"
     )
@@ -47,6 +50,8 @@ def main(argv: list[str] | None = None) -> int:
         print(_settings_errors(exc), file=sys.stderr)
         return 2
     configure_logging("storage", level=settings.log_level, json_output=settings.log_json)
+    if args.command == "migrate":
+        return run_migrate_command(args, settings.database_url, StorageStore.migrations)
     if args.command == "import-styles":
         try:
             report = asyncio.run(run_import(settings, args.directory))

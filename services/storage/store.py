@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import (
@@ -25,6 +26,7 @@ from sqlalchemy import (
 from sqlalchemy.exc import IntegrityError
 
 from gouache.db import (
+    Migrations,
     PortableJSON,
     ServiceDatabase,
     UtcDateTime,
@@ -92,7 +94,7 @@ styles = Table(
 class StorageStore(ServiceDatabase):
     """Reads and writes images, reservations and styles in one database."""
 
-    schema = metadata
+    migrations = Migrations("storage", Path(__file__).with_name("migrations"), metadata)
 
     async def add_reservation(self, reservation: Reservation) -> None:
         """Records an image id handed out by SignUpload."""

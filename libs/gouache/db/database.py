@@ -1,4 +1,4 @@
-"""A service's database: its engine, its session factory and its own tables."""
+"""A service's database: its engine, its session factory and its own migrated tables."""
 
 from __future__ import annotations
 
@@ -7,21 +7,31 @@ from typing import ClassVar
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gouache.db.engine import create_all, session_factory
+from gouache.db.engine import session_factory
+from gouache.db.migrate import Migrations, upgrade
 
 
 class ServiceDatabase:
-    """Base of each service's store; subclasses set `schema` to their own MetaData."""
+    """Base of each service's store; subclasses set `migrations` (their tables, their history)."""
 
-    schema: ClassVar[MetaData]
+    migrations: ClassVar[Migrations]
 
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
 
+    @property
+    def schema(self) -> MetaData:
+        """This service's tables as the code declares them."""
+        return self.migrations.metadata
+
     async def create_schema(self) -> None:
-        """Creates this service's tables that do not exist yet (safe to repeat)."""
-        await create_all(self.engine, self.schema)
+        """Brings this service's tables to the newest migration (safe to repeat and to race).
+
+        An empty database gets every revision; one made by the old create_all is adopted
+        (see gouache.db.migrate); one already at head is left as it is.
+        """
+        await upgrade(self.engine, self.migrations)
 
     async def close(self) -> None:
         """Closes the connection pool."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from sqlalchemy import MetaData, event, text
@@ -17,6 +18,7 @@ from sqlalchemy.pool import ConnectionPoolEntry
 SQLITE_DRIVER = "sqlite+aiosqlite"
 POSTGRES_DRIVER = "postgresql+asyncpg"
 SQLITE_BUSY_TIMEOUT_MS = 5_000
+_WAL_RETRY_S = 0.02
 # Any constant works; it only has to be the same for every replica of every service.
 _SCHEMA_LOCK_KEY = 0x6A0AC4E
 
@@ -68,10 +70,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute("PRAGMA journal_mode=WAL")
+            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         finally:
             cursor.close()
 
@@ -80,6 +82,25 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
+
+
+def _enable_wal(cursor: Any) -> None:
+    """Switch the file to WAL, retrying while another connection is switching it too.
+
+    Connections that open a new file together (replicas, a command beside a service)
+    race to convert it, and SQLite may answer one "database is locked" at once, without
+    calling its busy handler (seen with four processes migrating one new file), so the
+    wait is ours, bounded by the same busy timeout.
+    """
+    deadline = time.monotonic() + SQLITE_BUSY_TIMEOUT_MS / 1000
+    while True:
+        try:
+            cursor.execute("PRAGMA journal_mode=WAL")
+            return
+        except Exception as exc:
+            if "database is locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+        time.sleep(_WAL_RETRY_S)
 
 
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

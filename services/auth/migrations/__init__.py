@@ -1,0 +1,1 @@
+"""The auth service's Alembic migrations (env.py and versions/), run by gouache.db.migrate."""

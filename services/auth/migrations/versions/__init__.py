@@ -1,0 +1,1 @@
+"""Revisions of the auth schema, one file each, oldest first."""

@@ -1,0 +1,1 @@
+"""The feedback service's Alembic migrations (env.py and versions/), run by gouache.db.migrate."""

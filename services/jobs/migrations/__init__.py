@@ -1,0 +1,1 @@
+"""The jobs service's Alembic migrations (env.py and versions/), run by gouache.db.migrate."""

@@ -1,0 +1,1 @@
+"""Revisions of the jobs schema, one file each, oldest first."""

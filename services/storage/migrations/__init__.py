@@ -1,0 +1,1 @@
+"""The storage service's Alembic migrations (env.py and versions/), run by gouache.db.migrate."""

@@ -1,0 +1,1 @@
+"""Revisions of the storage schema, one file each, oldest first."""
