@@ -72,9 +72,19 @@ def blob_store_env(args: argparse.Namespace, environ: Mapping[str, str]) -> dict
     }
 
 
+_EVENT_COLORS = {"Crashed": "yellow", "Recovered": "green", "GaveUp": "red"}
+
+
+def _supervision_line(event: Any) -> None:
+    color = _EVENT_COLORS[type(event).__name__]
+    console.print(f"  [{color}]{event.line()}[/{color}]", highlight=False, soft_wrap=True)
+
+
 def cmd_up(args: argparse.Namespace) -> int:
-    """Starts the mesh and keeps it running until Ctrl-C or SIGTERM."""
-    from gouache.cli.mesh import Mesh
+    """Starts the mesh, restarts components that crash, and runs until Ctrl-C or SIGTERM."""
+    from gouache.cli.mesh import Mesh, PortsTaken
+    from gouache.cli.supervision import RestartPolicy
+    from gouache.cli.supervisor import Supervisor
 
     stop_requested: list[int] = []
 
@@ -85,7 +95,19 @@ def cmd_up(args: argparse.Namespace) -> int:
     # (where SIGINT is ignored) or by a supervisor (SIGTERM) still stops every component.
     for sig in (signal.SIGINT, signal.SIGTERM):
         signal.signal(sig, request_stop)
+    try:
+        policy = RestartPolicy(max_restarts=args.max_restarts, window_s=args.restart_window)
+    except ValueError as exc:
+        raise SystemExit(f"gouache up: {exc}") from exc
     mesh = Mesh(_mesh_config(args), report=_report)
+    try:
+        mesh.check_ports()
+    except (PortsTaken, ValueError) as exc:
+        problems = [t.describe() for t in exc.taken] if isinstance(exc, PortsTaken) else [str(exc)]
+        for problem in problems:
+            console.print(f"[red]✗ {problem}[/red]", highlight=False, soft_wrap=True)
+        console.print("nothing started: free the ports or choose others (gouache up --help)")
+        return 2
     console.print(f"[bold]gouache[/bold]: starting the embedded mesh in {mesh.config.state_dir}")
     try:
         credentials = mesh.start()
@@ -99,18 +121,14 @@ def cmd_up(args: argparse.Namespace) -> int:
             f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
         )
         console.print(f"  operator API key and addresses: {mesh.config.state_dir}/operator.json")
-        console.print("  Ctrl-C stops everything.")
-        while not stop_requested and not mesh.failed():
+        console.print("  Crashed components restart on their own. Ctrl-C stops everything.")
+        supervisor = Supervisor(mesh, policy, _supervision_line)
+        while not stop_requested:
+            if supervisor.tick() is not None:
+                return 1
             time.sleep(0.2)
-        if stop_requested:
-            console.print("\nstopping…")
-            return 0
-        for component in mesh.failed():
-            console.print(
-                f"[red]✗ {component.name} exited; "
-                f"see {mesh.config.state_dir}/logs/{component.name}.log[/red]"
-            )
-        return 1
+        console.print("\nstopping…")
+        return 0
     finally:
         mesh.stop()
         console.print("stopped.")
@@ -395,6 +413,15 @@ def build_parser() -> argparse.ArgumentParser:
         help='rate limits per plan, e.g. \'{"free":{"per_minute":600,"burst":100}}\' '
         "(default: free 60 per minute with bursts of 20)",
     )
+    up.add_argument(
+        "--max-restarts",
+        type=int,
+        default=5,
+        metavar="N",
+        help="a component that crashes more than N times within --restart-window seconds is "
+        "crash-looping: the mesh stops (exit 1). Restarts wait 0.5 s, doubling to 30 s",
+    )
+    up.add_argument("--restart-window", type=float, default=300.0, metavar="SECONDS")
     blobs = up.add_argument_group(
         "object store",
         "where storage keeps images: files under the state directory (local), or a bucket on "

@@ -12,6 +12,8 @@ import socket
 import subprocess
 import sys
 import time
+import urllib.error
+import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -21,6 +23,7 @@ import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gouache.cli.defaults import DEFAULT_MODELS
+from gouache.cli.listeners import TakenPort, owns_port, taken_ports
 from gouache.edge import EdgeConfig, EnvoyProcess, Upstream
 from gouache.runtime.ports import free_ports
 
@@ -104,6 +107,28 @@ class MeshConfig:
         return f"http://127.0.0.1:{self.ports.envoy}"
 
 
+@dataclass(frozen=True)
+class ExitStatus:
+    """How a component's process ended: an exit code, or the signal that killed it."""
+
+    code: int | None = None
+    signal: int | None = None
+
+    @classmethod
+    def from_returncode(cls, returncode: int) -> ExitStatus:
+        """Popen's convention: a negative return code is the signal that killed the child."""
+        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
+
+    def describe(self) -> str:
+        if self.signal is not None:
+            try:
+                name = signal.Signals(self.signal).name
+            except ValueError:
+                return f"signal {self.signal}"
+            return f"signal {self.signal}, {name}"
+        return "exit code ?" if self.code is None else f"exit code {self.code}"
+
+
 @dataclass
 class Component:
     name: str
@@ -112,6 +137,41 @@ class Component:
     envoy: EnvoyProcess | None = None
     log: IO[bytes] | None = None
     status: str = "starting"
+    # The ports its process must be the listener of to count as healthy.
+    ports: tuple[int, ...] = ()
+
+    @property
+    def pid(self) -> int | None:
+        if self.envoy is not None:
+            return self.envoy.pid
+        return None if self.process is None else self.process.pid
+
+    def exit_status(self) -> ExitStatus | None:
+        """None while the process runs; how it ended once it has exited."""
+        if self.process is not None:
+            code = self.process.poll()
+            return None if code is None else ExitStatus.from_returncode(code)
+        pid = self.pid
+        if pid is None:
+            return ExitStatus()
+        return _child_exit_status(pid)
+
+    def owns_ports(self) -> bool:
+        """Alive and the listener of each of its ports (not a program that took one)."""
+        pid = self.pid
+        return (
+            pid is not None
+            and self.exit_status() is None
+            and all(owns_port(pid, port) for port in self.ports)
+        )
+
+
+class PortsTaken(RuntimeError):
+    """Ports the mesh needs are held by other programs; nothing was started."""
+
+    def __init__(self, taken: list[TakenPort]) -> None:
+        super().__init__("; ".join(port.describe() for port in taken))
+        self.taken = taken
 
 
 @dataclass(frozen=True)
@@ -140,20 +200,49 @@ class Mesh:
     # -- lifecycle -------------------------------------------------------------------------
 
     def start(self) -> Credentials:
+        """Checks every port, then starts the components one after the other.
+
+        Raises PortsTaken, before starting anything, when a port is held by another program.
+        """
+        self.check_ports()
         state = self.config.state_dir
         (state / "logs").mkdir(parents=True, exist_ok=True)
         try:
-            self._start_nats()
-            self._start_service("auth")
+            self._start("nats")
+            self._start("auth")
             self.credentials = self._bootstrap()
             for name in ("storage", "inference", "tiling", "jobs", "feedback"):
-                self._start_service(name)
+                self._start(name)
             self._import_styles()
-            self._start_envoy()
+            self._start("envoy")
         except BaseException:
             self.stop()
             raise
         return self.credentials
+
+    def planned_ports(self) -> dict[int, str]:
+        """Every port the mesh listens on, and what listens there."""
+        ports = self.config.ports
+        planned: list[tuple[int, str]] = [
+            (ports.nats, "NATS"),
+            (ports.envoy, "envoy, REST and gRPC"),
+            (ports.envoy_admin, "envoy admin"),
+            (ports.storage_http, "storage, signed-URL files"),
+            *((ports.grpc[name], f"{name}, gRPC") for name in SERVICES),
+            *((ports.metrics[name], f"{name}, metrics") for name in SERVICES),
+        ]
+        seen: dict[int, str] = {}
+        for port, what in planned:
+            if port in seen:
+                raise ValueError(f"port {port} is given to both {seen[port]} and {what}")
+            seen[port] = what
+        return seen
+
+    def check_ports(self) -> None:
+        """Raises PortsTaken naming every port that another program holds (bind test)."""
+        taken = taken_ports("127.0.0.1", self.planned_ports())
+        if taken:
+            raise PortsTaken(taken)
 
     def stop(self) -> None:
         for component in reversed(self.components):
@@ -179,58 +268,119 @@ class Mesh:
     def kill(self, name: str) -> None:
         """SIGKILLs a component's process, as a crash would (fault tests)."""
         component = self.component(name)
+        pid = component.pid
+        if pid is not None and component.exit_status() is None:
+            os.kill(pid, signal.SIGKILL)
         if component.process is not None:
-            component.process.kill()
             component.process.wait()
         component.status = "killed"
 
     def restart(self, name: str) -> None:
-        """Starts a service again after a crash, with the same settings."""
-        component = self.component(name)
-        self.components.remove(component)
-        if component.log is not None:
-            component.log.close()
-        self._start_service(name)
-
-    def failed(self) -> list[Component]:
-        """Components whose process has exited on its own."""
-        return [
-            c for c in self.components if c.process is not None and c.process.poll() is not None
-        ]
-
-    # -- components ------------------------------------------------------------------------
-
-    def _spawn(self, name: str, argv: list[str], env: dict[str, str], address: str) -> Component:
-        log = (self.config.state_dir / "logs" / f"{name}.log").open("ab")
-        process = subprocess.Popen(
-            argv,
-            env={**os.environ, **env},
-            stdout=log,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
-        )
-        component = Component(name=name, address=address, process=process, log=log)
-        self.components.append(component)
-        return component
-
-    def _start_nats(self) -> None:
-        binary = _binary("nats-server")
-        store = self.config.state_dir / "nats"
-        store.mkdir(parents=True, exist_ok=True)
-        port = self.config.ports.nats
-        component = self._spawn(
-            "nats",
-            [binary, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
-            {},
-            f"nats://127.0.0.1:{port}",
-        )
+        """Starts a component again after a crash, with the same settings, and waits for it."""
+        component = self.relaunch(name)
         _wait_for(
-            lambda: _tcp_open(port),
-            f"NATS on port {port}",
+            lambda: self.healthy(component),
+            f"{name} at {component.address}",
             self.config.startup_timeout_s,
             component,
         )
         self._ready(component)
+
+    def relaunch(self, name: str) -> Component:
+        """Starts a component's process again in place of the one that ended; no waiting.
+
+        NATS restarts on the same JetStream store directory (file storage: every stream and
+        consumer survives), Envoy with the same config, a service with the same settings."""
+        old = self.component(name)
+        self._release(old)
+        component = self._launch(name)
+        # In the old one's place: the mesh stops its components in reverse start order.
+        self.components.remove(component)
+        self.components[self.components.index(old)] = component
+        return component
+
+    def healthy(self, component: Component) -> bool:
+        """Whether the component is up: its own process listens on its ports and answers.
+
+        Checking the listener's owner keeps a program that holds the port (or a previous
+        run's process) from passing for the component."""
+        if not component.owns_ports():
+            return False
+        if component.name == "nats":
+            return _tcp_open(self.config.ports.nats)
+        if component.name == "envoy":
+            return _http_ok(f"http://127.0.0.1:{self.config.ports.envoy_admin}/ready")
+        return _grpc_serving(self.config.ports.grpc[component.name])
+
+    def failed(self) -> list[Component]:
+        """Components whose process has exited on its own."""
+        return [c for c in self.components if c.exit_status() is not None]
+
+    # -- components ------------------------------------------------------------------------
+
+    def _start(self, name: str) -> None:
+        component = self._launch(name)
+        _wait_for(
+            lambda: self.healthy(component),
+            f"{name} at {component.address}",
+            self.config.startup_timeout_s,
+            component,
+        )
+        self._ready(component)
+
+    def _launch(self, name: str) -> Component:
+        if name == "nats":
+            return self._launch_nats()
+        if name == "envoy":
+            return self._launch_envoy()
+        return self._launch_service(name)
+
+    def _release(self, component: Component) -> None:
+        """Reaps an ended component's process and closes its log."""
+        if component.envoy is not None:
+            component.envoy.stop()
+        elif component.process is not None and component.process.poll() is None:
+            component.process.kill()
+            component.process.wait()
+        if component.log is not None:
+            component.log.close()
+
+    def _spawn(
+        self,
+        name: str,
+        argv: list[str],
+        env: dict[str, str],
+        address: str,
+        ports: tuple[int, ...],
+    ) -> Component:
+        log = (self.config.state_dir / "logs" / f"{name}.log").open("ab")
+        try:
+            process = subprocess.Popen(
+                argv,
+                env={**os.environ, **env},
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        except OSError:
+            log.close()
+            raise
+        component = Component(name=name, address=address, process=process, log=log, ports=ports)
+        self.components.append(component)
+        return component
+
+    def _launch_nats(self) -> Component:
+        binary = _binary("nats-server")
+        store = self.config.state_dir / "nats"
+        store.mkdir(parents=True, exist_ok=True)
+        port = self.config.ports.nats
+        return self._spawn(
+            "nats",
+            [binary, "-js", "-sd", str(store), "-a", "127.0.0.1", "-p", str(port)],
+            {},
+            f"nats://127.0.0.1:{port}",
+            (port,),
+        )
 
     def _service_env(self, name: str) -> dict[str, str]:
         state = self.config.state_dir
@@ -272,21 +422,15 @@ class Mesh:
         merged.update(self.config.extra_env)
         return merged
 
-    def _start_service(self, name: str) -> None:
+    def _launch_service(self, name: str) -> Component:
         port = self.config.ports.grpc[name]
-        component = self._spawn(
+        return self._spawn(
             name,
             [sys.executable, "-m", f"services.{name}"],
             self._service_env(name),
             f"127.0.0.1:{port}",
+            (port,),
         )
-        _wait_for(
-            lambda: _grpc_serving(port),
-            f"{name} on port {port}",
-            self.config.startup_timeout_s,
-            component,
-        )
-        self._ready(component)
 
     def _bootstrap(self) -> Credentials:
         """The admin, the services' accounts and the operator account, by auth's own commands."""
@@ -395,17 +539,22 @@ class Mesh:
             storage_http=Upstream("127.0.0.1", ports.storage_http),
         )
 
-    def _start_envoy(self) -> None:
+    def _launch_envoy(self) -> Component:
         envoy = EnvoyProcess(
             self.edge_config(),
             self.config.state_dir / "envoy.json",
             output=self.config.state_dir / "logs" / "envoy.log",
         )
-        component = Component(name="envoy", address=self.config.public_url, envoy=envoy)
-        self.components.append(component)
+        ports = self.config.ports
+        component = Component(
+            name="envoy",
+            address=self.config.public_url,
+            envoy=envoy,
+            ports=(ports.envoy, ports.envoy_admin),
+        )
         envoy.start()
-        envoy.wait_ready(timeout=self.config.startup_timeout_s)
-        self._ready(component)
+        self.components.append(component)
+        return component
 
     def _ready(self, component: Component) -> None:
         component.status = "ready"
@@ -452,6 +601,27 @@ def _tcp_open(port: int) -> bool:
         return False
 
 
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=1) as response:
+            return bool(response.status == 200)
+    except (urllib.error.URLError, OSError):
+        return False
+
+
+def _child_exit_status(pid: int) -> ExitStatus | None:
+    """A child's exit status without reaping it (WNOWAIT): its Popen still waits for it."""
+    try:
+        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
+    except ChildProcessError:
+        return ExitStatus()  # already reaped: it has ended, how is no longer known
+    if info is None or info.si_pid == 0:
+        return None
+    if info.si_code == os.CLD_EXITED:
+        return ExitStatus(code=info.si_status)
+    return ExitStatus(signal=info.si_status)
+
+
 def _grpc_serving(port: int) -> bool:
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
@@ -466,10 +636,10 @@ def _grpc_serving(port: int) -> bool:
 def _wait_for(check: Callable[[], bool], what: str, timeout_s: float, component: Component) -> None:
     deadline = time.monotonic() + timeout_s
     while not check():
-        process = component.process
-        if process is not None and process.poll() is not None:
+        ended = component.exit_status()
+        if ended is not None:
             raise RuntimeError(
-                f"{what} exited with code {process.returncode}; see its log in logs/{component.name}.log"
+                f"{what} exited ({ended.describe()}); see its log in logs/{component.name}.log"
             )
         if time.monotonic() > deadline:
             raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
