@@ -29,6 +29,7 @@ from gouache.bus.jetstream import (
     backoff_delay,
 )
 from gouache.bus.subjects import MESSAGE_TYPES
+from gouache.bus.tracing import process_span
 from gouache.db.types import UtcDateTime, utc_now
 
 logger = logging.getLogger(__name__)
@@ -292,7 +293,7 @@ class DurableConsumer:
         try:
             event = self._decode(msg)
             async with self._heartbeats(msg):
-                await self._handler(event)
+                await self._traced_handler(msg, event)
         except PermanentEventError as exc:
             await self._give_up(msg, event, str(exc))
         except asyncio.CancelledError:
@@ -332,6 +333,21 @@ class DurableConsumer:
             stream_sequence=metadata.sequence.stream,
             headers=dict(headers),
         )
+
+    async def _traced_handler(self, msg: Msg, event: Event) -> None:
+        """Runs the handler in a CONSUMER span, a child of the publisher's trace context."""
+        with process_span(
+            msg.headers,
+            subject=msg.subject,
+            stream=self._stream,
+            consumer=self._durable,
+            event_id=event.event_id,
+            event_type=event.message.DESCRIPTOR.full_name,
+            delivery_count=event.num_delivered,
+            stream_sequence=event.stream_sequence,
+            body_size=len(msg.data),
+        ):
+            await self._handler(event)
 
     @contextlib.asynccontextmanager
     async def _heartbeats(self, msg: Msg) -> AsyncIterator[None]:

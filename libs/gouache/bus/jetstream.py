@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Awaitable, Callable, Iterable
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 
 import nats
 import nats.errors
@@ -14,6 +14,7 @@ from nats.js import JetStreamContext
 from nats.js.api import PubAck, RetentionPolicy, StorageType, StreamConfig
 
 from gouache.bus.subjects import STREAMS, StreamSpec
+from gouache.bus.tracing import publish_span
 
 logger = logging.getLogger(__name__)
 
@@ -160,21 +161,33 @@ async def publish_payload(
     event_id: str,
     event_type: str,
     ack_timeout: float = 5.0,
+    trace_context: Mapping[str, str] | None = None,
 ) -> PubAck:
     """Publish an already serialized event; the outbox relay uses this with stored bytes.
 
     The event id becomes the Nats-Msg-Id, so JetStream drops a republish of the same event
-    within the stream's duplicate window (the ack then says duplicate=True).
+    within the stream's duplicate window (the ack then says duplicate=True). The publish
+    runs in a PRODUCER span whose W3C context goes in the headers (``traceparent``...):
+    a child of the current span, or of ``trace_context``, trace headers stored with the
+    event (the outbox's), when given.
     """
-    headers = {
-        HEADER_MSG_ID: event_id,
-        HEADER_CONTENT_TYPE: CONTENT_TYPE_PROTOBUF,
-        HEADER_EVENT_TYPE: event_type,
-    }
-    try:
-        ack = await js.publish(subject, payload, timeout=ack_timeout, headers=headers)
-    except NATS_ERRORS as exc:
-        raise PublishError(subject, event_id, exc) from exc
+    with publish_span(
+        subject,
+        event_id=event_id,
+        event_type=event_type,
+        body_size=len(payload),
+        parent=trace_context,
+    ) as trace_headers:
+        headers = {
+            **trace_headers,
+            HEADER_MSG_ID: event_id,
+            HEADER_CONTENT_TYPE: CONTENT_TYPE_PROTOBUF,
+            HEADER_EVENT_TYPE: event_type,
+        }
+        try:
+            ack = await js.publish(subject, payload, timeout=ack_timeout, headers=headers)
+        except NATS_ERRORS as exc:
+            raise PublishError(subject, event_id, exc) from exc
     if ack.duplicate:
         logger.debug("event %s on %s was already in stream %s", event_id, subject, ack.stream)
     return ack
@@ -191,7 +204,8 @@ async def publish(
     """Publish a protobuf event and wait until JetStream has stored it.
 
     Headers: Nats-Msg-Id = event_id (de-duplication), Content-Type: application/protobuf,
-    Gouache-Event-Type = the message's full proto name. Raises PublishError when the
+    Gouache-Event-Type = the message's full proto name, and the W3C trace context of the
+    publish span (a child of the current span). Raises PublishError when the
     server does not acknowledge (no stream for the subject, timeout, connection lost).
     """
     check_event_id(message, event_id)

@@ -10,6 +10,10 @@ again later. That is harmless: the event id is the JetStream ``Nats-Msg-Id``, so
 republish within the stream's duplicate window (10 minutes) is dropped by JetStream, and
 consumers are idempotent on event ids for anything later (see ``mark_processed``). Several
 relays over one table (replicas) are harmless for the same reason, only wasteful.
+
+Each row also keeps the W3C trace context current when it was written (``headers``), and
+the relay publishes under it, so the trace of the call that changed the state goes on
+through NATS to the consumers, however late the relay publishes.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import asyncio
 import contextlib
 import logging
 import time
+from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import timedelta
 
@@ -38,7 +43,8 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from gouache.bus.jetstream import backoff_delay, check_event_id, publish_payload
-from gouache.db.types import UtcDateTime, utc_now
+from gouache.bus.tracing import current_trace_headers
+from gouache.db.types import PortableJSON, UtcDateTime, utc_now
 
 logger = logging.getLogger(__name__)
 
@@ -49,15 +55,17 @@ class _PendingEvent:
     subject: str
     event_type: str
     payload: bytes
+    headers: Mapping[str, str] | None
 
 
 def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
     """Define the outbox table in a service's metadata.
 
     Columns: event_id (primary key), subject, event_type (full proto name, sent as the
-    Gouache-Event-Type header), payload (serialized protobuf), created_at, published_at
-    (NULL until relayed). A partial index keeps finding unpublished rows cheap however
-    many published ones the table holds.
+    Gouache-Event-Type header), payload (serialized protobuf), headers (a JSON object: the
+    W3C trace context the event was written under, published with it; NULL in rows from
+    before it existed), created_at, published_at (NULL until relayed). A partial index
+    keeps finding unpublished rows cheap however many published ones the table holds.
     """
     table = Table(
         name,
@@ -66,6 +74,7 @@ def outbox_table(metadata: MetaData, name: str = "outbox") -> Table:
         Column("subject", String(255), nullable=False),
         Column("event_type", String(255), nullable=False),
         Column("payload", LargeBinary, nullable=False),
+        Column("headers", PortableJSON, nullable=True),
         Column("created_at", UtcDateTime, nullable=False),
         Column("published_at", UtcDateTime, nullable=True),
     )
@@ -85,6 +94,7 @@ async def add_event(
 ) -> None:
     """Store an event in the caller's transaction; it is published only if that commits.
 
+    The current trace context is stored with it, so its publish continues this trace.
     Call ``OutboxRelay.notify()`` after the commit so the relay publishes at once instead
     of at its next poll.
     """
@@ -95,6 +105,7 @@ async def add_event(
             subject=subject,
             event_type=message.DESCRIPTOR.full_name,
             payload=message.SerializeToString(),
+            headers=current_trace_headers() or None,
             created_at=utc_now(),
         )
     )
@@ -167,6 +178,7 @@ class OutboxRelay:
                 event_id=row.event_id,
                 event_type=row.event_type,
                 ack_timeout=self._publish_timeout,
+                trace_context=row.headers or {},
             )
             await self._mark_published(row.event_id)
         return len(rows)
@@ -216,7 +228,13 @@ class OutboxRelay:
     async def _unpublished(self) -> list[_PendingEvent]:
         table = self._table
         query = (
-            select(table.c.event_id, table.c.subject, table.c.event_type, table.c.payload)
+            select(
+                table.c.event_id,
+                table.c.subject,
+                table.c.event_type,
+                table.c.payload,
+                table.c.headers,
+            )
             .where(table.c.published_at.is_(None))
             .order_by(table.c.created_at, table.c.event_id)
             .limit(self._batch_size)
