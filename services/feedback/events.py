@@ -78,6 +78,8 @@ def outcome_consumer(
     concurrency: int,
     max_deliver: int,
     ack_wait_s: float,
+    retry_initial_s: float = 1.0,
+    retry_max_s: float = 60.0,
 ) -> DurableConsumer:
     """The durable consumer of job outcomes for this service."""
     return DurableConsumer(
@@ -89,4 +91,6 @@ def outcome_consumer(
         max_in_flight=concurrency,
         max_deliver=max_deliver,
         ack_wait=ack_wait_s,
+        retry_initial=retry_initial_s,
+        retry_max=retry_max_s,
     )

@@ -73,6 +73,8 @@ async def build(
             concurrency=settings.consumer_concurrency,
             max_deliver=settings.consumer_max_deliver,
             ack_wait_s=settings.consumer_ack_wait_s,
+            retry_initial_s=settings.consumer_retry_initial_s,
+            retry_max_s=settings.consumer_retry_max_s,
         )
         await opened.consumer.start()
         logger.info("consuming job outcomes", extra={"durable": settings.consumer_name})

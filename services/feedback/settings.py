@@ -29,8 +29,11 @@ class FeedbackSettings(ServiceSettings):
     consumer_name: str = "feedback"
     # Outcome events recorded at once.
     consumer_concurrency: int = Field(default=4, ge=1, le=64)
-    # Deliveries of one event before it is dropped (and logged).
+    # Deliveries of one event before it goes to the dead-letter stream GOUACHE_DLQ.
     consumer_max_deliver: int = Field(default=10, ge=1)
+    # First and largest delay before a failed event is redelivered (doubling in between).
+    consumer_retry_initial_s: float = Field(default=1.0, gt=0)
+    consumer_retry_max_s: float = Field(default=60.0, gt=0)
     consumer_ack_wait_s: float = Field(default=30.0, gt=0)
 
     @model_validator(mode="before")

@@ -24,7 +24,7 @@ from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetche
 from gouache.runtime.server import Hook, ServiceSpec
 from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
-from services.jobs.consumer import execution_consumer
+from services.jobs.consumer import ConsumerOptions, dead_letter_consumer, execution_consumer
 from services.jobs.deliverer import WebhookDeliverer
 from services.jobs.domain.routing import parse_seed
 from services.jobs.metrics import InFlightSampler
@@ -106,9 +106,18 @@ class _Bus:
         await ensure_streams(js, replicas=self.settings.stream_replicas)
         self.relay = OutboxRelay(self.store.sessions, outbox, js)
         await self.relay.start()
-        consumer = execution_consumer(js, self.app, concurrency=self.settings.consumer_concurrency)
+        options = ConsumerOptions(
+            concurrency=self.settings.consumer_concurrency,
+            max_deliver=self.settings.consumer_max_deliver,
+            retry_initial_s=self.settings.consumer_retry_initial_s,
+            retry_max_s=self.settings.consumer_retry_max_s,
+        )
+        consumer = execution_consumer(js, self.app, options)
         await consumer.start()
         self.hooks = [consumer.stop, self.relay.stop]
+        dead_letters = dead_letter_consumer(js, self.app, options)
+        await dead_letters.start()
+        self.hooks.insert(0, dead_letters.stop)
 
     async def stop(self) -> None:
         for hook in self.hooks:

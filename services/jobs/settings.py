@@ -43,6 +43,12 @@ class JobsSettings(ServiceSettings):
     watch_poll_interval_s: float = Field(default=0.5, gt=0)
     # Execution events handled at once by the "jobs" consumer.
     consumer_concurrency: int = Field(default=8, ge=1)
+    # Deliveries of one event (execution events, dead letters) before it is given up on:
+    # an execution event then goes to the dead-letter stream GOUACHE_DLQ and its job fails.
+    consumer_max_deliver: int = Field(default=5, ge=1)
+    # First and largest delay before a failed event is redelivered (doubling in between).
+    consumer_retry_initial_s: float = Field(default=1.0, gt=0)
+    consumer_retry_max_s: float = Field(default=60.0, gt=0)
     # Webhook deliveries: per-POST timeout, attempts, first retry delay (doubling), how
     # often due deliveries are looked for, POSTs at once, and webhooks per user.
     webhook_timeout_s: float = Field(default=10.0, gt=0)

@@ -28,7 +28,8 @@ class TilingSettings(ServiceSettings):
     batch_size: int = Field(default=4, ge=1, le=64)
     # JetStream redelivers a job whose worker stopped heartbeating for this long.
     ack_wait_s: float = Field(default=30.0, gt=0)
-    # Deliveries of one job in all; the last failed one publishes ExecutionFailed.
+    # Deliveries of one job in all; the last failed one publishes ExecutionFailed (if even
+    # that fails, the JobCreated goes to the dead-letter stream GOUACHE_DLQ and jobs fails it).
     max_deliver: int = Field(default=5, ge=1)
     # Jobs run at once by this worker.
     concurrency: int = Field(default=1, ge=1)

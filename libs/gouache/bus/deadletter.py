@@ -10,6 +10,7 @@ service consumes the DLQ stream and fails the job a dead letter names (see
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -34,6 +35,9 @@ HEADER_ERROR = "Gouache-Dlq-Error"
 HEADER_EVENT_ID = "Gouache-Dlq-Event-Id"
 HEADER_JOB_ID = "Gouache-Dlq-Job-Id"
 HEADER_AT = "Gouache-Dlq-At"
+
+MAX_ID_CHARS = 64
+"""Event ids are stored in 64-character columns (processed_events)."""
 
 MAX_ERROR_CHARS = 1000
 """Longer errors are cut (the full one is in the consumer's log)."""
@@ -79,6 +83,14 @@ class DeadLetter:
     event_id: str = ""
     job_id: str = ""
 
+    @property
+    def message_id(self) -> str:
+        """The dead letter's event id: dlq-<stream>-<sequence>-<consumer>, hashed past 64."""
+        plain = f"dlq-{self.stream}-{self.stream_sequence}-{self.consumer}"
+        if len(plain) <= MAX_ID_CHARS:
+            return plain
+        return "dlq-" + hashlib.sha256(plain.encode()).hexdigest()[:40]
+
     def headers(self, original: Mapping[str, str], at: datetime) -> dict[str, str]:
         """The original headers (except NATS' own) plus the dead-letter ones."""
         headers = {name: value for name, value in original.items() if not name.startswith("Nats-")}
@@ -86,7 +98,7 @@ class DeadLetter:
             {
                 # One dead letter per (stream, sequence, consumer): a retried dead-lettering
                 # (its term was lost) is dropped by JetStream as a duplicate.
-                HEADER_MSG_ID: f"dlq-{self.stream}-{self.stream_sequence}-{self.consumer}",
+                HEADER_MSG_ID: self.message_id,
                 HEADER_SUBJECT: self.subject,
                 HEADER_STREAM: self.stream,
                 HEADER_SEQUENCE: str(self.stream_sequence),

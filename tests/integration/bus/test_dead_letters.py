@@ -256,3 +256,16 @@ async def test_the_dlq_consumer_itself_never_dead_letters(
     [letter] = await stream_messages(js, DLQ_STREAM.name)
     assert letter.subject == dead_letter_subject(JOBS_CREATED)
     assert DEAD_LETTER_TYPES[letter.subject] is events_pb2.JobCreated
+
+
+def test_a_dead_letter_id_fits_an_event_id_column() -> None:
+    short = DeadLetter("gouache.jobs.created", STREAM, 12, DURABLE, 5, "boom")
+    assert short.message_id == "dlq-GOUACHE_JOBS-12-tiling"
+    long = DeadLetter("gouache.jobs.created", STREAM, 12, "a-consumer-" + "x" * 60, 5, "boom")
+    assert len(long.message_id) <= 64
+    assert (
+        long.message_id
+        != DeadLetter(
+            "gouache.jobs.created", STREAM, 13, "a-consumer-" + "x" * 60, 5, "boom"
+        ).message_id
+    )
