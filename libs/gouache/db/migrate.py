@@ -153,6 +153,7 @@ async def upgrade(target: Target, migrations: Migrations, revision: str = "head"
     def run(connection: Connection) -> None:
         adopted = _legacy_tables(connection, migrations)
         if not adopted:
+            _refuse_unknown_revision(connection, migrations)
             command.upgrade(migrations._config(connection), revision)
             return
         if revision != "head":
@@ -168,6 +169,7 @@ async def downgrade(target: Target, migrations: Migrations, revision: str = "-1"
     """Downgrade the service's schema to revision: ``-1`` one step, ``base`` no tables."""
 
     def run(connection: Connection) -> None:
+        _refuse_unknown_revision(connection, migrations)
         command.downgrade(migrations._config(connection), revision)
 
     await _migrate(target, migrations, run)
@@ -212,6 +214,25 @@ def _differences(
         },
     )
     return list(compare_metadata(context, migrations.metadata))
+
+
+def _refuse_unknown_revision(connection: Connection, migrations: Migrations) -> None:
+    """A database at a revision this code does not have was migrated by a newer release.
+
+    Rolling back the code does not roll back the schema: that needs the newer release's
+    own ``migrate downgrade`` first, so say so instead of alembic's "can't locate revision".
+    """
+    at = _current(connection, migrations)
+    known = {script.revision for script in migrations.script().walk_revisions()}
+    if at is None or at in known:
+        return
+    head = migrations.head()
+    raise SchemaMismatch(
+        f"the {migrations.service} database is at revision {at}, which this release does not "
+        f"have (its newest is {head}): a newer release migrated it. Downgrade it with that "
+        f"release's `python -m services.{migrations.service} migrate downgrade {head}` "
+        f"before running this one."
+    )
 
 
 def _legacy_tables(connection: Connection, migrations: Migrations) -> list[str]:

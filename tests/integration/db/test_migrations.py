@@ -221,6 +221,24 @@ async def test_the_migrate_command(tmp_path: Path) -> None:
     )
 
 
+async def test_a_database_from_a_newer_release_is_refused(engine: AsyncEngine) -> None:
+    """After a code rollback the schema is ahead: say how to downgrade, change nothing."""
+    migrations = MIGRATIONS["storage"]
+    await upgrade(engine, migrations)
+    async with engine.begin() as connection:
+        await connection.execute(
+            text(f"UPDATE {migrations.version_table} SET version_num = '9999'")
+        )
+
+    for action in (upgrade(engine, migrations), downgrade(engine, migrations, "-1")):
+        with pytest.raises(SchemaMismatch) as refused:
+            await action
+        assert "revision 9999, which this release does not have" in str(refused.value)
+        assert f"migrate downgrade {migrations.head()}" in str(refused.value)
+    assert await current(engine, migrations) == "9999"
+    assert set(migrations.metadata.tables) <= await _tables(engine)
+
+
 async def _create_all_database(engine: AsyncEngine, migrations: Migrations) -> None:
     """A database as the old create_all made it: the first revision's tables, no version table.
 
