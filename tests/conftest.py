@@ -6,4 +6,5 @@ pytest_plugins = [
     "tests.fixtures.envoy",
     "tests.fixtures.kube",
     "tests.fixtures.minio",
+    "tests.fixtures.otlp",
 ]

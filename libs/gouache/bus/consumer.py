@@ -346,6 +346,7 @@ class DurableConsumer:
             delivery_count=event.num_delivered,
             stream_sequence=event.stream_sequence,
             body_size=len(msg.data),
+            job_id=str(getattr(event.message, "job_id", "")),
         ):
             await self._handler(event)
 

@@ -35,6 +35,7 @@ ATTR_STREAM = "messaging.nats.stream"
 ATTR_DELIVERY_COUNT = "messaging.nats.message.delivery_count"
 ATTR_STREAM_SEQUENCE = "messaging.nats.message.stream_sequence"
 ATTR_EVENT_TYPE = "gouache.event.type"
+ATTR_JOB_ID = "gouache.job.id"
 
 
 def current_trace_headers() -> dict[str, str]:
@@ -101,11 +102,13 @@ def process_span(
     delivery_count: int,
     stream_sequence: int,
     body_size: int,
+    job_id: str = "",
 ) -> Iterator[Span]:
     """A CONSUMER span for one delivery, a child of the context in the message headers.
 
     It is the current span while the handler runs; an exception escaping the handler marks
-    it as an error (and is re-raised).
+    it as an error (and is re-raised). ``job_id``, when the event names a job, is recorded
+    as ``gouache.job.id`` so a job's trace can be found by its id.
     """
     tracer = trace.get_tracer(TRACER_NAME)
     with tracer.start_as_current_span(
@@ -125,6 +128,7 @@ def process_span(
             ATTR_STREAM: stream,
             ATTR_DELIVERY_COUNT: delivery_count,
             ATTR_STREAM_SEQUENCE: stream_sequence,
+            **({ATTR_JOB_ID: job_id} if job_id else {}),
         },
     ) as span:
         yield span

@@ -419,6 +419,10 @@ class Mesh:
         if name in SERVICE_ACCOUNTS and self._service_keys:
             env["SERVICE_API_KEY"] = self._service_keys[name]
         merged = {prefix + key: value for key, value in env.items()}
+        # Every OTEL_* variable (exporter, endpoint, sampler, resource attributes) reaches each
+        # component with the rest of this environment; the service name alone is per process,
+        # or all six would report as one.
+        merged["OTEL_SERVICE_NAME"] = f"gouache-{name}"
         merged.update(self.config.extra_env)
         return merged
 

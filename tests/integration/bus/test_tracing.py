@@ -100,6 +100,7 @@ async def test_a_consumer_continues_the_publishers_trace(
         assert span.attributes["messaging.consumer.group.name"] == "tiling"
         assert span.attributes["messaging.nats.message.delivery_count"] == delivery
         assert span.attributes["messaging.message.id"] == "evt_1"
+        assert span.attributes["gouache.job.id"] == "job_1"
     assert not first.status.is_ok
     assert second.status.is_unset
     # The handler ran inside the consumer span of its delivery.
