@@ -160,6 +160,7 @@ class ModelHost:
         self._device = device
         self._builder = builder
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._waiting = 0
         self._max_pixels = max_pixels
         self._warmup_side = warmup_side
         self._models: dict[str, LoadedModel] = {}
@@ -347,10 +348,22 @@ class ModelHost:
         """
 
         async def in_slot() -> _T:
-            async with self._slots:
+            self._waiting += 1
+            try:
+                await self._slots.acquire()
+            finally:
+                self._waiting -= 1
+            try:
                 return await asyncio.to_thread(work, *args, **kwargs)
+            finally:
+                self._slots.release()
 
         return await asyncio.shield(asyncio.ensure_future(in_slot()))
+
+    @property
+    def waiting(self) -> int:
+        """Computations queued for a concurrency slot now."""
+        return self._waiting
 
     def _model_for(self, version: str) -> LoadedModel:
         if not version:

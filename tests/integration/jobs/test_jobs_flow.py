@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections.abc import AsyncIterator
 
@@ -144,12 +143,21 @@ async def test_cancel_publishes_job_canceled(mesh: Mesh) -> None:
     assert (await mesh.cancel(job_id)).status == "canceled"
     await _published(mesh, subjects.JOBS_CANCELED, job_id)
     # A worker that finishes anyway changes nothing.
+    late_id = new_id("evt")
     await mesh.execution(
         subjects.EXECUTION_SUCCEEDED,
-        events_pb2.ExecutionSucceeded(event_id=new_id("evt"), job_id=job_id, result_image_id="x"),
+        events_pb2.ExecutionSucceeded(event_id=late_id, job_id=job_id, result_image_id="x"),
     )
-    await asyncio.sleep(0.3)
-    assert (await mesh.get(job_id)).status == "canceled"
+
+    async def applied() -> bool:
+        """The consumer recorded the event in the transaction that would change the job."""
+        async with mesh.service.store.sessions() as session:
+            query = select(func.count()).where(processed_events.c.event_id == late_id)
+            return int((await session.execute(query)).scalar_one()) == 1
+
+    await wait_until(applied, what="the late success handled")
+    job = await mesh.get(job_id)
+    assert (job.status, job.result_url) == ("canceled", "")
 
 
 async def test_watch_streams_pending_running_succeeded(mesh: Mesh) -> None:

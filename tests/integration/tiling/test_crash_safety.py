@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from collections.abc import Awaitable, Callable
 
 import numpy as np
@@ -34,7 +33,8 @@ pytestmark = pytest.mark.slow
 
 async def _publish_job(
     js: JetStreamContext, job_id: str, content_id: str, style_ids: list[str]
-) -> None:
+) -> int:
+    """Publishes a JobCreated; returns its stream sequence."""
     event = events_pb2.JobCreated(
         event_id=f"evt-created-{job_id}",
         job_id=job_id,
@@ -44,7 +44,7 @@ async def _publish_job(
         model_version=FAST,
         params=common_pb2.StylizeParams(seed=7, tile_size=128, overlap=16),
     )
-    await publish(js, subjects.JOBS_CREATED, event, event_id=event.event_id)
+    return (await publish(js, subjects.JOBS_CREATED, event, event_id=event.event_id)).seq
 
 
 async def _result_images(mesh: Mesh) -> int:
@@ -53,6 +53,14 @@ async def _result_images(mesh: Mesh) -> int:
             select(func.count()).select_from(images).where(images.c.kind == "result")
         )
     return int(count or 0)
+
+
+def _acked(js: JetStreamContext, stream_seq: int) -> Callable[[], Awaitable[bool]]:
+    async def acked() -> bool:
+        info = await js.consumer_info(subjects.JOBS_STREAM.name, "tiling")
+        return bool(info.ack_floor.stream_seq >= stream_seq and info.num_ack_pending == 0)
+
+    return acked
 
 
 def _consumer_settled(js: JetStreamContext) -> Callable[[], Awaitable[bool]]:
@@ -82,7 +90,7 @@ async def test_kill_9_mid_job_yields_one_result_and_one_success(
 
     subscription = await nc.subscribe(subjects.EXECUTION_PROGRESS, cb=on_progress)
     try:
-        await _publish_job(js, job_id, content_id, [style_id])
+        created_seq = await _publish_job(js, job_id, content_id, [style_id])
         worker.start()
 
         async def mid_job() -> bool:
@@ -102,9 +110,9 @@ async def test_kill_9_mid_job_yields_one_result_and_one_success(
             return bool(await for_job(js, subjects.EXECUTION_SUCCEEDED, job_id))
 
         await wait_for(succeeded, within=150, what="ExecutionSucceeded", worker=worker)
-        await wait_for(_consumer_settled(js), within=15, what="the job's ack", worker=worker)
-        # Well past ack_wait: nothing is redelivered once the job is acked.
-        await asyncio.sleep(4)
+        await wait_for(_acked(js, created_seq), within=15, what="the job's ack", worker=worker)
+        # Below the consumer's ack floor the message is settled for good: JetStream never
+        # delivers it again, so the counts below cannot grow later.
     finally:
         await subscription.unsubscribe()
 
@@ -127,6 +135,7 @@ async def test_kill_9_mid_job_yields_one_result_and_one_success(
     # ... on JetStream's second delivery of the same message (the delivery is in the id).
     assert loading[0].event_id == f"exec-progress-{job_id}-1-1"
     assert loading[1].event_id == f"exec-progress-{job_id}-2-1"
+    assert not [e for e in progress if e.event_id.startswith(f"exec-progress-{job_id}-3-")]
 
 
 async def test_canceled_job_is_skipped_and_a_missing_image_fails_the_job(

@@ -5,7 +5,8 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 
 import numpy as np
 import pytest
@@ -74,6 +75,15 @@ def _task(**changes: object) -> StylizeTask:
     return StylizeTask(**fields)  # type: ignore[arg-type]
 
 
+async def _until(condition: Callable[[], bool], *, what: str, within: float = 10.0) -> None:
+    """Yield to the event loop until condition holds; fail after within seconds."""
+    deadline = time.monotonic() + within
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not true within {within}s: {what}")
+        await asyncio.sleep(0.005)
+
+
 async def _host(family: _RecordingFamily, **options: int) -> ModelHost:
     host = ModelHost(["rec.v1"], device="cpu", builder=lambda version, device: family, **options)
     await host.load_all()
@@ -109,13 +119,15 @@ async def test_a_canceled_call_keeps_its_slot_until_its_thread_is_done() -> None
     first.cancel()
     with pytest.raises(asyncio.CancelledError):
         await first
+    assert host.waiting == 0
     second = asyncio.create_task(host.stylize(_task()))
-    await asyncio.sleep(0.2)
+    await _until(lambda: host.waiting == 1, what="the second call queued for the slot")
     assert len(family.calls) == 1  # the second waits for the abandoned one
     family.gate.set()
     await asyncio.wait_for(second, timeout=10)
     assert family.most_active == 1
     assert len(family.calls) == 2
+    assert host.waiting == 0
 
 
 async def test_two_slots_run_side_by_side() -> None:
