@@ -40,11 +40,12 @@ from gouache.nst.training.feedforward import (
 )
 from gouache.nst.training.trainer import TrainingError
 from gouache.runtime.errors import InvalidArgument
+from tests.helpers.data import SHARED_DATA
 from tests.unit.nst.images import downscale
 from tests.unit.nst.metrics import style_distance
 
 SHIPPED = "feedforward.lite0-v1"
-DATA = Path("/work/shared/data")
+DATA = SHARED_DATA
 TINY = NetworkShape(channels=(8, 16), residual_blocks=1, edge_kernel=3)
 
 
@@ -343,7 +344,7 @@ def _trained_style_image(family: FeedforwardFamily, slot: int) -> np.ndarray:
     style = family.trained_styles[slot - 1]
     path = DATA / "styles" / style.file
     if not path.is_file():
-        pytest.skip(f"trained style images come from {DATA}, which is absent here")
+        pytest.skip(f"trained style images come from {DATA} (../shared/data), absent here")
     return np.asarray(Image.open(path).convert("RGB"), dtype=np.uint8)
 
 
