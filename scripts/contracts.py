@@ -3,7 +3,16 @@
 python scripts/contracts.py gen        regenerate libs/gouache/contracts
 python scripts/contracts.py check      fail if libs/gouache/contracts is stale
 python scripts/contracts.py lint       buf lint
-python scripts/contracts.py breaking   buf breaking against the previous commit (REV=HEAD~1)
+python scripts/contracts.py breaking   buf breaking against the released contract (BASELINE)
+python scripts/contracts.py breaking REV   buf breaking against the protos of a git revision
+python scripts/contracts.py baseline   record the current contract as released (see BASELINE)
+
+The released contract is a buf image committed at protos/baseline/released.binpb. Bump it
+when a release ships (`python scripts/contracts.py baseline`, commit the file with the
+release): until then every change is checked against what clients of the last release
+use, however many commits ago that was. With no baseline, or a revision that has no
+protos/ (a `--depth 1` clone asked for HEAD~1), the check fails: nothing compared is not
+a pass.
 """
 
 from __future__ import annotations
@@ -20,6 +29,7 @@ ROOT = Path(__file__).resolve().parent.parent
 PROTOS = ROOT / "protos"
 OUT = ROOT / "libs" / "gouache" / "contracts"
 DEPS = ROOT / "build" / "protodeps"
+BASELINE = PROTOS / "baseline" / "released.binpb"
 PACKAGES = ("auth", "common", "events", "feedback", "inference", "jobs", "storage", "tiling")
 _IMPORT = re.compile(r"\bgouache\.(" + "|".join(PACKAGES) + r")\.v1\b")
 _HEADER = '"""Generated from protos/ by scripts/contracts.py; do not edit."""\n'
@@ -126,8 +136,36 @@ def lint() -> int:
     return subprocess.call([_buf(), "lint"], cwd=ROOT)
 
 
+def _build_image(root: Path, out: Path) -> None:
+    """buf build of the workspace at root (its buf.yaml, protos/ and build/protodeps).
+
+    Without source info (comments, line numbers): breaking checks do not use it, and the
+    committed baseline stays small and changes only when the contract does.
+    """
+    subprocess.run([_buf(), "build", "--exclude-source-info", "-o", str(out)], cwd=root, check=True)
+
+
+def breaking_against(image: Path, root: Path = ROOT) -> int:
+    """buf breaking of the workspace at root against a buf image; 1 if there is none."""
+    if not image.is_file():
+        print(
+            f"buf breaking: no released contract at {image}; record one with "
+            "`python scripts/contracts.py baseline` (nothing to compare against is a failure)"
+        )
+        return 1
+    ensure_deps()
+    current = Path(tempfile.mkdtemp(prefix="gouache-current-")) / "current.binpb"
+    try:
+        _build_image(root, current)
+        return subprocess.call(
+            [_buf(), "breaking", str(current), "--against", str(image)], cwd=root
+        )
+    finally:
+        shutil.rmtree(current.parent, ignore_errors=True)
+
+
 def breaking(rev: str) -> int:
-    """buf breaking of the working tree's protos against those at `rev`."""
+    """buf breaking of the working tree's protos against those at git revision rev."""
     ensure_deps()
     listed = subprocess.run(
         ["git", "ls-tree", "-r", "--name-only", rev, "protos"],
@@ -137,9 +175,12 @@ def breaking(rev: str) -> int:
         check=False,
     )
     if listed.returncode != 0 or not listed.stdout.strip():
-        print(f"buf breaking: {rev} has no protos/; nothing to compare against")
-        return 0
-    build = ROOT / "build"
+        print(
+            f"buf breaking: {rev} has no protos/ here (a shallow clone?); nothing to compare "
+            "against is a failure: fetch that revision, or compare against the released "
+            "contract with `python scripts/contracts.py breaking`"
+        )
+        return 1
     previous = Path(tempfile.mkdtemp(prefix="gouache-prev-"))
     try:
         archive = subprocess.run(
@@ -148,22 +189,17 @@ def breaking(rev: str) -> int:
         subprocess.run(["tar", "-x", "-C", str(previous)], input=archive.stdout, check=True)
         shutil.copytree(DEPS, previous / "build" / "protodeps")
         shutil.copyfile(ROOT / "buf.yaml", previous / "buf.yaml")
-        subprocess.run(
-            [_buf(), "build", "-o", str(build / "previous.binpb")], cwd=previous, check=True
-        )
-        subprocess.run([_buf(), "build", "-o", str(build / "current.binpb")], cwd=ROOT, check=True)
-        return subprocess.call(
-            [
-                _buf(),
-                "breaking",
-                str(build / "current.binpb"),
-                "--against",
-                str(build / "previous.binpb"),
-            ],
-            cwd=ROOT,
-        )
+        _build_image(previous, previous / "previous.binpb")
+        return breaking_against(previous / "previous.binpb")
     finally:
         shutil.rmtree(previous, ignore_errors=True)
+
+
+def record_baseline(image: Path = BASELINE) -> None:
+    """Write the current contract as the released one."""
+    ensure_deps()
+    image.parent.mkdir(parents=True, exist_ok=True)
+    _build_image(ROOT, image)
 
 
 def main(argv: list[str]) -> int:
@@ -185,7 +221,11 @@ def main(argv: list[str]) -> int:
     if command == "lint":
         return lint()
     if command == "breaking":
-        return breaking(argv[2] if len(argv) > 2 else "HEAD~1")
+        return breaking(argv[2]) if len(argv) > 2 else breaking_against(BASELINE)
+    if command == "baseline":
+        record_baseline()
+        print(f"recorded the released contract in {BASELINE.relative_to(ROOT)}; commit it")
+        return 0
     print(__doc__)
     return 2
 
