@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+import time
+from typing import Any
+
 import httpx
 import pytest
 
 from gouache.cli.mesh import Mesh
 from gouache.client import ApiError, GouacheClient
 from tests.e2e.images import small
+from tests.e2e.users import new_user
 
 pytestmark = pytest.mark.slow
 
@@ -29,20 +33,51 @@ def test_models_lists_versions_and_aliases(mesh: Mesh, admin: GouacheClient) -> 
 
 
 def test_cancel_then_cancel_again(mesh: Mesh, admin: GouacheClient) -> None:
-    content_url = admin.upload(small("coffee", 128), filename="c.png")
+    # 64 tiles of 64 px, optimised a batch at a time, keep the worker busy far longer than
+    # the cancel sent right after the create takes to arrive: the job is never final first.
+    content_url = admin.upload(small("coffee", 512), filename="c.png")
     style_url = admin.upload(small("rocket", 64), filename="r.png", kind="style")
-    job = admin.create_job(content_url, [style_url], model_version="gatys-fast")
+    job = admin.create_job(
+        content_url,
+        [style_url],
+        model_version="gatys-fast",
+        params={"tile_size": 64, "overlap": 0},
+    )
     first = admin.cancel_job(job["job_id"])
-    if first["status"] == "canceled":
-        assert admin.cancel_job(job["job_id"])["status"] == "canceled"
-    else:  # the worker was faster than the cancel
-        assert first["status"] == "succeeded"
+    assert first["status"] == "canceled", first
+    assert admin.cancel_job(job["job_id"])["status"] == "canceled"
+    finished = admin.get_job(job["job_id"])
+    assert finished["status"] == "canceled"
+    assert not finished.get("result_url")
+
+
+def _feedback_accepted(client: GouacheClient, job_id: str, rating: int) -> dict[str, Any]:
+    """Submit a rating, waiting (bounded) for feedback to learn the job's outcome."""
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            return client.submit_feedback(job_id, rating)
+        except ApiError as error:
+            if error.status != 404 or time.monotonic() > deadline:
+                raise
+        time.sleep(0.2)
 
 
 def test_feedback_on_another_users_job_is_404(mesh: Mesh, admin: GouacheClient) -> None:
-    with pytest.raises(ApiError) as caught:
-        admin.submit_feedback("job_01ARZ3NDEKTSV4RRFFQ69G5FAV", 4)
-    assert caught.value.status == 404
+    with (
+        new_user(admin, mesh.config.public_url) as alice,
+        new_user(admin, mesh.config.public_url) as bob,
+    ):
+        content_url = alice.upload(small("astronaut", 48), filename="a.png")
+        style_url = alice.upload(small("rocket", 48), filename="s.png", kind="style")
+        job = alice.create_job(content_url, [style_url], model_version="gatys-fast")
+        assert alice.wait(job["job_id"], timeout_s=240).status == "succeeded"
+        # The job exists for feedback: its owner may rate it ...
+        _feedback_accepted(alice, job["job_id"], 5)
+        # ... and to another user it does not exist at all.
+        with pytest.raises(ApiError) as caught:
+            bob.submit_feedback(job["job_id"], 4)
+        assert caught.value.status == 404
 
 
 def test_rating_out_of_range_is_400(mesh: Mesh, admin: GouacheClient) -> None:
