@@ -15,6 +15,7 @@ from nats.js.api import ConsumerConfig, DeliverPolicy
 from gouache.bus import subjects
 from gouache.bus.consumer import DurableConsumer, Event, PermanentEventError, RetryableEventError
 from gouache.bus.jetstream import NATS_ERRORS, PublishError, publish
+from gouache.bus.tracing import process_span
 from gouache.contracts.events.v1 import events_pb2
 from gouache.runtime.context import job_id_var
 from gouache.runtime.errors import Unavailable
@@ -23,6 +24,7 @@ from services.tiling.domain import CanceledJobs, Job, JobParams, JobRunner, Retr
 logger = logging.getLogger(__name__)
 
 DURABLE_NAME = "tiling"
+CANCEL_WATCHER_NAME = "tiling-cancel-watcher"
 
 
 def job_from_event(event: events_pb2.JobCreated) -> Job:
@@ -142,6 +144,23 @@ class CancelWatcher:
         except Exception:
             logger.warning("ignoring an undecodable JobCanceled event")
             return
+        metadata = msg.metadata
+        # The cancellation joins the trace of the call that canceled the job.
+        with process_span(
+            msg.headers,
+            subject=msg.subject,
+            stream=subjects.JOBS_STREAM.name,
+            consumer=CANCEL_WATCHER_NAME,
+            event_id=event.event_id,
+            event_type=event.DESCRIPTOR.full_name,
+            delivery_count=metadata.num_delivered,
+            stream_sequence=metadata.sequence.stream,
+            body_size=len(msg.data),
+            job_id=event.job_id,
+        ):
+            self._record(event)
+
+    def _record(self, event: events_pb2.JobCanceled) -> None:
         if event.job_id:
             self._canceled.add(event.job_id)
             logger.info("job canceled", extra={"canceled_job_id": event.job_id})
