@@ -14,7 +14,8 @@ import httpx
 import pytest
 
 from gouache.cli.mesh import UNLIMITED_PLANS, Mesh, MeshConfig, MeshPorts
-from gouache.client import GouacheClient
+from gouache.client import GouacheClient, GouacheGrpc
+from gouache.contracts.jobs.v1 import jobs_pb2
 from tests.e2e.images import small
 from tests.fixtures.otlp import OtlpReceiver, ReceivedSpan
 
@@ -160,3 +161,31 @@ def test_one_job_is_one_trace_across_the_mesh_and_continues_the_callers(
     assert (create.kind, create.parent_span_id) == (SPAN_KIND_SERVER, caller_span)
     _assert_consumers_continue_producers(second_spans)
     assert not {span.span_id for span in first_spans} & {span.span_id for span in second_spans}
+
+
+def test_a_native_grpc_callers_traceparent_crosses_envoy(
+    traced_mesh: Mesh, otlp_receiver: OtlpReceiver
+) -> None:
+    assert traced_mesh.credentials is not None
+    caller_trace, caller_span = secrets.token_hex(16), secrets.token_hex(8)
+    metadata = (("traceparent", f"00-{caller_trace}-{caller_span}-01"),)
+    target = f"127.0.0.1:{traced_mesh.config.ports.envoy}"
+    with GouacheGrpc(target, traced_mesh.credentials.admin_api_key) as gouache:
+        gouache.jobs.ListModels(jobs_pb2.ListModelsRequest(), timeout=10, metadata=metadata)
+
+    def served(spans: list[ReceivedSpan]) -> list[ReceivedSpan]:
+        return [
+            span
+            for span in spans
+            if span.trace_id == caller_trace and span.name.endswith("JobsService/ListModels")
+        ]
+
+    spans = otlp_receiver.wait_for(
+        lambda spans: bool(served(spans)), within=EXPORT_WITHIN_S, what="jobs' ListModels span"
+    )
+    (span,) = served(spans)
+    assert (span.service, span.kind, span.parent_span_id) == (
+        "gouache-jobs",
+        SPAN_KIND_SERVER,
+        caller_span,
+    )
