@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from typing import Any
 
@@ -103,7 +104,8 @@ def _exporter(name: str) -> SpanExporter:
 
         # Endpoint, headers, TLS, timeout and compression come from OTEL_EXPORTER_OTLP_*.
         return OTLPSpanExporter()
-    return ConsoleSpanExporter()
+    # stderr, with the logs: stdout is for what a command prints as its answer.
+    return ConsoleSpanExporter(out=sys.stderr)
 
 
 def configure_tracing(
