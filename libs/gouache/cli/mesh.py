@@ -312,10 +312,6 @@ class Mesh:
             return _http_ok(f"http://127.0.0.1:{self.config.ports.envoy_admin}/ready")
         return _grpc_serving(self.config.ports.grpc[component.name])
 
-    def failed(self) -> list[Component]:
-        """Components whose process has exited on its own."""
-        return [c for c in self.components if c.exit_status() is not None]
-
     # -- components ------------------------------------------------------------------------
 
     def _start(self, name: str) -> None:
