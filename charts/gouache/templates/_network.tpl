@@ -72,3 +72,18 @@ podSelector:
     app.kubernetes.io/managed-by: gouache-operator
     app.kubernetes.io/name: gouache-inference
 {{- end -}}
+
+{{/* To the trace collector, when tracing is on: the port of tracing.otlpEndpoint (4317 by default). */}}
+{{- define "gouache.tracingEgress" -}}
+{{- with .Values.tracing.otlpEndpoint -}}
+{{- $url := urlParse . -}}
+{{- $parts := splitList ":" $url.host -}}
+{{- $port := ternary (last $parts) "4317" (gt (len $parts) 1) -}}
+- to:
+    {{- range $.Values.tracing.collectorCIDRs }}
+    - ipBlock: {cidr: {{ . }}}
+    {{- end }}
+  ports:
+    - {port: {{ $port }}, protocol: TCP}
+{{- end -}}
+{{- end -}}

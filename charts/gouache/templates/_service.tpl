@@ -44,6 +44,14 @@ dict
 {{- range $key, $value := $settings -}}
 {{- $_ := set $config (printf "%s%s" $prefix $key) (toString $value) -}}
 {{- end -}}
+{{- with $ctx.Values.tracing.otlpEndpoint -}}
+{{- $_ := set $config "OTEL_TRACES_EXPORTER" "otlp" -}}
+{{- $_ := set $config "OTEL_EXPORTER_OTLP_ENDPOINT" . -}}
+{{- $_ := set $config "OTEL_TRACES_SAMPLER" $ctx.Values.tracing.sampler -}}
+{{- $_ := set $config "OTEL_TRACES_SAMPLER_ARG" $ctx.Values.tracing.samplerArg -}}
+{{- $_ := set $config "OTEL_SERVICE_NAME" (printf "gouache-%s" $component) -}}
+{{- $_ := set $config "OTEL_RESOURCE_ATTRIBUTES" (printf "k8s.namespace.name=%s,service.namespace=%s" $ctx.Release.Namespace $ctx.Release.Name) -}}
+{{- end -}}
 {{- range $key, $value := $values.extraEnv -}}
 {{- $_ := set $config $key (toString $value) -}}
 {{- end -}}
@@ -271,6 +279,7 @@ spec:
     {{- with .egress }}
     {{- toYaml . | nindent 4 }}
     {{- end }}
+    {{- include "gouache.tracingEgress" $ctx | nindent 4 }}
 {{- end }}
 {{- end -}}
 

@@ -119,6 +119,25 @@ def test_settings_reach_each_service(rendered_matrix: dict[str, Rendered]) -> No
     assert config["operator"]["GOUACHE_OPERATOR_JOBS_ADDR"] == "gouache-jobs:50053"
 
 
+def test_traces_go_to_the_collector_through_the_network_policy(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    rendered = rendered_matrix["secure-values"]
+    for component in GRPC_PORTS:
+        config = rendered.get("ConfigMap", f"gouache-{component}")["data"]
+        assert config["OTEL_TRACES_EXPORTER"] == "otlp"
+        assert config["OTEL_EXPORTER_OTLP_ENDPOINT"] == "http://otel-collector.observability:4317"
+        assert config["OTEL_SERVICE_NAME"] == f"gouache-{component}"
+        assert config["OTEL_TRACES_SAMPLER"] == "parentbased_traceidratio"
+        egress = rendered.get("NetworkPolicy", f"gouache-{component}")["spec"]["egress"]
+        assert {
+            "to": [{"ipBlock": {"cidr": "10.20.0.0/16"}}],
+            "ports": [{"port": 4317, "protocol": "TCP"}],
+        } in egress
+    untraced = rendered_matrix["dev"].get("ConfigMap", "gouache-jobs")["data"]
+    assert not any(key.startswith("OTEL_") for key in untraced)
+
+
 def test_mtls_files_reach_services_and_operator(rendered_matrix: dict[str, Rendered]) -> None:
     rendered = rendered_matrix["secure-values"]
     for component in (*GRPC_PORTS, "operator"):
