@@ -334,22 +334,37 @@ def cmd_eval(args: argparse.Namespace) -> int:
         sheet=Path(args.sheet) if args.sheet else None,
         results_json=Path(args.json) if args.json else None,
         command=" ".join(["gouache", *map(shlex.quote, sys.argv[1:])]),
+        judge=args.judge == "lite1",
     )
 
     def progress(model: str, result: PairResult) -> None:
+        judged = (
+            f"(lite1 {result.judge_style:.3f} / {result.judge_content:.3f})  "
+            if result.judge_style is not None and result.judge_content is not None
+            else ""
+        )
         console.print(
             f"  {model:<24} {result.content:<22} x {result.style:<32} "
             f"style {result.style_distance:.3f}  content {result.content_distance:.3f}  "
-            f"{result.seconds:.2f} s",
+            f"{judged}{result.seconds:.2f} s",
             soft_wrap=True,
         )
 
     report = run(options, on_result=progress)
     for row in report.summaries():
+        judged = (
+            f"; lite1 style {row.judge_style:.3f} ({row.judge_style_ratio:.2f}x), "
+            f"content {row.judge_content:.3f} ({row.judge_content_ratio:.2f}x)"
+            if row.judge_style is not None
+            and row.judge_content is not None
+            and row.judge_style_ratio is not None
+            and row.judge_content_ratio is not None
+            else ""
+        )
         console.print(
             f"[bold]{row.name}[/bold]: style {row.median_style:.3f} ({row.style_ratio:.2f}x "
-            f"baseline), content {row.median_content:.3f} ({row.content_ratio:.2f}x), "
-            f"{row.median_seconds:.2f} s per image",
+            f"baseline), content {row.median_content:.3f} ({row.content_ratio:.2f}x)"
+            f"{judged}, {row.median_seconds:.2f} s per image",
             soft_wrap=True,
         )
     console.print(
@@ -498,6 +513,12 @@ def build_parser() -> argparse.ArgumentParser:
         "--sheet", default="docs/quality/contact_sheet.jpg", help="contact sheet (.jpg or .png)"
     )
     evaluation.add_argument("--json", default="docs/quality/results.json")
+    evaluation.add_argument(
+        "--judge",
+        choices=("lite1", "none"),
+        default="lite1",
+        help="also measure with a network no model trains on (EfficientNet-Lite1)",
+    )
     evaluation.set_defaults(func=cmd_eval)
     return parser
 

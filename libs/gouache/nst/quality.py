@@ -28,6 +28,14 @@ the evaluation size and x' is x resized to exactly that size (stylized outputs h
 the content's size anyway). 0 means identical features; a result with unrelated
 features of the same magnitude scores about sqrt(2).
 
+The independent judge. Gatys optimises exactly these Lite0 distances and the one-pass
+families are trained on Lite0 losses, so Lite0 numbers flatter them. `lite1_meter`
+measures the same two distances with EfficientNet-Lite1 (`gouache.nst.encoders.lite1`),
+a network no gouache model trains or optimises on, at the taps that end the same
+stages: style on `LITE1_STYLE_TAPS` (b1, b4, b7, b11, b15), content at
+`LITE1_CONTENT_TAP` (b11, stride 16, 80 channels). Its numbers are not comparable to
+Lite0's in absolute terms, only as ratios to the baseline measured on the same judge.
+
 Both metrics are deterministic for a given encoder and input (no randomness, float32
 on the CPU); `QualityMeter` caches each style's Gram matrices so a grid of pairs does
 not recompute them.
@@ -54,6 +62,7 @@ from torch import Tensor
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.lite0 import Lite0Encoder, load_lite0
+from gouache.nst.encoders.lite1 import load_lite1
 from gouache.nst.losses import gram
 from gouache.nst.pixels import pixels_key, resize_long_side, resize_to, to_tensor
 
@@ -62,6 +71,12 @@ STYLE_TAPS: tuple[str, ...] = ("b1", "b3", "b5", "b8", "b11")
 
 CONTENT_TAP = "b8"
 """The Lite0 tap whose activations define the content distance."""
+
+LITE1_STYLE_TAPS: tuple[str, ...] = ("b1", "b4", "b7", "b11", "b15")
+"""Lite1's taps for the judge's style distance: the ends of the stages Lite0's end at."""
+
+LITE1_CONTENT_TAP = "b11"
+"""Lite1's tap for the judge's content distance: stage 4's end, like Lite0's b8."""
 
 EVAL_SIDE = 256
 """Long side, in pixels, at which every image is measured."""
@@ -81,39 +96,56 @@ class Distances:
 
 
 class QualityMeter:
-    """Measures style and content distances on a frozen Lite0 encoder, at `side` pixels.
+    """Measures style and content distances on a frozen Lite encoder, at `side` pixels.
 
-    Thread-safe; keeps the Gram matrices of the last styles it saw (keyed by a digest of
-    their pixels), so measuring many outputs against one style encodes the style once.
+    Lite0 at `STYLE_TAPS` and `CONTENT_TAP` unless told otherwise (`lite1_meter` is the
+    independent judge). Thread-safe; keeps the Gram matrices of the last styles it saw
+    (keyed by a digest of their pixels), so measuring many outputs against one style
+    encodes the style once.
     """
 
-    def __init__(self, encoder: Lite0Encoder | None = None, *, side: int = EVAL_SIDE) -> None:
+    def __init__(
+        self,
+        encoder: Lite0Encoder | None = None,
+        *,
+        side: int = EVAL_SIDE,
+        style_taps: Sequence[str] = STYLE_TAPS,
+        content_tap: str = CONTENT_TAP,
+        name: str = "lite0",
+    ) -> None:
         if side < 32:
             raise ValueError(f"the evaluation side must be at least 32 pixels, got {side}")
         self.side = side
+        self.name = name
+        self.style_taps = tuple(style_taps)
+        self.content_tap = content_tap
         self._encoder = encoder if encoder is not None else load_lite0()
+        unknown = {*self.style_taps, content_tap}.difference(self._encoder.taps)
+        if unknown:
+            raise ValueError(f"the encoder has no taps {sorted(unknown)}")
         self._device = next(self._encoder.parameters()).device
         self._style_cache: OrderedDict[str, dict[str, Tensor]] = OrderedDict()
         self._lock = threading.Lock()
 
     def style_distance(self, image: RGBImage, style: RGBImage) -> float:
-        """Mean relative Gram error of `image` against `style` over `STYLE_TAPS`."""
+        """Mean relative Gram error of `image` against `style` over the style taps."""
         ours = self._grams(image)
         theirs = self._style_grams(style)
         errors = [
             float(torch.linalg.vector_norm(ours[tap] - theirs[tap]))
             / max(float(torch.linalg.vector_norm(theirs[tap])), 1e-12)
-            for tap in STYLE_TAPS
+            for tap in self.style_taps
         ]
         return float(np.mean(errors))
 
     def content_distance(self, image: RGBImage, content: RGBImage) -> float:
-        """Relative error of `image`'s `CONTENT_TAP` activations against `content`'s."""
+        """Relative error of `image`'s content-tap activations against `content`'s."""
         reference = resize_long_side(self._tensor(content), self.side)
         candidate = resize_to(self._tensor(image), reference, antialias=True)
         with torch.no_grad():
-            ours = self._encoder.forward_features(candidate, (CONTENT_TAP,))[CONTENT_TAP]
-            theirs = self._encoder.forward_features(reference, (CONTENT_TAP,))[CONTENT_TAP]
+            tap = self.content_tap
+            ours = self._encoder.forward_features(candidate, (tap,))[tap]
+            theirs = self._encoder.forward_features(reference, (tap,))[tap]
         return float(torch.linalg.vector_norm(ours - theirs)) / max(
             float(torch.linalg.vector_norm(theirs)), 1e-12
         )
@@ -142,11 +174,22 @@ class QualityMeter:
     def _grams(self, image: RGBImage) -> dict[str, Tensor]:
         x = resize_long_side(self._tensor(image), self.side)
         with torch.no_grad():
-            features = self._encoder.forward_features(x, STYLE_TAPS)
-        return {tap: gram(features[tap]) for tap in STYLE_TAPS}
+            features = self._encoder.forward_features(x, self.style_taps)
+        return {tap: gram(features[tap]) for tap in self.style_taps}
 
     def _tensor(self, image: RGBImage) -> Tensor:
         return to_tensor(to_float32(image), self._device)
+
+
+def lite1_meter(*, side: int = EVAL_SIDE, device: str = "cpu") -> QualityMeter:
+    """The independent judge: the same distances on EfficientNet-Lite1 (module docstring)."""
+    return QualityMeter(
+        load_lite1(device=device),
+        side=side,
+        style_taps=LITE1_STYLE_TAPS,
+        content_tap=LITE1_CONTENT_TAP,
+        name="lite1",
+    )
 
 
 def histogram_baseline(content: RGBImage, style: RGBImage) -> RGBImage:

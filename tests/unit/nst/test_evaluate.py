@@ -35,7 +35,7 @@ from gouache.nst.evaluate import (
     write_json,
     write_markdown,
 )
-from gouache.nst.quality import BASELINE_NAME, QualityMeter
+from gouache.nst.quality import BASELINE_NAME, QualityMeter, lite1_meter
 from gouache.runtime.errors import InvalidArgument
 
 
@@ -233,3 +233,32 @@ def test_the_eval_command_parses_its_options() -> None:
         None,  # the grid's own defaults (GRID_CONTENTS, GRID_STYLES)
         None,
     )
+
+
+def test_the_independent_judge_measures_every_output_again(
+    grid: EvalGrid, encoder: Lite0Encoder, tmp_path: Path
+) -> None:
+    judge = lite1_meter(side=64)
+    judged = evaluate(
+        grid,
+        [ModelUnderTest("inverter", "test", "numpy", _Inverter)],
+        meter=QualityMeter(encoder, side=64),
+        judge=judge,
+    )
+    assert judged.judge == "lite1"
+    rows = {row.name: row for row in judged.summaries()}
+    assert rows[IDENTITY_NAME].judge_content == 0.0
+    assert rows[BASELINE_NAME].judge_style_ratio == pytest.approx(1.0)
+    inverter = rows["inverter"]
+    assert inverter.judge_style is not None
+    assert inverter.judge_style != inverter.median_style
+    first = judged.results["inverter"][0]
+    _content, style = grid.pairs()[0]
+    assert first.judge_style == pytest.approx(judge.style_distance(first.image, style.pixels))
+    table = markdown_table(judged)
+    assert "Lite1 style / baseline" in table
+    assert "beats baseline (Lite0 / Lite1)" in table
+    write_json(judged, tmp_path / "results.json")
+    payload = json.loads((tmp_path / "results.json").read_text())
+    assert payload["judge"] == "lite1"
+    assert payload["summaries"][-1]["judge_style_distance"] == pytest.approx(inverter.judge_style)

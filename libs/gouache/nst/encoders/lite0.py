@@ -6,7 +6,7 @@ import hashlib
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import NamedTuple
+from typing import NamedTuple, TypeVar
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +19,7 @@ _HEAD_CHANNELS = 1280
 _NUM_CLASSES = 1000
 
 
-class _Stage(NamedTuple):
+class LiteStage(NamedTuple):
     """One stage of MBConv blocks: the first block may stride, the rest keep the size."""
 
     expand_ratio: int
@@ -30,18 +30,24 @@ class _Stage(NamedTuple):
 
 
 # Lite0 keeps EfficientNet-B0's stages (width and depth multipliers are both 1.0).
-_STAGES: tuple[_Stage, ...] = (
-    _Stage(1, 3, 1, 1, 16),
-    _Stage(6, 3, 2, 2, 24),
-    _Stage(6, 5, 2, 2, 40),
-    _Stage(6, 3, 2, 3, 80),
-    _Stage(6, 5, 1, 3, 112),
-    _Stage(6, 5, 2, 4, 192),
-    _Stage(6, 3, 1, 1, 320),
+_STAGES: tuple[LiteStage, ...] = (
+    LiteStage(1, 3, 1, 1, 16),
+    LiteStage(6, 3, 2, 2, 24),
+    LiteStage(6, 5, 2, 2, 40),
+    LiteStage(6, 3, 2, 3, 80),
+    LiteStage(6, 5, 1, 3, 112),
+    LiteStage(6, 5, 2, 4, 192),
+    LiteStage(6, 3, 1, 1, 320),
 )
-_NUM_BLOCKS = sum(stage.repeats for stage in _STAGES)
 
-LITE0_TAPS: tuple[str, ...] = ("stem", *(f"b{i}" for i in range(1, _NUM_BLOCKS + 1)), "head")
+
+def lite_taps(stages: Sequence[LiteStage]) -> tuple[str, ...]:
+    """Tap names of an EfficientNet-Lite with these stages: stem, b1..bN, head."""
+    blocks = sum(stage.repeats for stage in stages)
+    return ("stem", *(f"b{i}" for i in range(1, blocks + 1)), "head")
+
+
+LITE0_TAPS: tuple[str, ...] = lite_taps(_STAGES)
 """Names of the activations `forward_features` can return, shallow to deep.
 
 "stem" is the stride-2 stem after its ReLU6, "bN" the output of MBConv block N
@@ -148,10 +154,10 @@ class _MBConv(nn.Module):
         return projected + x if self._residual else projected
 
 
-def _build_blocks() -> nn.ModuleList:
+def _build_blocks(stages: Sequence[LiteStage]) -> nn.ModuleList:
     blocks: list[nn.Module] = []
     in_channels = _STEM_CHANNELS
-    for stage in _STAGES:
+    for stage in stages:
         for index in range(stage.repeats):
             blocks.append(
                 _MBConv(
@@ -171,35 +177,38 @@ class Lite0Encoder(nn.Module):
 
     Inputs are float RGB in [0, 1], NCHW, any height and width; the module rescales them
     to the [-1, 1] range the weights were trained on. A fresh instance has random weights;
-    use `load_lite0` for the pretrained, frozen encoder.
+    use `load_lite0` for the pretrained, frozen encoder. Subclasses for the other Lite
+    variants (`gouache.nst.encoders.lite1`) set `stages` and `taps`.
     """
 
     taps: tuple[str, ...] = LITE0_TAPS
+    stages: tuple[LiteStage, ...] = _STAGES
 
     def __init__(self) -> None:
         super().__init__()
         self._conv_stem = _conv(3, _STEM_CHANNELS, 3, stride=2)
         self._bn0 = _batch_norm(_STEM_CHANNELS)
-        self._blocks = _build_blocks()
-        self._conv_head = _conv(_STAGES[-1].out_channels, _HEAD_CHANNELS, 1)
+        self._blocks = _build_blocks(self.stages)
+        self._conv_head = _conv(self.stages[-1].out_channels, _HEAD_CHANNELS, 1)
         self._bn1 = _batch_norm(_HEAD_CHANNELS)
         self._fc = nn.Linear(_HEAD_CHANNELS, _NUM_CLASSES)
 
     def forward_features(self, x: Tensor, taps: Sequence[str]) -> dict[str, Tensor]:
-        """Returns the activations at `taps` (names from `LITE0_TAPS`), keyed by name.
+        """Returns the activations at `taps` (names from `self.taps`), keyed by name.
 
         Stops after the deepest requested tap, so shallow style taps cost a fraction of
         a full forward pass.
         """
+        known = self.taps
         wanted = set(taps)
-        unknown = wanted.difference(LITE0_TAPS)
+        unknown = wanted.difference(known)
         if unknown:
-            raise ValueError(f"unknown taps {sorted(unknown)}; known taps: {', '.join(LITE0_TAPS)}")
-        deepest = max((LITE0_TAPS.index(tap) for tap in wanted), default=-1)
+            raise ValueError(f"unknown taps {sorted(unknown)}; known taps: {', '.join(known)}")
+        deepest = max((known.index(tap) for tap in wanted), default=-1)
         found: dict[str, Tensor] = {}
 
         def keep(index: int, value: Tensor) -> bool:
-            name = LITE0_TAPS[index]
+            name = known[index]
             if name in wanted:
                 found[name] = value
             return index >= deepest
@@ -213,7 +222,7 @@ class Lite0Encoder(nn.Module):
             y = block(y)
             if keep(index, y):
                 return found
-        keep(len(LITE0_TAPS) - 1, self._head(y))
+        keep(len(known) - 1, self._head(y))
         return found
 
     def classify(self, x: Tensor) -> Tensor:
@@ -229,6 +238,9 @@ class Lite0Encoder(nn.Module):
 
     def _head(self, x: Tensor) -> Tensor:
         return F.relu6(self._bn1(self._conv_head(x)))
+
+
+_EncoderT = TypeVar("_EncoderT", bound="Lite0Encoder")
 
 
 def _to_model_range(x: Tensor) -> Tensor:
@@ -258,6 +270,17 @@ def load_lite0(
     silently producing different images. The encoder is returned in eval mode with
     gradients disabled for its parameters: it is a fixed measuring instrument.
     """
+    return load_lite(Lite0Encoder, weights=weights, path=path, device=device)
+
+
+def load_lite(
+    kind: type[_EncoderT],
+    *,
+    weights: EncoderWeights,
+    path: Path | None = None,
+    device: str | torch.device = "cpu",
+) -> _EncoderT:
+    """Builds a Lite encoder of `kind`, checks and strictly loads `weights`, freezes it."""
     source = path if path is not None else weights.path()
     actual = file_sha256(source)
     if actual != weights.sha256:
@@ -266,7 +289,7 @@ def load_lite0(
             f"({weights.source}); reinstall that package or point to the right file"
         )
     state = torch.load(source, map_location="cpu", weights_only=True)
-    encoder = Lite0Encoder()
+    encoder = kind()
     encoder.load_state_dict(state, strict=True)
     encoder.eval()
     encoder.requires_grad_(False)
