@@ -27,7 +27,7 @@ def _report(component: Any) -> None:
 
 
 def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
-    from gouache.cli.mesh import MeshConfig, MeshPorts
+    from gouache.cli.mesh import Backend, MeshConfig, MeshPorts
 
     ports = MeshPorts.ephemeral() if ephemeral else MeshPorts.from_base(args.grpc_base_port)
     if not ephemeral:
@@ -35,11 +35,21 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
         ports.nats = args.nats_port
         ports.envoy_admin = args.admin_port
         ports.storage_http = args.files_port
+    backend: Backend = "postgres" if getattr(args, "backend", "local") == "postgres" else "local"
+    if backend == "postgres":
+        ports.postgres = args.postgres_port
+        ports.minio = args.minio_port
+        if getattr(args, "blob_store", "local") == "s3":
+            raise SystemExit(
+                "gouache up: --backend postgres keeps images in its own MinIO; "
+                "leave out --blob-store s3 (or use --backend local with it)"
+            )
     return MeshConfig(
         state_dir=Path(args.state_dir).resolve(),
         ports=ports,
         models=args.models,
         styles_dir=Path(args.styles).resolve() if getattr(args, "styles", None) else None,
+        backend=backend,
         rate_limit_plans=getattr(args, "rate_limit_plans", "") or "",
         extra_env=blob_store_env(args, os.environ),
     )
@@ -82,7 +92,7 @@ def _supervision_line(event: Any) -> None:
 
 def cmd_up(args: argparse.Namespace) -> int:
     """Starts the mesh, restarts components that crash, and runs until Ctrl-C or SIGTERM."""
-    from gouache.cli.mesh import Mesh, PortsTaken
+    from gouache.cli.mesh import BackendUnavailable, Mesh, PortsTaken
     from gouache.cli.supervision import RestartPolicy
     from gouache.cli.supervisor import Supervisor
 
@@ -100,6 +110,12 @@ def cmd_up(args: argparse.Namespace) -> int:
     except ValueError as exc:
         raise SystemExit(f"gouache up: {exc}") from exc
     mesh = Mesh(_mesh_config(args), report=_report)
+    try:
+        mesh.check_backend()
+    except BackendUnavailable as exc:
+        console.print(f"[red]✗ {exc}[/red]", highlight=False, soft_wrap=True)
+        console.print("nothing started")
+        return 2
     try:
         mesh.check_ports()
     except (PortsTaken, ValueError) as exc:
@@ -121,6 +137,13 @@ def cmd_up(args: argparse.Namespace) -> int:
             f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
         )
         console.print(f"  operator API key and addresses: {mesh.config.state_dir}/operator.json")
+        if mesh.postgres is not None:
+            console.print(
+                f"  PostgreSQL {mesh.postgres.address} and MinIO bucket gouache: their "
+                f"password and keys are in {mesh.config.state_dir}/secrets.json",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print("  Crashed components restart on their own. Ctrl-C stops everything.")
         supervisor = Supervisor(mesh, policy, _supervision_line)
         while not stop_requested:
@@ -448,6 +471,19 @@ def build_parser() -> argparse.ArgumentParser:
     blobs.add_argument("--s3-insecure", action="store_true", help="plain http instead of https")
     blobs.add_argument(
         "--s3-create-bucket", action="store_true", help="create the bucket if it is missing"
+    )
+    backend = up.add_argument_group(
+        "backend",
+        "where the services keep rows and images: SQLite files and a directory under the "
+        "state directory (local), or a PostgreSQL cluster and a MinIO bucket that gouache up "
+        "starts and supervises itself, with their data under the state directory (postgres)",
+    )
+    backend.add_argument("--backend", choices=("local", "postgres"), default="local")
+    backend.add_argument(
+        "--postgres-port", type=int, default=0, metavar="N", help="default: a free port"
+    )
+    backend.add_argument(
+        "--minio-port", type=int, default=0, metavar="N", help="default: a free port"
     )
     up.set_defaults(func=cmd_up)
 

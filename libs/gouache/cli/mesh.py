@@ -1,4 +1,8 @@
-"""The embedded mesh: NATS, the six services and Envoy as local processes, SQLite and files."""
+"""The embedded mesh: NATS, the six services and Envoy as local processes.
+
+The services keep their data in SQLite files and images on the local filesystem (backend
+`local`), or in a local PostgreSQL cluster and a MinIO bucket that the mesh starts and
+supervises like its other components (backend `postgres`)."""
 
 from __future__ import annotations
 
@@ -17,13 +21,15 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, Literal, get_args
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gouache.cli.defaults import DEFAULT_MODELS
 from gouache.cli.listeners import TakenPort, owns_port, taken_ports
+from gouache.cli.local_minio import LocalMinio, MinioUnavailable
+from gouache.cli.local_postgres import LocalPostgres, PostgresUnavailable
 from gouache.edge import EdgeConfig, EnvoyProcess, Upstream
 from gouache.runtime.ports import free_ports
 
@@ -40,6 +46,12 @@ UNLIMITED_PLANS = json.dumps(
 )
 # The account (role "operator") a canary operator process uses against this mesh.
 OPERATOR_ACCOUNT = "operator"
+# Where the services keep rows and images: SQLite files and a directory, or a PostgreSQL
+# cluster and a MinIO bucket that the mesh runs itself.
+Backend = Literal["local", "postgres"]
+BACKENDS: tuple[Backend, ...] = get_args(Backend)
+# The postgres backend's own components: started first, stopped last.
+STORES = ("postgres", "minio")
 
 
 @dataclass
@@ -50,6 +62,9 @@ class MeshPorts:
     envoy: int = 8080
     envoy_admin: int = 9901
     storage_http: int = 8081
+    # The postgres backend's PostgreSQL and MinIO (S3 API); 0 picks a free port at start.
+    postgres: int = 0
+    minio: int = 0
     grpc: dict[str, int] = field(
         default_factory=lambda: {
             "auth": 50051,
@@ -77,12 +92,14 @@ class MeshPorts:
 
     @classmethod
     def ephemeral(cls) -> MeshPorts:
-        ports = iter(free_ports(4 + 2 * len(SERVICES)))
+        ports = iter(free_ports(6 + 2 * len(SERVICES)))
         return cls(
             nats=next(ports),
             envoy=next(ports),
             envoy_admin=next(ports),
             storage_http=next(ports),
+            postgres=next(ports),
+            minio=next(ports),
             grpc={name: next(ports) for name in SERVICES},
             metrics={name: next(ports) for name in SERVICES},
         )
@@ -94,6 +111,7 @@ class MeshConfig:
     ports: MeshPorts = field(default_factory=MeshPorts)
     models: str = DEFAULT_MODELS
     styles_dir: Path | None = None
+    backend: Backend = "local"
     admin_email: str = "admin@gouache.local"
     # Extra GOUACHE_* variables for every service (tests shorten timeouts this way).
     extra_env: dict[str, str] = field(default_factory=dict)
@@ -166,6 +184,10 @@ class Component:
         )
 
 
+class BackendUnavailable(RuntimeError):
+    """PostgreSQL or MinIO cannot be run for the postgres backend; nothing was started."""
+
+
 class PortsTaken(RuntimeError):
     """Ports the mesh needs are held by other programs; nothing was started."""
 
@@ -194,8 +216,17 @@ class Mesh:
         self.components: list[Component] = []
         self.credentials: Credentials | None = None
         self._report = report or (lambda _c: None)
+        if config.backend not in BACKENDS:
+            raise ValueError(f"unknown backend {config.backend!r}: one of {', '.join(BACKENDS)}")
+        if config.backend == "postgres":
+            ports = config.ports
+            chosen = iter(free_ports(2))
+            ports.postgres = ports.postgres or next(chosen)
+            ports.minio = ports.minio or next(chosen)
         self._secrets = self._load_secrets()
         self._service_keys: dict[str, str] = {}
+        self.postgres: LocalPostgres | None = None
+        self.minio: LocalMinio | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
 
@@ -205,9 +236,14 @@ class Mesh:
         Raises PortsTaken, before starting anything, when a port is held by another program.
         """
         self.check_ports()
+        self.check_backend()
         state = self.config.state_dir
         (state / "logs").mkdir(parents=True, exist_ok=True)
         try:
+            if self.postgres is not None:
+                self._start("postgres")
+                self.postgres.ensure_database()
+                self._start("minio")
             self._start("nats")
             self._start("auth")
             self.credentials = self._bootstrap()
@@ -231,6 +267,8 @@ class Mesh:
             *((ports.grpc[name], f"{name}, gRPC") for name in SERVICES),
             *((ports.metrics[name], f"{name}, metrics") for name in SERVICES),
         ]
+        if self.config.backend == "postgres":
+            planned += [(ports.postgres, "PostgreSQL"), (ports.minio, "MinIO, S3 API")]
         seen: dict[int, str] = {}
         for port, what in planned:
             if port in seen:
@@ -244,13 +282,44 @@ class Mesh:
         if taken:
             raise PortsTaken(taken)
 
+    def check_backend(self) -> None:
+        """Finds PostgreSQL and MinIO for the postgres backend; BackendUnavailable if absent."""
+        if self.config.backend != "postgres" or self.postgres is not None:
+            return
+        state = self.config.state_dir
+        ports = self.config.ports
+        try:
+            postgres = LocalPostgres.locate(
+                state / "postgres", ports.postgres, self._secrets["postgres_password"]
+            )
+            self.minio = LocalMinio.locate(
+                state / "minio",
+                ports.minio,
+                self._secrets["minio_root_user"],
+                self._secrets["minio_root_password"],
+            )
+        except (PostgresUnavailable, MinioUnavailable) as exc:
+            raise BackendUnavailable(str(exc)) from exc
+        self.postgres = postgres
+
     def stop(self) -> None:
-        for component in reversed(self.components):
+        """Stops every component in reverse start order; PostgreSQL and MinIO last.
+
+        The stores get their signal only once every service has exited, so no service loses
+        its database while it drains. PostgreSQL gets SIGINT, a fast shutdown (clients
+        disconnected, a checkpoint written), as `pg_ctl stop` sends."""
+        self._stop_components([c for c in self.components if c.name not in STORES])
+        self._stop_components([c for c in self.components if c.name in STORES])
+        self.components.clear()
+
+    def _stop_components(self, components: list[Component]) -> None:
+        for component in reversed(components):
             if component.envoy is not None:
                 component.envoy.stop()
             elif component.process is not None and component.process.poll() is None:
-                component.process.send_signal(signal.SIGTERM)
-        for component in reversed(self.components):
+                stop = signal.SIGINT if component.name == "postgres" else signal.SIGTERM
+                component.process.send_signal(stop)
+        for component in reversed(components):
             if component.process is not None:
                 try:
                     component.process.wait(timeout=15)
@@ -260,7 +329,6 @@ class Mesh:
             if component.log is not None:
                 component.log.close()
             component.status = "stopped"
-        self.components.clear()
 
     def component(self, name: str) -> Component:
         return next(c for c in self.components if c.name == name)
@@ -290,7 +358,11 @@ class Mesh:
         """Starts a component's process again in place of the one that ended; no waiting.
 
         NATS restarts on the same JetStream store directory (file storage: every stream and
-        consumer survives), Envoy with the same config, a service with the same settings."""
+        consumer survives), PostgreSQL and MinIO on the same data directories, Envoy with the
+        same config, a service with the same settings. The backends a killed postmaster
+        leaves (each in a session of its own) exit when they notice its death; until then
+        a new postmaster refuses their shared memory, and that failed start is retried
+        after the next backoff."""
         old = self.component(name)
         self._release(old)
         component = self._launch(name)
@@ -308,6 +380,10 @@ class Mesh:
             return False
         if component.name == "nats":
             return _tcp_open(self.config.ports.nats)
+        if component.name == "postgres" and self.postgres is not None:
+            return self.postgres.ready()
+        if component.name == "minio" and self.minio is not None:
+            return self.minio.ready()
         if component.name == "envoy":
             return _http_ok(f"http://127.0.0.1:{self.config.ports.envoy_admin}/ready")
         return _grpc_serving(self.config.ports.grpc[component.name])
@@ -327,6 +403,10 @@ class Mesh:
     def _launch(self, name: str) -> Component:
         if name == "nats":
             return self._launch_nats()
+        if name == "postgres":
+            return self._launch_postgres()
+        if name == "minio":
+            return self._launch_minio()
         if name == "envoy":
             return self._launch_envoy()
         return self._launch_service(name)
@@ -348,6 +428,7 @@ class Mesh:
         env: dict[str, str],
         address: str,
         ports: tuple[int, ...],
+        options: dict[str, Any] | None = None,
     ) -> Component:
         log = (self.config.state_dir / "logs" / f"{name}.log").open("ab")
         try:
@@ -357,6 +438,7 @@ class Mesh:
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
+                **(options or {}),
             )
         except OSError:
             log.close()
@@ -378,6 +460,32 @@ class Mesh:
             (port,),
         )
 
+    def _launch_postgres(self) -> Component:
+        postgres = self.postgres
+        assert postgres is not None, "check_backend() finds PostgreSQL first"
+        postgres.initialize()
+        earlier = postgres.running_pid()
+        if earlier is not None:
+            raise RuntimeError(
+                f"a PostgreSQL (pid {earlier}) still runs on {postgres.data}, left by an "
+                f"earlier gouache up: stop it (kill -INT {earlier}) and start again"
+            )
+        return self._spawn(
+            "postgres",
+            postgres.argv(),
+            {},
+            postgres.address,
+            (postgres.port,),
+            postgres.popen_options(),
+        )
+
+    def _launch_minio(self) -> Component:
+        minio = self.minio
+        assert minio is not None, "check_backend() finds MinIO first"
+        return self._spawn(
+            "minio", minio.argv(), minio.env(), f"http://{minio.endpoint}", (minio.port,)
+        )
+
     def _service_env(self, name: str) -> dict[str, str]:
         state = self.config.state_dir
         ports = self.config.ports
@@ -385,7 +493,11 @@ class Mesh:
         env = {
             "PORT": str(ports.grpc[name]),
             "METRICS_PORT": str(ports.metrics[name]),
-            "DATABASE_URL": f"sqlite+aiosqlite:///{state / (name + '.db')}",
+            "DATABASE_URL": (
+                self.postgres.url()
+                if self.postgres is not None
+                else f"sqlite+aiosqlite:///{state / (name + '.db')}"
+            ),
             "NATS_URL": f"nats://127.0.0.1:{ports.nats}",
             "AUTH_ADDR": f"127.0.0.1:{ports.grpc['auth']}",
             "STORAGE_ADDR": f"127.0.0.1:{ports.grpc['storage']}",
@@ -398,7 +510,11 @@ class Mesh:
                     "HTTP_PORT": str(ports.storage_http),
                     "PUBLIC_URL": self.config.public_url,
                     "URL_SIGNING_KEY": self._secrets["url_signing_key"],
-                    "BLOB_ROOT": str(state / "blobs"),
+                    **(
+                        self.minio.storage_env()
+                        if self.minio is not None
+                        else {"BLOB_ROOT": str(state / "blobs")}
+                    ),
                 }
             )
         if name == "inference":
@@ -561,18 +677,25 @@ class Mesh:
         self._report(component)
 
     def _load_secrets(self) -> dict[str, str]:
+        """The mesh's generated secrets (secrets.json, mode 0600), made once, when missing.
+
+        The postgres backend adds PostgreSQL's password and MinIO's root credentials, so a
+        state directory made by the local backend gains them on its first postgres run."""
         path = self.config.state_dir / "secrets.json"
-        if path.exists():
-            loaded: dict[str, str] = json.loads(path.read_text())
-            return loaded
-        self.config.state_dir.mkdir(parents=True, exist_ok=True)
-        created = {
-            "url_signing_key": secrets.token_urlsafe(32),
-            "key_encryption_secret": secrets.token_urlsafe(32),
+        loaded: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
+        wanted = ["url_signing_key", "key_encryption_secret"]
+        if self.config.backend == "postgres":
+            wanted += ["postgres_password", "minio_root_user", "minio_root_password"]
+        missing = {
+            name: secrets.token_hex(10) if name == "minio_root_user" else secrets.token_urlsafe(32)
+            for name in wanted
+            if name not in loaded
         }
-        path.write_text(json.dumps(created))
-        path.chmod(0o600)
-        return created
+        if missing:
+            self.config.state_dir.mkdir(parents=True, exist_ok=True)
+            loaded = {**loaded, **missing}
+            _write_secret(path, loaded)
+        return loaded
 
 
 def _write_secret(path: Path, data: dict[str, str]) -> None:
