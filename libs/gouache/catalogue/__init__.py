@@ -14,9 +14,18 @@ from gouache.catalogue.artifacts import (
     resolve_uri,
     verify_artifact,
 )
+from gouache.catalogue.curated import (
+    CuratedStyle,
+    TrainedStyle,
+    curated_directory,
+    curated_styles,
+    trained_styles,
+    verify_curated,
+)
 from gouache.catalogue.model import (
     ENCODERS,
     FAMILIES,
+    LIMITED_PARAMS,
     MANIFEST_FILE,
     AliasTarget,
     Artifact,
@@ -24,6 +33,7 @@ from gouache.catalogue.model import (
     Encoder,
     Family,
     WeightsFile,
+    honours,
 )
 from gouache.catalogue.shipped import ALIASES, DEFAULT, ENTRIES
 
@@ -31,23 +41,31 @@ __all__ = [
     "DEFAULT",
     "ENCODERS",
     "FAMILIES",
+    "LIMITED_PARAMS",
     "MANIFEST_FILE",
     "AliasTarget",
     "Artifact",
     "ArtifactMismatch",
     "ArtifactUriError",
     "CatalogueEntry",
+    "CuratedStyle",
     "Encoder",
     "Family",
+    "TrainedStyle",
     "WeightsFile",
     "aliases",
     "artifact_uri",
+    "curated_directory",
+    "curated_styles",
     "entries",
     "get",
+    "honours",
     "jobs_seed",
     "names",
     "resolve_uri",
+    "trained_styles",
     "verify_artifact",
+    "verify_curated",
     "verify_entry",
 ]
 

@@ -95,6 +95,14 @@ def verify_artifact(directory: Path, *, manifest_sha256: str, family: str) -> di
     return verified
 
 
+def pinned_manifest(directory: Path, manifest_sha256: str) -> Mapping[str, object]:
+    """The JSON object of `directory`'s manifest, once its bytes match the pin.
+
+    Reads only the manifest (not the files it lists); ArtifactMismatch otherwise.
+    """
+    return _pinned_manifest(directory, manifest_sha256)
+
+
 def _pinned_manifest(directory: Path, manifest_sha256: str) -> Mapping[str, object]:
     """The manifest's JSON object, once its bytes match the pin."""
     path = directory / MANIFEST_FILE

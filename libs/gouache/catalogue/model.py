@@ -18,6 +18,19 @@ FAMILIES: tuple[Family, ...] = get_args(Family)
 ENCODERS: tuple[Encoder, ...] = get_args(Encoder)
 """Every feature encoder the engine can load, by the registry's key."""
 
+LIMITED_PARAMS: Mapping[str, frozenset[Family]] = {"prompt": frozenset()}
+"""Job parameters only some families honour, with the families that do; every other
+parameter (alpha, tv_weight, luminance_only, histogram_match, seed, weights, tiling and
+output) is honoured by every family. No family takes a text prompt yet, so jobs refuses
+one instead of dropping it; a family that learns to read prompts is added here."""
+
+
+def honours(family: str, param: str) -> bool:
+    """Whether model versions of `family` act on the job parameter `param`."""
+    families = LIMITED_PARAMS.get(param)
+    return families is None or family in families
+
+
 MANIFEST_FILE = "manifest.json"
 """The file in an artifact directory that describes it and lists its files with sha256s."""
 

@@ -89,7 +89,7 @@ def _fast_models() -> list[ModelSpec]:
     """One model per family, the fastest: gatys v1 (200 steps) is covered by its fast twin."""
     chosen: dict[str, ModelSpec] = {}
     for spec in registry.all_models():
-        if spec.name == registry.DEFAULT and spec.family == "gatys":
+        if spec.name == "gatys.lite0-v1":
             continue
         if all(w.path().is_file() for w in spec.weights.values()):
             chosen.setdefault(spec.family, spec)

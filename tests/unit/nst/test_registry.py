@@ -32,8 +32,12 @@ def test_the_default_and_the_fast_model_are_registered() -> None:
     assert registry.get(DEFAULT).tile_size == 512
 
 
-def test_the_default_model_pins_the_measured_defaults() -> None:
-    assert GatysConfig.from_mapping(registry.get(DEFAULT).config) == GatysConfig()
+def test_gatys_v1_pins_the_measured_defaults() -> None:
+    assert GatysConfig.from_mapping(registry.get("gatys.lite0-v1").config) == GatysConfig()
+
+
+def test_the_default_is_the_fast_arbitrary_style_model() -> None:
+    assert registry.get(DEFAULT).family == "adain"
 
 
 @pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
