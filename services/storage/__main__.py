@@ -1,4 +1,4 @@
-"""`python -m services.storage` serves; `migrate` migrates its schema; `import-styles DIR` imports."""
+"""`python -m services.storage` serves; `migrate` migrates its schema; `import-styles` imports styles."""
 
 from __future__ import annotations
 
@@ -12,11 +12,12 @@ from pathlib import Path
 from pydantic import ValidationError
 
 from gouache.blobs import BlobStoreMisconfigured, BlobUnavailable
+from gouache.catalogue import curated_directory
 from gouache.db.migrate import add_migrate_command, run_migrate_command
 from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
 from gouache.runtime.tracing import configure_tracing
-from services.storage.catalog import ManifestError, run_import
+from services.storage.catalog import ManifestError, run_imports
 from services.storage.server import build
 from services.storage.settings import StorageSettings
 from services.storage.store import StorageStore
@@ -34,9 +35,16 @@ def main(argv: list[str] | None = None) -> int:
     commands.add_parser("serve", help="run the storage service (the default)")
     add_migrate_command(commands)
     importer = commands.add_parser(
-        "import-styles", help="import curated styles from a directory (manifest.json or images)"
+        "import-styles",
+        help="import curated styles from directories (manifest.json or images), "
+        "and with --shipped the ones the package ships",
     )
-    importer.add_argument("directory", type=Path)
+    importer.add_argument("directory", type=Path, nargs="*")
+    importer.add_argument(
+        "--shipped",
+        action="store_true",
+        help=f"also import the curated styles shipped in the package ({curated_directory()})",
+    )
     importer.add_argument(
         "--json",
         action="store_true",
@@ -53,8 +61,11 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "migrate":
         return run_migrate_command(args, settings.database_url, StorageStore.migrations)
     if args.command == "import-styles":
+        directories = [*([curated_directory()] if args.shipped else []), *args.directory]
+        if not directories:
+            parser.error("import-styles needs a directory, --shipped, or both")
         try:
-            report = asyncio.run(run_import(settings, args.directory))
+            report = asyncio.run(run_imports(settings, directories))
         except (FileNotFoundError, ManifestError, BlobStoreMisconfigured, BlobUnavailable) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2

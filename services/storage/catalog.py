@@ -185,6 +185,17 @@ async def run_import(settings: StorageSettings, directory: Path) -> ImportReport
         await blobs.close()
 
 
+async def run_imports(settings: StorageSettings, directories: list[Path]) -> ImportReport:
+    """run_import of each directory in turn, in one report (rejections named by file)."""
+    total = ImportReport()
+    for directory in directories:
+        report = await run_import(settings, directory)
+        total.imported += report.imported
+        total.existing += report.existing
+        total.rejected.update(report.rejected)
+    return total
+
+
 async def import_styles(settings: StorageSettings, directory: Path | str) -> int:
     """Imports the curated styles of directory; returns how many were new (`gouache up`)."""
     report = await run_import(settings, Path(directory))

@@ -154,6 +154,13 @@ class StorageStore(ServiceDatabase):
             raise
         return True
 
+    async def get_style(self, style_id: str) -> StyleView | None:
+        """The style entry style_id names, with its image, if any."""
+        query = _style_query().where(styles.c.style_id == style_id)
+        async with self.sessions() as session:
+            row = (await session.execute(query)).mappings().first()
+        return None if row is None else _style_view(row)
+
     async def find_curated_style(self, sha256: str) -> StyleView | None:
         """The curated catalog entry imported from an image with this sha256, if any."""
         query = _style_query().where(styles.c.catalog_sha256 == sha256)

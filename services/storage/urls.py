@@ -14,6 +14,7 @@ from gouache.runtime.errors import InvalidArgument, PermissionDenied
 
 FILES_PATH = "/v1/files/"
 IMAGE_ID = re.compile(r"img_[0-9A-HJKMNP-TV-Z]{26}")
+STYLE_ID = re.compile(r"sty_[0-9A-HJKMNP-TV-Z]{26}")
 _PATH = re.compile(r"/v1/files/(?P<image_id>[^/]+)/?")
 
 
@@ -91,6 +92,11 @@ def is_image_id(value: str) -> bool:
     return IMAGE_ID.fullmatch(value) is not None
 
 
+def is_style_id(value: str) -> bool:
+    """Says whether value has the form of a style id (sty_ and 26 base32 characters)."""
+    return STYLE_ID.fullmatch(value) is not None
+
+
 def parse_image_ref(ref: str, *, field: str = "url") -> str:
     """The image id named by a file URL or a bare image id.
 
@@ -109,7 +115,8 @@ def parse_image_ref(ref: str, *, field: str = "url") -> str:
     if parts.scheme not in ("http", "https") or not parts.netloc:
         raise InvalidArgument(
             f"{field} must be an http(s) file URL such as "
-            f"https://<host>/v1/files/img_... or an image id, got {ref!r}",
+            f"https://<host>/v1/files/img_..., an image id or a style id (sty_...), "
+            f"got {ref!r}",
             field=field,
             reason="bad_url",
         )

@@ -50,7 +50,7 @@ from services.storage.records import (
     StyleRecord,
     StyleView,
 )
-from services.storage.urls import SignedUrl, UrlSigner, parse_image_ref
+from services.storage.urls import SignedUrl, UrlSigner, is_style_id, parse_image_ref
 
 logger = logging.getLogger(__name__)
 
@@ -69,6 +69,8 @@ class ImageStore(Protocol):
 
     async def insert_image(self, image: ImageRecord, style: StyleRecord | None = None) -> bool:
         """Inserts an image (and its style); False, writing nothing, when the id is taken."""
+
+    async def get_style(self, style_id: str) -> StyleView | None: ...
 
     async def find_curated_style(self, sha256: str) -> StyleView | None: ...
 
@@ -414,13 +416,16 @@ class ImageLibrary:
         return self.signer.sign("GET", image.image_id, self._clock() + ttl)
 
     async def resolve(self, principal: Principal, url: str, owner_id: str) -> ImageRecord:
-        """The image a file URL (or bare id) names, if the acting user may use it.
+        """The image a file URL, an image id or a style id names, if the acting user may use it.
 
         Services pass the user they act for in owner_id. A reserved id whose bytes have not
-        arrived is FAILED_PRECONDITION, so the caller knows to finish the upload first.
+        arrived is FAILED_PRECONDITION, so the caller knows to finish the upload first. A
+        style id (ListStyles' style_id) names its image: any curated style, or one's own.
         """
-        image_id = parse_image_ref(url)
         acting = self._acting_owner(principal, owner_id)
+        if is_style_id(url.strip()):
+            return await self._style_image(url.strip(), acting)
+        image_id = parse_image_ref(url)
         image = await self.store.get_image(image_id)
         if image is not None:
             if acting is None or image.curated or image.owner_id == acting:
@@ -439,6 +444,16 @@ class ImageLibrary:
                 reason="upload_pending",
             )
         raise NotFound(f"image {image_id} not found")
+
+    async def _style_image(self, style_id: str, acting: str | None) -> ImageRecord:
+        view = await self.store.get_style(style_id)
+        if view is None or not (
+            acting is None or view.style.curated or view.image.owner_id == acting
+        ):
+            raise NotFound(
+                f"style {style_id} not found; GET /v1/styles lists the curated styles and yours"
+            )
+        return view.image
 
     @staticmethod
     def _acting_owner(principal: Principal, owner_id: str) -> str | None:

@@ -10,8 +10,10 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import grpc
 import pytest
 
+from gouache import catalogue
 from gouache.contracts.storage.v1 import storage_pb2
 from services.storage.catalog import ManifestError, import_styles, read_catalog, run_import
 from services.storage.settings import StorageSettings
@@ -169,3 +171,87 @@ async def test_import_the_shared_style_corpus(tmp_path: Path) -> None:
     assert report.rejected == {}
     assert len(report.imported) == len(styles)
     assert await import_styles(settings, SHARED_DATA) == 0
+
+
+async def test_import_the_shipped_styles_with_their_provenance(storage: Harness) -> None:
+    report = await run_import(storage.settings, catalogue.curated_directory())
+    assert report.rejected == {}
+    assert len(report.imported) == len(catalogue.curated_styles()) == 8
+    listed = await storage.stub.ListStyles(
+        storage_pb2.ListStylesRequest(curated=True), metadata=storage.auth("usr_bob"), timeout=5
+    )
+    by_title = {style.title: style for style in listed.styles}
+    for shipped in catalogue.curated_styles():
+        style = by_title[shipped.title]
+        assert (style.artist, style.year, style.license) == (
+            shipped.artist,
+            shipped.year,
+            shipped.license,
+        )
+        assert style.provenance.startswith(shipped.source)
+        assert shipped.rights in style.provenance
+
+
+async def test_a_style_id_names_its_image(storage: Harness, catalog_dir: Path) -> None:
+    await run_import(storage.settings, catalog_dir)
+    listed = await storage.stub.ListStyles(
+        storage_pb2.ListStylesRequest(curated=True), metadata=storage.auth("usr_bob"), timeout=5
+    )
+    wave = next(style for style in listed.styles if style.title == "The Great Wave")
+    resolved = await storage.stub.ResolveImageUrl(
+        storage_pb2.ResolveImageUrlRequest(url=wave.style_id),
+        metadata=storage.auth("usr_bob"),
+        timeout=5,
+    )
+    assert resolved.image.file_url == wave.file_url
+    assert resolved.image.sha256 == hashlib.sha256(image_bytes("jpeg", seed=1)).hexdigest()
+
+
+async def test_another_users_style_id_is_not_found(storage: Harness) -> None:
+    own = await storage.upload(
+        image_bytes(seed=9), metadata=storage.auth("usr_alice"), filename="mine.png", kind="style"
+    )
+    mine = await storage.stub.ListStyles(
+        storage_pb2.ListStylesRequest(curated=False), metadata=storage.auth("usr_alice"), timeout=5
+    )
+    (style,) = [style for style in mine.styles if style.file_url.endswith(own.image_id)]
+    alice = await storage.stub.ResolveImageUrl(
+        storage_pb2.ResolveImageUrlRequest(url=style.style_id),
+        metadata=storage.auth("usr_alice"),
+        timeout=5,
+    )
+    assert alice.image.image_id == own.image_id
+    for ref in (style.style_id, "sty_01ARZ3NDEKTSV4RRFFQ69G5FAV"):
+        with pytest.raises(grpc.aio.AioRpcError) as caught:
+            await storage.stub.ResolveImageUrl(
+                storage_pb2.ResolveImageUrlRequest(url=ref),
+                metadata=storage.auth("usr_bob"),
+                timeout=5,
+            )
+        assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+        assert "GET /v1/styles" in (caught.value.details() or "")
+
+
+def test_the_import_command_imports_the_shipped_styles(tmp_path: Path, catalog_dir: Path) -> None:
+    env = {
+        **os.environ,
+        "GOUACHE_STORAGE_STATE_DIR": str(tmp_path / "state"),
+        "GOUACHE_STORAGE_URL_SIGNING_KEY": SIGNING_KEY,
+        "GOUACHE_STORAGE_LOG_JSON": "false",
+    }
+    command = [sys.executable, "-m", "services.storage", "import-styles", "--shipped", "--json"]
+    done = subprocess.run(
+        [*command, str(catalog_dir)], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    report = json.loads(done.stdout)
+    assert len(report["imported"]) == 8 + 2, done.stderr
+    assert "corrupt.png" in report["rejected"]
+    alone = subprocess.run(command, env=env, cwd=REPO, capture_output=True, text=True, check=False)
+    assert alone.returncode == 0, alone.stderr
+    again = json.loads(alone.stdout)
+    assert (len(again["imported"]), len(again["existing"])) == (0, 8)
+    none = subprocess.run(
+        command[:4], env=env, cwd=REPO, capture_output=True, text=True, check=False
+    )
+    assert none.returncode == 2
+    assert "--shipped" in none.stderr
