@@ -3,9 +3,12 @@
 Starts `gouache up` on free ports of 127.0.0.1 (a fresh state directory), uploads one content
 and one style image, registers a webhook on a local receiver, and runs `--clients` clients
 that each create a job (adain or gatys-fast, alternately), wait for it, and create the next.
-Once `--warmup-jobs` jobs are final, each component of `--kill` is SIGKILLed in turn; the run
-waits for `gouache up` to print it back, then for `--jobs-between` more jobs to end, before the
-next kill. Then the clients stop and every job is checked:
+Once `--warmup-jobs` jobs are final, each component of `--kill` is SIGKILLed in turn (or sent
+another signal: `postgres:SIGINT` is PostgreSQL's fast shutdown, a clean stop that `gouache up`
+answers with a restart); the run waits for `gouache up` to print it back, then for
+`--jobs-between` more jobs to end, before the next kill. With `--backend postgres` the mesh runs
+on its own PostgreSQL and MinIO, which are killed too (`POSTGRES_FAULTS` by default). Then the
+clients stop and every job is checked:
 
 - every created job id is final (none lost), and how many succeeded;
 - one JobCreated, one ExecutionSucceeded and one JobSucceeded event per succeeded job on the
@@ -14,6 +17,7 @@ next kill. Then the clients stop and every job is checked:
 - `gouache up` is still running, having printed no crash loop.
 
     .venv/bin/python -m loadtests.chaos --clients 4 --rounds 3      # figures as JSON on stdout
+    .venv/bin/python -m loadtests.chaos --backend postgres          # PostgreSQL and MinIO faults
 
 The e2e test `tests/e2e/test_chaos.py` runs the same code with one round, bounded in time.
 """
@@ -26,6 +30,7 @@ import json
 import os
 import platform
 import re
+import signal
 import statistics
 import sys
 import tempfile
@@ -52,6 +57,9 @@ from tests.e2e.images import small
 from tests.fixtures.gouache_up import GouacheUp, mesh_ports
 
 SERVICES_AND_NATS = ("tiling", "inference", "storage", "jobs", "auth", "feedback", "nats")
+# The postgres backend's stores: PostgreSQL SIGKILLed, then stopped cleanly (SIGINT, a fast
+# shutdown) and restarted by gouache up, then MinIO SIGKILLed.
+POSTGRES_FAULTS = ("postgres", "postgres:SIGINT", "minio")
 FINAL = ("succeeded", "failed", "canceled")
 MODELS = ("adain", "gatys-fast")
 # JetStream redelivers a job whose worker died after this long (30 s by default); shorter
@@ -83,11 +91,21 @@ class JobRecord:
     result_url: str = ""
 
 
+def parse_fault(fault: str) -> tuple[str, signal.Signals]:
+    """`name` (SIGKILL) or `name:SIGNAL` (e.g. `postgres:SIGINT`): the component and signal."""
+    name, _, sig = fault.partition(":")
+    if not sig:
+        return name, signal.SIGKILL
+    sig = sig.upper()
+    return name, signal.Signals[sig if sig.startswith("SIG") else f"SIG{sig}"]
+
+
 @dataclass
 class Kill:
     component: str
     at: float
     back_after_s: float
+    signal: str = "SIGKILL"
     # Jobs created before the kill and final after it: the ones that lived through it.
     jobs_in_flight: int = 0
 
@@ -372,16 +390,17 @@ def run_chaos(up: GouacheUp, options: ChaosOptions) -> ChaosReport:
             f"fewer than {options.warmup_jobs} jobs final before any fault",
         )
         for _round in range(options.rounds):
-            for name in options.kills:
+            for fault in options.kills:
+                name, sig = parse_fault(fault)
                 mark = len(up.lines)
                 killed_at = time.monotonic()
-                up.kill(name)
+                up.kill(name, sig)
                 back = up.wait_for(
                     rf"✓ {re.escape(name)} back after (\d+\.\d) s",
                     options.recover_timeout_s,
                     after=mark,
                 )
-                report.kills.append(Kill(name, killed_at, float(back[1])))
+                report.kills.append(Kill(name, killed_at, float(back[1]), sig.name))
                 done = load.final_count()
                 _wait_until(
                     lambda done=done: load.final_count() >= done + options.jobs_between,
@@ -419,8 +438,11 @@ def run_chaos(up: GouacheUp, options: ChaosOptions) -> ChaosReport:
     return report
 
 
-def start_up(state_dir: Path) -> GouacheUp:
-    """`gouache up` on free ports with the fast models and no rate limits, ready."""
+def start_up(state_dir: Path, backend: str = "local") -> GouacheUp:
+    """`gouache up` on free ports with the fast models and no rate limits, ready.
+
+    With backend "postgres", PostgreSQL runs as the 'postgres' account under root, and that
+    account must be able to reach state_dir (see reachable_state_dir in the fixtures)."""
     up = GouacheUp(
         state_dir,
         mesh_ports(),
@@ -429,6 +451,8 @@ def start_up(state_dir: Path) -> GouacheUp:
             "adain.lite0-v1,gatys.lite0-fast",
             "--rate-limit-plans",
             UNLIMITED_PLANS,
+            "--backend",
+            backend,
         ],
         env=ENV,
     )
@@ -440,20 +464,28 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--clients", type=int, default=4)
     parser.add_argument("--rounds", type=int, default=1, help="times every component is killed")
+    parser.add_argument("--backend", choices=("local", "postgres"), default="local")
     parser.add_argument(
-        "--kill", default=",".join(SERVICES_AND_NATS), help="components, in order (also: envoy)"
+        "--kill",
+        help="components, in order, each NAME (SIGKILL) or NAME:SIGNAL; also envoy (default: "
+        "the six services and NATS, then with --backend postgres: " + ",".join(POSTGRES_FAULTS),
     )
     parser.add_argument("--jobs-between", type=int, default=2)
     parser.add_argument("--state-dir", help="default: a new temporary directory")
     args = parser.parse_args(argv)
+    kills = args.kill or ",".join(
+        SERVICES_AND_NATS + (POSTGRES_FAULTS if args.backend == "postgres" else ())
+    )
     options = ChaosOptions(
         clients=args.clients,
-        kills=tuple(name for name in args.kill.split(",") if name),
+        kills=tuple(name for name in kills.split(",") if name),
         rounds=args.rounds,
         jobs_between=args.jobs_between,
     )
     state = Path(args.state_dir or tempfile.mkdtemp(prefix="gouache-chaos-"))
-    up = start_up(state)
+    if not args.state_dir:
+        state.chmod(0o711)  # PostgreSQL's account (under root) passes through to its data
+    up = start_up(state, args.backend)
     try:
         report = run_chaos(up, options)
     finally:
