@@ -155,7 +155,62 @@ GATYS_VGG19 = CatalogueEntry(
     operator_supplied=True,
 )
 
-ENTRIES: tuple[CatalogueEntry, ...] = (ADAIN, FEEDFORWARD, GATYS, GATYS_FAST, GATYS_VGG19)
+# adain.lite0-v1's decoder, served so flat regions stay smooth at every size (issue 9).
+# Measured on a 2048x1536 JPEG with a night-sky gradient (loadtests/RESULTS.md): v1 in
+# the mesh's 512 px tiles normalises each sky-only tile by its own tiny feature spread,
+# amplifying the JPEG's 8 and 16 px blocks into a mosaic. v1.1 gets the whole image in
+# one call (tile_size 2048: one set of content statistics) and runs the network at
+# 1024 px long side at most, resizing the result back, where the blocks it could still
+# amplify are below the encoder's resolution. Same weights, so no retraining.
+ADAIN_LITE0_V1_1: Mapping[str, object] = {**ADAIN_LITE0_V1, "max_side": 1024}
+
+ADAIN_V1_1 = CatalogueEntry(
+    name="adain.lite0-v1.1",
+    family="adain",
+    encoder="lite0",
+    tile_size=2048,
+    eta_seconds=5,
+    description="adain.lite0-v1's decoder on the whole image at once, at most 1024 px "
+    "long side: no block mosaic in skies and walls at 2048 px",
+    config=ADAIN_LITE0_V1_1,
+    weights=ADAIN.weights,
+    artifact=ADAIN.artifact,
+)
+
+# gatys.lite0-v1's losses with a coarse-to-fine schedule (issue 9): the whole image in
+# one call (tile_size 2048), 200 steps at 512 px long side, upsampled, then a few steps
+# at full size in 512 px tiles overlapping by 64 px, blended with raised-cosine weights.
+# Contents up to 512 px are painted exactly as v1 paints them. Measured at 1024 px in
+# loadtests/RESULTS.md.
+GATYS_LITE0_V2: Mapping[str, object] = {
+    **GATYS_LITE0_V1,
+    "max_side": 2048,
+    "coarse_side": 512,
+    "refine_steps": 30,
+    "refine_tile": 512,
+    "refine_overlap": 64,
+}
+
+GATYS_V2 = CatalogueEntry(
+    name="gatys.lite0-v2",
+    family="gatys",
+    encoder="lite0",
+    tile_size=2048,
+    eta_seconds=30,
+    description="Gatys over EfficientNet-Lite0, coarse-to-fine: painted at 512 px, "
+    "refined briefly at full size in blended tiles; large images several times faster",
+    config=GATYS_LITE0_V2,
+)
+
+ENTRIES: tuple[CatalogueEntry, ...] = (
+    ADAIN,
+    ADAIN_V1_1,
+    FEEDFORWARD,
+    GATYS,
+    GATYS_V2,
+    GATYS_FAST,
+    GATYS_VGG19,
+)
 """Every version, shipped ones first in the order services load them."""
 
 

@@ -57,6 +57,7 @@ import torch
 from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
+from gouache.imaging.tiling import MIN_TILE_SIZE, blend_tiles, plan_tiles
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import LITE0_TAPS
@@ -101,6 +102,13 @@ class GatysConfig:
         upsample and refine; large images get coarse structure cheaply.
     init_noise: amplitude of the seeded uniform noise added to the starting content.
     style_cache_size: how many (style, size) Gram sets the LRU cache keeps.
+    coarse_side: when positive, the coarse-to-fine schedule of `gatys.lite0-v2` replaces
+        the one above: a content longer than this is optimised for `steps` at this long
+        side, upsampled, and refined for `refine_steps` at full size, tile by tile
+        (`refine_tile`, `refine_overlap`, feathered blending); 0 keeps v1's schedule.
+    refine_tile: long side of the refinement tiles (bounds memory at 2048 px).
+    refine_overlap: pixels neighbouring refinement tiles share, blended along a raised
+        cosine (`gouache.imaging.tiling.blend_tiles`).
     """
 
     style_taps: Mapping[str, float] = field(default_factory=_default_style_taps)
@@ -115,6 +123,9 @@ class GatysConfig:
     coarse_to_fine_threshold: int = 512
     init_noise: float = 0.1
     style_cache_size: int = 32
+    coarse_side: int = 0
+    refine_tile: int = 512
+    refine_overlap: int = 64
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "style_taps", MappingProxyType(dict(self.style_taps)))
@@ -131,6 +142,13 @@ class GatysConfig:
             raise ValueError("max_side and coarse_to_fine_threshold must be at least 16 pixels")
         if self.style_cache_size < 1:
             raise ValueError("style_cache_size must be at least 1")
+        if self.coarse_side < 0 or (0 < self.coarse_side < 16):
+            raise ValueError("coarse_side must be 0 (off) or at least 16 pixels")
+        if self.refine_tile < MIN_TILE_SIZE or not 0 <= self.refine_overlap < self.refine_tile / 2:
+            raise ValueError(
+                f"refine_tile must be at least {MIN_TILE_SIZE} pixels and refine_overlap "
+                "at least 0 and under half of it"
+            )
 
     @classmethod
     def from_mapping(cls, values: Mapping[str, object]) -> GatysConfig:
@@ -248,6 +266,8 @@ class GatysFamily:
     def _optimise(self, content: Tensor, plan: _Plan) -> Tensor:
         """Runs the resolution pyramid and returns pixels at the content's size."""
         working = resize_long_side(content, min(long_side(content), self.config.max_side))
+        if self.config.coarse_side:
+            return resize_to(self._coarse_to_fine(working, plan), content)
         if long_side(working) > self.config.coarse_to_fine_threshold:
             coarse = resize_long_side(working, long_side(working) // 2)
             start = self._optimise_level(
@@ -259,6 +279,41 @@ class GatysFamily:
             start = _seeded_start(working, plan.seed, self.config)
             result = self._optimise_level(working, start, plan, self.config.steps)
         return resize_to(result, content)
+
+    def _coarse_to_fine(self, content: Tensor, plan: _Plan) -> Tensor:
+        """v2's schedule: optimise small, upsample, refine briefly at full size in tiles.
+
+        Every refinement tile starts from the same upsampled coarse painting, so strokes
+        and colours already agree across tile boundaries; the few refinement steps add
+        full-resolution texture, and the overlaps are blended with raised-cosine weights.
+        """
+        config = self.config
+        if long_side(content) <= config.coarse_side:
+            return self._optimise_level(
+                content, _seeded_start(content, plan.seed, config), plan, config.steps
+            )
+        coarse = resize_long_side(content, config.coarse_side)
+        painted = self._optimise_level(
+            coarse, _seeded_start(coarse, plan.seed, config), plan, config.steps
+        )
+        start = resize_to(painted, content)
+        if config.refine_steps == 0:
+            return start
+        height, width = int(content.shape[-2]), int(content.shape[-1])
+        tiles = plan_tiles(width, height, config.refine_tile, config.refine_overlap)
+        outputs = []
+        for tile in tiles:
+            rows = slice(tile.y, tile.y + tile.height)
+            cols = slice(tile.x, tile.x + tile.width)
+            refined = self._optimise_level(
+                content[..., rows, cols].contiguous(),
+                start[..., rows, cols].contiguous(),
+                plan,
+                config.refine_steps,
+            )
+            outputs.append(to_numpy(refined))
+        blended = blend_tiles(tiles, outputs, width, height, config.refine_overlap)
+        return to_tensor(np.ascontiguousarray(blended), self._device)
 
     def _optimise_level(self, content: Tensor, start: Tensor, plan: _Plan, steps: int) -> Tensor:
         """Optimises at one resolution; targets come from `content` and styles at its size."""
