@@ -10,6 +10,8 @@ from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
 
+from gouache import catalogue
+from gouache.catalogue import TrainedStyle
 from gouache.db import is_unique_violation, new_id, utc_now
 from gouache.runtime.context import Principal, job_id_var
 from gouache.runtime.errors import (
@@ -21,9 +23,10 @@ from gouache.runtime.errors import (
     NotFound,
 )
 from services.jobs import metrics as job_metrics
-from services.jobs.clients import DownloadSigner, ImageResolver
+from services.jobs.clients import DownloadSigner, ImageResolver, ResolvedImage
 from services.jobs.convert import job_created_event, status_event
 from services.jobs.domain import jobs as job_rules
+from services.jobs.domain.capabilities import StyleImage, check_params, check_styles
 from services.jobs.domain.jobs import (
     ExecutionOutcome,
     InvalidEvent,
@@ -79,6 +82,14 @@ class JobsConfig:
 
 def _nothing() -> None:
     return None
+
+
+def _trained_styles(version: ModelVersion) -> tuple[TrainedStyle, ...] | None:
+    """The catalogue's trained styles of a version; None for one it does not hold."""
+    try:
+        return catalogue.trained_styles(version.name)
+    except KeyError:
+        return None
 
 
 def _about_field(exc: BaseException, field: str) -> BaseException:
@@ -138,7 +149,13 @@ class JobsApp:
             table = await self.store.routing_table()
             version = table.resolve(valid.model_version, job_id)
             check_overlap(valid.params, valid.params.tile_size or version.tile_size)
-            content_id, style_ids = await self._resolve_images(valid, owner)
+            check_params(version, valid.params)
+            content_id, styles = await self._resolve_images(valid, owner)
+            check_styles(
+                version,
+                [StyleImage(f"style_urls[{i}]", style.sha256) for i, style in enumerate(styles)],
+                _trained_styles(version),
+            )
             job = Job(
                 job_id=job_id,
                 owner_id=owner,
@@ -148,7 +165,7 @@ class JobsApp:
                 content_url=valid.content_url,
                 content_image_id=content_id,
                 style_urls=valid.style_urls,
-                style_image_ids=style_ids,
+                style_image_ids=tuple(style.image_id for style in styles),
                 params=valid.params,
                 created_at=now,
                 updated_at=now,
@@ -195,7 +212,9 @@ class JobsApp:
         logger.info("idempotent retry", extra={"job_id": existing.job_id})
         return existing
 
-    async def _resolve_images(self, request: JobRequest, owner: str) -> tuple[str, tuple[str, ...]]:
+    async def _resolve_images(
+        self, request: JobRequest, owner: str
+    ) -> tuple[str, tuple[ResolvedImage, ...]]:
         fields = ["content_url", *(f"style_urls[{i}]" for i in range(len(request.style_urls)))]
         urls = [request.content_url, *request.style_urls]
         results: Sequence[Any] = await asyncio.gather(
@@ -204,7 +223,7 @@ class JobsApp:
         for field, result in zip(fields, results, strict=True):
             if isinstance(result, BaseException):
                 raise _about_field(result, field)
-        return str(results[0]), tuple(str(image_id) for image_id in results[1:])
+        return results[0].image_id, tuple(results[1:])
 
     @staticmethod
     def _visible(principal: Principal, job: Job) -> bool:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Protocol
 
 import grpc
@@ -27,11 +28,19 @@ _CALLER_ERRORS: dict[grpc.StatusCode, type[GouacheError]] = {
 _REFUSALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 
 
-class ImageResolver(Protocol):
-    """Turns a file URL into the id of an image the owner may use."""
+@dataclass(frozen=True)
+class ResolvedImage:
+    """The image a URL (or image or style id) named: its id and the sha256 of its bytes."""
 
-    async def resolve_image(self, url: str, owner_id: str) -> str:
-        """The image id; NotFound, FailedPrecondition or InvalidArgument about the URL."""
+    image_id: str
+    sha256: str
+
+
+class ImageResolver(Protocol):
+    """Turns a file URL, image id or style id into an image the owner may use."""
+
+    async def resolve_image(self, url: str, owner_id: str) -> ResolvedImage:
+        """The image; NotFound, FailedPrecondition or InvalidArgument about the URL."""
         ...
 
 
@@ -63,7 +72,7 @@ class StorageClient:
         self._stub = storage_pb2_grpc.StorageServiceStub(channel)
         self._calls = calls
 
-    async def resolve_image(self, url: str, owner_id: str) -> str:
+    async def resolve_image(self, url: str, owner_id: str) -> ResolvedImage:
         """Asks storage which image url names, on behalf of owner_id (checks ownership)."""
         try:
             response = await self._stub.ResolveImageUrl(
@@ -72,8 +81,7 @@ class StorageClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise _storage_error(exc, "resolve the image URL") from exc
-        image_id: str = response.image.image_id
-        return image_id
+        return ResolvedImage(image_id=response.image.image_id, sha256=response.image.sha256)
 
     async def sign_download(self, image_id: str, ttl_s: int) -> str:
         """A signed GET URL for a result image."""

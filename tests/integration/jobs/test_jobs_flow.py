@@ -11,6 +11,7 @@ from aiohttp import web
 from google.protobuf.timestamp_pb2 import Timestamp
 from sqlalchemy import func, select
 
+from gouache import catalogue
 from gouache.bus import subjects
 from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
@@ -57,7 +58,7 @@ async def test_create_publishes_one_event_and_a_retry_publishes_none(mesh: Mesh)
     created = events[0]
     assert isinstance(created, events_pb2.JobCreated)
     assert created.owner_id == "usr_alice"
-    assert created.model_version == "gatys.lite0-v1"
+    assert created.model_version == catalogue.DEFAULT
     assert created.content_image_id == request.content_url.rsplit("/", 1)[-1]
 
 
@@ -249,4 +250,4 @@ async def test_webhook_is_signed_and_retried_after_a_500(
         assert data["job"]["job_id"] == job_id
         assert data["job"]["status"] == "succeeded"
         assert data["job"]["result_image_id"] == "img_h"
-        assert data["job"]["model_version"] == "gatys.lite0-v1"
+        assert data["job"]["model_version"] == catalogue.DEFAULT

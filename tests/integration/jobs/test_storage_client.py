@@ -18,7 +18,7 @@ from gouache.runtime.errors import FailedPrecondition, NotFound, Unavailable
 from gouache.runtime.server import RunningService, ServiceSpec, start_service
 from gouache.runtime.settings import ServiceSettings
 from services.jobs.app import JobsApp
-from services.jobs.clients import StorageClient
+from services.jobs.clients import ResolvedImage, StorageClient
 from services.jobs.domain.requests import JobRequest
 from tests.helpers.tokens import TestSigner
 from tests.unit.jobs.conftest import make_app
@@ -47,7 +47,9 @@ class _Storage(storage_pb2_grpc.StorageServiceServicer):
         if image_id in self.pending:
             raise FailedPrecondition(f"upload {image_id} has not finished: PUT it first")
         return storage_pb2.ResolveImageUrlResponse(
-            image=storage_pb2.Image(image_id=image_id, owner_id=request.owner_id)
+            image=storage_pb2.Image(
+                image_id=image_id, owner_id=request.owner_id, sha256=f"sha256-of-{image_id}"
+            )
         )
 
     async def SignDownload(
@@ -103,7 +105,8 @@ async def storage() -> AsyncIterator[_Setup]:
 
 
 async def test_resolve_calls_as_the_service_for_the_owner(storage: _Setup) -> None:
-    assert await storage.client.resolve_image(f"{FILES}/img_a", "usr_alice") == "img_a"
+    resolved = await storage.client.resolve_image(f"{FILES}/img_a", "usr_alice")
+    assert resolved == ResolvedImage(image_id="img_a", sha256="sha256-of-img_a")
     assert storage.storage.calls == [("service", f"{FILES}/img_a", "usr_alice")]
 
 

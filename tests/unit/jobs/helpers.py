@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gouache.db import new_id
 from gouache.runtime.errors import FailedPrecondition, NotFound
+from services.jobs.clients import ResolvedImage
 
 PUBLIC = "http://127.0.0.1:8080/v1/files"
 
@@ -23,17 +25,22 @@ class InMemoryImages:
     images: dict[str, tuple[str, str | None]] = field(default_factory=dict)
     pending: set[str] = field(default_factory=set)
     resolved: list[tuple[str, str]] = field(default_factory=list)
+    digests: dict[str, str] = field(default_factory=dict)
 
-    def add(self, owner: str | None, *, pending: bool = False) -> str:
-        """A new image of owner (None: curated, usable by all); returns its file URL."""
+    def add(self, owner: str | None, *, pending: bool = False, sha256: str | None = None) -> str:
+        """A new image of owner (None: curated, usable by all); returns its file URL.
+
+        `sha256` is what storage reports for its bytes (by default one of its own).
+        """
         image_id = new_id("img")
         url = f"{PUBLIC}/{image_id}"
         self.images[url] = (image_id, owner)
+        self.digests[url] = sha256 or hashlib.sha256(image_id.encode()).hexdigest()
         if pending:
             self.pending.add(url)
         return url
 
-    async def resolve_image(self, url: str, owner_id: str) -> str:
+    async def resolve_image(self, url: str, owner_id: str) -> ResolvedImage:
         self.resolved.append((url, owner_id))
         found = self.images.get(url)
         if found is None or found[1] not in (None, owner_id):
@@ -42,7 +49,7 @@ class InMemoryImages:
             raise FailedPrecondition(
                 f"upload {found[0]} has not finished: PUT the image to its upload_url first"
             )
-        return found[0]
+        return ResolvedImage(found[0], self.digests[url])
 
     async def sign_download(self, image_id: str, ttl_s: int) -> str:
         return f"{PUBLIC}/{image_id}?expires={ttl_s}&sig=test"

@@ -6,6 +6,7 @@ from collections import Counter
 
 import pytest
 
+from gouache import catalogue
 from gouache.db import new_id
 from gouache.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.jobs.domain.routing import (
@@ -143,14 +144,14 @@ def test_registration_is_idempotent_and_immutable() -> None:
 
 def test_default_seed_parses() -> None:
     versions, routes = parse_seed(DEFAULT_SEED_MODELS)
-    assert {v.name for v in versions} == {
-        "adain.lite0-v1",
-        "feedforward.lite0-v1",
-        "gatys.lite0-v1",
-        "gatys.lite0-fast",
+    assert [v.name for v in versions] == list(catalogue.names())
+    assert {"adain.lite0-v1", "feedforward.lite0-v1", "gatys.lite0-v1", "gatys.lite0-fast"} <= {
+        v.name for v in versions
     }
     by_alias = {r.alias: r.targets for r in routes}
-    assert by_alias["default"] == (RouteTarget("gatys.lite0-v1", 100),)
+    # A job without model_version gets the fast arbitrary-style model (issue 9).
+    assert by_alias["default"] == (RouteTarget(catalogue.DEFAULT, 100),)
+    assert next(v for v in versions if v.name == catalogue.DEFAULT).family == "adain"
     assert by_alias["adain-1.0"] == (RouteTarget("adain.lite0-v1", 100),)
     assert by_alias["feedforward"] == (RouteTarget("feedforward.lite0-v1", 100),)
     assert by_alias["gatys"] == (RouteTarget("gatys.lite0-v1", 100),)
