@@ -442,7 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
         "--models", default=DEFAULT_MODELS, help="model versions inference loads (comma-separated)"
     )
     up.add_argument(
-        "--styles", help="directory of curated style images (with manifest.json) to import"
+        "--styles",
+        help="directory of more curated style images (with manifest.json) to import, "
+        "beside the eight the package ships",
     )
     up.add_argument(
         "--rate-limit-plans",

@@ -588,11 +588,11 @@ class Mesh:
         return credentials
 
     def _import_styles(self) -> None:
-        if self.config.styles_dir is None:
-            return
+        """The curated styles the package ships (idempotent), and those of --styles DIR."""
+        extra = [] if self.config.styles_dir is None else [str(self.config.styles_dir)]
         # Exit code 1: some files were refused; the others are imported and the mesh starts.
         report = self._run_command(
-            "storage", ["import-styles", str(self.config.styles_dir), "--json"], ok=(0, 1)
+            "storage", ["import-styles", "--shipped", *extra, "--json"], ok=(0, 1)
         )
         for name, why in dict(report.get("rejected", {})).items():
             logger.warning("style %s not imported: %s", name, why)
