@@ -17,13 +17,19 @@ from gouache.ratelimit.limiter import RateLimiter, StoreUnavailable
 from tests.fixtures.nats import NatsServer, running_nats_server
 
 READY_S = 10.0
+OP_TIMEOUT_S = 10.0
 
 
 @pytest.fixture
 async def replicas(nats_server: NatsServer) -> AsyncIterator[list[NatsKvStore]]:
     # A bucket per test, so keys and TTLs of other tests never meet these.
     bucket = f"ratelimit_{uuid.uuid4().hex[:8]}"
-    stores = [NatsKvStore(nats_server.url, name=f"replica{i}", bucket=bucket) for i in range(2)]
+    # These tests are about compare-and-set between replicas, not timeouts (tested below): a
+    # generous op timeout keeps 60 racing calls on a busy CI machine from reading as an outage.
+    stores = [
+        NatsKvStore(nats_server.url, name=f"replica{i}", bucket=bucket, op_timeout_s=OP_TIMEOUT_S)
+        for i in range(2)
+    ]
     await asyncio.gather(*(store.wait_ready(READY_S) for store in stores))
     yield stores
     for store in stores:
