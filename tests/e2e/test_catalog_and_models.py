@@ -8,6 +8,7 @@ from typing import Any
 import httpx
 import pytest
 
+from gouache import catalogue
 from gouache.cli.mesh import Mesh
 from gouache.client import ApiError, GouacheClient
 from tests.e2e.images import small
@@ -23,6 +24,28 @@ def test_curated_styles_are_listed_and_usable(mesh: Mesh, admin: GouacheClient) 
     content_url = admin.upload(small("chelsea", 48), filename="cat.png")
     job = admin.create_job(content_url, [curated[0]["file_url"]], model_version="gatys-fast")
     assert admin.wait(job["job_id"], timeout_s=240).status == "succeeded"
+
+
+def test_the_shipped_styles_are_listed_with_their_provenance(
+    mesh: Mesh, admin: GouacheClient
+) -> None:
+    # gouache up imports the package's eight without being asked; --styles DIR adds its own.
+    listed = admin.list_styles(curated=True)
+    shipped = {style.title: style for style in catalogue.curated_styles()}
+    assert len(shipped) == 8
+    assert {style["title"] for style in listed} == {*shipped, "Rocket", "Coffee"}
+    for style in listed:
+        if style["title"] not in shipped:
+            continue
+        expected = shipped[style["title"]]
+        assert (style["artist"], style["year"], style["license"]) == (
+            expected.artist,
+            expected.year,
+            expected.license,
+        )
+        assert style["provenance"].startswith(expected.source)
+        assert style["style_id"].startswith("sty_")
+        assert style["file_url"]
 
 
 def test_models_lists_versions_and_aliases(mesh: Mesh, admin: GouacheClient) -> None:

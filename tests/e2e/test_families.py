@@ -6,8 +6,9 @@ from pathlib import Path
 
 import pytest
 
+from gouache import catalogue
 from gouache.cli.mesh import Mesh
-from gouache.client import GouacheClient
+from gouache.client import ApiError, GouacheClient
 from gouache.imaging.codec import validate_and_decode
 from tests.e2e.images import small
 
@@ -30,17 +31,53 @@ def test_adain_stylizes_any_style_in_the_contents_size(mesh: Mesh, admin: Gouach
     assert (output != content).any()
 
 
-def test_feedforward_fails_a_style_it_was_not_trained_on_with_the_ones_it_knows(
+def test_feedforward_refuses_an_untrained_style_at_creation_naming_the_trained_ones(
     mesh: Mesh, admin: GouacheClient
 ) -> None:
     content_url = admin.upload(small("coffee", 64), filename="coffee.png")
     style_url = admin.upload(small("rocket", 64), filename="rocket.png", kind="style")
-    job = admin.create_job(content_url, [style_url], model_version="feedforward")
+    with pytest.raises(ApiError) as caught:
+        admin.create_job(content_url, [style_url], model_version="feedforward")
+    error = caught.value
+    assert (error.status, error.code) == (400, 3)
+    assert error.message.startswith("style_urls[0] is not a style feedforward.lite0-v1")
+    for style in catalogue.trained_styles("feedforward.lite0-v1"):
+        assert style.title in error.message
+    assert "GET /v1/styles?curated=true" in error.message
+
+
+def test_feedforward_paints_a_shipped_curated_style_named_by_its_id(
+    mesh: Mesh, admin: GouacheClient
+) -> None:
+    curated = {style["title"]: style for style in admin.list_styles(curated=True)}
+    wave = curated["The Great Wave off Kanagawa"]
+    cat = small("chelsea", 96)
+    content_url = admin.upload(cat, filename="cat.png")
+    job = admin.create_job(content_url, [wave["style_id"]], model_version="feedforward")
     result = admin.wait(job["job_id"], timeout_s=120)
-    assert result.status == "failed"
-    assert result.error is not None
-    assert "trained styles" in result.error
-    assert "The Starry Night" in result.error
+    assert (result.status, result.model_version) == ("succeeded", "feedforward.lite0-v1")
+    assert result.result_url is not None
+    output = validate_and_decode(admin.download(result.result_url)).pixels
+    assert output.shape == validate_and_decode(cat).pixels.shape
+
+
+def test_a_job_without_a_model_runs_the_fast_arbitrary_style_default(
+    mesh: Mesh, admin: GouacheClient
+) -> None:
+    content_url = admin.upload(small("chelsea", 64), filename="cat.png")
+    style_url = admin.upload(small("hubble_deep_field", 64), filename="stars.png", kind="style")
+    job = admin.create_job(content_url, [style_url])
+    assert job["model_version"] == catalogue.DEFAULT == "adain.lite0-v1"
+    assert admin.wait(job["job_id"], timeout_s=120).status == "succeeded"
+
+
+def test_a_prompt_is_refused_at_creation(mesh: Mesh, admin: GouacheClient) -> None:
+    content_url = admin.upload(small("chelsea", 48), filename="cat.png")
+    style_url = admin.upload(small("rocket", 48), filename="rocket.png", kind="style")
+    with pytest.raises(ApiError) as caught:
+        admin.create_job(content_url, [style_url], params={"prompt": "in the style of Turner"})
+    assert (caught.value.status, caught.value.code) == (400, 3)
+    assert caught.value.message.startswith("params.prompt cannot be honoured by adain.lite0-v1")
 
 
 @pytest.mark.skipif(not STARRY_NIGHT.is_file(), reason="needs ../shared/data (trained style file)")
