@@ -52,9 +52,18 @@ def test_every_model_builds_and_stylizes(spec: ModelSpec) -> None:
     assert out.dtype == np.uint8
 
 
+PAINTS_TILES_SMALLER = frozenset({"adain.lite0-v1.1"})
+"""Versions that take the whole image in one tile but run their network at a smaller size
+on purpose (adain.lite0-v1.1: no block mosaic at 2048 px); every other version paints a
+tile at its full resolution."""
+
+
 @pytest.mark.parametrize("spec", ALL, ids=lambda spec: spec.name)
 def test_every_config_is_a_valid_family_config(spec: ModelSpec) -> None:
     config = registry.family(spec.family).check(spec)
+    if spec.name in PAINTS_TILES_SMALLER:
+        assert getattr(config, "max_side") < spec.tile_size  # noqa: B009
+        return
     assert getattr(config, "max_side") >= spec.tile_size  # noqa: B009 - configs differ by family
 
 
