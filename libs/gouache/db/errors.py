@@ -5,7 +5,10 @@ from __future__ import annotations
 import sqlite3
 from collections.abc import Iterator
 
-from sqlalchemy.exc import IntegrityError
+import asyncpg
+from sqlalchemy.exc import DisconnectionError, IntegrityError, InterfaceError, OperationalError
+
+from gouache.runtime.errors import register_transient
 
 _PG_UNIQUE_VIOLATION = "23505"
 _SQLITE_UNIQUE_CODES = frozenset(
@@ -44,3 +47,18 @@ def is_unique_violation(exc: BaseException) -> bool:
     if not isinstance(exc, IntegrityError):
         return False
     return any(_is_driver_unique_violation(cause) for cause in _causes(exc))
+
+
+# A database that is down, restarting or refusing connections answers UNAVAILABLE to callers
+# (they retry), not INTERNAL: the errors SQLAlchemy raises for it (OperationalError covers
+# refused connections and SQLite's "database is locked"), and asyncpg's own, which SQLAlchemy
+# does not always wrap (a pool connection lost mid-call).
+for _error in (
+    OperationalError,
+    InterfaceError,
+    DisconnectionError,
+    asyncpg.PostgresConnectionError,
+    asyncpg.CannotConnectNowError,
+    asyncpg.InterfaceError,
+):
+    register_transient(_error, "the database")

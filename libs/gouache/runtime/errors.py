@@ -85,6 +85,48 @@ class Internal(GouacheError):
     code = grpc.StatusCode.INTERNAL
 
 
+# Errors of a backing service that is down or restarting (a database, an object store): the
+# call may succeed if retried, so callers get UNAVAILABLE, not INTERNAL. Adapters register
+# their library's connection errors here (gouache.db registers SQLAlchemy's and asyncpg's).
+_TRANSIENT: list[tuple[type[BaseException], str]] = []
+TRANSIENT_RETRY_AFTER_S = 2.0
+
+
+def register_transient(error_type: type[BaseException], what: str) -> None:
+    """Errors of error_type (anywhere in an exception's cause chain) mean `what` (e.g. "the
+    database") is unavailable for now."""
+    if all(known is not error_type for known, _ in _TRANSIENT):
+        _TRANSIENT.append((error_type, what))
+
+
+# A connection refused or reset that no adapter translated (SQLAlchemy's asyncpg dialect lets
+# a refused connect through as a bare ConnectionRefusedError) is transient too.
+register_transient(ConnectionError, "a backing service (database or object store)")
+
+
+def transient_cause(exc: BaseException) -> Unavailable | None:
+    """UNAVAILABLE with an actionable message when exc comes from a registered transient
+    error of a backing service, else None."""
+    seen: set[int] = set()
+    pending: list[BaseException | None] = [exc]
+    while pending:
+        current = pending.pop()
+        if current is None or id(current) in seen:
+            continue
+        seen.add(id(current))
+        for error_type, what in _TRANSIENT:
+            if isinstance(current, error_type):
+                return Unavailable(
+                    f"{what} is unavailable right now ({type(current).__name__}); "
+                    "retry in a few seconds",
+                    reason="BACKEND_UNAVAILABLE",
+                    retry_after_s=TRANSIENT_RETRY_AFTER_S,
+                )
+        orig = getattr(current, "orig", None)
+        pending += [orig if isinstance(orig, BaseException) else None, current.__cause__]
+    return None
+
+
 _BY_CODE: dict[grpc.StatusCode, type[GouacheError]] = {
     cls.code: cls
     for cls in (

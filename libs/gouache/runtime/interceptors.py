@@ -15,7 +15,7 @@ from google.rpc import code_pb2, error_details_pb2, status_pb2
 
 from gouache.runtime.auth import MethodPolicy, TokenVerifier, authorize
 from gouache.runtime.context import Principal, principal_var, request_id_var
-from gouache.runtime.errors import GouacheError, InvalidArgument
+from gouache.runtime.errors import GouacheError, InvalidArgument, transient_cause
 from gouache.runtime.metrics import RPC_ERRORS, RPC_LATENCY, RPC_REQUESTS
 
 logger = logging.getLogger(__name__)
@@ -135,6 +135,13 @@ class _Wrapper:
             await self._owner._guard.check(principal)
 
     async def fail(self, exc: BaseException, context: grpc.aio.ServicerContext) -> None:
+        transient = None if isinstance(exc, GouacheError) else transient_cause(exc)
+        if transient is not None:
+            # A database or store restarting: the caller may retry; no traceback per call.
+            logger.warning(
+                "backend unavailable in %s: %s: %s", self._method, type(exc).__name__, exc
+            )
+            exc = transient
         if isinstance(exc, GouacheError):
             if exc.code in (grpc.StatusCode.UNAUTHENTICATED, grpc.StatusCode.PERMISSION_DENIED):
                 logger.info("rpc refused", extra={"method": self._method, "code": exc.code.name})

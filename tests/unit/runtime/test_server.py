@@ -28,6 +28,8 @@ class _Tiling(tiling_pb2_grpc.TilingServiceServicer):
             raise InvalidArgument("width must be positive", field="width", reason="bad_width")
         if request.width == 13:
             raise RuntimeError("secret internals")
+        if request.width == 503:
+            raise ConnectionRefusedError(111, "Connect call failed ('10.0.0.9', 5432)")
         return tiling_pb2.PlanTilesResponse(tiles=[tiling_pb2.Tile(width=request.width)])
 
     async def GetWorkerStatus(
@@ -125,6 +127,22 @@ async def test_unexpected_error_is_internal_and_generic(
         await _call(running, 13, signer.token())
     assert caught.value.code() == grpc.StatusCode.INTERNAL
     assert "secret" not in (caught.value.details() or "")
+
+
+async def test_a_backing_service_down_is_unavailable_with_a_retry_hint(
+    service: tuple[RunningService, TestSigner],
+) -> None:
+    running, signer = service
+    with pytest.raises(grpc.aio.AioRpcError) as caught:
+        await _call(running, 503, signer.token())
+    assert caught.value.code() == grpc.StatusCode.UNAVAILABLE
+    assert caught.value.details() == (
+        "a backing service (database or object store) is unavailable right now "
+        "(ConnectionRefusedError); retry in a few seconds"
+    )
+    trailers = dict(caught.value.trailing_metadata() or ())
+    assert trailers["retry-after"] == "2"
+    assert "10.0.0.9" not in (caught.value.details() or "")
 
 
 async def test_principal_reaches_the_servicer(service: tuple[RunningService, TestSigner]) -> None:
