@@ -50,15 +50,27 @@ def is_unique_violation(exc: BaseException) -> bool:
 
 
 # A database that is down, restarting or refusing connections answers UNAVAILABLE to callers
-# (they retry), not INTERNAL: the errors SQLAlchemy raises for it (OperationalError covers
-# refused connections and SQLite's "database is locked"), and asyncpg's own, which SQLAlchemy
-# does not always wrap (a pool connection lost mid-call).
-for _error in (
-    OperationalError,
-    InterfaceError,
-    DisconnectionError,
-    asyncpg.PostgresConnectionError,
-    asyncpg.CannotConnectNowError,
-    asyncpg.InterfaceError,
-):
-    register_transient(_error, "the database")
+# (they retry), not INTERNAL. Only connection trouble counts: SQLite also raises
+# OperationalError for "no such table" or a syntax error, which are bugs.
+_PG_CONNECTION_ERRORS = (
+    asyncpg.PostgresConnectionError,  # refused, lost, or gone mid-call
+    asyncpg.CannotConnectNowError,  # starting up or shutting down
+    asyncpg.AdminShutdownError,
+    asyncpg.CrashShutdownError,
+    asyncpg.TooManyConnectionsError,
+)
+_SQLITE_BUSY = ("database is locked", "database table is locked", "unable to open database file")
+
+
+def is_database_unavailable(exc: BaseException) -> bool:
+    """Say whether exc (one link of a cause chain) means the database is down or busy."""
+    if isinstance(exc, DisconnectionError):
+        return True
+    if isinstance(exc, (OperationalError, InterfaceError)) and exc.connection_invalidated:
+        return True
+    if isinstance(exc, _PG_CONNECTION_ERRORS):
+        return True
+    return isinstance(exc, sqlite3.OperationalError) and str(exc).startswith(_SQLITE_BUSY)
+
+
+register_transient(is_database_unavailable, "the database")

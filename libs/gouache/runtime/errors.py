@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 import grpc
 
@@ -87,16 +87,22 @@ class Internal(GouacheError):
 
 # Errors of a backing service that is down or restarting (a database, an object store): the
 # call may succeed if retried, so callers get UNAVAILABLE, not INTERNAL. Adapters register
-# their library's connection errors here (gouache.db registers SQLAlchemy's and asyncpg's).
-_TRANSIENT: list[tuple[type[BaseException], str]] = []
+# tests for their library's connection errors here (gouache.db registers the database's).
+TransientTest = Callable[[BaseException], bool]
+_TRANSIENT: list[tuple[TransientTest, str]] = []
 TRANSIENT_RETRY_AFTER_S = 2.0
 
 
-def register_transient(error_type: type[BaseException], what: str) -> None:
-    """Errors of error_type (anywhere in an exception's cause chain) mean `what` (e.g. "the
-    database") is unavailable for now."""
-    if all(known is not error_type for known, _ in _TRANSIENT):
-        _TRANSIENT.append((error_type, what))
+def register_transient(test: TransientTest | type[BaseException], what: str) -> None:
+    """Errors that pass `test` (an exception type, or a predicate), anywhere in an exception's
+    cause chain, mean `what` (e.g. "the database") is unavailable for now."""
+    if isinstance(test, type):
+        error_type = test
+
+        def test(exc: BaseException) -> bool:
+            return isinstance(exc, error_type)
+
+    _TRANSIENT.append((test, what))
 
 
 # A connection refused or reset that no adapter translated (SQLAlchemy's asyncpg dialect lets
@@ -114,8 +120,8 @@ def transient_cause(exc: BaseException) -> Unavailable | None:
         if current is None or id(current) in seen:
             continue
         seen.add(id(current))
-        for error_type, what in _TRANSIENT:
-            if isinstance(current, error_type):
+        for test, what in _TRANSIENT:
+            if test(current):
                 return Unavailable(
                     f"{what} is unavailable right now ({type(current).__name__}); "
                     "retry in a few seconds",

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sqlite3
+
+import asyncpg
 import grpc
 import pytest
 from sqlalchemy import text
@@ -15,13 +18,13 @@ def _wrapped(orig: BaseException) -> OperationalError:
     return OperationalError("SELECT 1", {}, orig)
 
 
-def test_a_refused_database_connection_is_unavailable() -> None:
-    error = transient_cause(_wrapped(ConnectionRefusedError(111, "Connection refused")))
+def test_a_database_shutting_down_is_unavailable() -> None:
+    error = transient_cause(_wrapped(asyncpg.AdminShutdownError("terminating connection")))
 
     assert error is not None
     assert error.code == grpc.StatusCode.UNAVAILABLE
     assert error.message == (
-        "the database is unavailable right now (OperationalError); retry in a few seconds"
+        "the database is unavailable right now (AdminShutdownError); retry in a few seconds"
     )
     assert error.reason == "BACKEND_UNAVAILABLE"
     assert error.retry_after_s == TRANSIENT_RETRY_AFTER_S
@@ -30,14 +33,20 @@ def test_a_refused_database_connection_is_unavailable() -> None:
 def test_the_cause_chain_is_searched() -> None:
     try:
         try:
-            raise _wrapped(OSError("server closed the connection unexpectedly"))
+            raise _wrapped(asyncpg.ConnectionDoesNotExistError("connection was closed"))
         except OperationalError as exc:
             raise RuntimeError("while saving the job") from exc
     except RuntimeError as outer:
         error = transient_cause(outer)
 
     assert error is not None
-    assert "OperationalError" in error.message
+    assert "ConnectionDoesNotExistError" in error.message
+
+
+def test_a_busy_sqlite_file_is_unavailable_but_a_missing_table_is_a_bug() -> None:
+    assert transient_cause(_wrapped(sqlite3.OperationalError("database is locked"))) is not None
+    assert transient_cause(_wrapped(sqlite3.OperationalError("no such table: jobs"))) is None
+    assert transient_cause(_wrapped(sqlite3.OperationalError('near "SELEC": syntax error'))) is None
 
 
 @pytest.mark.parametrize(
@@ -56,7 +65,7 @@ def test_an_error_raised_while_handling_one_is_not_transient() -> None:
     # Implicit context (raised inside an except block) is not a cause.
     def handle() -> None:
         try:
-            raise _wrapped(OSError("gone"))
+            raise _wrapped(sqlite3.OperationalError("database is locked"))
         except OperationalError:
             raise KeyError("a bug in the handler")  # noqa: B904
 
