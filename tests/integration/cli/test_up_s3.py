@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from gouache.catalogue import curated_styles
 from gouache.cli.main import _mesh_config, blob_store_env, build_parser
 from gouache.cli.mesh import UNLIMITED_PLANS, Mesh
 from gouache.client import GouacheClient
@@ -63,8 +64,10 @@ def test_up_with_an_s3_blob_store_runs_a_job_on_minio(
             for log in sorted((config.state_dir / "logs").glob("*.log")):
                 print(f"--- {log.name}\n{log.read_text()[-3000:]}")
             raise
-        # The curated style went to the bucket (import-styles uses the same settings).
-        assert len(minio_server.object_names(BUCKET)) == 1
+        # The shipped curated styles and the one from --styles went to the bucket
+        # (import-styles uses the same settings).
+        curated = len(curated_styles()) + 1
+        assert len(minio_server.object_names(BUCKET)) == curated
         assert not (config.state_dir / "blobs").exists()
         with GouacheClient(config.public_url, credentials.admin_api_key) as client:
             content = client.upload(small("astronaut", 64), filename="me.png")
@@ -74,8 +77,8 @@ def test_up_with_an_s3_blob_store_runs_a_job_on_minio(
             assert result.status == "succeeded", result.raw
             assert result.result_url
             assert client.download(result.result_url).startswith(b"\x89PNG")
-        # Style, content, upload and result: every image is an object in the bucket.
-        assert len(minio_server.object_names(BUCKET)) == 4
+        # Curated styles, content, upload and result: every image is an object in the bucket.
+        assert len(minio_server.object_names(BUCKET)) == curated + 3
         assert not (config.state_dir / "blobs").exists()
     finally:
         mesh.stop()
