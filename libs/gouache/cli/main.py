@@ -508,7 +508,9 @@ def build_parser() -> argparse.ArgumentParser:
     token.set_defaults(func=cmd_token)
 
     train = sub.add_parser("train", help="train a family's network and export its weights")
-    train.add_argument("family", choices=("adain", "feedforward"), help="which network to train")
+    train.add_argument(
+        "family", choices=("adain", "feedforward", "wct"), help="which network to train"
+    )
     train.add_argument("--content-dir", required=True, help="directory of content photos")
     train.add_argument("--style-dir", required=True, help="directory of style images")
     train.add_argument("--config", required=True, help="training config (YAML)")

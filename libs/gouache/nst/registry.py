@@ -15,7 +15,7 @@ from gouache.nst.base import StyleFamily
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import WeightsIntegrityError, load_lite0
 from gouache.nst.encoders.vgg19 import load_vgg19
-from gouache.nst.families import adain, feedforward, gatys
+from gouache.nst.families import adain, feedforward, gatys, wct
 from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights
 
 __all__ = [
@@ -126,7 +126,7 @@ class ModelRegistry:
 
 
 _FAMILIES: Mapping[str, FamilyBuilder] = {
-    builder.family: builder for builder in (gatys.BUILDER, adain.BUILDER, feedforward.BUILDER)
+    builder.family: builder for builder in (gatys.BUILDER, adain.BUILDER, feedforward.BUILDER, wct.BUILDER)
 }
 
 _REGISTRY = ModelRegistry()

@@ -1,0 +1,378 @@
+"""Universal style transfer (Li et al., 2017): whitening and colouring at several Lite0 taps.
+
+Each level has a decoder trained only to rebuild the image from one tap of the frozen
+EfficientNet-Lite0 encoder (`gouache train wct`); no decoder ever sees a style loss.
+Inference goes coarse to fine: the content's features at the deepest tap are whitened
+(their covariance made the identity) and coloured with the style's covariance and mean,
+blended with the content's own features by `alpha`, and decoded; the decoded image is
+encoded again at the next, shallower tap, transformed the same way, decoded, and so on.
+Deep taps carry the style's larger structures (strokes, textures), shallow ones its
+fine texture and palette.
+
+The transforms are computed in float64 from eigendecompositions; eigenvalues are floored
+at `eps` times their mean, so a flat image (a sky, a wall) whose features hardly vary
+in some directions is not amplified into noise. A style's means and colouring matrices
+are cached per (model version, style key) like adain's statistics. The eigendecomposition
+does not export to ONNX, so this family runs in torch only.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections import OrderedDict
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field, fields
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
+from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.encoders.base import FeatureEncoder
+from gouache.nst.encoders.lite0 import Lite0Encoder
+from gouache.nst.families.adain import TAP_GEOMETRY, decoder_levels, smooth
+from gouache.nst.pixels import (
+    KeyedStyle,
+    long_side,
+    prepare_styles,
+    resize_long_side,
+    resize_to,
+    to_tensor,
+)
+from gouache.nst.specs import FamilyBuilder, ModelSpec, trained_on_lite0
+
+Colouring = tuple[Tensor, Tensor]
+"""A style at one tap: its feature mean (C, 1) and covariance square root (C, C), float64."""
+
+
+def _default_widths() -> dict[str, tuple[int, ...]]:
+    return {"b5": (64, 48, 24, 16), "b3": (48, 24, 16), "b1": (32, 16)}
+
+
+@dataclass(frozen=True)
+class WctConfig:
+    """Everything that shapes a WCT result except the decoders' trained weights.
+
+    levels: the taps transformed and decoded, deepest first (the order they run in).
+    decoder_widths: per tap, channels of its decoder's levels, deepest first, one level
+        per factor of two from the tap's stride down to full resolution.
+    eps: eigenvalues of a covariance are floored at eps times their mean before the
+        inverse square root is taken (whitening stays bounded on flat images).
+    style_side: styles are resized to this long side before their statistics are taken.
+    max_side: larger contents are stylized at this long side and resized back.
+    tv_weight: smoothing applied when a request does not set one (adain's `smooth`).
+    style_cache_size: how many styles' statistics the LRU cache keeps.
+    """
+
+    levels: tuple[str, ...] = ("b5", "b3", "b1")
+    decoder_widths: Mapping[str, tuple[int, ...]] = field(default_factory=_default_widths)
+    eps: float = 1e-4
+    style_side: int = 512
+    max_side: int = 1024
+    tv_weight: float = 0.0
+    style_cache_size: int = 32
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "levels", tuple(str(tap) for tap in self.levels))
+        widths = self.decoder_widths
+        object.__setattr__(
+            self,
+            "decoder_widths",
+            {str(tap): tuple(int(w) for w in value) for tap, value in widths.items()},
+        )
+        if not self.levels or len(set(self.levels)) != len(self.levels):
+            raise ValueError(f"levels must be distinct taps, at least one; got {self.levels}")
+        for tap in self.levels:
+            if tap not in TAP_GEOMETRY:
+                raise ValueError(f"unknown tap {tap!r}; known: {', '.join(TAP_GEOMETRY)}")
+        order = [list(TAP_GEOMETRY).index(tap) for tap in self.levels]
+        if order != sorted(order, reverse=True):
+            raise ValueError(f"levels must run deepest first, got {self.levels}")
+        if set(self.widths) != set(self.levels):
+            raise ValueError(
+                f"decoder_widths must name exactly the levels {list(self.levels)}, "
+                f"got {sorted(self.widths)}"
+            )
+        for tap, value in self.widths.items():
+            if len(value) != decoder_levels(tap) or any(w < 1 for w in value):
+                raise ValueError(
+                    f"decoder_widths[{tap}] needs {decoder_levels(tap)} positive widths "
+                    f"(stride {TAP_GEOMETRY[tap][1]}), got {list(value)}"
+                )
+        if not self.eps > 0.0:
+            raise ValueError(f"eps must be positive, got {self.eps}")
+        if self.style_side < 32 or self.max_side < 64:
+            raise ValueError("style_side must be at least 32 and max_side at least 64")
+        if self.tv_weight < 0.0:
+            raise ValueError(f"tv_weight must be zero or positive, got {self.tv_weight}")
+        if self.style_cache_size < 1:
+            raise ValueError(f"style_cache_size must be at least 1, got {self.style_cache_size}")
+
+    @property
+    def widths(self) -> Mapping[str, tuple[int, ...]]:
+        """The decoders' widths by tap."""
+        return self.decoder_widths
+
+    @property
+    def stride(self) -> int:
+        """The largest stride of the levels: images are padded to a multiple of it."""
+        return max(TAP_GEOMETRY[tap][1] for tap in self.levels)
+
+    @classmethod
+    def from_mapping(cls, values: Mapping[str, object]) -> WctConfig:
+        """Builds a config from a spec's mapping, refusing keys it does not know."""
+        known = {f.name for f in fields(cls)}
+        unknown = set(values).difference(known)
+        if unknown:
+            raise ValueError(f"unknown WctConfig keys {sorted(unknown)}; known: {sorted(known)}")
+        return cls(**values)  # type: ignore[arg-type]
+
+
+class ReconstructionDecoder(nn.Module):
+    """Tap features back to RGB: reflection-padded 3x3 convolutions, ReLU, bilinear x2.
+
+    One convolution per level, then bilinear doubling (never a transposed convolution,
+    whose uneven kernel overlap prints a grid at the stride's period); a final
+    convolution maps to RGB (clamped by the caller).
+    """
+
+    def __init__(self, in_channels: int, widths: Sequence[int]) -> None:
+        super().__init__()
+        layers: list[nn.Module] = []
+        previous = in_channels
+        for level, width in enumerate(widths):
+            layers += [nn.ReflectionPad2d(1), nn.Conv2d(previous, width, 3), nn.ReLU()]
+            previous = width
+            if level < len(widths) - 1:
+                layers.append(nn.Upsample(scale_factor=2.0, mode="bilinear", align_corners=False))
+        layers += [nn.ReflectionPad2d(1), nn.Conv2d(previous, 3, 3)]
+        self.layers = nn.Sequential(*layers)
+
+    def forward(self, features: Tensor) -> Tensor:
+        decoded: Tensor = self.layers(features)
+        return decoded
+
+
+class WctDecoders(nn.Module):
+    """One reconstruction decoder per level, keyed by tap (the trained module)."""
+
+    def __init__(self, config: WctConfig) -> None:
+        super().__init__()
+        self.decoders = nn.ModuleDict(
+            {
+                tap: ReconstructionDecoder(TAP_GEOMETRY[tap][0], config.widths[tap])
+                for tap in config.levels
+            }
+        )
+
+    def decode(self, tap: str, features: Tensor) -> Tensor:
+        """The image the decoder of `tap` rebuilds from those features."""
+        decoded: Tensor = self.decoders[tap](features)
+        return decoded
+
+
+def _flatten(features: Tensor) -> Tensor:
+    if features.dim() != 4 or features.shape[0] != 1:
+        raise ValueError(f"expected 1xCxHxW features, got shape {tuple(features.shape)}")
+    return features[0].reshape(features.shape[1], -1).double()
+
+
+def _symmetric_power(covariance: Tensor, power: float, eps: float) -> Tensor:
+    """covariance ** power for a symmetric positive semi-definite matrix, floored eigenvalues."""
+    values, vectors = torch.linalg.eigh(covariance)
+    floor = eps * values.clamp(min=0.0).mean().clamp(min=1e-12)
+    values = values.clamp(min=floor)
+    powered: Tensor = (vectors * values.pow(power)) @ vectors.T
+    return powered
+
+
+def covariance(features: Tensor) -> tuple[Tensor, Tensor]:
+    """The mean (C, 1) and covariance (C, C) over positions of 1xCxHxW features, float64."""
+    flat = _flatten(features)
+    mean = flat.mean(dim=1, keepdim=True)
+    centred = flat - mean
+    count = max(1, centred.shape[1] - 1)
+    return mean, centred @ centred.T / count
+
+
+def style_colouring(features: Tensor, eps: float) -> Colouring:
+    """What WCT needs of a style at one tap: its mean and covariance square root."""
+    mean, cov = covariance(features)
+    return mean, _symmetric_power(cov, 0.5, eps)
+
+
+def mix_colourings(colourings: Sequence[Colouring], weights: Sequence[float]) -> Colouring:
+    """Several styles at one tap as one: the weighted mean of means and of matrices.
+
+    Colouring a whitened feature map with the weighted sum of the styles' square roots
+    is the same as blending the styles' colourings (the transform is linear in them).
+    """
+    if not colourings or len(colourings) != len(weights):
+        raise ValueError(f"got {len(weights)} weights for {len(colourings)} styles")
+    mean = torch.stack([c[0] * w for c, w in zip(colourings, weights, strict=True)]).sum(0)
+    root = torch.stack([c[1] * w for c, w in zip(colourings, weights, strict=True)]).sum(0)
+    return mean, root
+
+
+def whiten_colour(content: Tensor, colouring: Colouring, eps: float) -> Tensor:
+    """The content's 1xCxHxW features with the style's mean and covariance (WCT).
+
+    Centred content features are whitened by the inverse square root of their
+    covariance, multiplied by the style's covariance square root and shifted by the
+    style's mean; computed in float64, returned in the content's dtype.
+    """
+    style_mean, style_root = colouring
+    flat = _flatten(content)
+    mean = flat.mean(dim=1, keepdim=True)
+    centred = flat - mean
+    cov = centred @ centred.T / max(1, centred.shape[1] - 1)
+    whitening = _symmetric_power(cov, -0.5, eps)
+    transformed = style_root.to(flat.device) @ (whitening @ centred) + style_mean.to(flat.device)
+    return transformed.reshape(content.shape).to(content.dtype)
+
+
+class WctFamily:
+    """Any style in one coarse-to-fine pass: Lite0 encoder, WCT, reconstruction decoders.
+
+    Deterministic: no randomness, so `seed` has nothing to drive. Thread-safe: the
+    networks are read-only and the style cache is locked.
+    """
+
+    name = "wct"
+
+    def __init__(
+        self,
+        config: WctConfig,
+        encoder: Lite0Encoder,
+        decoders: WctDecoders,
+        *,
+        model_version: str = "wct",
+        device: str | torch.device = "cpu",
+    ) -> None:
+        self.config = config
+        self.model_version = model_version
+        self._device = torch.device(device)
+        encoder = copy.deepcopy(encoder).eval().requires_grad_(False)
+        self.encoder = encoder.to(self._device).to(memory_format=torch.channels_last)
+        self.decoders = decoders.eval().requires_grad_(False).to(self._device)
+        self.decoders.to(memory_format=torch.channels_last)
+        self._cache: OrderedDict[tuple[str, str, str | None], dict[str, Colouring]] = OrderedDict()
+        self._cache_lock = threading.Lock()
+
+    def stylize(
+        self,
+        content: RGBImage,
+        styles: Sequence[RGBImage],
+        weights: Sequence[float],
+        controls: StylizeControls,
+        *,
+        style_keys: Sequence[str] | None = None,
+    ) -> RGBImage:
+        """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB."""
+        mix = validate_request(content, styles, weights, style_keys)
+        content_f = to_float32(content)
+        prepared = prepare_styles(
+            styles, style_keys, content_f if controls.histogram_match else None
+        )
+        per_style = [self._style_colourings(style) for style in prepared]
+        mixed = {
+            tap: mix_colourings([colourings[tap] for colourings in per_style], mix)
+            for tap in self.config.levels
+        }
+        tv_weight = self.config.tv_weight if controls.tv_weight is None else controls.tv_weight
+        with torch.inference_mode():
+            image = to_tensor(content_f, self._device)
+            working = resize_long_side(image, min(long_side(image), self.config.max_side))
+            result = self.transfer(working, mixed, controls.alpha)
+            result = resize_to(result, image).clamp(0.0, 1.0)
+            result = smooth(result, tv_weight).clamp(0.0, 1.0)
+            stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        if controls.luminance_only:
+            stylized = luminance_transfer(stylized, content_f)
+        return to_uint8(stylized)
+
+    def transfer(self, image: Tensor, colourings: Mapping[str, Colouring], alpha: float) -> Tensor:
+        """Coarse to fine over the levels: encode, WCT, blend by alpha, decode; 1x3xHxW."""
+        height, width = int(image.shape[-2]), int(image.shape[-1])
+        current = image
+        for tap in self.config.levels:
+            padded = _pad_to_stride(current, self.config.stride)
+            features = self.encoder.forward_features(padded, (tap,))[tap]
+            if alpha > 0.0:
+                target = whiten_colour(features, colourings[tap], self.config.eps)
+                features = alpha * target + (1.0 - alpha) * features
+            decoded = self.decoders.decode(tap, features)
+            current = decoded[..., :height, :width].clamp(0.0, 1.0)
+        return current
+
+    def _style_colourings(self, style: KeyedStyle) -> dict[str, Colouring]:
+        key = (self.model_version, *style.key)
+        with self._cache_lock:
+            cached = self._cache.get(key)
+            if cached is not None:
+                self._cache.move_to_end(key)
+                return cached
+        with torch.inference_mode():
+            image = resize_long_side(to_tensor(style.pixels, self._device), self.config.style_side)
+            features = self.encoder.forward_features(
+                _pad_to_stride(image, self.config.stride), self.config.levels
+            )
+            colourings = {
+                tap: style_colouring(features[tap], self.config.eps) for tap in self.config.levels
+            }
+        with self._cache_lock:
+            self._cache[key] = colourings
+            while len(self._cache) > self.config.style_cache_size:
+                self._cache.popitem(last=False)
+        return colourings
+
+    def cached_styles(self) -> int:
+        """How many styles' statistics are cached now; at most `style_cache_size`."""
+        with self._cache_lock:
+            return len(self._cache)
+
+
+def _pad_to_stride(image: Tensor, stride: int) -> Tensor:
+    """Pads bottom and right (mirrored) to a multiple of `stride`, at least two features."""
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    target_h = max(-(-height // stride) * stride, 2 * stride)
+    target_w = max(-(-width // stride) * stride, 2 * stride)
+    pad_h, pad_w = target_h - height, target_w - width
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+    return image.contiguous(memory_format=torch.channels_last)
+
+
+def _check_spec(spec: ModelSpec) -> WctConfig:
+    """A WCT spec needs Lite0, a valid config and exactly one weights file, its decoders."""
+    trained_on_lite0(spec)
+    if set(spec.weights) != {"decoders"}:
+        raise ValueError(
+            f"{spec.name}: wct needs exactly one weights file, 'decoders'; "
+            f"got {sorted(spec.weights)}"
+        )
+    return WctConfig.from_mapping(spec.config)
+
+
+def load_decoders(spec: ModelSpec) -> WctDecoders:
+    """The spec's decoders, sha256-checked and loaded strictly, in float32."""
+    config = _check_spec(spec)
+    decoders = WctDecoders(config)
+    state = spec.weights["decoders"].load_state_dict()
+    decoders.load_state_dict({name: value.float() for name, value in state.items()}, strict=True)
+    return decoders.eval()
+
+
+def build(spec: ModelSpec, encoder: FeatureEncoder, device: torch.device) -> WctFamily:
+    """The registry's builder for wct specs: the checked decoders over the shared encoder."""
+    lite0 = trained_on_lite0(spec, encoder)
+    assert lite0 is not None
+    return WctFamily(
+        _check_spec(spec), lite0, load_decoders(spec), model_version=spec.name, device=device
+    )
+
+
+BUILDER = FamilyBuilder(family="wct", check=_check_spec, build=build)
