@@ -9,7 +9,7 @@ from pathlib import PurePosixPath
 from types import MappingProxyType
 from typing import Literal, get_args
 
-Family = Literal["gatys", "adain", "feedforward"]
+Family = Literal["gatys", "adain", "feedforward", "wct"]
 Encoder = Literal["lite0", "vgg19"]
 
 FAMILIES: tuple[Family, ...] = get_args(Family)

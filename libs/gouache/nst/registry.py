@@ -126,7 +126,8 @@ class ModelRegistry:
 
 
 _FAMILIES: Mapping[str, FamilyBuilder] = {
-    builder.family: builder for builder in (gatys.BUILDER, adain.BUILDER, feedforward.BUILDER, wct.BUILDER)
+    builder.family: builder
+    for builder in (gatys.BUILDER, adain.BUILDER, feedforward.BUILDER, wct.BUILDER)
 }
 
 _REGISTRY = ModelRegistry()

@@ -15,7 +15,7 @@ from typing import Any
 from gouache.runtime.errors import AlreadyExists, FailedPrecondition, InvalidArgument, NotFound
 from services.jobs.domain.requests import MAX_TILE_SIZE, MIN_TILE_SIZE
 
-FAMILIES = ("gatys", "adain", "feedforward")
+FAMILIES = ("gatys", "adain", "feedforward", "wct")
 NAME_PATTERN = re.compile(r"[a-z0-9][a-z0-9._-]{0,127}")
 DEFAULT_ETA_SECONDS = 5
 MAX_ROUTE_WEIGHT = 100

@@ -60,7 +60,8 @@ class WctConfig:
         per factor of two from the tap's stride down to full resolution.
     eps: eigenvalues of a covariance are floored at eps times their mean before the
         inverse square root is taken (whitening stays bounded on flat images).
-    style_side: styles are resized to this long side before their statistics are taken.
+    style_side: larger styles are resized to this long side before their statistics are
+        taken (smaller ones are never enlarged).
     max_side: larger contents are stylized at this long side and resized back.
     tv_weight: smoothing applied when a request does not set one (adain's `smooth`).
     style_cache_size: how many styles' statistics the LRU cache keeps.
@@ -315,7 +316,10 @@ class WctFamily:
                 self._cache.move_to_end(key)
                 return cached
         with torch.inference_mode():
-            image = resize_long_side(to_tensor(style.pixels, self._device), self.config.style_side)
+            image = to_tensor(style.pixels, self._device)
+            # Never upsampled: an enlarged style's covariance is a blurred one, and WCT
+            # would paint that blur into the result.
+            image = resize_long_side(image, min(long_side(image), self.config.style_side))
             features = self.encoder.forward_features(
                 _pad_to_stride(image, self.config.stride), self.config.levels
             )
