@@ -47,7 +47,7 @@ async def test_a_database_seeded_before_keeps_its_rows(tmp_path: Path) -> None:
         for version in old["versions"]:
             version.update(encoder="efficientnet-lite0", description="as seeded before")
         now = datetime.now(UTC)
-        assert await store.seed_models(*parse_seed(old), now) == (6, 6)
+        assert await store.seed_models(*parse_seed(old), now) == (7, 7)
         assert await store.seed_models(*parse_seed(catalogue.jobs_seed()), now) == (0, 0)
         async with store.transaction() as uow:
             table = await uow.routing_table()

@@ -43,6 +43,7 @@ TOLERANCES: dict[str, tuple[float, int]] = {
     "gatys": (3.0, 96),
     "adain": (2.0, 8),
     "feedforward": (2.0, 8),
+    "wct": (2.0, 8),
 }
 """Per family: (largest mean absolute difference, largest absolute difference), in levels."""
 
