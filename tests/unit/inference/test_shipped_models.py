@@ -17,7 +17,7 @@ SHIPPED = InferenceSettings().model_versions()
 def test_the_default_settings_load_every_family_and_prefer_onnx() -> None:
     settings = InferenceSettings()
     assert settings.runtime == "onnx"
-    assert {name.split(".")[0] for name in SHIPPED} == {"adain", "feedforward", "gatys"}
+    assert {name.split(".")[0] for name in SHIPPED} == {"adain", "feedforward", "gatys", "wct"}
 
 
 @pytest.mark.parametrize("value", ["ONNX", " torch "])
@@ -36,6 +36,7 @@ def test_an_unknown_runtime_is_refused_with_the_known_ones() -> None:
         ("adain.lite0-v1", "onnx", "onnx"),
         ("feedforward.lite0-v1", "onnx", "onnx"),
         ("gatys.lite0-fast", "onnx", "torch"),  # no exported network: optimises pixels
+        ("wct.lite0-v1", "onnx", "torch"),  # eigendecompositions: no ONNX graph
         ("adain.lite0-v1", "torch", "torch"),
     ],
 )
