@@ -448,7 +448,7 @@ def start_up(state_dir: Path, backend: str = "local") -> GouacheUp:
         mesh_ports(),
         extra_args=[
             "--models",
-            "adain.lite0-v1,gatys.lite0-fast",
+            "adain.lite0-v1.1,gatys.lite0-fast",
             "--rate-limit-plans",
             UNLIMITED_PLANS,
             "--backend",

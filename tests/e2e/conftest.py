@@ -47,7 +47,7 @@ def mesh(
             state_dir=state,
             styles_dir=styles,
             ports=MeshPorts.ephemeral(),
-            models="gatys.lite0-fast,adain.lite0-v1,feedforward.lite0-v1,wct.lite0-v1",
+            models="gatys.lite0-fast,adain.lite0-v1,adain.lite0-v1.1,feedforward.lite0-v1,wct.lite0-v1",
             backend=backend,
             extra_env={"GOUACHE_TILING_ACK_WAIT_S": "5"},
             rate_limit_plans=UNLIMITED_PLANS,

@@ -23,7 +23,7 @@ def test_adain_stylizes_any_style_in_the_contents_size(mesh: Mesh, admin: Gouach
     style_url = admin.upload(small("hubble_deep_field", 64), filename="stars.png", kind="style")
     job = admin.create_job(content_url, [style_url], model_version="adain", params={"alpha": 0.9})
     result = admin.wait(job["job_id"], timeout_s=120)
-    assert (result.status, result.model_version) == ("succeeded", "adain.lite0-v1")
+    assert (result.status, result.model_version) == ("succeeded", "adain.lite0-v1.1")
     assert result.result_url is not None
     content = validate_and_decode(cat).pixels
     output = validate_and_decode(admin.download(result.result_url)).pixels
@@ -67,7 +67,7 @@ def test_a_job_without_a_model_runs_the_fast_arbitrary_style_default(
     content_url = admin.upload(small("chelsea", 64), filename="cat.png")
     style_url = admin.upload(small("hubble_deep_field", 64), filename="stars.png", kind="style")
     job = admin.create_job(content_url, [style_url])
-    assert job["model_version"] == catalogue.DEFAULT == "adain.lite0-v1"
+    assert job["model_version"] == catalogue.DEFAULT == "adain.lite0-v1.1"
     assert admin.wait(job["job_id"], timeout_s=120).status == "succeeded"
 
 

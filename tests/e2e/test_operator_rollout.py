@@ -1,7 +1,7 @@
 """Canaries end to end: the embedded mesh, a simulated GPU cluster and the operator, with jobs.
 
 The mesh runs as `gouache up` starts it; its inference serves the stable adain version
-and, under two more version names, the same build: `adain.lite0-v1-r2` healthy and
+and, under two more version names, the network the ModelVersions name (adain.lite0-v1): `adain.lite0-v1-r2` healthy and
 `adain.lite0-v1-r3` with a test-only fault that fails every call. While clients send
 adain jobs through the REST API (and rate them), a platform team `kubectl apply`s a
 ModelVersion for r2, which walks its steps to Stable; then one for r3, which is rolled
@@ -22,6 +22,7 @@ from typing import Any
 
 import pytest
 
+from gouache import catalogue
 from gouache.cli.mesh import UNLIMITED_PLANS, Mesh, MeshConfig, MeshPorts
 from gouache.client import GouacheClient
 from gouache.client.rest import ApiError
@@ -31,7 +32,10 @@ from tests.helpers.operator import CRDS, OperatorProcess, RolloutWorld
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
-STABLE = "adain.lite0-v1"
+# What the `adain` alias routes to out of the box; the canaries are builds of the network
+# their ModelVersions name (adain.lite0-v1's weights).
+STABLE = catalogue.aliases()["adain"][0].model_version
+BUILD = "adain.lite0-v1"
 HEALTHY = "adain.lite0-v1-r2"
 FAULTY = "adain.lite0-v1-r3"
 CLIENTS = 2
@@ -45,7 +49,7 @@ def rollout_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
     config = MeshConfig(
         state_dir=state,
         ports=MeshPorts.ephemeral(),
-        models=f"{STABLE},{HEALTHY}={STABLE},{FAULTY}={STABLE}",
+        models=f"{STABLE},{HEALTHY}={BUILD},{FAULTY}={BUILD}",
         extra_env={
             "GOUACHE_INFERENCE_FAULTS": json.dumps({FAULTY: {"error_rate": 1.0}}),
             "GOUACHE_TILING_MAX_DELIVER": "2",

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 
 from gouache.catalogue.model import AliasTarget, Artifact, CatalogueEntry, WeightsFile
 
-DEFAULT = "adain.lite0-v1"
+DEFAULT = "adain.lite0-v1.1"
 """The version the "default" alias routes to and the engine's tools use by default.
 
 The best fast arbitrary-style version, as the product requirements ask (`adain-1.0`):
@@ -260,9 +260,11 @@ def _only(version: str) -> tuple[AliasTarget, ...]:
 
 ALIASES: Mapping[str, tuple[AliasTarget, ...]] = {
     "default": _only(DEFAULT),
-    "adain": _only(ADAIN.name),
+    # v1.1 paints with v1's network over the whole image (no block mosaic at 2048 px); v1
+    # stays loadable by its name.
+    "adain": _only(ADAIN_V1_1.name),
     # The name the product requirements' examples use.
-    "adain-1.0": _only(ADAIN.name),
+    "adain-1.0": _only(ADAIN_V1_1.name),
     "feedforward": _only(FEEDFORWARD.name),
     "wct": _only(WCT.name),
     "gatys": _only(GATYS.name),

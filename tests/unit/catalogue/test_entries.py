@@ -46,22 +46,23 @@ def test_eta_seconds_are_what_jobs_quoted() -> None:
     assert etas == dict(zip(SHIPPED, (2, 5, 3, 2, 60, 30, 5), strict=True))
 
 
-def test_the_aliases_route_as_before() -> None:
+def test_the_aliases_route_to_the_best_version_of_each_family() -> None:
     routes = {
         alias: [(t.model_version, t.weight) for t in targets]
         for alias, targets in catalogue.aliases().items()
     }
     assert routes == {
-        "default": [("adain.lite0-v1", 100)],
-        "adain": [("adain.lite0-v1", 100)],
-        "adain-1.0": [("adain.lite0-v1", 100)],
+        "default": [("adain.lite0-v1.1", 100)],
+        "adain": [("adain.lite0-v1.1", 100)],
+        "adain-1.0": [("adain.lite0-v1.1", 100)],
         "feedforward": [("feedforward.lite0-v1", 100)],
         "wct": [("wct.lite0-v1", 100)],
         "gatys": [("gatys.lite0-v1", 100)],
         "gatys-fast": [("gatys.lite0-fast", 100)],
     }
-    # The requirements' default: the best fast arbitrary-style version (issue 9).
-    assert catalogue.DEFAULT == "adain.lite0-v1"
+    # The requirements' default: the best fast arbitrary-style version (issue 9): v1's
+    # network without the block mosaic at 2048 px.
+    assert catalogue.DEFAULT == "adain.lite0-v1.1"
 
 
 def test_unknown_names_list_the_known_ones() -> None:
