@@ -2,14 +2,20 @@
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
+import yaml
 
+from gouache.cli.main import main
 from gouache.nst import registry
 from gouache.nst.artifacts import grid_excess
 from gouache.nst.base import StylizeControls
-from gouache.nst.encoders import Lite0Encoder
+from gouache.nst.encoders import Lite0Encoder, load_lite0
+from gouache.nst.encoders.lite0 import file_sha256
 from gouache.nst.families.wct import (
     WctConfig,
     WctDecoders,
@@ -20,6 +26,7 @@ from gouache.nst.families.wct import (
     whiten_colour,
 )
 from gouache.nst.quality import QualityMeter
+from gouache.nst.training.wct import load_wct_config
 from tests.unit.nst.images import downscale, sample
 from tests.unit.nst.test_grid_artifacts import (
     _PERIOD,
@@ -28,6 +35,7 @@ from tests.unit.nst.test_grid_artifacts import (
     _as_the_mesh_serves,
     _night_scene,
 )
+from tests.unit.nst.test_training import _write_images
 
 VERSION = "wct.lite0-v1"
 
@@ -138,3 +146,43 @@ def test_flat_sky_carries_no_block_grid_at_2048_px() -> None:
     assert measured <= GRID_LIMIT * reference, (
         f"grid excess {measured:.2f} vs the content's {reference:.2f} (limit {GRID_LIMIT}x)"
     )
+
+
+def test_wct_decoders_train_and_export_through_the_cli(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A few reconstruction steps, the export's manifest, and the decoders paint."""
+    data = (
+        _write_images(tmp_path / "data/content", 4, seed=1),
+        _write_images(tmp_path / "data/styles", 3, seed=2),
+    )
+    config = {
+        "name": "wct.test-v0",
+        "family": "wct",
+        "model": {"levels": ["b3", "b1"], "decoder_widths": {"b3": [8, 8, 8], "b1": [8, 8]}},
+        "data": {"image_size": 32, "load_side": 40, "batch_size": 2, "holdout_batches": 1},
+        "optim": {"warmup_steps": 1, "max_steps": 3},
+        "run": {"eval_every": 2, "checkpoint_every": 2, "log_every": 1, "threads": 1},
+    }
+    path = tmp_path / "wct.yaml"
+    path.write_text(yaml.safe_dump(config))
+    out = tmp_path / "run"
+    command = ["train", "wct", "--content-dir", str(data[0]), "--style-dir", str(data[1])]
+    assert main([*command, "--config", str(path), "--out", str(out)]) == 0
+    exported = Path(json.loads(capsys.readouterr().out.strip().splitlines()[-1])["exported"])
+    manifest = json.loads((exported / "manifest.json").read_text())
+    assert manifest["family"] == "wct"
+    assert manifest["training"]["steps"] == 3
+    assert manifest["data"]["content_train"] + len(manifest["data"]["content_heldout"]) == 4
+    digest = manifest["files"]["decoders.pt"]["sha256"]
+    assert digest == file_sha256(exported / "decoders.pt")
+    state = torch.load(exported / "decoders.pt", weights_only=True)
+    assert all(value.dtype == torch.float16 for value in state.values())
+    model = load_wct_config(path).model
+    decoders = WctDecoders(model)
+    decoders.load_state_dict({k: v.float() for k, v in state.items()}, strict=True)
+    image = np.full((40, 36, 3), 128, dtype=np.uint8)
+    out_image = WctFamily(model, load_lite0(), decoders).stylize(
+        image, [image], [1.0], StylizeControls()
+    )
+    assert out_image.shape == image.shape
