@@ -82,7 +82,7 @@ def test_the_jobs_seed_has_the_shape_jobs_reads() -> None:
         "config": {"eta_seconds": 5},
         "description": catalogue.get("gatys.lite0-fast").description,
     }
-    assert seed["routes"]["adain-1.0"] == [{"model_version": "adain.lite0-v1", "weight": 100}]
+    assert seed["routes"]["adain-1.0"] == [{"model_version": "adain.lite0-v1.1", "weight": 100}]
     seed["routes"].clear()
     assert catalogue.jobs_seed()["routes"], "each call returns a fresh structure"
 
