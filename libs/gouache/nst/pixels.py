@@ -54,6 +54,22 @@ def resize_to(image: Tensor, like: Tensor, *, antialias: bool = False) -> Tensor
     )
 
 
+def pad_to_stride(image: Tensor, stride: int) -> Tensor:
+    """Pads bottom and right to a multiple of `stride`, and to at least two features.
+
+    Mirrored (reflection) borders continue the picture without a seam; an image too
+    small to mirror that far repeats its edge pixels instead. The result is channels-last.
+    """
+    height, width = int(image.shape[-2]), int(image.shape[-1])
+    target_h = max(-(-height // stride) * stride, 2 * stride)
+    target_w = max(-(-width // stride) * stride, 2 * stride)
+    pad_h, pad_w = target_h - height, target_w - width
+    if pad_h or pad_w:
+        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
+        image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
+    return image.contiguous(memory_format=torch.channels_last)
+
+
 def pixels_key(image: npt.NDArray[np.generic]) -> str:
     """sha256 over an array's shape, dtype and bytes: a cache key for an image's pixels."""
     digest = hashlib.sha256(str((image.shape, image.dtype.str)).encode())

@@ -44,7 +44,6 @@ from dataclasses import dataclass, fields
 import numpy as np
 import numpy.typing as npt
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
@@ -54,6 +53,7 @@ from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.pixels import (
     KeyedStyle,
     long_side,
+    pad_to_stride,
     prepare_styles,
     resize_long_side,
     resize_to,
@@ -347,7 +347,7 @@ class AdainFamily:
                 return cached
         with torch.inference_mode():
             image = resize_long_side(to_tensor(style.pixels, self._device), self.config.style_side)
-            features = self.network.encode(_pad_to_stride(image, self.config.stride))
+            features = self.network.encode(pad_to_stride(image, self.config.stride))
             statistics = feature_statistics(features, self.config.eps)
         with self._cache_lock:
             self._cache[key] = statistics
@@ -363,28 +363,12 @@ class AdainFamily:
     def _decode(self, image: Tensor, mean: Tensor, std: Tensor, alpha: float) -> Tensor:
         """Pads to the stride with mirrored borders, runs the network, crops back."""
         height, width = int(image.shape[-2]), int(image.shape[-1])
-        padded = _pad_to_stride(image, self.config.stride)
+        padded = pad_to_stride(image, self.config.stride)
         strength = torch.tensor(alpha, dtype=padded.dtype, device=padded.device)
         decoded: Tensor = self._runner(
             padded, mean.to(padded.device), std.to(padded.device), strength
         )
         return decoded[..., :height, :width].contiguous()
-
-
-def _pad_to_stride(image: Tensor, stride: int) -> Tensor:
-    """Pads bottom and right to a multiple of `stride`, and to at least two features.
-
-    Mirrored (reflection) borders continue the picture without a seam; an image too
-    small to mirror that far repeats its edge pixels instead. The result is channels-last.
-    """
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    target_h = max(-(-height // stride) * stride, 2 * stride)
-    target_w = max(-(-width // stride) * stride, 2 * stride)
-    pad_h, pad_w = target_h - height, target_w - width
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
-    return image.contiguous(memory_format=torch.channels_last)
 
 
 def _check_spec(spec: ModelSpec) -> AdainConfig:

@@ -48,7 +48,6 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
@@ -59,6 +58,7 @@ from gouache.nst.families.adain import TAP_GEOMETRY, decoder_levels, smooth
 from gouache.nst.pixels import (
     KeyedStyle,
     long_side,
+    pad_to_stride,
     prepare_styles,
     resize_long_side,
     resize_to,
@@ -322,7 +322,7 @@ class WctFamily:
         height, width = int(image.shape[-2]), int(image.shape[-1])
         current = image
         for tap in self.config.levels:
-            padded = _pad_to_stride(current, self.config.stride)
+            padded = pad_to_stride(current, self.config.stride)
             features = self.encoder.forward_features(padded, (tap,))[tap]
             if alpha > 0.0:
                 target = whiten_colour(features, colourings[tap], self.config.eps)
@@ -344,7 +344,7 @@ class WctFamily:
             # would paint that blur into the result.
             image = resize_long_side(image, min(long_side(image), self.config.style_side))
             features = self.encoder.forward_features(
-                _pad_to_stride(image, self.config.stride), self.config.levels
+                pad_to_stride(image, self.config.stride), self.config.levels
             )
             colourings = {
                 tap: style_colouring(features[tap], self.config.eps) for tap in self.config.levels
@@ -359,18 +359,6 @@ class WctFamily:
         """How many styles' statistics are cached now; at most `style_cache_size`."""
         with self._cache_lock:
             return len(self._cache)
-
-
-def _pad_to_stride(image: Tensor, stride: int) -> Tensor:
-    """Pads bottom and right (mirrored) to a multiple of `stride`, at least two features."""
-    height, width = int(image.shape[-2]), int(image.shape[-1])
-    target_h = max(-(-height // stride) * stride, 2 * stride)
-    target_w = max(-(-width // stride) * stride, 2 * stride)
-    pad_h, pad_w = target_h - height, target_w - width
-    if pad_h or pad_w:
-        mode = "reflect" if pad_h < height and pad_w < width else "replicate"
-        image = F.pad(image, (0, pad_w, 0, pad_h), mode=mode)
-    return image.contiguous(memory_format=torch.channels_last)
 
 
 def _check_spec(spec: ModelSpec) -> WctConfig:
