@@ -209,9 +209,10 @@ def main(argv: list[str]) -> int:
         print(f"generated {OUT.relative_to(ROOT)}")
         return 0
     if command == "check":
-        fresh = Path(tempfile.mkdtemp(prefix="gouache-check-")) / "contracts"
-        generate(fresh)
-        stale = _same_tree(fresh, OUT)
+        with tempfile.TemporaryDirectory(prefix="gouache-check-") as scratch:
+            fresh = Path(scratch) / "contracts"
+            generate(fresh)
+            stale = _same_tree(fresh, OUT)
         if stale:
             print("generated contracts are stale; run `python scripts/contracts.py gen`:")
             print("\n".join(f"  {p}" for p in stale))
