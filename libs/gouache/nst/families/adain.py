@@ -36,8 +36,6 @@ from __future__ import annotations
 
 import copy
 import math
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, fields
 
@@ -48,6 +46,7 @@ from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.pixels import (
@@ -306,8 +305,9 @@ class AdainFamily:
         network.requires_grad_(False)
         self.network = network.to(self._device).to(memory_format=torch.channels_last)
         self._runner: TransferRunner = self.network if runner is None else runner
-        self._cache: OrderedDict[tuple[str, str, str | None], Statistics] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache: LruCache[tuple[str, str, str | None], Statistics] = LruCache(
+            config.style_cache_size
+        )
 
     def stylize(
         self,
@@ -340,25 +340,19 @@ class AdainFamily:
     def _style_statistics(self, style: KeyedStyle) -> Statistics:
         """The style's statistics at the tap, from the LRU cache when seen before."""
         key = (self.model_version, *style.key)
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         with torch.inference_mode():
             image = resize_long_side(to_tensor(style.pixels, self._device), self.config.style_side)
             features = self.network.encode(pad_to_stride(image, self.config.stride))
             statistics = feature_statistics(features, self.config.eps)
-        with self._cache_lock:
-            self._cache[key] = statistics
-            while len(self._cache) > self.config.style_cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, statistics)
         return statistics
 
     def cached_styles(self) -> int:
         """How many styles' statistics are cached now; at most `style_cache_size`."""
-        with self._cache_lock:
-            return len(self._cache)
+        return len(self._cache)
 
     def _decode(self, image: Tensor, mean: Tensor, std: Tensor, alpha: float) -> Tensor:
         """Pads to the stride with mirrored borders, runs the network, crops back."""

@@ -38,8 +38,6 @@ from __future__ import annotations
 import hashlib
 import json
 import re
-import threading
-from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -53,6 +51,7 @@ from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.losses import gram
@@ -319,9 +318,7 @@ class StyleIndex:
         self._device = device
         self._by_file = {style.sha256: style for style in styles}
         self._by_pixels = {style.pixels_sha256: style for style in styles}
-        self._cache: OrderedDict[str, TrainedStyle] = OrderedDict()
-        self._cache_size = cache_size
-        self._lock = threading.Lock()
+        self._cache: LruCache[str, TrainedStyle] = LruCache(cache_size)
 
     def identify(self, image: RGBImage, key: str | None, *, field: str) -> TrainedStyle:
         """The trained style `image` is; InvalidArgument naming the trained ones otherwise."""
@@ -330,18 +327,13 @@ class StyleIndex:
             if found is not None:
                 return found
         cache_key = key if key is not None else pixels_digest(image)
-        with self._lock:
-            cached = self._cache.get(cache_key)
-            if cached is not None:
-                self._cache.move_to_end(cache_key)
-                return cached
+        cached = self._cache.get(cache_key)
+        if cached is not None:
+            return cached
         found = self._by_pixels.get(pixels_digest(image) if key is not None else cache_key)
         if found is None:
             found = self._nearest(image, field=field)
-        with self._lock:
-            self._cache[cache_key] = found
-            while len(self._cache) > self._cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(cache_key, found)
         return found
 
     def distances(self, image: RGBImage) -> dict[int, float]:

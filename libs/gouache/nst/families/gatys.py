@@ -45,7 +45,6 @@ weight 10, clearly inside the limit and, looking at the outputs, still strongly 
 from __future__ import annotations
 
 import threading
-from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field, fields
@@ -59,6 +58,7 @@ from torch import Tensor
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.imaging.tiling import MIN_TILE_SIZE, blend_tiles, plan_tiles
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import LITE0_TAPS
 from gouache.nst.encoders.vgg19 import VGG19_TAPS
@@ -221,8 +221,9 @@ class GatysFamily:
         self.config = config
         self._encoder = encoder
         self._device = torch.device(device)
-        self._cache: OrderedDict[tuple[object, ...], GramTargets] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache: LruCache[tuple[object, ...], GramTargets] = LruCache(
+            self.config.style_cache_size
+        )
 
     def stylize(
         self,
@@ -260,8 +261,7 @@ class GatysFamily:
 
     def cached_styles(self) -> int:
         """How many (style, size) Gram sets are cached now; at most `style_cache_size`."""
-        with self._cache_lock:
-            return len(self._cache)
+        return len(self._cache)
 
     def _optimise(self, content: Tensor, plan: _Plan) -> Tensor:
         """Runs the resolution pyramid and returns pixels at the content's size."""
@@ -341,19 +341,14 @@ class GatysFamily:
     def _style_grams(self, style: KeyedStyle, side: int) -> GramTargets:
         """Gram matrices of one style resized to long side `side`, through the LRU cache."""
         key = (*style.key, side)
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         image = resize_long_side(to_tensor(style.pixels, self._device), side)
         with torch.no_grad():
             features = self._encoder.forward_features(image, list(self.config.style_taps))
         grams = MappingProxyType({tap: gram(value) for tap, value in features.items()})
-        with self._cache_lock:
-            self._cache[key] = grams
-            while len(self._cache) > self.config.style_cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, grams)
         return grams
 
 

@@ -42,8 +42,6 @@ the baseline (Lite1 style) once styles were never upsampled.
 from __future__ import annotations
 
 import copy
-import threading
-from collections import OrderedDict
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
@@ -52,6 +50,7 @@ from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.families.adain import TAP_GEOMETRY, decoder_levels, smooth
@@ -282,8 +281,9 @@ class WctFamily:
         self.encoder = encoder.to(self._device).to(memory_format=torch.channels_last)
         self.decoders = decoders.eval().requires_grad_(False).to(self._device)
         self.decoders.to(memory_format=torch.channels_last)
-        self._cache: OrderedDict[tuple[str, str, str | None], dict[str, Colouring]] = OrderedDict()
-        self._cache_lock = threading.Lock()
+        self._cache: LruCache[tuple[str, str, str | None], dict[str, Colouring]] = LruCache(
+            config.style_cache_size
+        )
 
     def stylize(
         self,
@@ -333,11 +333,9 @@ class WctFamily:
 
     def _style_colourings(self, style: KeyedStyle) -> dict[str, Colouring]:
         key = (self.model_version, *style.key)
-        with self._cache_lock:
-            cached = self._cache.get(key)
-            if cached is not None:
-                self._cache.move_to_end(key)
-                return cached
+        cached = self._cache.get(key)
+        if cached is not None:
+            return cached
         with torch.inference_mode():
             image = to_tensor(style.pixels, self._device)
             # Never upsampled: an enlarged style's covariance is a blurred one, and WCT
@@ -349,16 +347,12 @@ class WctFamily:
             colourings = {
                 tap: style_colouring(features[tap], self.config.eps) for tap in self.config.levels
             }
-        with self._cache_lock:
-            self._cache[key] = colourings
-            while len(self._cache) > self.config.style_cache_size:
-                self._cache.popitem(last=False)
+        self._cache.put(key, colourings)
         return colourings
 
     def cached_styles(self) -> int:
         """How many styles' statistics are cached now; at most `style_cache_size`."""
-        with self._cache_lock:
-            return len(self._cache)
+        return len(self._cache)
 
 
 def _check_spec(spec: ModelSpec) -> WctConfig:
