@@ -2,16 +2,24 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from typing import Any
 
 import pytest
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from gouache.bus.consumer import DurableConsumer, Handler
 from gouache.bus.jetstream import connect, ensure_streams
+from gouache.bus.subjects import JOBS_CREATED
 from gouache.db import create_engine
 from tests.fixtures.nats import NatsServer, running_nats_server
+
+# The stream and durable name start_consumer's consumers use (tiling's, on the jobs stream).
+STREAM = "GOUACHE_JOBS"
+DURABLE = "tiling"
+ConsumerFactory = Callable[..., Awaitable[DurableConsumer]]
 
 
 @pytest.fixture(scope="package")
@@ -51,3 +59,30 @@ async def engine(db_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture
+async def start_consumer(js: JetStreamContext) -> AsyncIterator[ConsumerFactory]:
+    """Start consumers on the jobs stream with quick test timings; stop them all after."""
+    started: list[DurableConsumer] = []
+
+    async def start(handler: Handler, **options: Any) -> DurableConsumer:
+        settings: dict[str, Any] = {
+            "stream": STREAM,
+            "durable": DURABLE,
+            "filter_subjects": [JOBS_CREATED],
+            "ack_wait": 2.0,
+            "retry_initial": 0.05,
+            "retry_max": 0.2,
+            "fetch_wait": 0.5,
+            "drain_grace": 1.0,
+        }
+        settings.update(options)
+        consumer = DurableConsumer(settings.pop("js", js), handler=handler, **settings)
+        await consumer.start()
+        started.append(consumer)
+        return consumer
+
+    yield start
+    for consumer in started:
+        await consumer.stop()

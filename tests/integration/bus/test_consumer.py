@@ -3,16 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
 import pytest
 from nats.js import JetStreamContext
 
 from gouache.bus.consumer import (
-    DurableConsumer,
     Event,
-    Handler,
     PermanentEventError,
     RetryableEventError,
 )
@@ -20,38 +16,8 @@ from gouache.bus.jetstream import connect, publish, publish_payload
 from gouache.bus.subjects import JOBS_CANCELED, JOBS_CREATED
 from gouache.contracts.events.v1 import events_pb2
 from tests.fixtures.nats import NatsServer
+from tests.integration.bus.conftest import DURABLE, STREAM, ConsumerFactory
 from tests.integration.bus.helpers import job_created, wait_until
-
-STREAM = "GOUACHE_JOBS"
-DURABLE = "tiling"
-ConsumerFactory = Callable[..., Awaitable[DurableConsumer]]
-
-
-@pytest.fixture
-async def start_consumer(js: JetStreamContext) -> AsyncIterator[ConsumerFactory]:
-    """Start consumers on the jobs stream with quick test timings; stop them all after."""
-    started: list[DurableConsumer] = []
-
-    async def start(handler: Handler, **options: Any) -> DurableConsumer:
-        settings: dict[str, Any] = {
-            "stream": STREAM,
-            "durable": DURABLE,
-            "filter_subjects": [JOBS_CREATED],
-            "ack_wait": 2.0,
-            "retry_initial": 0.05,
-            "retry_max": 0.2,
-            "fetch_wait": 0.5,
-            "drain_grace": 1.0,
-        }
-        settings.update(options)
-        consumer = DurableConsumer(settings.pop("js", js), handler=handler, **settings)
-        await consumer.start()
-        started.append(consumer)
-        return consumer
-
-    yield start
-    for consumer in started:
-        await consumer.stop()
 
 
 async def _settled(js: JetStreamContext, stream_seq: int, durable: str = DURABLE) -> bool:

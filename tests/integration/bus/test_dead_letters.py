@@ -3,19 +3,14 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Awaitable, Callable
-from typing import Any
 
-import pytest
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from prometheus_client import REGISTRY
 
 from gouache.bus.consumer import (
     DEAD_LETTER_ATTEMPTS,
-    DurableConsumer,
     Event,
-    Handler,
     PermanentEventError,
     RetryableEventError,
 )
@@ -24,38 +19,8 @@ from gouache.bus.jetstream import connect, ensure_streams, publish, publish_payl
 from gouache.bus.subjects import DLQ_STREAM, JOBS_CREATED
 from gouache.contracts.events.v1 import events_pb2
 from tests.fixtures.nats import NatsServer
+from tests.integration.bus.conftest import DURABLE, STREAM, ConsumerFactory
 from tests.integration.bus.helpers import job_created, stream_messages, wait_until
-
-STREAM = "GOUACHE_JOBS"
-DURABLE = "tiling"
-ConsumerFactory = Callable[..., Awaitable[DurableConsumer]]
-
-
-@pytest.fixture
-async def start_consumer(js: JetStreamContext) -> AsyncIterator[ConsumerFactory]:
-    """Consumers on the jobs stream with quick retries; stopped after the test."""
-    started: list[DurableConsumer] = []
-
-    async def start(handler: Handler, **options: Any) -> DurableConsumer:
-        settings: dict[str, Any] = {
-            "stream": STREAM,
-            "durable": DURABLE,
-            "filter_subjects": [JOBS_CREATED],
-            "ack_wait": 2.0,
-            "retry_initial": 0.05,
-            "retry_max": 0.2,
-            "fetch_wait": 0.5,
-            "drain_grace": 1.0,
-        }
-        settings.update(options)
-        consumer = DurableConsumer(settings.pop("js", js), handler=handler, **settings)
-        await consumer.start()
-        started.append(consumer)
-        return consumer
-
-    yield start
-    for consumer in started:
-        await consumer.stop()
 
 
 def dead_letters_counted(stream: str = STREAM, consumer: str = DURABLE) -> float:
