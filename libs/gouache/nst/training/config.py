@@ -178,8 +178,22 @@ class AdainLossConfig:
             raise ConfigError(f"loss.style_loss must be meanstd or gram, got {self.style_loss!r}")
 
 
+class RecordedConfig:
+    """What every training run's config offers: its plain form for the exported manifest, and
+    the digest that lets a checkpoint resume only under the same config."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """Plain JSON-ready values, as recorded in the exported model's manifest."""
+        values: dict[str, Any] = plain(self)
+        return values
+
+    def digest(self) -> str:
+        """sha256 of the canonical JSON form: a checkpoint resumes only under the same config."""
+        return config_digest(self)
+
+
 @dataclass(frozen=True)
-class AdainTrainConfig:
+class AdainTrainConfig(RecordedConfig):
     """A whole AdaIN training run: the model to export, its objective and the loop."""
 
     name: str
@@ -203,15 +217,6 @@ class AdainTrainConfig:
                 f"data.image_size ({self.data.image_size}) must be a multiple of the tap's "
                 f"stride ({self.model.stride})"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values, as recorded in the exported model's manifest."""
-        values: dict[str, Any] = plain(self)
-        return values
-
-    def digest(self) -> str:
-        """sha256 of the canonical JSON form: a checkpoint resumes only under the same config."""
-        return config_digest(self)
 
 
 def config_digest(config: object) -> str:

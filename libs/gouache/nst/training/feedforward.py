@@ -45,11 +45,10 @@ from gouache.nst.training.config import (
     ConfigError,
     DataConfig,
     OptimConfig,
+    RecordedConfig,
     RunConfig,
     build_section,
-    config_digest,
     load_yaml_config,
-    plain,
 )
 from gouache.nst.training.data import (
     CropSpec,
@@ -123,7 +122,7 @@ class StyleSetConfig:
 
 
 @dataclass(frozen=True)
-class FeedforwardTrainConfig:
+class FeedforwardTrainConfig(RecordedConfig):
     """A whole feed-forward training run: network, styles, objective, data and loop."""
 
     name: str
@@ -149,15 +148,6 @@ class FeedforwardTrainConfig:
                 f"data.image_size ({self.data.image_size}) must be a multiple of the network's "
                 f"downsampling factor ({self.model.factor})"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values, as recorded in the exported manifest."""
-        values: dict[str, Any] = plain(self)
-        return values
-
-    def digest(self) -> str:
-        """sha256 of the canonical JSON form: a checkpoint resumes only under the same config."""
-        return config_digest(self)
 
 
 def load_feedforward_config(path: Path) -> FeedforwardTrainConfig:

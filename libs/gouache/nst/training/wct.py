@@ -31,11 +31,10 @@ from gouache.nst.training.config import (
     ConfigError,
     DataConfig,
     OptimConfig,
+    RecordedConfig,
     RunConfig,
     build_section,
-    config_digest,
     load_yaml_config,
-    plain,
 )
 from gouache.nst.training.data import (
     CropSpec,
@@ -73,7 +72,7 @@ class WctLossConfig:
 
 
 @dataclass(frozen=True)
-class WctTrainConfig:
+class WctTrainConfig(RecordedConfig):
     """A whole WCT training run: the decoders to export, their objective and the loop."""
 
     name: str
@@ -95,15 +94,6 @@ class WctTrainConfig:
                 f"data.image_size ({self.data.image_size}) must be a multiple of the deepest "
                 f"level's stride ({self.model.stride})"
             )
-
-    def to_dict(self) -> dict[str, Any]:
-        """Plain JSON-ready values, as recorded in the exported model's manifest."""
-        values: dict[str, Any] = plain(self)
-        return values
-
-    def digest(self) -> str:
-        """sha256 of the canonical JSON form: a checkpoint resumes only under the same config."""
-        return config_digest(self)
 
 
 def load_wct_config(path: Path) -> WctTrainConfig:
