@@ -17,6 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
 
 from gouache.cli.defaults import DEFAULT_MODELS
+from gouache.ratelimit.plans import parse_plans
 
 console = Console(stderr=True)
 DEFAULT_STATE = Path(".gouache")
@@ -126,7 +127,12 @@ def cmd_up(args: argparse.Namespace) -> int:
         return 2
     console.print(f"[bold]gouache[/bold]: starting the embedded mesh in {mesh.config.state_dir}")
     try:
-        credentials = mesh.start()
+        try:
+            credentials = mesh.start()
+        except RuntimeError as exc:
+            # A component that could not start says why in one line, its log named.
+            console.print(f"[red]✗ {exc}[/red]", highlight=False, soft_wrap=True)
+            return 1
         console.print(f"\n[bold green]ready[/bold green]: REST API at {mesh.config.public_url}")
         console.print(
             f"  admin API key: {credentials.admin_api_key}  "
@@ -155,6 +161,18 @@ def cmd_up(args: argparse.Namespace) -> int:
     finally:
         mesh.stop()
         console.print("stopped.")
+
+
+def _rate_limit_plans(text: str) -> str:
+    """--rate-limit-plans checked before anything starts; argparse reports the ValueError.
+    Empty (the default) leaves the services' own default plans."""
+    if not text:
+        return text
+    try:
+        parse_plans(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return text
 
 
 def _credentials(args: argparse.Namespace) -> tuple[str, str]:
@@ -449,6 +467,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--rate-limit-plans",
         default="",
+        type=_rate_limit_plans,
         metavar="JSON",
         help='rate limits per plan, e.g. \'{"free":{"per_minute":600,"burst":100}}\' '
         "(default: free 60 per minute with bursts of 20)",

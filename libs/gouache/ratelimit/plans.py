@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, TypeAdapter, ValidationError, model_validator
 
 from gouache.ratelimit.gcra import Rate
 from gouache.runtime.context import DEFAULT_PLAN
@@ -49,3 +49,22 @@ def default_plans() -> dict[str, PlanLimit]:
         "pro": PlanLimit(per_minute=600, burst=100),
         "enterprise": PlanLimit(per_minute=6000, burst=1000),
     }
+
+
+_PLANS = TypeAdapter(dict[str, PlanLimit])
+
+
+def parse_plans(text: str) -> dict[str, PlanLimit]:
+    """Plans from their JSON form (`{"free": {"per_minute": 60, "burst": 20}, ...}`), checked
+    as the services check them; ValueError with a message naming what is wrong."""
+    try:
+        plans = _PLANS.validate_json(text)
+    except ValidationError as exc:
+        problems = "; ".join(
+            f"{'.'.join(str(part) for part in error['loc']) or 'plans'}: {error['msg']}"
+            for error in exc.errors(include_url=False)
+        )
+        raise ValueError(problems) from None
+    if DEFAULT_PLAN not in plans:
+        raise ValueError(f"plans must define {DEFAULT_PLAN!r}, the plan of tokens without one")
+    return plans

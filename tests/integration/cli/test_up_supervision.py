@@ -121,6 +121,36 @@ def test_a_taken_port_is_named_and_nothing_starts(tmp_path: Path) -> None:
     assert not (tmp_path / "state" / "logs").exists()
 
 
+def test_a_component_that_cannot_start_is_one_line_not_a_traceback(tmp_path: Path) -> None:
+    up = GouacheUp(tmp_path / "state", mesh_ports(), env={"GOUACHE_AUTH_TOKEN_TTL_S": "soon"})
+    assert up.process.wait(timeout=60) == 1, up.output
+    up.stop()
+    assert "✓ nats" in up.output
+    assert "✗ auth at 127.0.0.1:" in up.output
+    assert "exited (exit code 1); see its log in logs/auth.log" in up.output
+    assert "Traceback" not in up.output
+    assert "stopped." in up.output
+
+
+@pytest.mark.parametrize(
+    ("plans", "message"),
+    [
+        ("{bad", "Invalid JSON"),
+        ('{"pro": {"per_minute": 5, "burst": 1}}', "plans must define 'free'"),
+        ('{"free": {"per_minute": -1, "burst": 1}}', "free.per_minute: Input should be greater"),
+    ],
+)
+def test_bad_rate_limit_plans_are_refused_before_anything_starts(
+    tmp_path: Path, plans: str, message: str
+) -> None:
+    up = GouacheUp(tmp_path / "state", mesh_ports(), extra_args=["--rate-limit-plans", plans])
+    assert up.process.wait(timeout=30) == 2, up.output
+    up.stop()
+    assert "error: argument --rate-limit-plans: " in up.output
+    assert message in up.output
+    assert "✓" not in up.output
+
+
 @pytest.mark.slow
 def test_up_restarts_a_killed_component_and_stops_on_a_crash_loop(tmp_path: Path) -> None:
     ports = mesh_ports()
