@@ -124,12 +124,17 @@ class JobSucceeded(_message.Message):
     RESULT_IMAGE_ID_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     owner_id: _builtins.str
     model_version: _builtins.str
     result_image_id: _builtins.str
     latency_ms: _builtins.int
+    cached: _builtins.bool
+    """The result came from the owner's result cache (no inference ran; latency_ms is 0):
+    consumers measuring the model (latency percentiles) should leave it out.
+    """
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -142,10 +147,11 @@ class JobSucceeded(_message.Message):
         result_image_id: _builtins.str = ...,
         latency_ms: _builtins.int = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -42,6 +42,7 @@ class Job(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     RESULT_IMAGE_ID_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     """"pending", "running", "succeeded", "failed" or "canceled"."""
@@ -62,6 +63,11 @@ class Job(_message.Message):
     """Fraction done, 0 to 1."""
     eta_seconds: _builtins.int
     result_image_id: _builtins.str
+    cached: _builtins.bool
+    """True when the result was answered from the owner's result cache: an earlier job of the
+    same owner ran the same model version on the same content and style bytes with the same
+    parameters, and its result image is this job's. No inference ran; latency_ms is 0.
+    """
     @_builtins.property
     def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -89,10 +95,11 @@ class Job(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         result_image_id: _builtins.str = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "params", b"params", "result_url", b"result_url", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
     _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
@@ -118,12 +125,17 @@ class CreateJobRequest(_message.Message):
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
     PARAMS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    NO_CACHE_FIELD_NUMBER: _builtins.int
     content_url: _builtins.str
     """File URL of the content image (from SignUpload)."""
     model_version: _builtins.str
     """An alias such as "gatys" or a concrete version such as "gatys.lite0-v1"; empty means "default"."""
     idempotency_key: _builtins.str
     """Retrying with the same key returns the same job (24 h)."""
+    no_cache: _builtins.bool
+    """Run the model even when an identical earlier job's result is cached (the new result
+    then replaces the cached one). Not part of the idempotency comparison.
+    """
     @_builtins.property
     def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """One to four style file URLs (from SignUpload or ListStyles)."""
@@ -138,10 +150,11 @@ class CreateJobRequest(_message.Message):
         model_version: _builtins.str = ...,
         params: _common_pb2.StylizeParams | None = ...,
         idempotency_key: _builtins.str = ...,
+        no_cache: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_url", b"content_url", "idempotency_key", b"idempotency_key", "model_version", b"model_version", "params", b"params", "style_urls", b"style_urls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_url", b"content_url", "idempotency_key", b"idempotency_key", "model_version", b"model_version", "no_cache", b"no_cache", "params", b"params", "style_urls", b"style_urls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -155,10 +168,13 @@ class CreateJobResponse(_message.Message):
     STATUS_FIELD_NUMBER: _builtins.int
     ETA_SECONDS_FIELD_NUMBER: _builtins.int
     MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     eta_seconds: _builtins.int
     model_version: _builtins.str
+    cached: _builtins.bool
+    """True when the job was answered from the result cache: it is already "succeeded"."""
     def __init__(
         self,
         *,
@@ -166,10 +182,11 @@ class CreateJobResponse(_message.Message):
         status: _builtins.str = ...,
         eta_seconds: _builtins.int = ...,
         model_version: _builtins.str = ...,
+        cached: _builtins.bool = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["eta_seconds", b"eta_seconds", "job_id", b"job_id", "model_version", b"model_version", "status", b"status"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "model_version", b"model_version", "status", b"status"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
