@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, replace
@@ -26,6 +27,13 @@ from services.jobs import metrics as job_metrics
 from services.jobs.clients import DownloadSigner, ImageResolver, ResolvedImage
 from services.jobs.convert import job_created_event, status_event
 from services.jobs.domain import jobs as job_rules
+from services.jobs.domain.cache import (
+    CacheEntry,
+    CachePolicy,
+    answered_from,
+    entry_for,
+    result_cache_key,
+)
 from services.jobs.domain.capabilities import StyleImage, check_params, check_styles
 from services.jobs.domain.jobs import (
     ExecutionOutcome,
@@ -78,6 +86,7 @@ class JobsConfig:
     watch_poll_interval_s: float = 0.5
     max_webhooks_per_user: int = 10
     allow_private_webhook_urls: bool = False
+    result_cache: CachePolicy = dataclasses.field(default_factory=CachePolicy)
 
 
 def _nothing() -> None:
@@ -150,7 +159,7 @@ class JobsApp:
             version = table.resolve(valid.model_version, job_id)
             check_overlap(valid.params, valid.params.tile_size or version.tile_size)
             check_params(version, valid.params)
-            content_id, styles = await self._resolve_images(valid, owner)
+            content, styles = await self._resolve_images(valid, owner)
             check_styles(
                 version,
                 [StyleImage(f"style_urls[{i}]", style.sha256) for i, style in enumerate(styles)],
@@ -163,7 +172,7 @@ class JobsApp:
                 requested_model_version=valid.model_version,
                 model_version=version.name,
                 content_url=valid.content_url,
-                content_image_id=content_id,
+                content_image_id=content.image_id,
                 style_urls=valid.style_urls,
                 style_image_ids=tuple(style.image_id for style in styles),
                 params=valid.params,
@@ -172,10 +181,22 @@ class JobsApp:
                 idempotency_key=key or None,
                 request_fingerprint=fingerprint,
                 eta_seconds=version.eta_seconds,
+                cache_key=result_cache_key(
+                    version, content.sha256, [style.sha256 for style in styles], valid.params
+                ),
             )
-            event = job_created_event(job, inference_endpoint=table.endpoint_of(version.name))
-            created = await self.store.create_job(job, event, key_expired_before=key_expired_before)
-            if not created:
+            hit = await self._cached_answer(job, bypass=valid.no_cache, now=now)
+            if hit is not None:
+                job = answered_from(job, hit)
+                event = status_event(job)
+                if event is None:
+                    raise AssertionError("a succeeded job always has an event")
+            else:
+                event = job_created_event(job, inference_endpoint=table.endpoint_of(version.name))
+            deliveries = await self.store.create_job(
+                job, event, key_expired_before=key_expired_before, cache_hit=hit, now=now
+            )
+            if deliveries is None:
                 winner = await self.store.find_job_by_key(owner, key)
                 if winner is None:
                     raise Aborted(
@@ -185,6 +206,10 @@ class JobsApp:
                     )
                 return self._replay(winner, fingerprint), False
             self._on_events()
+            if hit is not None:
+                job_metrics.record_final(job)
+            if deliveries:
+                self._on_deliveries()
             self.notifier.notify(job_id)
             logger.info(
                 "job created",
@@ -193,6 +218,7 @@ class JobsApp:
                     "model_version": job.model_version,
                     "requested_model_version": job.requested_model_version,
                     "styles": len(job.style_urls),
+                    "cached": job.cached,
                 },
             )
             return job, True
@@ -212,9 +238,62 @@ class JobsApp:
         logger.info("idempotent retry", extra={"job_id": existing.job_id})
         return existing
 
+    async def _cached_answer(self, job: Job, *, bypass: bool, now: datetime) -> CacheEntry | None:
+        """The owner's stored answer to this job, if the cache has one that still holds.
+
+        An entry past its TTL, or whose result image storage no longer has for the owner,
+        is a miss and is dropped.
+        """
+        policy = self._config.result_cache
+        if not policy.enabled or job.cache_key is None:
+            return None
+        if bypass:
+            job_metrics.RESULT_CACHE_REQUESTS.labels("bypass").inc()
+            return None
+        entry = await self.store.find_cache_entry(job.owner_id, job.cache_key)
+        if entry is not None and entry.created_at < policy.fresh_since(now):
+            await self._drop(entry, "expired")
+            entry = None
+        if entry is not None:
+            try:
+                await self._images.resolve_image(entry.result_image_id, job.owner_id)
+            except (NotFound, FailedPrecondition):
+                await self._drop(entry, "missing")
+                entry = None
+        job_metrics.RESULT_CACHE_REQUESTS.labels("miss" if entry is None else "hit").inc()
+        return entry
+
+    async def _drop(self, entry: CacheEntry, reason: str) -> None:
+        """Deletes an entry that no longer answers, and counts why."""
+        if await self.store.drop_cache_entry(entry):
+            job_metrics.RESULT_CACHE_EVICTIONS.labels(reason).inc()
+            logger.info(
+                "result cache entry dropped",
+                extra={"reason": reason, "source_job_id": entry.source_job_id},
+            )
+
+    async def _remember(self, job: Job, now: datetime) -> None:
+        """Stores a fresh result in the cache; a failure costs a later miss, never the job."""
+        policy = self._config.result_cache
+        entry = entry_for(job, now)
+        if entry is None or not policy.enabled:
+            return
+        try:
+            async with self.store.transaction() as uow:
+                expired, evicted = await uow.remember_result(
+                    entry, max_entries=policy.max_entries, stale_before=policy.fresh_since(now)
+                )
+        except Exception:
+            logger.warning("could not store the result in the result cache", exc_info=True)
+            return
+        if expired:
+            job_metrics.RESULT_CACHE_EVICTIONS.labels("expired").inc(expired)
+        if evicted:
+            job_metrics.RESULT_CACHE_EVICTIONS.labels("capacity").inc(evicted)
+
     async def _resolve_images(
         self, request: JobRequest, owner: str
-    ) -> tuple[str, tuple[ResolvedImage, ...]]:
+    ) -> tuple[ResolvedImage, tuple[ResolvedImage, ...]]:
         fields = ["content_url", *(f"style_urls[{i}]" for i in range(len(request.style_urls)))]
         urls = [request.content_url, *request.style_urls]
         results: Sequence[Any] = await asyncio.gather(
@@ -223,7 +302,7 @@ class JobsApp:
         for field, result in zip(fields, results, strict=True):
             if isinstance(result, BaseException):
                 raise _about_field(result, field)
-        return results[0].image_id, tuple(results[1:])
+        return results[0], tuple(results[1:])
 
     @staticmethod
     def _visible(principal: Principal, job: Job) -> bool:
@@ -344,6 +423,8 @@ class JobsApp:
                 await uow.save_job(change.job)
                 deliveries = await self._record(uow, change, now)
             self._after_change(change, deliveries)
+            if change.entered is JobStatus.SUCCEEDED:
+                await self._remember(change.job, now)
             if change.entered is not None:
                 logger.info(
                     "job %s",

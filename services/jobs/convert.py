@@ -88,6 +88,7 @@ def job_request_from_pb(request: jobs_pb2.CreateJobRequest) -> JobRequest:
         model_version=request.model_version,
         params=params_from_pb(request.params),
         idempotency_key=request.idempotency_key,
+        no_cache=request.no_cache,
     )
 
 
@@ -107,6 +108,7 @@ def job_to_pb(job: Job, result_url: str | None = None) -> jobs_pb2.Job:
         created_at=timestamp(job.created_at),
         updated_at=timestamp(job.updated_at),
         result_image_id=job.result_image_id or "",
+        cached=job.cached,
     )
     if result_url is not None:
         message.result_url = result_url
@@ -209,6 +211,7 @@ def status_event(job: Job) -> OutgoingEvent | None:
             result_image_id=job.result_image_id or "",
             latency_ms=job.latency_ms or 0,
             finished_at=timestamp(finished_at),
+            cached=job.cached,
         )
         return OutgoingEvent(subjects.JOBS_SUCCEEDED, succeeded, event_id)
     if job.status is JobStatus.FAILED:

@@ -37,10 +37,29 @@ JOBS_IN_FLIGHT = Gauge(
     ["state"],
 )
 
+RESULT_CACHE_REQUESTS = Counter(
+    "gouache_result_cache_requests_total",
+    "CreateJob requests looked up in the result cache, by outcome: hit (answered from it), "
+    "miss (the job runs), bypass (the request set no_cache); none while the cache is off.",
+    ["outcome"],
+)
+RESULT_CACHE_ENTRIES = Gauge(
+    "gouache_result_cache_entries",
+    "Answers the result cache holds, counted in the jobs database every interval; every "
+    "replica reports the same count, so aggregate with max.",
+)
+RESULT_CACHE_EVICTIONS = Counter(
+    "gouache_result_cache_evictions_total",
+    "Entries dropped from the result cache, by reason: capacity (least recently used beyond "
+    "the bound), expired (older than the TTL), missing (the result image is gone).",
+    ["reason"],
+)
+
 UNFINISHED_STATUSES = tuple(status for status in JobStatus if status not in FINAL_STATUSES)
 DEFAULT_IN_FLIGHT_INTERVAL_S = 15.0
 
 CountUnfinished = Callable[[], Awaitable[Mapping[JobStatus, int]]]
+CountEntries = Callable[[], Awaitable[int]]
 
 
 def record_final(job: Job) -> None:
@@ -48,7 +67,8 @@ def record_final(job: Job) -> None:
     if not job.status.is_final:
         return
     JOBS_FINISHED.labels(job.model_version, job.status.value).inc()
-    if job.status is JobStatus.SUCCEEDED and job.latency_ms is not None:
+    # A job answered from the result cache ran nothing: its 0 ms says nothing of the model.
+    if job.status is JobStatus.SUCCEEDED and job.latency_ms is not None and not job.cached:
         JOB_DURATION.labels(job.model_version).observe(job.latency_ms / 1000)
 
 
@@ -61,11 +81,16 @@ class InFlightSampler:
     """
 
     def __init__(
-        self, count: CountUnfinished, *, interval_s: float = DEFAULT_IN_FLIGHT_INTERVAL_S
+        self,
+        count: CountUnfinished,
+        *,
+        interval_s: float = DEFAULT_IN_FLIGHT_INTERVAL_S,
+        count_cache_entries: CountEntries | None = None,
     ) -> None:
         if interval_s <= 0:
             raise ValueError("interval_s must be positive")
         self._count = count
+        self._count_cache_entries = count_cache_entries
         self._interval_s = interval_s
         self._task: asyncio.Task[None] | None = None
         self._failing = False
@@ -74,6 +99,8 @@ class InFlightSampler:
         """Counts once and sets the gauge; the counts by state, or None when they failed."""
         try:
             counts = await self._count()
+            if self._count_cache_entries is not None:
+                RESULT_CACHE_ENTRIES.set(await self._count_cache_entries())
         except Exception:
             self._forget()
             if not self._failing:

@@ -26,6 +26,7 @@ from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
 from services.jobs.consumer import ConsumerOptions, dead_letter_consumer, execution_consumer
 from services.jobs.deliverer import WebhookDeliverer
+from services.jobs.domain.cache import CachePolicy
 from services.jobs.domain.routing import parse_seed
 from services.jobs.metrics import InFlightSampler
 from services.jobs.servicer import JobsServicer
@@ -197,6 +198,10 @@ async def build(
             watch_poll_interval_s=settings.watch_poll_interval_s,
             max_webhooks_per_user=settings.max_webhooks_per_user,
             allow_private_webhook_urls=settings.allow_private_webhook_urls,
+            result_cache=CachePolicy(
+                max_entries=settings.result_cache_max_entries,
+                ttl_s=settings.result_cache_ttl_s,
+            ),
         ),
         on_events=bus.notify,
         on_deliveries=deliverer.notify,
@@ -208,7 +213,9 @@ async def build(
         await store.create_schema()
         await app.seed_models(seed)
 
-    in_flight = InFlightSampler(store.count_unfinished)
+    in_flight = InFlightSampler(
+        store.count_unfinished, count_cache_entries=store.count_cache_entries
+    )
     spec = service_spec(
         app,
         on_start=[prepare_database, bus.start, deliverer.start, in_flight.start],

@@ -50,6 +50,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
             status=job.status.value,
             eta_seconds=job.eta_seconds,
             model_version=job.model_version,
+            cached=job.cached,
         )
 
     async def GetJob(

@@ -59,6 +59,10 @@ class JobsSettings(ServiceSettings):
     max_webhooks_per_user: int = Field(default=10, ge=1)
     # Admit webhook receivers on loopback and private addresses (single-machine mode, tests).
     allow_private_webhook_urls: bool = False
+    # The result cache (per owner): how many answers it keeps across all owners, least
+    # recently used evicted first (0 turns it off), and how long one answers after its job.
+    result_cache_max_entries: int = Field(default=10_000, ge=0)
+    result_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
 

@@ -12,6 +12,7 @@ from typing import Any
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Float,
     ForeignKey,
@@ -30,7 +31,9 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.expression import false
 
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.bus.outbox import add_event, outbox_table
@@ -44,6 +47,7 @@ from gouache.db import (
     new_metadata,
 )
 from services.jobs.convert import OutgoingEvent
+from services.jobs.domain.cache import CacheEntry
 from services.jobs.domain.jobs import Job, JobStatus
 from services.jobs.domain.paging import PageCursor
 from services.jobs.domain.requests import StylizeParams
@@ -88,6 +92,10 @@ jobs_table = Table(
     Column("started_at", UtcDateTime, nullable=True),
     Column("finished_at", UtcDateTime, nullable=True),
     Column("latency_ms", BigInteger, nullable=True),
+    # The result cache's key of the request (services.jobs.domain.cache), and whether the
+    # job was answered from the cache (migration 0003).
+    Column("cache_key", String(64), nullable=True),
+    Column("cached", Boolean, nullable=False, server_default=false()),
     # NULL keys are distinct on both SQLite and PostgreSQL: jobs without a key never clash.
     UniqueConstraint("owner_id", "idempotency_key"),
 )
@@ -167,6 +175,22 @@ endpoints_table = Table(
     Column("updated_at", UtcDateTime, nullable=False),
 )
 
+# The result cache: per owner (the scope; a project id later), the result image of the
+# first job that succeeded for a key. last_used_at orders eviction (least recently used).
+result_cache_table = Table(
+    "result_cache",
+    metadata,
+    Column("owner_id", String(64), primary_key=True),
+    Column("cache_key", String(64), primary_key=True),
+    Column("model_version", String(128), nullable=False),
+    Column("result_image_id", String(64), nullable=False),
+    Column("source_job_id", String(40), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("last_hit_at", UtcDateTime, nullable=True),
+    Column("last_used_at", UtcDateTime, nullable=False, index=True),
+    Column("hits", BigInteger, nullable=False),
+)
+
 outbox = outbox_table(metadata)
 processed_events = processed_events_table(metadata)
 
@@ -220,6 +244,8 @@ def _job(row: Row[Any]) -> Job:
         started_at=row.started_at,
         finished_at=row.finished_at,
         latency_ms=row.latency_ms,
+        cache_key=row.cache_key,
+        cached=bool(row.cached),
     )
 
 
@@ -247,6 +273,8 @@ def _job_values(job: Job) -> dict[str, Any]:
         "started_at": job.started_at,
         "finished_at": job.finished_at,
         "latency_ms": job.latency_ms,
+        "cache_key": job.cache_key,
+        "cached": job.cached,
     }
 
 
@@ -262,6 +290,42 @@ _MUTABLE = (
     "finished_at",
     "latency_ms",
 )
+
+
+def _cache_entry(row: Row[Any]) -> CacheEntry:
+    return CacheEntry(
+        key=row.cache_key,
+        owner_id=row.owner_id,
+        model_version=row.model_version,
+        result_image_id=row.result_image_id,
+        source_job_id=row.source_job_id,
+        created_at=row.created_at,
+        last_hit_at=row.last_hit_at,
+        hits=int(row.hits),
+    )
+
+
+def _upsert_entry(dialect: str, entry: CacheEntry) -> Any:
+    """Insert the entry, or replace the answer stored under its owner and key."""
+    values = {
+        "owner_id": entry.owner_id,
+        "cache_key": entry.key,
+        "model_version": entry.model_version,
+        "result_image_id": entry.result_image_id,
+        "source_job_id": entry.source_job_id,
+        "created_at": entry.created_at,
+        "last_hit_at": None,
+        "last_used_at": entry.created_at,
+        "hits": 0,
+    }
+    replaced = {k: v for k, v in values.items() if k not in ("owner_id", "cache_key")}
+    if dialect == "postgresql":
+        pg = postgresql.insert(result_cache_table).values(**values)
+        return pg.on_conflict_do_update(index_elements=["owner_id", "cache_key"], set_=replaced)
+    if dialect == "sqlite":
+        lite = sqlite.insert(result_cache_table).values(**values)
+        return lite.on_conflict_do_update(index_elements=["owner_id", "cache_key"], set_=replaced)
+    raise ValueError(f"the result cache supports postgresql and sqlite, not {dialect}")
 
 
 def _webhook(row: Row[Any]) -> Webhook:
@@ -377,6 +441,50 @@ class UnitOfWork:
     async def routing_table(self) -> RoutingTable:
         """All versions and routes."""
         return await _routing_table(self.session)
+
+    async def record_cache_hit(self, entry: CacheEntry, now: datetime) -> bool:
+        """Counts a hit on an entry that still holds the same answer; False if it changed."""
+        result = await self.session.execute(
+            update(result_cache_table)
+            .where(
+                result_cache_table.c.owner_id == entry.owner_id,
+                result_cache_table.c.cache_key == entry.key,
+                result_cache_table.c.result_image_id == entry.result_image_id,
+            )
+            .values(hits=result_cache_table.c.hits + 1, last_hit_at=now, last_used_at=now)
+        )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def remember_result(
+        self, entry: CacheEntry, *, max_entries: int, stale_before: datetime
+    ) -> tuple[int, int]:
+        """Stores (or replaces) an answer, then keeps the cache within its bounds.
+
+        Drops entries older than stale_before, then the least recently used ones beyond
+        max_entries. Returns how many entries each of the two dropped.
+        """
+        dialect = self.session.get_bind().dialect.name
+        await self.session.execute(_upsert_entry(dialect, entry))
+        table = result_cache_table
+        evicted = await self.session.execute(delete(table).where(table.c.created_at < stale_before))
+        expired = int(getattr(evicted, "rowcount", 0) or 0)
+        count = int(
+            (await self.session.execute(select(func.count()).select_from(table))).scalar_one()
+        )
+        excess = count - max_entries
+        if excess > 0:
+            oldest = (
+                select(table.c.owner_id, table.c.cache_key)
+                .order_by(table.c.last_used_at, table.c.owner_id, table.c.cache_key)
+                .limit(excess)
+            )
+            victims = [(row.owner_id, row.cache_key) for row in await self.session.execute(oldest)]
+            for owner_id, key in victims:
+                await self.session.execute(
+                    delete(table).where(table.c.owner_id == owner_id, table.c.cache_key == key)
+                )
+            return expired, len(victims)
+        return expired, 0
 
     async def insert_version(self, version: ModelVersion, now: datetime) -> None:
         """Registers a version."""
@@ -499,12 +607,21 @@ class JobStore(ServiceDatabase):
         return None if row is None else _job(row)
 
     async def create_job(
-        self, job: Job, event: OutgoingEvent, *, key_expired_before: datetime
-    ) -> bool:
-        """Stores a pending job and its JobCreated event together.
+        self,
+        job: Job,
+        event: OutgoingEvent,
+        *,
+        key_expired_before: datetime,
+        cache_hit: CacheEntry | None = None,
+        now: datetime | None = None,
+    ) -> int | None:
+        """Stores a new job and its event together; None if its idempotency key was taken.
 
-        False when another request took the job's idempotency key first (the unique
-        constraint decides races); nothing is written then.
+        A pending job goes with its JobCreated event. A job answered from the cache
+        (`cache_hit`, the job already succeeded) goes with its JobSucceeded event, its
+        webhook deliveries and the entry's hit count, all in one transaction. Returns how
+        many webhook deliveries were queued. When another request took the job's
+        idempotency key first (the unique constraint decides races) nothing is written.
         """
         try:
             async with self.transaction() as uow:
@@ -514,11 +631,42 @@ class JobStore(ServiceDatabase):
                     )
                 await uow.insert_job(job)
                 await uow.add_event(event)
+                if cache_hit is None:
+                    return 0
+                at = now or job.created_at
+                await uow.record_cache_hit(cache_hit, at)
+                return await uow.enqueue_webhooks(job, "job.succeeded", at)
         except Exception as exc:
             if job.idempotency_key and is_unique_violation(exc):
-                return False
+                return None
             raise
-        return True
+
+    async def find_cache_entry(self, owner_id: str, key: str) -> CacheEntry | None:
+        """The owner's stored answer for a key, if any."""
+        table = result_cache_table
+        query = select(table).where(table.c.owner_id == owner_id, table.c.cache_key == key)
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return None if row is None else _cache_entry(row)
+
+    async def drop_cache_entry(self, entry: CacheEntry) -> bool:
+        """Deletes an entry unless it was replaced meanwhile (another result image)."""
+        table = result_cache_table
+        async with self.transaction() as uow:
+            result = await uow.session.execute(
+                delete(table).where(
+                    table.c.owner_id == entry.owner_id,
+                    table.c.cache_key == entry.key,
+                    table.c.result_image_id == entry.result_image_id,
+                )
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def count_cache_entries(self) -> int:
+        """How many answers the result cache holds (for its gauge)."""
+        async with self.sessions() as session:
+            query = select(func.count()).select_from(result_cache_table)
+            return int((await session.execute(query)).scalar_one())
 
     async def list_jobs(
         self, owner_id: str, *, status: JobStatus | None, after: PageCursor | None, limit: int

@@ -96,6 +96,10 @@ class Job:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     latency_ms: int | None = None
+    # The result cache's key of this request (domain.cache); None when not computed.
+    cache_key: str | None = None
+    # Answered from the result cache: succeeded at creation, no inference ran.
+    cached: bool = False
 
 
 @dataclass(frozen=True)

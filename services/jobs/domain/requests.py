@@ -103,12 +103,15 @@ class JobRequest:
     model_version: str = ""
     params: StylizeParams = field(default_factory=StylizeParams)
     idempotency_key: str = ""
+    # Run the model even when the result cache holds an answer (it is then replaced).
+    no_cache: bool = False
 
     def fingerprint(self) -> str:
         """A digest of everything that defines the job, to compare idempotent retries.
 
         The key itself is left out: two requests are "the same" when they would create
-        the same job. Compare normalized requests (see validate_job_request).
+        the same job. So is no_cache, which changes how the job is answered, not what it
+        is. Compare normalized requests (see validate_job_request).
         """
         canonical = json.dumps(
             {
@@ -299,4 +302,5 @@ def validate_job_request(request: JobRequest) -> JobRequest:
         model_version=model_version,
         params=params,
         idempotency_key=key,
+        no_cache=request.no_cache,
     )

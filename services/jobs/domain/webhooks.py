@@ -161,6 +161,7 @@ def delivery_payload(delivery_id: str, event: str, created_at: datetime, job: Jo
                 "result_image_id": job.result_image_id,
                 "error": job.error,
                 "error_code": job.error_code,
+                "cached": job.cached,
             },
         },
         separators=(",", ":"),

@@ -81,6 +81,7 @@ def test_payload_carries_the_job_snapshot() -> None:
         "result_image_id": "img_r",
         "error": None,
         "error_code": None,
+        "cached": False,
     }
 
 
