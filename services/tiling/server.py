@@ -119,6 +119,7 @@ async def build(
             # Leave a quarter of the gRPC message limit for framing and the response side.
             max_batch_bytes=settings.max_message_bytes * 3 // 4,
             max_deliver=settings.max_deliver,
+            progress_interval_s=settings.progress_interval_s,
             status=status,
         )
         opened.watcher = CancelWatcher(js, canceled, lookback_s=settings.cancel_lookback_s)

@@ -31,8 +31,13 @@ class TilingSettings(ServiceSettings):
     # Deliveries of one job in all; the last failed one publishes ExecutionFailed (if even
     # that fails, the JobCreated goes to the dead-letter stream GOUACHE_DLQ and jobs fails it).
     max_deliver: int = Field(default=5, ge=1)
-    # Jobs run at once by this worker.
-    concurrency: int = Field(default=1, ge=1)
+    # Jobs run at once by this worker. Above one, a job's download, decode, blend, encode
+    # and upload overlap with another's inference (which queues, and batches, its calls):
+    # with 1, inference sat idle while tiling encoded each result (loadtests/RESULTS.md).
+    concurrency: int = Field(default=4, ge=1)
+    # Least time between two progress events of a job (the first is always sent);
+    # 0 sends every one (a report after each batch of tiles and at each stage).
+    progress_interval_s: float = Field(default=0.5, ge=0)
     # First and largest delay before a job that failed transiently is redelivered.
     retry_initial_s: float = Field(default=2.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)

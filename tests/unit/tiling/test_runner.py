@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import replace
 
@@ -49,6 +50,8 @@ class Harness:
         batch_size: int = 4,
         max_batch_bytes: int = 48 * 1024 * 1024,
         trained_styles_only: bool = False,
+        progress_interval_s: float = 0.0,
+        monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = FakeStorage()
         self.inference = FakeInference()
@@ -68,6 +71,8 @@ class Harness:
             batch_size=batch_size,
             max_batch_bytes=max_batch_bytes,
             max_deliver=MAX_DELIVER,
+            progress_interval_s=progress_interval_s,
+            monotonic=monotonic,
         )
 
     def job(self, **params: object) -> Job:
@@ -143,6 +148,32 @@ async def test_large_image_is_tiled_batched_and_blended_back() -> None:
     stages = [e["stage"] for e in harness.events.of_kind("progress")]
     assert stages == ["loading", "stylizing", "stylizing", "encoding", "storing"]
     assert len({e["event_id"] for e in harness.events.of_kind("progress")}) == len(stages)
+
+
+async def test_progress_is_sent_first_then_at_most_once_per_interval() -> None:
+    # A fast job reports only its start (which moves it to running); the outcome event
+    # says the rest. Each progress event costs a publish and a transaction in jobs.
+    quick = Harness(_image(300, 200), tile_size=128, batch_size=4, progress_interval_s=60.0)
+    assert await quick.runner.run(quick.job()) is Outcome.SUCCEEDED
+    assert [e["stage"] for e in quick.events.of_kind("progress")] == ["loading"]
+    assert len(quick.events.of_kind("succeeded")) == 1
+
+    # A slow one still reports whenever the interval has passed: here every report comes
+    # 0.4 s after the previous one, so with a 0.5 s interval every other is sent.
+    ticks = iter(range(0, 10_000, 4))
+    slow = Harness(
+        _image(300, 200),
+        tile_size=128,
+        batch_size=4,
+        progress_interval_s=0.5,
+        monotonic=lambda: next(ticks) / 10,
+    )
+    assert await slow.runner.run(slow.job()) is Outcome.SUCCEEDED
+    assert [e["stage"] for e in slow.events.of_kind("progress")] == [
+        "loading",
+        "stylizing",
+        "storing",
+    ]
 
 
 async def test_histogram_match_recolours_styles_once_against_the_whole_content() -> None:
