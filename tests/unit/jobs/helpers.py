@@ -40,8 +40,18 @@ class InMemoryImages:
             self.pending.add(url)
         return url
 
+    def add_result(self, owner: str) -> str:
+        """A result image a worker stored for owner; returns its id (storage resolves ids)."""
+        return self.add(owner).rsplit("/", 1)[-1]
+
+    def delete(self, image_id: str) -> None:
+        """Forgets an image, as if it had been deleted from storage."""
+        self.images.pop(f"{PUBLIC}/{image_id}", None)
+
     async def resolve_image(self, url: str, owner_id: str) -> ResolvedImage:
         self.resolved.append((url, owner_id))
+        if "/" not in url:  # an image id, which storage resolves like its file URL
+            url = f"{PUBLIC}/{url}"
         found = self.images.get(url)
         if found is None or found[1] not in (None, owner_id):
             raise NotFound(f"image {url.rsplit('/', 1)[-1]} not found")
