@@ -291,6 +291,7 @@ class _Load:
                     model_version=model,
                     params={"seed": 1},
                     idempotency_key=key,
+                    no_cache=True,  # every job must cross the components being killed
                 )
             except (httpx.HTTPError, ApiError) as exc:
                 if isinstance(exc, ApiError) and exc.status < 500:

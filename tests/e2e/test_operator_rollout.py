@@ -55,6 +55,8 @@ def rollout_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
             "GOUACHE_TILING_MAX_DELIVER": "2",
             "GOUACHE_TILING_RETRY_INITIAL_S": "0.2",
             "GOUACHE_TILING_ACK_WAIT_S": "5",
+            # The traffic repeats one request: the analysis needs every job to run its version.
+            "GOUACHE_JOBS_RESULT_CACHE_MAX_ENTRIES": "0",
         },
         rate_limit_plans=UNLIMITED_PLANS,
     )

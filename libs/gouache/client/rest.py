@@ -100,13 +100,17 @@ class GouacheClient:
         model_version: str = "",
         params: Mapping[str, Any] | None = None,
         idempotency_key: str | None = None,
+        no_cache: bool = False,
     ) -> dict[str, Any]:
+        """POST /v1/jobs; no_cache runs the model even when the result cache has an answer."""
         body: dict[str, Any] = {
             "content_url": content_url,
             "style_urls": list(style_urls),
             "model_version": model_version,
             "params": dict(params or {}),
         }
+        if no_cache:
+            body["no_cache"] = True
         headers = {"idempotency-key": idempotency_key} if idempotency_key else None
         return self._request("POST", "/v1/jobs", json=body, headers=headers)
 

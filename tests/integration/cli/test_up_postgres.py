@@ -73,7 +73,11 @@ def test_a_killed_postgres_comes_back_and_a_second_run_finds_the_first_runs_jobs
                 killed = up.kill("postgres")
                 up.wait_for(r"✓ postgres back after", 120, after=mark)
                 assert up.children()["postgres"] != killed
-                second = client.create_job(content, [style], model_version="adain")["job_id"]
+                # no_cache: the second job must run through the restarted database, not be
+                # answered from the result cache by the first one.
+                second = client.create_job(content, [style], model_version="adain", no_cache=True)[
+                    "job_id"
+                ]
                 assert client.wait(second, timeout_s=120).status == "succeeded"
             postgres = up.children()["postgres"]
             minio = up.children()["minio"]
