@@ -1,4 +1,4 @@
-"""Job metrics for the SLOs: outcomes and latency per model version, jobs not yet final."""
+"""Job metrics: outcomes and latency per model version, jobs not yet final, the result cache."""
 
 from __future__ import annotations
 
@@ -73,7 +73,8 @@ def record_final(job: Job) -> None:
 
 
 class InFlightSampler:
-    """Sets gouache_jobs_in_flight from a count in the database every interval_s.
+    """Sets gouache_jobs_in_flight (and, given count_cache_entries, gouache_result_cache_entries)
+    from a count in the database every interval_s.
 
     A count from the shared database is right whatever the number of replicas, where a
     gauge moved on each transition would only know this replica's changes. When the
