@@ -9,15 +9,16 @@ against a running mesh (127.0.0.1 only):
 Each user gets a token and uploads one style at start; every iteration is one job as a
 client runs it: sign an upload and PUT a content image (a 512 px photo whose JPEG bytes
 differ per job by a comment segment, so every job is new content to the result cache),
-POST /v1/jobs, GET /v1/jobs/{id} every `GOUACHE_LOAD_POLL_S` until it is final, then GET
-the result. Locust reports each request, and a `JOB` entry whose time is the job's
+POST /v1/jobs, then GET /v1/jobs/{id}:wait (a long poll that answers when the job is final)
+or, with `GOUACHE_LOAD_POLL_S` above 0, GET /v1/jobs/{id} that often until it is final;
+then GET the result. Locust reports each request, and a `JOB` entry whose time is the job's
 latency as the client sees it (from the create request to the poll that saw it final).
 With `GOUACHE_LOAD_RECORDS=path`, each job is also appended to that file as one JSON line
 (wall-clock start and end, status, create time, the server's latency, `cached`), which
 `rest_load.py` reads for exact percentiles and throughput over its measuring window.
 
 Settings (environment): GOUACHE_LOAD_API_KEY (required), GOUACHE_LOAD_MODEL (adain),
-GOUACHE_LOAD_SIDE (512), GOUACHE_LOAD_POLL_S (0.1), GOUACHE_LOAD_PARAMS (JSON object of
+GOUACHE_LOAD_SIDE (512), GOUACHE_LOAD_POLL_S (0: long poll), GOUACHE_LOAD_PARAMS (JSON object of
 job params, default {}), GOUACHE_LOAD_RECORDS.
 """
 
@@ -85,7 +86,7 @@ class StylizeUser(FastHttpUser):
         self.api_key = os.environ["GOUACHE_LOAD_API_KEY"]
         self.model = _setting("MODEL", "adain")
         self.side = int(_setting("SIDE", "512"))
-        self.poll_s = float(_setting("POLL_S", "0.1"))
+        self.poll_s = float(_setting("POLL_S", "0"))
         self.params = json.loads(_setting("PARAMS", "{}"))
         with self.client.post(
             "/v1/auth/token",
@@ -140,14 +141,22 @@ class StylizeUser(FastHttpUser):
         job_id = created.json()["job_id"]
         job: dict[str, Any] = {}
         while time.perf_counter() - started < JOB_TIMEOUT_S:
-            response = self.client.get(
-                f"/v1/jobs/{job_id}", headers=self.headers, name="/v1/jobs/{id}"
-            )
+            if self.poll_s > 0:
+                response = self.client.get(
+                    f"/v1/jobs/{job_id}", headers=self.headers, name="/v1/jobs/{id}"
+                )
+            else:
+                response = self.client.get(
+                    f"/v1/jobs/{job_id}:wait?timeout=30s",
+                    headers=self.headers,
+                    name="/v1/jobs/{id}:wait",
+                )
             response.raise_for_status()
             job = response.json()
             if job.get("status") in FINAL:
                 break
-            time.sleep(self.poll_s)
+            if self.poll_s > 0:
+                time.sleep(self.poll_s)
         latency_ms = (time.perf_counter() - started) * 1000
         status = str(job.get("status", "unknown"))
         error: Exception | None = None

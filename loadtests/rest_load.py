@@ -44,7 +44,7 @@ from gouache.nst.machine import cpu_model
 
 LOCUSTFILE = Path(__file__).with_name("locustfile.py")
 PY_SERVICES = ("auth", "storage", "jobs", "tiling", "inference", "feedback")
-PROJECT_MARKERS = ("/services/", "/libs/gouache/")
+PROJECT_MARKERS = ("(services/", "(gouache/")
 
 
 @dataclass
@@ -197,6 +197,9 @@ def _start_profilers(pids: dict[str, int], seconds: float, out: Path) -> list[An
             "50",
             "--format",
             "raw",
+            # Only threads holding the GIL: Python's own CPU time (native work that releases
+            # it, such as ONNX Runtime's, shows in the CPU seconds instead).
+            "--gil",
             "--nonblocking",
             "--output",
             str(target),
@@ -270,7 +273,8 @@ def run_level(
     cpu_before = {name: _cpu_seconds(pid) for name, pid in pids.items()}
     cpu_before["locust"] = _cpu_seconds(process.pid)
     window = max(1.0, args.duration - args.warmup - 1)
-    profilers = _start_profilers(pids, window, work) if args.profile else []
+    python_pids = {name: pid for name, pid in pids.items() if name in PY_SERVICES}
+    profilers = _start_profilers(python_pids, window, work) if args.profile else []
     time.sleep(window)
     window_end = time.time()
     cpu_after = {name: _cpu_seconds(pid) for name, pid in pids.items()}
@@ -347,7 +351,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--warmup", type=float, default=8.0, help="seconds not measured")
     parser.add_argument("--model", default="adain.lite0-v1.1")
     parser.add_argument("--side", type=int, default=512)
-    parser.add_argument("--poll-s", type=float, default=0.1)
+    parser.add_argument(
+        "--poll-s", type=float, default=0.0, help="poll GET /v1/jobs/{id} this often (0: long poll)"
+    )
     parser.add_argument("--engine-runs", type=int, default=20)
     parser.add_argument("--engine-threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="py-spy every service")

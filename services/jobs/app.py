@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import logging
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from typing import Any
@@ -67,6 +67,10 @@ logger = logging.getLogger(__name__)
 
 # How many result URLs a list signs at once.
 _SIGN_CONCURRENCY = 8
+# WaitJob: the wait when a request names none, and the longest it may ask for (below the
+# edge's 120 s request timeout).
+DEFAULT_WAIT_S = 30.0
+MAX_WAIT_S = 60.0
 
 
 @dataclass(frozen=True)
@@ -379,7 +383,7 @@ class JobsApp:
         finally:
             job_id_var.reset(token)
 
-    async def watch_job(self, principal: Principal, job_id: str) -> AsyncIterator[JobView]:
+    async def watch_job(self, principal: Principal, job_id: str) -> AsyncGenerator[JobView]:
         """The job now, then after each change, until it is final.
 
         Wakes on changes this replica makes and re-reads the job every
@@ -401,6 +405,27 @@ class JobsApp:
                     return
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(changed.wait(), self._config.watch_poll_interval_s)
+
+    async def wait_job(self, principal: Principal, job_id: str, timeout_s: float) -> JobView:
+        """The job once it is final, or as it is when timeout_s has passed (a long poll).
+
+        The same wake-ups as watch_job: this replica's changes at once, other replicas'
+        within watch_poll_interval_s.
+        """
+        if not 0 < timeout_s <= MAX_WAIT_S:
+            raise InvalidArgument(
+                f"timeout must be between 0 and {MAX_WAIT_S:.0f} s, got {timeout_s:g} s",
+                field="timeout",
+            )
+        latest: JobView | None = None
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(timeout_s):
+                async with contextlib.aclosing(self.watch_job(principal, job_id)) as views:
+                    async for view in views:
+                        latest = view
+        if latest is None:  # the timeout passed before the first read finished
+            latest = await self.get_job(principal, job_id)
+        return latest
 
     async def apply_execution(self, event_id: str, job_id: str, outcome: ExecutionOutcome) -> bool:
         """Applies an execution event once; False for a duplicate or an event that changes nothing.

@@ -56,6 +56,7 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/ListJobs": "read:jobs",
     f"/{SERVICE_NAME}/CancelJob": "write:jobs",
     f"/{SERVICE_NAME}/WatchJob": "read:jobs",
+    f"/{SERVICE_NAME}/WaitJob": "read:jobs",
     f"/{SERVICE_NAME}/CreateWebhook": "write:webhooks",
     f"/{SERVICE_NAME}/ListWebhooks": "write:webhooks",
     f"/{SERVICE_NAME}/DeleteWebhook": "write:webhooks",

@@ -9,7 +9,7 @@ import grpc
 
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from gouache.runtime.context import current_principal
-from services.jobs.app import JobsApp
+from services.jobs.app import DEFAULT_WAIT_S, JobsApp
 from services.jobs.convert import (
     job_request_from_pb,
     job_to_pb,
@@ -84,6 +84,15 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
         async for view in self._app.watch_job(current_principal(), request.job_id):
             yield jobs_pb2.WatchJobResponse(job=job_to_pb(view.job, view.result_url))
+
+    async def WaitJob(
+        self, request: jobs_pb2.WaitJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.Job:
+        timeout_s = DEFAULT_WAIT_S
+        if request.HasField("timeout"):
+            timeout_s = request.timeout.ToTimedelta().total_seconds() or DEFAULT_WAIT_S
+        view = await self._app.wait_job(current_principal(), request.job_id, timeout_s)
+        return job_to_pb(view.job, view.result_url)
 
     async def CreateWebhook(
         self, request: jobs_pb2.CreateWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]

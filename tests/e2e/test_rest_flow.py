@@ -130,3 +130,21 @@ def test_another_users_job_and_image_are_404(mesh: Mesh, admin: GouacheClient) -
         bob.create_job(content_url, [style_url], model_version="gatys-fast")
     assert used.value.status == 404
     alice.wait(job["job_id"], timeout_s=240)
+
+
+def test_wait_long_polls_until_the_job_is_final(mesh: Mesh, admin: GouacheClient) -> None:
+    content_url = admin.upload(small("chelsea", 48), filename="cat.png")
+    style_url = admin.upload(small("hubble_deep_field", 48), filename="stars.png", kind="style")
+    created = admin.create_job(content_url, [style_url], model_version="adain", no_cache=True)
+    url = f"{mesh.config.public_url}/v1/jobs/{created['job_id']}:wait"
+    headers = {"authorization": f"Bearer {admin.token()}"}
+    answered = httpx.get(url, params={"timeout": "50s"}, headers=headers, timeout=60)
+    assert answered.status_code == 200, answered.text
+    assert answered.json()["status"] == "succeeded"
+    assert answered.json()["result_url"]
+
+    too_long = httpx.get(url, params={"timeout": "61s"}, headers=headers)
+    assert too_long.status_code == 400
+    assert "timeout" in too_long.text
+    not_a_duration = httpx.get(url, params={"timeout": "soon"}, headers=headers)
+    assert not_a_duration.status_code == 400

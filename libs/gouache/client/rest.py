@@ -12,6 +12,8 @@ from typing import Any
 import httpx
 
 FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+# The longest single GET /v1/jobs/{id}:wait that wait() sends (the server allows 60 s).
+LONG_POLL_S = 30.0
 # A 429 is waited out this many times (for as long as its Retry-After says, up to
 # MAX_RETRY_AFTER_S each time) before it reaches the caller.
 RATE_LIMIT_RETRIES = 5
@@ -44,6 +46,8 @@ class GouacheClient:
 
     def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 60.0) -> None:
         self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+        # A long poll must end before the HTTP client gives up on it.
+        self._long_poll_s = max(1.0, min(LONG_POLL_S, timeout_s - 5))
         self._api_key = api_key
         self._token = ""
         self._token_expires = 0.0
@@ -128,27 +132,40 @@ class GouacheClient:
         poll_s: float = 0.5,
         on_update: Callable[[Mapping[str, Any]], None] | None = None,
     ) -> JobResult:
-        """Polls GET /v1/jobs/{job_id} until the job is final or the timeout passes."""
+        """Waits until the job is final, or raises TimeoutError once timeout_s has passed.
+
+        Without on_update it long-polls (GET /v1/jobs/{id}:wait, at most LONG_POLL_S per
+        call), so the answer comes as soon as the job ends; with on_update it polls
+        GET /v1/jobs/{id} every poll_s so the callback sees each state in between.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
+            if on_update is None:
+                remaining = deadline - time.monotonic()
+                job = self.wait_job(job_id, timeout_s=max(0.1, min(self._long_poll_s, remaining)))
+                if job.get("status") in FINAL_STATUSES:
+                    return _result(job_id, job)
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"job {job_id} still {job.get('status')} after {timeout_s:.0f} s"
+                    )
+                continue
             job = self.get_job(job_id)
             if on_update is not None:
                 on_update(job)
             if job.get("status") in FINAL_STATUSES:
-                return JobResult(
-                    job_id=job_id,
-                    status=str(job["status"]),
-                    model_version=str(job.get("model_version", "")),
-                    latency_ms=int(job.get("latency_ms", 0)),
-                    result_url=job.get("result_url"),
-                    error=job.get("error"),
-                    raw=job,
-                )
+                return _result(job_id, job)
             if time.monotonic() > deadline:
                 raise TimeoutError(
                     f"job {job_id} still {job.get('status')} after {timeout_s:.0f} s"
                 )
             time.sleep(poll_s)
+
+    def wait_job(self, job_id: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
+        """GET /v1/jobs/{job_id}:wait: the job once final, or as it is after timeout_s (<= 60)."""
+        return self._request(
+            "GET", f"/v1/jobs/{job_id}:wait", params={"timeout": f"{timeout_s:.3f}s"}
+        )
 
     def download(self, url: str) -> bytes:
         response = self._http.get(url)
@@ -191,6 +208,18 @@ class GouacheClient:
         _raise_for_status(response)
         body: dict[str, Any] = response.json() if response.content else {}
         return body
+
+
+def _result(job_id: str, job: dict[str, Any]) -> JobResult:
+    return JobResult(
+        job_id=job_id,
+        status=str(job["status"]),
+        model_version=str(job.get("model_version", "")),
+        latency_ms=int(job.get("latency_ms", 0)),
+        result_url=job.get("result_url"),
+        error=job.get("error"),
+        raw=job,
+    )
 
 
 def _retry_after(response: httpx.Response) -> float | None:

@@ -445,3 +445,63 @@ async def test_watch_bad_input(jobs: Harness) -> None:
             jobs_pb2.WatchJobRequest(job_id=job_id), metadata=jobs.auth(user), timeout=10
         )
         await expect_error(stream.read(), code, field="job_id")
+
+
+def _wait(
+    jobs: Harness, job_id: str, timeout_s: float | None = None, user: str = "usr_alice"
+) -> Any:
+    request = jobs_pb2.WaitJobRequest(job_id=job_id)
+    if timeout_s is not None:
+        request.timeout.FromNanoseconds(round(timeout_s * 1e9))
+    return jobs.stub.WaitJob(request, metadata=jobs.auth(user), timeout=10)
+
+
+async def test_wait_job_returns_as_soon_as_the_job_is_final(jobs: Harness) -> None:
+    created = await jobs.create()
+
+    async def finish() -> None:
+        await asyncio.sleep(0.2)
+        await jobs.app.apply_execution(new_id("evt"), created.job_id, ExecutionProgress(0.5))
+        await asyncio.sleep(0.1)
+        await jobs.app.apply_execution(
+            new_id("evt"), created.job_id, ExecutionSucceeded(result_image_id="img_r")
+        )
+
+    driver = asyncio.create_task(finish())
+    started = asyncio.get_running_loop().time()
+    job = await _wait(jobs, created.job_id, timeout_s=8)
+    waited = asyncio.get_running_loop().time() - started
+    await driver
+    # Not at the progress event, not at the 8 s timeout: when the job ended.
+    assert job.status == "succeeded"
+    assert job.result_url
+    assert 0.25 <= waited < 4
+
+
+async def test_wait_job_answers_the_job_as_it_is_when_the_timeout_passes(jobs: Harness) -> None:
+    created = await jobs.create()
+    started = asyncio.get_running_loop().time()
+    job = await _wait(jobs, created.job_id, timeout_s=0.4)
+    waited = asyncio.get_running_loop().time() - started
+    assert job.status == "pending"
+    assert 0.35 <= waited < 4
+    # A final job is answered at once.
+    await _cancel(jobs, created.job_id)
+    assert (await _wait(jobs, created.job_id)).status == "canceled"
+
+
+async def test_wait_job_bad_input(jobs: Harness) -> None:
+    created = await jobs.create()
+    await expect_error(
+        _wait(jobs, created.job_id, timeout_s=61),
+        INVALID,
+        field="timeout",
+        contains=["between 0 and 60 s"],
+    )
+    await expect_error(_wait(jobs, created.job_id, timeout_s=-1), INVALID, field="timeout")
+    await expect_error(
+        _wait(jobs, created.job_id, timeout_s=1, user="usr_bob"),
+        grpc.StatusCode.NOT_FOUND,
+        field="job_id",
+    )
+    await expect_error(_wait(jobs, "job_1", timeout_s=1), INVALID, field="job_id")

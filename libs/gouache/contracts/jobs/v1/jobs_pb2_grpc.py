@@ -60,6 +60,11 @@ class JobsServiceStub:
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
                 response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobResponse.FromString,
                 _registered_method=True)
+        self.WaitJob = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/WaitJob',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WaitJobRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+                _registered_method=True)
         self.CreateWebhook = channel.unary_unary(
                 '/gouache.jobs.v1.JobsService/CreateWebhook',
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.CreateWebhookRequest.SerializeToString,
@@ -144,6 +149,16 @@ class JobsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def WaitJob(self, request, context):
+        """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
+        (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateWebhook(self, request, context):
         """Registers a webhook for the caller's job events.
         """
@@ -222,6 +237,11 @@ def add_JobsServiceServicer_to_server(servicer, server):
                     servicer.WatchJob,
                     request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobRequest.FromString,
                     response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobResponse.SerializeToString,
+            ),
+            'WaitJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.WaitJob,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WaitJobRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
             ),
             'CreateWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWebhook,
@@ -395,6 +415,33 @@ class JobsService:
             '/gouache.jobs.v1.JobsService/WatchJob',
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobRequest.SerializeToString,
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.WatchJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def WaitJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/WaitJob',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.WaitJobRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
             options,
             channel_credentials,
             insecure,

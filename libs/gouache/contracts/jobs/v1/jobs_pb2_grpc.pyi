@@ -54,6 +54,12 @@ class JobsServiceStub:
     """
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.WatchJobResponse]
     """Streams a job's state each time it changes, ending after its final state."""
+    WaitJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.WaitJobRequest, _jobs_pb2.Job]
+    """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
+    (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateWebhookRequest, _jobs_pb2.CreateWebhookResponse]
     """Registers a webhook for the caller's job events."""
     ListWebhooks: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListWebhooksRequest, _jobs_pb2.ListWebhooksResponse]
@@ -98,6 +104,12 @@ class JobsServiceAsyncStub(JobsServiceStub):
     """
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.WatchJobResponse]  # type: ignore[assignment]
     """Streams a job's state each time it changes, ending after its final state."""
+    WaitJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.WaitJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
+    """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
+    (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     CreateWebhook: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateWebhookRequest, _jobs_pb2.CreateWebhookResponse]  # type: ignore[assignment]
     """Registers a webhook for the caller's job events."""
     ListWebhooks: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListWebhooksRequest, _jobs_pb2.ListWebhooksResponse]  # type: ignore[assignment]
@@ -169,6 +181,18 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_jobs_pb2.WatchJobResponse], _abc.AsyncIterator[_jobs_pb2.WatchJobResponse]]:
         """Streams a job's state each time it changes, ending after its final state."""
+
+    @_abc_1.abstractmethod
+    def WaitJob(
+        self,
+        request: _jobs_pb2.WaitJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
+        """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
+        (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
 
     @_abc_1.abstractmethod
     def CreateWebhook(
