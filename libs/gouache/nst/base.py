@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -44,6 +45,44 @@ class StylizeControls:
             )
 
 
+class Canceled(Exception):
+    """A stylization stopped early because its `Cancellation` fired: nobody wants the result."""
+
+
+class Cancellation:
+    """A flag a caller sets from any thread; a running stylization stops at its next check.
+
+    A thread cannot be interrupted, so the computation polls: families call `check()`
+    between their steps (each optimisation step of gatys, each level or pass of the
+    networks), which raises `Canceled` once `cancel()` was called. The engine knows
+    nothing of who cancels: the inference service sets it when the gRPC call that asked
+    for the work is cancelled or runs past its deadline.
+    """
+
+    def __init__(self) -> None:
+        self._event = threading.Event()
+
+    def cancel(self) -> None:
+        """Asks the computation to stop at its next check; calling it again changes nothing."""
+        self._event.set()
+
+    @property
+    def cancelled(self) -> bool:
+        """Whether `cancel()` was called."""
+        return self._event.is_set()
+
+    def check(self) -> None:
+        """Raises `Canceled` if `cancel()` was called; cheap enough to call every step."""
+        if self._event.is_set():
+            raise Canceled("the stylization was canceled by its caller")
+
+
+def check_cancellation(cancellation: Cancellation | None) -> None:
+    """`cancellation.check()`, for the optional token every `stylize` takes."""
+    if cancellation is not None:
+        cancellation.check()
+
+
 class StyleFamily(Protocol):
     """A way of stylizing: optimisation (gatys), AdaIN, or a feed-forward network."""
 
@@ -57,13 +96,15 @@ class StyleFamily(Protocol):
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns the content (uint8 HxWx3) painted in the weighted mix of the styles.
 
         The output has the content's height and width. `weights` (one per style) need not
         sum to one; families normalise them. `style_keys`, one stable id per style (e.g.
         the sha256 of its bytes), lets a family cache what it derives from a style, so
-        tiles of one image do not recompute it.
+        tiles of one image do not recompute it. `cancellation`, when given, is checked
+        between steps; once it fires the call raises `Canceled` instead of finishing.
         """
         ...
 

@@ -17,7 +17,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.nst.base import Cancellation, RGBImage, StyleFamily, StylizeControls
 from gouache.nst.machine import cpu_model
 from gouache.nst.quality import (
     BASELINE_NAME,
@@ -228,6 +228,7 @@ class _Identity:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         return content.copy()
 

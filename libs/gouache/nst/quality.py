@@ -60,7 +60,7 @@ import torch
 from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
-from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.base import Cancellation, RGBImage, StylizeControls, validate_request
 from gouache.nst.encoders.lite0 import Lite0Encoder, load_lite0
 from gouache.nst.encoders.lite1 import load_lite1
 from gouache.nst.losses import gram
@@ -221,6 +221,7 @@ class HistogramBaseline:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` with the weighted mix of the styles' colour histograms."""
         mix = validate_request(content, styles, weights)

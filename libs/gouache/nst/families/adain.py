@@ -45,7 +45,13 @@ import torch
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
-from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.base import (
+    Cancellation,
+    RGBImage,
+    StylizeControls,
+    check_cancellation,
+    validate_request,
+)
 from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
@@ -317,6 +323,7 @@ class AdainFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB."""
         mix = validate_request(content, styles, weights, style_keys)
@@ -325,6 +332,8 @@ class AdainFamily:
             styles, style_keys, content_f if controls.histogram_match else None
         )
         mean, std = mix_statistics([self._style_statistics(style) for style in prepared], mix)
+        # One network pass, not worth interrupting: a canceled call stops before it.
+        check_cancellation(cancellation)
         tv_weight = self.config.tv_weight if controls.tv_weight is None else controls.tv_weight
         with torch.inference_mode():
             image = to_tensor(content_f, self._device)

@@ -50,7 +50,13 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
-from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.base import (
+    Cancellation,
+    RGBImage,
+    StylizeControls,
+    check_cancellation,
+    validate_request,
+)
 from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
@@ -606,6 +612,7 @@ class FeedforwardFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles` (all trained), same size."""
         mix = validate_request(content, styles, weights, style_keys)
@@ -618,6 +625,8 @@ class FeedforwardFamily:
         if controls.alpha == 0.0:
             return content.copy()
         content_f = to_float32(content)
+        # One network pass, not worth interrupting: a canceled call stops before it.
+        check_cancellation(cancellation)
         with torch.inference_mode():
             stylized = self.run(content_f, self.params_for(slots, mix))
         tv_weight = self.model.tv_weight if controls.tv_weight is None else controls.tv_weight

@@ -57,7 +57,13 @@ from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.imaging.tiling import MIN_TILE_SIZE, blend_tiles, plan_tiles
-from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.base import (
+    Cancellation,
+    RGBImage,
+    StylizeControls,
+    check_cancellation,
+    validate_request,
+)
 from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import LITE0_TAPS
@@ -169,6 +175,8 @@ class _Plan:
     alpha: float
     tv_weight: float
     seed: int
+    # Checked before every Adam step, so a canceled call stops within one step.
+    cancellation: Cancellation | None = None
 
 
 def check_taps(config: GatysConfig, known: Sequence[str]) -> None:
@@ -233,11 +241,14 @@ class GatysFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB.
 
         `style_keys` (one stable id per style, e.g. the sha256 of its bytes) lets tiles of
         one image reuse the styles' Gram matrices instead of recomputing them.
+        `cancellation` is checked before every optimisation step (and so between passes
+        and refinement tiles); once it fires the call raises `Canceled` within one step.
         """
         mix = validate_request(content, styles, weights, style_keys)
         if controls.alpha == 0.0:
@@ -251,6 +262,7 @@ class GatysFamily:
             alpha=controls.alpha,
             tv_weight=self.config.tv_weight if controls.tv_weight is None else controls.tv_weight,
             seed=controls.seed,
+            cancellation=cancellation,
         )
         with _deterministic():
             result = self._optimise(to_tensor(content_f, self._device), plan)
@@ -336,7 +348,7 @@ class GatysFamily:
             content_target=content_features[self.config.content_tap],
             tv_weight=plan.tv_weight * plan.alpha,
         )
-        return _adam(objective, start, steps, self.config.learning_rate)
+        return _adam(objective, start, steps, self.config.learning_rate, plan.cancellation)
 
     def _style_grams(self, style: KeyedStyle, side: int) -> GramTargets:
         """Gram matrices of one style resized to long side `side`, through the LRU cache."""
@@ -401,11 +413,22 @@ class _Objective:
         )
 
 
-def _adam(objective: _Objective, start: Tensor, steps: int, learning_rate: float) -> Tensor:
-    """Minimises `objective` over the pixels with Adam, keeping them inside [0, 1]."""
+def _adam(
+    objective: _Objective,
+    start: Tensor,
+    steps: int,
+    learning_rate: float,
+    cancellation: Cancellation | None = None,
+) -> Tensor:
+    """Minimises `objective` over the pixels with Adam, keeping them inside [0, 1].
+
+    `cancellation` is checked before each step: a step costs a forward and a backward
+    pass (tens to hundreds of milliseconds), so a canceled call stops well within a second.
+    """
     pixels = start.detach().clone(memory_format=torch.contiguous_format).requires_grad_(True)
     optimiser = torch.optim.Adam([pixels], lr=learning_rate)
     for _ in range(steps):
+        check_cancellation(cancellation)
         optimiser.zero_grad(set_to_none=True)
         torch.autograd.backward(objective(pixels))
         optimiser.step()

@@ -49,7 +49,13 @@ import torch
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
-from gouache.nst.base import RGBImage, StylizeControls, validate_request
+from gouache.nst.base import (
+    Cancellation,
+    RGBImage,
+    StylizeControls,
+    check_cancellation,
+    validate_request,
+)
 from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
@@ -293,6 +299,7 @@ class WctFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB."""
         mix = validate_request(content, styles, weights, style_keys)
@@ -309,7 +316,7 @@ class WctFamily:
         with torch.inference_mode():
             image = to_tensor(content_f, self._device)
             working = resize_long_side(image, min(long_side(image), self.config.max_side))
-            result = self.transfer(working, mixed, controls.alpha)
+            result = self.transfer(working, mixed, controls.alpha, cancellation=cancellation)
             result = resize_to(result, image).clamp(0.0, 1.0)
             result = smooth(result, tv_weight).clamp(0.0, 1.0)
             stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
@@ -317,11 +324,22 @@ class WctFamily:
             stylized = luminance_transfer(stylized, content_f)
         return to_uint8(stylized)
 
-    def transfer(self, image: Tensor, colourings: Mapping[str, Colouring], alpha: float) -> Tensor:
-        """Coarse to fine over the levels: encode, WCT, blend by alpha, decode; 1x3xHxW."""
+    def transfer(
+        self,
+        image: Tensor,
+        colourings: Mapping[str, Colouring],
+        alpha: float,
+        *,
+        cancellation: Cancellation | None = None,
+    ) -> Tensor:
+        """Coarse to fine over the levels: encode, WCT, blend by alpha, decode; 1x3xHxW.
+
+        `cancellation` is checked before each level.
+        """
         height, width = int(image.shape[-2]), int(image.shape[-1])
         current = image
         for tap in self.config.levels:
+            check_cancellation(cancellation)
             padded = pad_to_stride(current, self.config.stride)
             features = self.encoder.forward_features(padded, (tap,))[tap]
             if alpha > 0.0:
