@@ -220,8 +220,12 @@ def stylize(
     params: Mapping[str, Any],
     max_side: int | None,
     timeout_s: float,
+    no_cache: bool = False,
 ) -> dict[str, Any]:
-    """Uploads the images, runs one job through the public API, and writes the result."""
+    """Uploads the images, runs one job through the public API, and writes the result.
+
+    A request the user ran before is answered from the result cache unless no_cache.
+    """
     from gouache.cli.images import load_image_argument
     from gouache.client import GouacheClient
 
@@ -241,9 +245,11 @@ def stylize(
             model_version=model,
             params=params,
             idempotency_key=uuid.uuid4().hex,
+            no_cache=no_cache,
         )
         job_id = created["job_id"]
-        console.print(f"job [bold]{job_id}[/bold] created ({created.get('model_version')})")
+        cached = " from the result cache" if created.get("cached") else ""
+        console.print(f"job [bold]{job_id}[/bold] created ({created.get('model_version')}){cached}")
         with Progress(
             TextColumn("{task.description}"),
             BarColumn(),
@@ -288,6 +294,7 @@ def cmd_stylize(args: argparse.Namespace) -> int:
         params=_params(args),
         max_side=args.max_side,
         timeout_s=args.timeout,
+        no_cache=args.no_cache,
     )
     print(json.dumps(summary))
     return 0
@@ -313,6 +320,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             params=_params(args),
             max_side=args.max_side,
             timeout_s=args.timeout,
+            no_cache=args.no_cache,
         )
         print(json.dumps(summary))
         return 0
@@ -435,6 +443,11 @@ def _add_job_options(parser: argparse.ArgumentParser, *, default_model: str) -> 
         help="downscale inputs to this long side before upload",
     )
     parser.add_argument("--timeout", type=float, default=900.0)
+    parser.add_argument(
+        "--no-cache",
+        action="store_true",
+        help="run the model even if this exact request was answered before (result cache)",
+    )
     parser.add_argument("-o", "--output", default="stylized.png")
 
 
