@@ -17,6 +17,7 @@ import numpy as np
 from gouache.imaging.codec import from_rgb_bytes
 from gouache.imaging.errors import ImageRejected
 from gouache.nst.base import RGBImage, StyleFamily, StylizeControls, trained_style_keys
+from gouache.nst.batching import StylizeItem, batches, stylize_batch
 from gouache.runtime.errors import (
     FailedPrecondition,
     Internal,
@@ -24,6 +25,7 @@ from gouache.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
+from services.inference.batching import BatchKey, MicroBatcher
 from services.inference.golden import Evaluation, GoldenSet
 
 logger = logging.getLogger(__name__)
@@ -146,12 +148,17 @@ class ModelHost:
         faults: Mapping[str, Fault] | None = None,
         rng: random.Random | None = None,
         golden: GoldenSet | None = None,
+        max_batch_size: int = 1,
+        max_queue_delay_ms: float = 0.0,
     ) -> None:
         """Holds `versions`: each served name with the registry model it runs.
 
         A plain sequence serves every model under its own name. `builder` and
         `tile_size_of` take the model. `faults` (tests only) slow down or fail the calls
         for some names, drawing from `rng`; `golden` is the set `evaluate` measures on.
+        Images for families that batch (adain, feedforward) go through a `MicroBatcher`:
+        up to `max_batch_size` of one version and size per forward pass, waiting at most
+        `max_queue_delay_ms` for a batch to fill (services.inference.batching).
         """
         if not versions:
             raise ValueError("the inference service needs at least one model version to load")
@@ -160,6 +167,12 @@ class ModelHost:
         self._device = device
         self._builder = builder
         self._slots = asyncio.Semaphore(max_concurrency)
+        self._batcher = MicroBatcher(
+            self._compute_batch,
+            slots=self._slots,
+            max_batch_size=max_batch_size,
+            max_queue_delay_s=max_queue_delay_ms / 1000,
+        )
         self._waiting = 0
         self._max_pixels = max_pixels
         self._warmup_side = warmup_side
@@ -252,6 +265,8 @@ class ModelHost:
         instance = model.instance
         if instance is None:  # a ready model always has its instance
             raise Unavailable(f"model version {model.version} is not loaded yet; retry shortly")
+        if batches(instance):
+            return await self._stylize_batched(model.version, prepared)
         outputs: list[RGBImage] = []
         compute_s = 0.0
         for image in prepared.images:
@@ -268,6 +283,39 @@ class ModelHost:
         return StylizeResult(
             images=outputs, model_version=model.version, compute_ms=round(compute_s * 1000)
         )
+
+    async def _stylize_batched(self, version: str, prepared: _Prepared) -> StylizeResult:
+        """Queues each image with the batcher, so tiles and other calls share passes.
+
+        compute_ms adds up each image's share of the forward pass it ran in.
+        """
+        done = await asyncio.gather(
+            *(
+                self._batcher.submit(
+                    BatchKey(version, int(image.shape[0]), int(image.shape[1])),
+                    StylizeItem(
+                        image,
+                        prepared.styles,
+                        prepared.weights,
+                        prepared.controls,
+                        prepared.style_keys,
+                    ),
+                )
+                for image in prepared.images
+            )
+        )
+        return StylizeResult(
+            images=[item.image for item in done],
+            model_version=version,
+            compute_ms=round(sum(item.compute_s for item in done) * 1000),
+        )
+
+    def _compute_batch(self, key: BatchKey, items: Sequence[StylizeItem]) -> list[RGBImage]:
+        """One batch for the batcher, in its worker thread."""
+        instance = self._models[key.model_version].instance
+        if instance is None:  # only ready versions reach the batcher
+            raise Unavailable(f"model version {key.model_version} is not loaded yet")
+        return stylize_batch(instance, items)
 
     async def evaluate(self, version: str) -> Evaluation:
         """Measures a ready version on the golden set, once; later calls answer from memory.
@@ -362,8 +410,8 @@ class ModelHost:
 
     @property
     def waiting(self) -> int:
-        """Computations queued for a concurrency slot now."""
-        return self._waiting
+        """Computations queued for a concurrency slot (or in the batcher's queues) now."""
+        return self._waiting + self._batcher.queued
 
     def _model_for(self, version: str) -> LoadedModel:
         if not version:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterator, Sequence
 from contextlib import contextmanager
 
 from prometheus_client import Counter, Histogram
@@ -62,3 +62,28 @@ def observe_stylize(model_version: str, served: Collection[str]) -> Iterator[Non
         if code != "OK":
             INFERENCE_ERRORS.labels(version, code).inc()
         INFERENCE_DURATION.labels(version).observe(time.perf_counter() - started)
+
+
+INFERENCE_BATCH_SIZE = Histogram(
+    "gouache_inference_batch_size",
+    "Images (contents or tiles) per forward pass the micro-batcher ran, by served model "
+    "version; 1 for every pass when batching is off (GOUACHE_INFERENCE_MAX_BATCH_SIZE=1).",
+    ["model_version"],
+    buckets=(1, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64),
+)
+INFERENCE_QUEUE_DELAY = Histogram(
+    "gouache_inference_queue_delay_seconds",
+    "Time an image waited in the micro-batcher before its batch started computing: the "
+    "queue delay spent filling the batch plus the wait for a compute slot, by served model "
+    "version.",
+    ["model_version"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
+)
+
+
+def observe_batch(model_version: str, size: int, delays: Sequence[float]) -> None:
+    """Records one batch about to compute: its size and each of its images' queue delay."""
+    INFERENCE_BATCH_SIZE.labels(model_version).observe(size)
+    queue_delay = INFERENCE_QUEUE_DELAY.labels(model_version)
+    for delay in delays:
+        queue_delay.observe(delay)

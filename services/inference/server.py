@@ -119,6 +119,8 @@ async def build(
         max_concurrency=settings.max_concurrency,
         max_pixels=settings.max_pixels,
         warmup_side=settings.warmup_side,
+        max_batch_size=settings.max_batch_size,
+        max_queue_delay_ms=settings.max_queue_delay_ms,
         tile_size_of=registry_tile_size if builder is None else None,
         faults={
             name: Fault(error_rate=fault.error_rate, delay_ms=fault.delay_ms)

@@ -46,6 +46,14 @@ class InferenceSettings(ServiceSettings):
     device: str = "cpu"
     # Stylizations computed at once; the rest wait their turn.
     max_concurrency: int = Field(default=1, ge=1)
+    # Dynamic micro-batching (services/inference/batching.py) for the one-pass families
+    # (adain, feedforward): images of one model version and exact size, from any calls
+    # and tiles, share a forward pass of up to max_batch_size images; 1 turns it off.
+    max_batch_size: int = Field(default=8, ge=1, le=64)
+    # How long the first image of a batch may wait for others before the batch runs,
+    # in milliseconds. 0: nothing waits on purpose; a busy server still batches what
+    # queued while its compute slots were taken (Triton's max_queue_delay_microseconds).
+    max_queue_delay_ms: float = Field(default=0.0, ge=0.0, le=1000.0)
     # Largest image (content, tile or style) one request may carry, in pixels.
     max_pixels: int = Field(default=2048 * 2048, ge=1)
     # CPU threads torch uses for a stylization; 0 keeps torch's default (one per core).

@@ -52,6 +52,7 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
+from gouache.nst.batching import StylizeItem
 from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
@@ -277,6 +278,20 @@ TransferRunner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """(image, style mean, style std, alpha) -> stylized image: `AdainTransfer` or its export."""
 
 
+@dataclass(frozen=True)
+class _BatchItem:
+    """One item of `AdainFamily.stylize_batch` up to the network, and what finishes it."""
+
+    content: FloatImage
+    image: Tensor
+    working: Tensor
+    mean: Tensor
+    std: Tensor
+    alpha: float
+    tv_weight: float
+    luminance_only: bool
+
+
 class AdainFamily:
     """Stylizes any style in one forward pass: Lite0 encoder, AdaIN, trained decoder.
 
@@ -326,25 +341,8 @@ class AdainFamily:
         cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB."""
-        mix = validate_request(content, styles, weights, style_keys)
-        content_f = to_float32(content)
-        prepared = prepare_styles(
-            styles, style_keys, content_f if controls.histogram_match else None
-        )
-        mean, std = mix_statistics([self._style_statistics(style) for style in prepared], mix)
-        # One network pass, not worth interrupting: a canceled call stops before it.
-        check_cancellation(cancellation)
-        tv_weight = self.config.tv_weight if controls.tv_weight is None else controls.tv_weight
-        with torch.inference_mode():
-            image = to_tensor(content_f, self._device)
-            working = resize_long_side(image, min(long_side(image), self.config.max_side))
-            result = self._decode(working, mean, std, controls.alpha)
-            result = resize_to(result, image).clamp(0.0, 1.0)
-            result = smooth(result, tv_weight).clamp(0.0, 1.0)
-            stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
-        if controls.luminance_only:
-            stylized = luminance_transfer(stylized, content_f)
-        return to_uint8(stylized)
+        item = StylizeItem(content, styles, weights, controls, style_keys, cancellation)
+        return self.stylize_batch([item])[0]
 
     def _style_statistics(self, style: KeyedStyle) -> Statistics:
         """The style's statistics at the tap, from the LRU cache when seen before."""
@@ -362,6 +360,65 @@ class AdainFamily:
     def cached_styles(self) -> int:
         """How many styles' statistics are cached now; at most `style_cache_size`."""
         return len(self._cache)
+
+    def stylize_batch(self, items: Sequence[StylizeItem]) -> list[RGBImage]:
+        """`stylize` for each item, the items' network passes batched (gouache.nst.batching).
+
+        Style statistics and their mix are per item, so a batch mixes styles freely; the
+        graph takes one alpha per pass, so items are grouped by working size and alpha,
+        one forward pass per group. Each item's cancellation is checked before the pass.
+        """
+        prepared = [self._begin(item) for item in items]
+        for item in items:
+            check_cancellation(item.cancellation)
+        groups: dict[tuple[int, int, float], list[int]] = {}
+        for index, entry in enumerate(prepared):
+            height, width = int(entry.working.shape[-2]), int(entry.working.shape[-1])
+            groups.setdefault((height, width, entry.alpha), []).append(index)
+        finished: dict[int, RGBImage] = {}
+        with torch.inference_mode():
+            for members in groups.values():
+                decoded = self._decode(
+                    torch.cat([prepared[i].working for i in members]),
+                    torch.cat([prepared[i].mean for i in members]),
+                    torch.cat([prepared[i].std for i in members]),
+                    prepared[members[0]].alpha,
+                )
+                for row, index in enumerate(members):
+                    finished[index] = self._finish(prepared[index], decoded[row : row + 1])
+        return [finished[index] for index in range(len(prepared))]
+
+    def _begin(self, item: StylizeItem) -> _BatchItem:
+        """Checks an item and derives what its network pass needs, as `stylize` does."""
+        mix = validate_request(item.content, item.styles, item.weights, item.style_keys)
+        content_f = to_float32(item.content)
+        controls = item.controls
+        prepared = prepare_styles(
+            item.styles, item.style_keys, content_f if controls.histogram_match else None
+        )
+        mean, std = mix_statistics([self._style_statistics(style) for style in prepared], mix)
+        with torch.inference_mode():
+            image = to_tensor(content_f, self._device)
+            working = resize_long_side(image, min(long_side(image), self.config.max_side))
+        return _BatchItem(
+            content=content_f,
+            image=image,
+            working=working,
+            mean=mean,
+            std=std,
+            alpha=controls.alpha,
+            tv_weight=self.config.tv_weight if controls.tv_weight is None else controls.tv_weight,
+            luminance_only=controls.luminance_only,
+        )
+
+    def _finish(self, item: _BatchItem, decoded: Tensor) -> RGBImage:
+        """An item's decoded working image back to its size, smoothed, as uint8 RGB."""
+        result = resize_to(decoded, item.image).clamp(0.0, 1.0)
+        result = smooth(result, item.tv_weight).clamp(0.0, 1.0)
+        stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        if item.luminance_only:
+            stylized = luminance_transfer(stylized, item.content)
+        return to_uint8(stylized)
 
     def _decode(self, image: Tensor, mean: Tensor, std: Tensor, alpha: float) -> Tensor:
         """Pads to the stride with mirrored borders, runs the network, crops back."""

@@ -57,6 +57,7 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
+from gouache.nst.batching import StylizeItem
 from gouache.nst.cache import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
@@ -615,31 +616,67 @@ class FeedforwardFamily:
         cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles` (all trained), same size."""
-        mix = validate_request(content, styles, weights, style_keys)
-        slots = [
-            self.index.identify(
-                style, None if style_keys is None else style_keys[i], field=f"styles[{i}]"
-            ).slot
-            for i, style in enumerate(styles)
-        ]
-        if controls.alpha == 0.0:
-            return content.copy()
-        content_f = to_float32(content)
-        # One network pass, not worth interrupting: a canceled call stops before it.
-        check_cancellation(cancellation)
+        item = StylizeItem(content, styles, weights, controls, style_keys, cancellation)
+        return self.stylize_batch([item])[0]
+
+    def stylize_batch(self, items: Sequence[StylizeItem]) -> list[RGBImage]:
+        """`stylize` for each item, the items' network passes batched (gouache.nst.batching).
+
+        CIN parameters are per item (one row each), so a batch mixes styles freely;
+        contents of one size share a forward pass, larger than `max_side` ones run alone.
+        Each item's cancellation is checked before the passes (one pass is one step).
+        """
+        finished: dict[int, RGBImage] = {}
+        pending: list[tuple[int, FloatImage, Tensor]] = []
+        for index, item in enumerate(items):
+            mix = validate_request(item.content, item.styles, item.weights, item.style_keys)
+            slots = [
+                self.index.identify(
+                    style,
+                    None if item.style_keys is None else item.style_keys[i],
+                    field=f"styles[{i}]",
+                ).slot
+                for i, style in enumerate(item.styles)
+            ]
+            if item.controls.alpha == 0.0:
+                finished[index] = item.content.copy()
+            else:
+                pending.append((index, to_float32(item.content), self.params_for(slots, mix)))
+        for item in items:
+            check_cancellation(item.cancellation)
+        groups: dict[tuple[int, ...], list[tuple[int, FloatImage, Tensor]]] = {}
+        for entry in pending:
+            # A content larger than max_side runs alone, through `run`, which resizes it.
+            fits = max(entry[1].shape[:2]) <= self.config.max_side
+            groups.setdefault(entry[1].shape if fits else (-1, entry[0]), []).append(entry)
         with torch.inference_mode():
-            stylized = self.run(content_f, self.params_for(slots, mix))
+            for members in groups.values():
+                contents = [content for _, content, _ in members]
+                params = torch.cat([row for _, _, row in members])
+                stylized = (
+                    self._run_padded(contents, params)
+                    if len(members) > 1
+                    else [self.run(contents[0], params)]
+                )
+                for (index, content, _), output in zip(members, stylized, strict=True):
+                    finished[index] = self._finish(output, content, items[index].controls)
+        return [finished[index] for index in range(len(items))]
+
+    def _finish(
+        self, stylized: FloatImage, content: FloatImage, controls: StylizeControls
+    ) -> RGBImage:
+        """The network's output with the request's smoothing, colour controls and alpha."""
         tv_weight = self.model.tv_weight if controls.tv_weight is None else controls.tv_weight
         if tv_weight > self.model.tv_weight:
             stylized = smooth_tv(stylized, tv_weight / self.model.tv_weight - 1.0)
         if controls.histogram_match:
-            stylized = match_histogram(source=stylized, reference=content_f)
+            stylized = match_histogram(source=stylized, reference=content)
         if controls.alpha < 1.0:
             stylized = (
-                np.float32(controls.alpha) * stylized + np.float32(1.0 - controls.alpha) * content_f
+                np.float32(controls.alpha) * stylized + np.float32(1.0 - controls.alpha) * content
             )
         if controls.luminance_only:
-            stylized = luminance_transfer(stylized, content_f)
+            stylized = luminance_transfer(stylized, content)
         return to_uint8(stylized)
 
     def params_for(self, slots: Sequence[int], mix: Sequence[float]) -> Tensor:
@@ -657,22 +694,31 @@ class FeedforwardFamily:
         """Runs the network on a float HxWx3 image at most `max_side` long, same size out."""
         height, width = content.shape[:2]
         if max(height, width) <= self.config.max_side:
-            return self._run_padded(content, params)
+            return self._run_padded([content], params)[0]
         image = to_tensor(content, self._device)
         small = resize_long_side(image, self.config.max_side)
-        stylized = to_tensor(self._run_padded(to_numpy(small), params), self._device)
+        stylized = to_tensor(self._run_padded([to_numpy(small)], params)[0], self._device)
         resized = F.interpolate(
             stylized, size=(height, width), mode="bilinear", align_corners=False
         )
         return to_numpy(resized.clamp(0.0, 1.0))
 
-    def _run_padded(self, content: FloatImage, params: Tensor) -> FloatImage:
-        """Pads to the network's factor inside a mirrored frame, runs it, crops back."""
+    def _run_padded(self, contents: Sequence[FloatImage], params: Tensor) -> list[FloatImage]:
+        """Pads to the network's factor inside a mirrored frame, runs it, crops back.
+
+        Several contents of one size (one row of `params` each) run as one batch.
+        """
         shape = self.model.network.shape
-        padded, box = pad_to_multiple(content, shape.factor, shape.min_side, margin=BORDER_MARGIN)
-        output = self._runner(to_tensor(padded, self._device), params)
-        top, left, height, width = box
-        return to_numpy(output[:, :, top : top + height, left : left + width])
+        framed = [
+            pad_to_multiple(content, shape.factor, shape.min_side, margin=BORDER_MARGIN)
+            for content in contents
+        ]
+        batch = torch.cat([to_tensor(padded, self._device) for padded, _ in framed])
+        output = self._runner(batch, params)
+        return [
+            to_numpy(output[row : row + 1, :, top : top + height, left : left + width])
+            for row, (_, (top, left, height, width)) in enumerate(framed)
+        ]
 
 
 def pad_to_multiple(
