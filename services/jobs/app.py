@@ -61,6 +61,7 @@ from services.jobs.domain.routing import (
 )
 from services.jobs.domain.webhooks import Webhook, check_webhook_quota, validate_webhook
 from services.jobs.notifier import JobNotifier
+from services.jobs.routing_cache import RoutingCache
 from services.jobs.store import JobStore, UnitOfWork
 
 logger = logging.getLogger(__name__)
@@ -91,6 +92,8 @@ class JobsConfig:
     max_webhooks_per_user: int = 10
     allow_private_webhook_urls: bool = False
     result_cache: CachePolicy = dataclasses.field(default_factory=CachePolicy)
+    # ListModels answers from a copy of the routing table at most this old (0: no copy).
+    routing_cache_ttl_s: float = 1.0
 
 
 def _nothing() -> None:
@@ -135,6 +138,7 @@ class JobsApp:
         self._on_events = on_events
         self._on_deliveries = on_deliveries
         self._now = now
+        self._routing = RoutingCache(store.routing_table, ttl_s=config.routing_cache_ttl_s)
 
     # -- jobs ----------------------------------------------------------------------------
 
@@ -526,8 +530,9 @@ class JobsApp:
     # -- models --------------------------------------------------------------------------
 
     async def list_models(self) -> RoutingTable:
-        """Every registered version and alias."""
-        return await self.store.routing_table()
+        """Every registered version and alias (changes by other replicas show within the
+        routing cache's ttl)."""
+        return await self._routing.get()
 
     async def register_version(self, principal: Principal, version: ModelVersion) -> ModelVersion:
         """Registers a version; registering the same definition again returns it."""
@@ -547,6 +552,7 @@ class JobsApp:
                 if attempt or not is_unique_violation(exc):
                     raise
                 continue
+            self._routing.invalidate()
             logger.info(
                 "model version registered",
                 extra={"model_version": version.name, "by": principal.user_id},
@@ -571,6 +577,7 @@ class JobsApp:
                 if attempt or not is_unique_violation(exc):
                     raise
                 continue
+            self._routing.invalidate()
             logger.info(
                 "model route set",
                 extra={
@@ -605,6 +612,7 @@ class JobsApp:
                 if attempt or not is_unique_violation(exc):
                     raise
                 continue
+            self._routing.invalidate()
             logger.info(
                 "model endpoint set",
                 extra={
@@ -620,6 +628,7 @@ class JobsApp:
         """Registers the seed versions and aliases that do not exist yet."""
         versions, routes = parse_seed(seed)
         added_versions, added_routes = await self.store.seed_models(versions, routes, self._now())
+        self._routing.invalidate()
         if added_versions or added_routes:
             logger.info(
                 "model routing seeded",

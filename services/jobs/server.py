@@ -199,6 +199,7 @@ async def build(
             watch_poll_interval_s=settings.watch_poll_interval_s,
             max_webhooks_per_user=settings.max_webhooks_per_user,
             allow_private_webhook_urls=settings.allow_private_webhook_urls,
+            routing_cache_ttl_s=settings.routing_cache_ttl_s,
             result_cache=CachePolicy(
                 max_entries=settings.result_cache_max_entries,
                 ttl_s=settings.result_cache_ttl_s,

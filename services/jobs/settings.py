@@ -63,6 +63,9 @@ class JobsSettings(ServiceSettings):
     # recently used evicted first (0 turns it off), and how long one answers after its job.
     result_cache_max_entries: int = Field(default=10_000, ge=0)
     result_cache_ttl_s: int = Field(default=7 * 24 * 3600, ge=1)
+    # ListModels answers from a copy of the routing table at most this many seconds old
+    # (a change made through this replica shows at once; 0 reads the database every call).
+    routing_cache_ttl_s: float = Field(default=1.0, ge=0, le=300)
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
 
