@@ -12,6 +12,11 @@ an idle server runs each request at once, and a busy one batches what queued up 
 the slot was taken. Items whose caller went away (deadline, cancel) are dropped
 before their batch starts; a batch that fails is run again one item at a time, so an
 error (an untrained style, a canceled item) reaches only the request that caused it.
+
+A batch also holds at most `max_batch_pixels` pixels together (at least one image): the
+service passes its largest accepted image (GOUACHE_INFERENCE_MAX_PIXELS), so a batch
+never needs more activation memory than one such image already does: 16 tiles of
+512 x 512 at the default 2048 x 2048, one at 2048 x 2048.
 """
 
 from __future__ import annotations
@@ -84,6 +89,7 @@ class MicroBatcher:
         slots: asyncio.Semaphore,
         max_batch_size: int,
         max_queue_delay_s: float,
+        max_batch_pixels: int | None = None,
     ) -> None:
         """`slots` bounds the batches computing at once (shared with other work)."""
         if max_batch_size < 1:
@@ -94,6 +100,7 @@ class MicroBatcher:
         self._slots = slots
         self.max_batch_size = max_batch_size
         self.max_queue_delay_s = max_queue_delay_s
+        self.max_batch_pixels = max_batch_pixels
         self._queues: dict[BatchKey, _Queue] = {}
         self._dispatchers: dict[BatchKey, asyncio.Task[None]] = {}
         self._running: set[asyncio.Task[None]] = set()
@@ -122,10 +129,11 @@ class MicroBatcher:
     async def _dispatch(self, key: BatchKey, queue: _Queue) -> None:
         try:
             while _drop_abandoned(queue.items):
-                await self._fill(queue)
+                limit = self.batch_limit(key)
+                await self._fill(queue, limit)
                 await self._slots.acquire()
                 batch: list[_Pending] = []
-                while queue.items and len(batch) < self.max_batch_size:
+                while queue.items and len(batch) < limit:
                     pending = queue.items.popleft()
                     if not pending.abandoned():
                         batch.append(pending)
@@ -141,10 +149,17 @@ class MicroBatcher:
             if not queue.items:
                 self._queues.pop(key, None)
 
-    async def _fill(self, queue: _Queue) -> None:
+    def batch_limit(self, key: BatchKey) -> int:
+        """The most images of `key`'s size one batch holds: by count, then by pixels."""
+        if self.max_batch_pixels is None:
+            return self.max_batch_size
+        by_pixels = self.max_batch_pixels // max(1, key.height * key.width)
+        return max(1, min(self.max_batch_size, by_pixels))
+
+    async def _fill(self, queue: _Queue, limit: int) -> None:
         """Waits until a full batch is queued or the oldest item waited the maximum delay."""
         deadline = queue.items[0].queued_at + self.max_queue_delay_s
-        while len(queue.items) < self.max_batch_size:
+        while len(queue.items) < limit:
             left = deadline - time.perf_counter()
             if left <= 0:
                 return

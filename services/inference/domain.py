@@ -172,6 +172,7 @@ class ModelHost:
             slots=self._slots,
             max_batch_size=max_batch_size,
             max_queue_delay_s=max_queue_delay_ms / 1000,
+            max_batch_pixels=max_pixels,
         )
         self._waiting = 0
         self._max_pixels = max_pixels

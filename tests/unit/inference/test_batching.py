@@ -14,7 +14,7 @@ from prometheus_client import REGISTRY
 from gouache.nst.base import RGBImage, StylizeControls
 from gouache.nst.batching import StylizeItem
 from gouache.runtime.errors import InvalidArgument
-from services.inference.batching import MicroBatcher
+from services.inference.batching import BatchKey, MicroBatcher
 from services.inference.domain import ModelHost, Params, RawImage, RawStyle, StylizeTask
 
 POISON = 13
@@ -206,6 +206,36 @@ async def test_batch_sizes_and_queue_delays_are_measured_per_version() -> None:
     assert count("gouache_inference_batch_size_count") - batches == 2
     assert count("gouache_inference_batch_size_sum") - images == 4
     assert count("gouache_inference_queue_delay_seconds_count") - delays == 4
+
+
+async def test_a_batch_holds_at_most_max_pixels_together() -> None:
+    family = _BatchingFamily()
+    # 8x6 images of 48 pixels: 100 pixels hold two of them, whatever max_batch_size says.
+    host = await _host(family, max_batch_size=8, max_pixels=100)
+    first = await _hold_the_slot(host, family)
+    calls = [asyncio.create_task(host.stylize(_task())) for _ in range(3)]
+    await _until(lambda: host.waiting == 3, what="three images queued")
+    family.gate.set()
+    await asyncio.wait_for(asyncio.gather(first, *calls), timeout=10)
+    assert [len(batch) for batch in family.batches] == [1, 2, 1]
+
+
+def test_the_batch_limit_counts_images_then_pixels() -> None:
+    def limit(max_batch_pixels: int | None, height: int, width: int) -> int:
+        batcher = MicroBatcher(
+            lambda key, items: [],
+            slots=asyncio.Semaphore(1),
+            max_batch_size=8,
+            max_queue_delay_s=0,
+            max_batch_pixels=max_batch_pixels,
+        )
+        return batcher.batch_limit(BatchKey("v", height, width))
+
+    assert limit(None, 2048, 2048) == 8
+    assert limit(2048 * 2048, 512, 512) == 8
+    assert limit(2048 * 2048, 1024, 1024) == 4
+    assert limit(2048 * 2048, 2048, 2048) == 1
+    assert limit(100, 2048, 2048) == 1  # an image the server accepted always runs
 
 
 def test_batch_settings_are_checked() -> None:
