@@ -25,7 +25,7 @@ from gouache.runtime.errors import (
     ResourceExhausted,
     Unavailable,
 )
-from services.inference.batching import BatchKey, MicroBatcher
+from services.inference.batching import BatchKey, MicroBatcher, Stylized
 from services.inference.golden import Evaluation, GoldenSet
 
 logger = logging.getLogger(__name__)
@@ -288,9 +288,11 @@ class ModelHost:
     async def _stylize_batched(self, version: str, prepared: _Prepared) -> StylizeResult:
         """Queues each image with the batcher, so tiles and other calls share passes.
 
-        compute_ms adds up each image's share of the forward pass it ran in.
+        compute_ms adds up each image's share of the forward pass it ran in. Every
+        image's outcome is collected before the first error is raised, so the tiles of a
+        failing call leave no unretrieved exceptions behind.
         """
-        done = await asyncio.gather(
+        outcomes = await asyncio.gather(
             *(
                 self._batcher.submit(
                     BatchKey(version, int(image.shape[0]), int(image.shape[1])),
@@ -303,8 +305,14 @@ class ModelHost:
                     ),
                 )
                 for image in prepared.images
-            )
+            ),
+            return_exceptions=True,
         )
+        done: list[Stylized] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BaseException):
+                raise outcome
+            done.append(outcome)
         return StylizeResult(
             images=[item.image for item in done],
             model_version=version,
