@@ -96,7 +96,8 @@ async def disconnect(connection: NATS) -> None:
 
     Draining flushes pending publishes and lets subscriptions finish; it refuses while
     the client is reconnecting (NATS stopped first, as when a whole mesh shuts down),
-    and then there is nothing to flush anyway, so the connection is just closed.
+    and then there is nothing to flush anyway, so the connection is just closed (what was
+    queued for the server that went away is lost).
     """
     if connection.is_closed:
         return
@@ -104,7 +105,12 @@ async def disconnect(connection: NATS) -> None:
         await connection.drain()
     except NATS_ERRORS as exc:
         logger.info("nats drain skipped (%s); closing", type(exc).__name__)
-        await connection.close()
+        try:
+            await connection.close()
+        except NATS_ERRORS as closing:
+            # close() flushes what was queued while the server was away into the dead
+            # socket (ConnectionResetError) after stopping the client's tasks: nothing to retry.
+            logger.info("nats close could not flush (%s)", type(closing).__name__)
 
 
 def stream_config(spec: StreamSpec, *, replicas: int = 1) -> StreamConfig:
