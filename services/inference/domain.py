@@ -10,13 +10,20 @@ import random
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import ParamSpec, TypeVar
+from functools import partial
+from typing import TypeVar
 
 import numpy as np
 
 from gouache.imaging.codec import from_rgb_bytes
 from gouache.imaging.errors import ImageRejected
-from gouache.nst.base import RGBImage, StyleFamily, StylizeControls, trained_style_keys
+from gouache.nst.base import (
+    Cancellation,
+    RGBImage,
+    StyleFamily,
+    StylizeControls,
+    trained_style_keys,
+)
 from gouache.nst.batching import StylizeItem, batches, stylize_batch
 from gouache.runtime.errors import (
     FailedPrecondition,
@@ -31,7 +38,6 @@ from services.inference.golden import Evaluation, GoldenSet
 logger = logging.getLogger(__name__)
 
 _T = TypeVar("_T")
-_P = ParamSpec("_P")
 
 MIN_STYLES = 1
 MAX_STYLES = 4
@@ -259,7 +265,21 @@ class ModelHost:
         )
 
     async def stylize(self, task: StylizeTask) -> StylizeResult:
-        """Validates a task, then stylizes its images in order with the same styles."""
+        """Validates a task, then stylizes its images in order with the same styles.
+
+        When the caller goes away (its gRPC call cancelled or past its deadline: the task
+        awaiting this is cancelled), the call's `Cancellation` fires: the worker thread
+        stops at the family's next check (one optimisation step for gatys), and work
+        still queued for a slot or a batch never starts.
+        """
+        cancellation = Cancellation()
+        try:
+            return await self._stylize(task, cancellation)
+        except asyncio.CancelledError:
+            cancellation.cancel()
+            raise
+
+    async def _stylize(self, task: StylizeTask, cancellation: Cancellation) -> StylizeResult:
         model = self._model_for(task.model_version)
         await self._inject_fault(model.version)
         prepared = self._prepare(task)
@@ -267,7 +287,7 @@ class ModelHost:
         if instance is None:  # a ready model always has its instance
             raise Unavailable(f"model version {model.version} is not loaded yet; retry shortly")
         if batches(instance):
-            return await self._stylize_batched(model.version, prepared)
+            return await self._stylize_batched(model.version, prepared, cancellation)
         outputs: list[RGBImage] = []
         compute_s = 0.0
         for image in prepared.images:
@@ -278,6 +298,8 @@ class ModelHost:
                 prepared.weights,
                 prepared.controls,
                 style_keys=prepared.style_keys,
+                cancellation=cancellation,
+                model_version=model.version,
             )
             outputs.append(output)
             compute_s += seconds
@@ -285,7 +307,9 @@ class ModelHost:
             images=outputs, model_version=model.version, compute_ms=round(compute_s * 1000)
         )
 
-    async def _stylize_batched(self, version: str, prepared: _Prepared) -> StylizeResult:
+    async def _stylize_batched(
+        self, version: str, prepared: _Prepared, cancellation: Cancellation
+    ) -> StylizeResult:
         """Queues each image with the batcher, so tiles and other calls share passes.
 
         compute_ms adds up each image's share of the forward pass it ran in. Every
@@ -302,6 +326,7 @@ class ModelHost:
                         prepared.weights,
                         prepared.controls,
                         prepared.style_keys,
+                        cancellation,
                     ),
                 )
                 for image in prepared.images
@@ -349,7 +374,7 @@ class ModelHost:
         async with self._evaluating:
             cached = self._evaluations.get(model.version)
             if cached is None:
-                cached = await self._in_slot(self._golden.measure, model.version, instance)
+                cached = await self._in_slot(partial(self._golden.measure, model.version, instance))
                 self._evaluations[model.version] = cached
                 logger.info(
                     "model version evaluated",
@@ -386,36 +411,74 @@ class ModelHost:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None,
+        cancellation: Cancellation | None = None,
+        model_version: str = "",
     ) -> tuple[RGBImage, float]:
         """One stylization in a worker thread, in a concurrency slot; (output, seconds)."""
 
         def timed() -> tuple[RGBImage, float]:
             started = time.perf_counter()
-            output = instance.stylize(content, styles, weights, controls, style_keys=style_keys)
+            output = instance.stylize(
+                content, styles, weights, controls, style_keys=style_keys, cancellation=cancellation
+            )
             return output, time.perf_counter() - started
 
-        return await self._in_slot(timed)
+        return await self._in_slot(timed, cancellation=cancellation, model_version=model_version)
 
-    async def _in_slot(self, work: Callable[_P, _T], *args: _P.args, **kwargs: _P.kwargs) -> _T:
+    async def _in_slot(
+        self,
+        work: Callable[[], _T],
+        *,
+        cancellation: Cancellation | None = None,
+        model_version: str = "",
+    ) -> _T:
         """Runs `work` in a worker thread once a concurrency slot is free.
 
         A thread cannot be stopped, so when the caller goes away (deadline, cancel) the
         slot stays taken until the thread is done: the next computation never overlaps
-        an abandoned one.
+        an abandoned one. With a `cancellation`, leaving fires it, so the thread stops at
+        the family's next check and frees the slot; a computation still waiting for its
+        slot then never starts. One log line says how long the abandoned one took to stop.
         """
+        ran = False
 
         async def in_slot() -> _T:
+            nonlocal ran
             self._waiting += 1
             try:
                 await self._slots.acquire()
             finally:
                 self._waiting -= 1
             try:
-                return await asyncio.to_thread(work, *args, **kwargs)
+                if cancellation is not None:
+                    cancellation.check()
+                ran = True
+                return await asyncio.to_thread(work)
             finally:
                 self._slots.release()
 
-        return await asyncio.shield(asyncio.ensure_future(in_slot()))
+        computation = asyncio.ensure_future(in_slot())
+        try:
+            return await asyncio.shield(computation)
+        except asyncio.CancelledError:
+            if cancellation is not None:
+                cancellation.cancel()
+                canceled_at = time.perf_counter()
+
+                def stopped(done: asyncio.Future[_T]) -> None:
+                    error = None if done.cancelled() else done.exception()
+                    logger.info(
+                        "canceled stylization stopped",
+                        extra={
+                            "model_version": model_version,
+                            "started": ran,
+                            "stopped_after_ms": round((time.perf_counter() - canceled_at) * 1000),
+                            "outcome": "finished" if error is None else type(error).__name__,
+                        },
+                    )
+
+                computation.add_done_callback(stopped)
+            raise
 
     @property
     def waiting(self) -> int:

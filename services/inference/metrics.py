@@ -33,6 +33,13 @@ INFERENCE_DURATION = Histogram(
     ["model_version"],
     buckets=(0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 0.75, 0.9, 1, 1.5, 2.5, 5, 10, 30, 60, 120),
 )
+INFERENCE_CANCELED = Counter(
+    "gouache_inference_canceled_total",
+    "Stylize and StylizeBatch calls whose caller went away (cancelled, or past its "
+    "deadline) before the answer, by served model version; their computation stops at "
+    "its next step (one gatys optimisation step) or, still queued, never starts.",
+    ["model_version"],
+)
 
 
 def status_code(exc: BaseException | None) -> str:
@@ -61,6 +68,8 @@ def observe_stylize(model_version: str, served: Collection[str]) -> Iterator[Non
         INFERENCE_REQUESTS.labels(version, code).inc()
         if code != "OK":
             INFERENCE_ERRORS.labels(version, code).inc()
+        if code == "CANCELLED":
+            INFERENCE_CANCELED.labels(version).inc()
         INFERENCE_DURATION.labels(version).observe(time.perf_counter() - started)
 
 

@@ -13,7 +13,7 @@ import numpy as np
 
 from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.inference.v1 import inference_pb2, inference_pb2_grpc
-from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.nst.base import Cancellation, RGBImage, StyleFamily, StylizeControls
 from gouache.runtime.auth import TokenVerifier
 from gouache.runtime.server import start_service
 from services.inference.domain import FamilyBuilder
@@ -57,6 +57,7 @@ class IdentityFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         with self._lock:
             self.calls += 1

@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import pytest
 
-from gouache.nst.base import RGBImage, StylizeControls
+from gouache.nst.base import Cancellation, RGBImage, StylizeControls
 from gouache.runtime.errors import FailedPrecondition, Unavailable
 from services.inference.domain import (
     ModelHost,
@@ -46,6 +46,7 @@ class _RecordingFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         with self.lock:
             self.active += 1

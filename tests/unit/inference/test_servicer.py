@@ -13,7 +13,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.inference.v1 import inference_pb2, inference_pb2_grpc
-from gouache.nst.base import RGBImage, StylizeControls
+from gouache.nst.base import Cancellation, RGBImage, StylizeControls
 from gouache.runtime.auth import TokenVerifier
 from gouache.runtime.server import RunningService, start_service
 from services.inference.server import SERVICE_NAME, build
@@ -326,6 +326,7 @@ class _GatedFamily:
         controls: StylizeControls,
         *,
         style_keys: Sequence[str] | None = None,
+        cancellation: Cancellation | None = None,
     ) -> RGBImage:
         self.entered.set()
         assert self.release.wait(timeout=30)
