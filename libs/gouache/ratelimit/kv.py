@@ -125,16 +125,18 @@ class NatsKvStore:
             return None, entry.revision or 0
         return float(entry.value), entry.revision
 
-    async def write(self, key: str, tat: float, revision: int) -> bool:
+    async def write(self, key: str, tat: float, revision: int) -> int | None:
         kv = self._ready()
         value = repr(tat).encode()
         try:
             if revision == 0:
-                await asyncio.wait_for(kv.create(key, value), self._op_timeout_s)
+                written = await asyncio.wait_for(kv.create(key, value), self._op_timeout_s)
             else:
-                await asyncio.wait_for(kv.update(key, value, last=revision), self._op_timeout_s)
+                written = await asyncio.wait_for(
+                    kv.update(key, value, last=revision), self._op_timeout_s
+                )
         except nats.js.errors.KeyWrongLastSequenceError:
-            return False
+            return None
         except NATS_ERRORS as exc:
             raise StoreUnavailable(f"writing {key}: {type(exc).__name__}: {exc}") from exc
-        return True
+        return int(written)

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 from gouache.ratelimit.gcra import Decision, Rate, decide
+
+# Keys whose last written state a replica remembers, most recently used kept.
+KNOWN_STATES = 4096
 
 
 class StoreUnavailable(Exception):
@@ -20,8 +24,9 @@ class LimitStore(Protocol):
     async def read(self, key: str) -> tuple[float | None, int]:
         """The key's state and its revision; (None, 0) for a key never written or expired."""
 
-    async def write(self, key: str, tat: float, revision: int) -> bool:
-        """Stores tat if the key is still at revision (0: absent); False if it moved on."""
+    async def write(self, key: str, tat: float, revision: int) -> int | None:
+        """Stores tat if the key is still at revision (0: absent) and returns the key's new
+        revision; None if it moved on."""
 
 
 class RateLimiter:
@@ -39,6 +44,12 @@ class RateLimiter:
     other would. Without that, sixteen concurrent calls of one user raced each other on
     the store: each lost race cost two more round trips, and calls that lost
     `max_attempts` of them were refused although the user was far under the limit.
+
+    A replica remembers the state and revision it last wrote for a key and decides the
+    next group on that without reading: when no other replica wrote since, the write
+    succeeds and one round trip was enough; when one did, the write is refused and the
+    key is read and decided again, as after any lost race. (States only grow, so a
+    remembered one never refuses what the current one would admit.)
     """
 
     def __init__(self, store: LimitStore, *, max_attempts: int = 10) -> None:
@@ -50,6 +61,8 @@ class RateLimiter:
         self._pending: dict[tuple[str, ...], list[_Request]] = {}
         # The running commits (the loop keeps only weak references to tasks).
         self._committing: set[asyncio.Task[None]] = set()
+        # key -> (state, revision) as this replica last wrote it.
+        self._known: OrderedDict[str, tuple[float, int]] = OrderedDict()
 
     async def acquire(self, key: str, rate: Rate, now: float) -> Decision:
         """Takes one request for key at `now` (seconds, the same clock on every replica)."""
@@ -94,8 +107,8 @@ class RateLimiter:
                 return
 
     async def _commit_group(self, keys: tuple[str, ...], group: Sequence[_Request]) -> None:
-        states = await asyncio.gather(*(self._store.read(key) for key in keys))
-        tats = [tat for tat, _ in states]
+        states = await asyncio.gather(*(self._state(key) for key in keys))
+        tats: list[float | None] = [tat for tat, _ in states]
         decided: list[list[Decision]] = []
         for request in group:
             decisions = [
@@ -131,6 +144,7 @@ class RateLimiter:
         tat = decided[admitted[-1]][index].tat
         for attempt in range(self._max_attempts):
             if attempt:
+                self._known.pop(key, None)
                 current, revision = await self._store.read(key)
                 for i in admitted:
                     request = group[i]
@@ -143,13 +157,28 @@ class RateLimiter:
                 tat = current
                 if not any(decided[i][index].allowed for i in admitted):
                     return
-            if await self._store.write(key, tat, revision):
+            written = await self._store.write(key, tat, revision)
+            if written is not None:
+                self._remember(key, tat, written)
                 return
         for i in admitted:
             now = group[i].now
             decided[i][index] = Decision(
                 allowed=False, tat=now, retry_after_s=group[i].rates[index].interval_s, remaining=0
             )
+
+    async def _state(self, key: str) -> tuple[float | None, int]:
+        known = self._known.get(key)
+        if known is not None:
+            self._known.move_to_end(key)
+            return known
+        return await self._store.read(key)
+
+    def _remember(self, key: str, tat: float, revision: int) -> None:
+        self._known[key] = (tat, revision)
+        self._known.move_to_end(key)
+        if len(self._known) > KNOWN_STATES:
+            self._known.popitem(last=False)
 
 
 @dataclass

@@ -25,7 +25,7 @@ class MemoryStore:
         value, revision = self.values.get(key, (None, 0))
         return value, revision
 
-    async def write(self, key: str, tat: float, revision: int) -> bool:
+    async def write(self, key: str, tat: float, revision: int) -> int | None:
         if self.down:
             raise StoreUnavailable("store is down")
         if self.interleave:
@@ -33,6 +33,6 @@ class MemoryStore:
         current = self.values.get(key, (None, 0))[1]
         if current != revision:
             self.conflicts += 1
-            return False
+            return None
         self.values[key] = (tat, revision + 1)
-        return True
+        return revision + 1

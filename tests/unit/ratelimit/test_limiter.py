@@ -61,7 +61,7 @@ class CountingStore(MemoryStore):
         self.reads += 1
         return await super().read(key)
 
-    async def write(self, key: str, tat: float, revision: int) -> bool:
+    async def write(self, key: str, tat: float, revision: int) -> int | None:
         self.writes += 1
         return await super().write(key, tat, revision)
 
@@ -105,8 +105,27 @@ async def test_calls_arriving_during_a_commit_form_the_next_group() -> None:
     decisions = await asyncio.gather(first, *later)
 
     assert all(d.allowed for d in decisions)
-    assert (store.reads, store.writes) == (2, 2)
+    # The second group starts from the state the first wrote: no read.
+    assert (store.reads, store.writes) == (1, 2)
     assert store.values["user.a"][0] == 4.0
+
+
+async def test_a_remembered_state_another_replica_moved_on_is_read_again() -> None:
+    store = CountingStore()
+    here, there = RateLimiter(store), RateLimiter(store)
+    assert (await here.acquire("user.a", RATE, 0.0)).allowed
+    for _ in range(4):
+        assert (await there.acquire("user.a", RATE, 0.0)).allowed
+    reads = store.reads
+
+    refused = await here.acquire("user.a", RATE, 0.0)
+
+    assert not refused.allowed
+    assert refused.retry_after_s == pytest.approx(RATE.interval_s)
+    # The remembered state admitted it and the write lost; the state read then refuses it.
+    assert store.conflicts == 1
+    assert store.reads == reads + 1
+    assert store.values["user.a"] == (5.0, 5)
 
 
 async def test_a_store_failure_reaches_every_call_of_the_group() -> None:
