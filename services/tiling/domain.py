@@ -14,7 +14,8 @@ import logging
 import re
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
@@ -204,20 +205,44 @@ class Failure:
 
 
 class CanceledJobs:
-    """The ids of recently canceled jobs, the oldest forgotten first beyond `capacity`."""
+    """The ids of recently canceled jobs, the oldest forgotten first beyond `capacity`.
+
+    A running job can `watch` for its cancellation, to stop its inference call the moment
+    the JobCanceled event arrives instead of at its next check.
+    """
 
     def __init__(self, capacity: int = 10_000) -> None:
         if capacity < 1:
             raise ValueError("capacity must be at least 1")
         self._capacity = capacity
         self._ids: OrderedDict[str, None] = OrderedDict()
+        self._watchers: dict[str, list[Callable[[], object]]] = {}
 
     def add(self, job_id: str) -> None:
-        """Remembers that a job was canceled."""
+        """Remembers that a job was canceled and tells whoever watches it."""
         self._ids[job_id] = None
         self._ids.move_to_end(job_id)
         while len(self._ids) > self._capacity:
             self._ids.popitem(last=False)
+        for on_cancel in self._watchers.pop(job_id, []):
+            on_cancel()
+
+    @contextmanager
+    def watch(self, job_id: str, on_cancel: Callable[[], object]) -> Iterator[None]:
+        """Calls `on_cancel` once if the job is canceled while the block runs (or was)."""
+        if job_id in self._ids:
+            on_cancel()
+            yield
+            return
+        watchers = self._watchers.setdefault(job_id, [])
+        watchers.append(on_cancel)
+        try:
+            yield
+        finally:
+            if on_cancel in watchers:
+                watchers.remove(on_cancel)
+            if not watchers and self._watchers.get(job_id) is watchers:
+                del self._watchers[job_id]
 
     def __contains__(self, job_id: object) -> bool:
         return job_id in self._ids
@@ -551,9 +576,7 @@ class JobRunner:
                 raise _Canceled
             batch = plan.tiles[start : start + per_batch]
             crops = [np.ascontiguousarray(extract_tile(content, tile)) for tile in batch]
-            results = await self._inference.stylize_batch(
-                job.model_version, crops, styles, params, endpoint=job.inference_endpoint
-            )
+            results = await self._stylize_batch(job, crops, styles, params)
             for tile, result in zip(batch, results, strict=True):
                 if result.shape != (tile.height, tile.width, 3):
                     raise FailedPrecondition(
@@ -564,6 +587,30 @@ class JobRunner:
             fraction = _STYLIZE_START + (_STYLIZE_END - _STYLIZE_START) * len(outputs) / total
             await reporter.report(fraction, "stylizing")
         return outputs
+
+    async def _stylize_batch(
+        self, job: Job, crops: Sequence[Pixels], styles: Sequence[StyleInput], params: JobParams
+    ) -> list[Pixels]:
+        """One inference call, cancelled the moment the job is, not at the next batch.
+
+        Cancelling the call cancels the gRPC call, so inference stops computing it within
+        an optimisation step instead of running on for every step it was asked for.
+        """
+        call = asyncio.ensure_future(
+            self._inference.stylize_batch(
+                job.model_version, crops, styles, params, endpoint=job.inference_endpoint
+            )
+        )
+        with self._canceled.watch(job.job_id, call.cancel):
+            try:
+                return await call
+            except asyncio.CancelledError:
+                current = asyncio.current_task()
+                stopping = current is not None and current.cancelling() > 0
+                if call.cancelled() and not stopping and job.job_id in self._canceled:
+                    logger.info("job canceled during an inference call; the call was cancelled")
+                    raise _Canceled from None
+                raise
 
     def _tiles_per_batch(self, plan: TilePlan, styles: Sequence[StyleInput]) -> int:
         """batch_size tiles, fewer when their pixels and the styles' would pass max_batch_bytes."""
