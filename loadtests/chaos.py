@@ -427,7 +427,8 @@ def run_chaos(up: GouacheUp, options: ChaosOptions) -> ChaosReport:
         _count_events(
             up.ports["nats-port"],
             {
-                "gouache.jobs.created": events_pb2.JobCreated,
+                # Every priority class: gouache.jobs.created.<lane>.<tier>.
+                "gouache.jobs.created.>": events_pb2.JobCreated,
                 "gouache.execution.succeeded": events_pb2.ExecutionSucceeded,
                 "gouache.jobs.succeeded": events_pb2.JobSucceeded,
             },

@@ -14,6 +14,7 @@ from typing import Any
 from gouache import catalogue
 from gouache.catalogue import TrainedStyle
 from gouache.db import is_unique_violation, new_id, utc_now
+from gouache.priority import PREVIEW, tier_of
 from gouache.runtime.context import Principal, job_id_var
 from gouache.runtime.errors import (
     Aborted,
@@ -43,6 +44,7 @@ from services.jobs.domain.jobs import (
     JobStatus,
     parse_status,
 )
+from services.jobs.domain.lanes import PreviewPolicy, needs_preview_model, preview_params
 from services.jobs.domain.paging import PageCursor, check_id, page_size
 from services.jobs.domain.requests import (
     JobRequest,
@@ -92,6 +94,7 @@ class JobsConfig:
     max_webhooks_per_user: int = 10
     allow_private_webhook_urls: bool = False
     result_cache: CachePolicy = dataclasses.field(default_factory=CachePolicy)
+    preview: PreviewPolicy = dataclasses.field(default_factory=PreviewPolicy)
     # ListModels answers from a copy of the routing table at most this old (0: no copy).
     routing_cache_ttl_s: float = 1.0
 
@@ -165,6 +168,11 @@ class JobsApp:
         try:
             table = await self.store.routing_table()
             version = table.resolve(valid.model_version, job_id)
+            if valid.lane == PREVIEW:
+                policy = self._config.preview
+                valid = replace(valid, params=preview_params(valid.params, policy))
+                if needs_preview_model(version.family):
+                    version = table.resolve(policy.model, job_id)
             check_overlap(valid.params, valid.params.tile_size or version.tile_size)
             check_params(version, valid.params)
             content, styles = await self._resolve_images(valid, owner)
@@ -192,6 +200,7 @@ class JobsApp:
                 cache_key=result_cache_key(
                     version, content.sha256, [style.sha256 for style in styles], valid.params
                 ),
+                lane=valid.lane,
             )
             hit = await self._cached_answer(job, bypass=valid.no_cache, now=now)
             if hit is not None:
@@ -200,7 +209,11 @@ class JobsApp:
                 if event is None:
                     raise AssertionError("a succeeded job always has an event")
             else:
-                event = job_created_event(job, inference_endpoint=table.endpoint_of(version.name))
+                event = job_created_event(
+                    job,
+                    inference_endpoint=table.endpoint_of(version.name),
+                    tier=tier_of(principal.plan),
+                )
             deliveries = await self.store.create_job(
                 job, event, key_expired_before=key_expired_before, cache_hit=hit, now=now
             )
@@ -227,6 +240,7 @@ class JobsApp:
                     "requested_model_version": job.requested_model_version,
                     "styles": len(job.style_urls),
                     "cached": job.cached,
+                    "lane": job.lane,
                 },
             )
             return job, True

@@ -8,6 +8,7 @@ from datetime import UTC, datetime
 from google.protobuf.message import Message
 from google.protobuf.timestamp_pb2 import Timestamp
 
+from gouache import priority
 from gouache.bus import subjects
 from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.events.v1 import events_pb2
@@ -52,6 +53,7 @@ def params_from_pb(params: common_pb2.StylizeParams) -> StylizeParams:
         prompt=params.prompt if params.HasField("prompt") else None,
         output_format=params.output_format,
         quality=params.quality if params.HasField("quality") else None,
+        max_side=params.max_side if params.HasField("max_side") else None,
     )
 
 
@@ -77,6 +79,8 @@ def params_to_pb(params: StylizeParams) -> common_pb2.StylizeParams:
         message.prompt = params.prompt
     if params.quality is not None:
         message.quality = params.quality
+    if params.max_side is not None:
+        message.max_side = params.max_side
     return message
 
 
@@ -89,6 +93,7 @@ def job_request_from_pb(request: jobs_pb2.CreateJobRequest) -> JobRequest:
         params=params_from_pb(request.params),
         idempotency_key=request.idempotency_key,
         no_cache=request.no_cache,
+        lane=request.lane,
     )
 
 
@@ -109,6 +114,7 @@ def job_to_pb(job: Job, result_url: str | None = None) -> jobs_pb2.Job:
         updated_at=timestamp(job.updated_at),
         result_image_id=job.result_image_id or "",
         cached=job.cached,
+        lane=job.lane,
     )
     if result_url is not None:
         message.result_url = result_url
@@ -181,8 +187,13 @@ class OutgoingEvent:
     event_id: str
 
 
-def job_created_event(job: Job, *, inference_endpoint: str = "") -> OutgoingEvent:
-    """The JobCreated event workers start from, with the version's inference endpoint."""
+def job_created_event(
+    job: Job, *, inference_endpoint: str = "", tier: str = priority.DEFAULT_TIER
+) -> OutgoingEvent:
+    """The JobCreated event workers start from, with the version's inference endpoint.
+
+    It goes to the subject of the job's priority class (its lane and its owner's tier).
+    """
     event_id = new_id("evt")
     message = events_pb2.JobCreated(
         event_id=event_id,
@@ -194,8 +205,10 @@ def job_created_event(job: Job, *, inference_endpoint: str = "") -> OutgoingEven
         params=params_to_pb(job.params),
         created_at=timestamp(job.created_at),
         inference_endpoint=inference_endpoint,
+        lane=job.lane,
+        tier=tier,
     )
-    return OutgoingEvent(subjects.JOBS_CREATED, message, event_id)
+    return OutgoingEvent(subjects.job_created_subject(job.lane, tier), message, event_id)
 
 
 def status_event(job: Job) -> OutgoingEvent | None:

@@ -27,6 +27,7 @@ from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
 from services.jobs.consumer import ConsumerOptions, dead_letter_consumer, execution_consumer
 from services.jobs.deliverer import WebhookDeliverer
 from services.jobs.domain.cache import CachePolicy
+from services.jobs.domain.lanes import PreviewPolicy
 from services.jobs.domain.routing import parse_seed
 from services.jobs.metrics import InFlightSampler
 from services.jobs.servicer import JobsServicer
@@ -197,6 +198,7 @@ async def build(
             idempotency_ttl_s=settings.idempotency_ttl_s,
             download_url_ttl_s=settings.download_url_ttl_s,
             watch_poll_interval_s=settings.watch_poll_interval_s,
+            preview=PreviewPolicy(max_side=settings.preview_max_side, model=settings.preview_model),
             max_webhooks_per_user=settings.max_webhooks_per_user,
             allow_private_webhook_urls=settings.allow_private_webhook_urls,
             routing_cache_ttl_s=settings.routing_cache_ttl_s,

@@ -41,6 +41,10 @@ class JobsSettings(ServiceSettings):
     download_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
     # WatchJob re-reads the job this often, to see changes made by other replicas.
     watch_poll_interval_s: float = Field(default=0.5, gt=0)
+    # A preview job (CreateJobRequest.lane "preview"): the longest side of its output, and
+    # the model it runs when the requested one optimises (gatys).
+    preview_max_side: int = Field(default=512, ge=16, le=8192)
+    preview_model: str = Field(default="default", min_length=1)
     # Execution events handled at once by the "jobs" consumer.
     consumer_concurrency: int = Field(default=8, ge=1)
     # Deliveries of one event (execution events, dead letters) before it is given up on:

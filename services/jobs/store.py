@@ -46,6 +46,7 @@ from gouache.db import (
     new_id,
     new_metadata,
 )
+from gouache.priority import DEFAULT_LANE
 from services.jobs.convert import OutgoingEvent
 from services.jobs.domain.cache import CacheEntry
 from services.jobs.domain.jobs import Job, JobStatus
@@ -96,6 +97,7 @@ jobs_table = Table(
     # job was answered from the cache (migration 0003).
     Column("cache_key", String(64), nullable=True),
     Column("cached", Boolean, nullable=False, server_default=false()),
+    Column("lane", String(16), nullable=False, server_default=DEFAULT_LANE),
     # NULL keys are distinct on both SQLite and PostgreSQL: jobs without a key never clash.
     UniqueConstraint("owner_id", "idempotency_key"),
 )
@@ -246,6 +248,7 @@ def _job(row: Row[Any]) -> Job:
         latency_ms=row.latency_ms,
         cache_key=row.cache_key,
         cached=bool(row.cached),
+        lane=row.lane,
     )
 
 
@@ -275,6 +278,7 @@ def _job_values(job: Job) -> dict[str, Any]:
         "latency_ms": job.latency_ms,
         "cache_key": job.cache_key,
         "cached": job.cached,
+        "lane": job.lane,
     }
 
 

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import functools
 import logging
 from datetime import UTC, datetime, timedelta
 
@@ -12,6 +14,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import ConsumerConfig, DeliverPolicy
 
+from gouache import priority
 from gouache.bus import subjects
 from gouache.bus.consumer import DurableConsumer, Event, PermanentEventError, RetryableEventError
 from gouache.bus.jetstream import NATS_ERRORS, PublishError, publish
@@ -20,6 +23,7 @@ from gouache.contracts.events.v1 import events_pb2
 from gouache.runtime.context import job_id_var
 from gouache.runtime.errors import Unavailable
 from services.tiling.domain import CanceledJobs, Job, JobParams, JobRunner, RetryLater
+from services.tiling.priority import PriorityGate
 
 logger = logging.getLogger(__name__)
 
@@ -50,6 +54,7 @@ def job_from_event(event: events_pb2.JobCreated) -> Job:
             prompt=params.prompt if params.HasField("prompt") else None,
             output_format=params.output_format,
             quality=params.quality if params.HasField("quality") else None,
+            max_side=params.max_side if params.HasField("max_side") else None,
         ),
         inference_endpoint=event.inference_endpoint.strip(),
     )
@@ -167,7 +172,15 @@ class CancelWatcher:
 
 
 class JobConsumer:
-    """The durable "tiling" consumer of gouache.jobs.created, feeding the JobRunner."""
+    """Durable consumers of gouache.jobs.created.<lane>.<tier>, one per priority class.
+
+    Each class (gouache.priority.CLASSES) has its own durable consumer, `tiling-<lane>-
+    <tier>`, so a backlog in one class never queues another's jobs behind it; each
+    fetches up to `concurrency` jobs, which wait in a PriorityGate of `concurrency` slots
+    (in-progress heartbeats keep them from redelivery meanwhile) that runs the best-ranked
+    first, a waiting job gaining one rank per `aging_s`. The durable "tiling" of earlier
+    releases still consumes the bare gouache.jobs.created, as export/free.
+    """
 
     def __init__(
         self,
@@ -179,28 +192,49 @@ class JobConsumer:
         concurrency: int,
         retry_initial_s: float,
         retry_max_s: float,
+        aging_s: float = 30.0,
     ) -> None:
         self._runner = runner
-        self._consumer = DurableConsumer(
-            js,
-            stream=subjects.JOBS_STREAM.name,
-            durable=DURABLE_NAME,
-            filter_subjects=[subjects.JOBS_CREATED],
-            handler=self.handle,
-            ack_wait=ack_wait_s,
-            max_deliver=max_deliver,
-            max_in_flight=concurrency,
-            retry_initial=retry_initial_s,
-            retry_max=retry_max_s,
+        self.gate = PriorityGate(concurrency, aging_s=aging_s)
+        classes = [
+            (f"{DURABLE_NAME}-{lane}-{tier}", subjects.job_created_subject(lane, tier), rank)
+            for rank, (lane, tier) in enumerate(priority.CLASSES)
+        ]
+        classes.append(
+            (
+                DURABLE_NAME,
+                subjects.JOBS_CREATED,
+                priority.rank(priority.DEFAULT_LANE, priority.DEFAULT_TIER),
+            )
         )
+        self._consumers = [
+            DurableConsumer(
+                js,
+                stream=subjects.JOBS_STREAM.name,
+                durable=durable,
+                filter_subjects=[subject],
+                handler=functools.partial(self._handle_ranked, rank),
+                ack_wait=ack_wait_s,
+                max_deliver=max_deliver,
+                max_in_flight=concurrency,
+                retry_initial=retry_initial_s,
+                retry_max=retry_max_s,
+            )
+            for durable, subject, rank in classes
+        ]
 
     async def start(self) -> None:
-        """Starts fetching jobs."""
-        await self._consumer.start()
+        """Starts fetching jobs of every class."""
+        for consumer in self._consumers:
+            await consumer.start()
 
     async def stop(self) -> None:
         """Stops fetching and lets the running jobs finish (or naks them after a grace)."""
-        await self._consumer.stop()
+        await asyncio.gather(*(consumer.stop() for consumer in self._consumers))
+
+    async def _handle_ranked(self, rank: int, event: Event) -> None:
+        async with self.gate.slot(rank):
+            await self.handle(event)
 
     async def handle(self, event: Event) -> None:
         """Runs one delivery of a JobCreated; returning acks it, RetryableEventError naks it."""

@@ -79,6 +79,8 @@ class JobParams:
     prompt: str | None = None
     output_format: str = ""
     quality: int | None = None
+    # Longest side of the output: a larger content is shrunk to it before stylizing.
+    max_side: int | None = None
 
 
 @dataclass(frozen=True)
@@ -448,6 +450,8 @@ class JobRunner:
 
         mark = time.perf_counter()
         content = await self._load(job.content_image_id, "content")
+        if job.params.max_side is not None:
+            content = await asyncio.to_thread(_fit, content, job.params.max_side)
         style_images = [
             await self._load(image_id, f"style {index + 1}")
             for index, image_id in enumerate(job.style_image_ids)
@@ -684,6 +688,14 @@ def _match_to_content(
         )
         for style in styles
     ]
+
+
+def _fit(image: codec.DecodedImage, max_side: int) -> codec.DecodedImage:
+    """The content shrunk so its longest side is at most max_side (params.max_side)."""
+    if max(image.width, image.height) <= max_side:
+        return image
+    pixels = codec.resize_to_fit(image.pixels, max_side)
+    return replace(image, pixels=pixels, width=pixels.shape[1], height=pixels.shape[0])
 
 
 def _blend_and_encode(

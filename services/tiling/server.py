@@ -130,6 +130,7 @@ async def build(
             ack_wait_s=settings.ack_wait_s,
             max_deliver=settings.max_deliver,
             concurrency=settings.concurrency,
+            aging_s=settings.priority_aging_s,
             retry_initial_s=settings.retry_initial_s,
             retry_max_s=settings.retry_max_s,
         )

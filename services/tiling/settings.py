@@ -35,6 +35,11 @@ class TilingSettings(ServiceSettings):
     # and upload overlap with another's inference (which queues, and batches, its calls):
     # with 1, inference sat idle while tiling encoded each result (loadtests/RESULTS.md).
     concurrency: int = Field(default=4, ge=1)
+    # Jobs waiting for one of the `concurrency` slots run best class first (preview before
+    # export, then enterprise, pro, free: gouache.priority); a waiting job gains one class
+    # per this many seconds, so a flood of high-priority jobs delays the others but never
+    # starves them.
+    priority_aging_s: float = Field(default=30.0, gt=0)
     # Least time between two progress events of a job (the first is always sent);
     # 0 sends every one (a report after each batch of tiles and at each stage).
     progress_interval_s: float = Field(default=0.5, ge=0)

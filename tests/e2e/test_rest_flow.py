@@ -148,3 +148,32 @@ def test_wait_long_polls_until_the_job_is_final(mesh: Mesh, admin: GouacheClient
     assert "timeout" in too_long.text
     not_a_duration = httpx.get(url, params={"timeout": "soon"}, headers=headers)
     assert not_a_duration.status_code == 400
+
+
+def test_a_preview_runs_a_one_pass_model_small(mesh: Mesh, admin: GouacheClient) -> None:
+    content_url = admin.upload(small("chelsea", 96), filename="cat.png")
+    style_url = admin.upload(small("hubble_deep_field", 48), filename="stars.png", kind="style")
+    headers = {"authorization": f"Bearer {admin.token()}"}
+    body = {
+        "content_url": content_url,
+        "style_urls": [style_url],
+        "model_version": "gatys",
+        "lane": "preview",
+        "params": {"max_side": 40},
+        "no_cache": True,
+    }
+    created = httpx.post(f"{mesh.config.public_url}/v1/jobs", json=body, headers=headers)
+    assert created.status_code == 200, created.text
+    # gatys optimises for tens of seconds; the preview runs the default one-pass model.
+    assert created.json()["model_version"] == "adain.lite0-v1.1"
+    result = admin.wait(created.json()["job_id"], timeout_s=120)
+    assert result.status == "succeeded", result.raw
+    assert result.raw["lane"] == "preview"
+    assert result.result_url
+    image = validate_and_decode(admin.download(result.result_url))
+    assert (image.width, image.height) == (40, 40)
+
+    body["lane"] = "draft"
+    refused = httpx.post(f"{mesh.config.public_url}/v1/jobs", json=body, headers=headers)
+    assert refused.status_code == 400
+    assert "lane" in refused.text

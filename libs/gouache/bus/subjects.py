@@ -8,6 +8,7 @@ from types import MappingProxyType
 
 from google.protobuf.message import Message
 
+from gouache import priority
 from gouache.contracts.events.v1 import events_pb2
 
 JOBS_CREATED = "gouache.jobs.created"
@@ -20,9 +21,26 @@ EXECUTION_FAILED = "gouache.execution.failed"
 DEAD_LETTER_PREFIX = "gouache.dlq."
 """Dead letters of a message on subject S go to gouache.dlq.S (see gouache.bus.deadletter)."""
 
+
+def job_created_subject(lane: str, tier: str) -> str:
+    """gouache.jobs.created.<lane>.<tier>: where a JobCreated of that priority class goes.
+
+    Workers consume each class (gouache.priority.CLASSES) with its own durable consumer
+    and run the waiting jobs of the highest class first, so a flood in one class never
+    hides another's jobs behind it in one queue. The bare gouache.jobs.created (events
+    of earlier releases) is served as export/free.
+    """
+    priority.rank(lane, tier)  # raises ValueError for an unknown class
+    return f"{JOBS_CREATED}.{lane}.{tier}"
+
+
 MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
     {
         JOBS_CREATED: events_pb2.JobCreated,
+        **{
+            job_created_subject(lane, tier): events_pb2.JobCreated
+            for lane, tier in priority.CLASSES
+        },
         JOBS_CANCELED: events_pb2.JobCanceled,
         JOBS_SUCCEEDED: events_pb2.JobSucceeded,
         JOBS_FAILED: events_pb2.JobFailed,

@@ -7,6 +7,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from enum import StrEnum
 
+from gouache.priority import DEFAULT_LANE
 from gouache.runtime.errors import FailedPrecondition, InvalidArgument
 from services.jobs.domain.requests import StylizeParams
 
@@ -100,6 +101,8 @@ class Job:
     cache_key: str | None = None
     # Answered from the result cache: succeeded at creation, no inference ran.
     cached: bool = False
+    # "preview" or "export" (gouache.priority.LANES).
+    lane: str = DEFAULT_LANE
 
 
 @dataclass(frozen=True)

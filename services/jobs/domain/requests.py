@@ -9,6 +9,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any
 
+from gouache.priority import DEFAULT_LANE, LANES
 from gouache.runtime.errors import InvalidArgument
 
 MAX_STYLES = 4
@@ -22,6 +23,8 @@ MAX_URL_CHARS = 2048
 MAX_MODEL_NAME_CHARS = 128
 MAX_SEED = 2**32 - 1
 DEFAULT_MODEL = "default"
+MIN_MAX_SIDE = 16
+MAX_MAX_SIDE = 8192
 
 
 def fmt(value: float) -> str:
@@ -44,6 +47,7 @@ class StylizeParams:
     prompt: str | None = None
     output_format: str = DEFAULT_OUTPUT_FORMAT
     quality: int | None = None
+    max_side: int | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-ready dict of the fields that are set (the stored and compared form)."""
@@ -60,6 +64,7 @@ class StylizeParams:
             "seed": self.seed,
             "prompt": self.prompt,
             "quality": self.quality,
+            "max_side": self.max_side,
         }
         data.update({key: value for key, value in optional.items() if value is not None})
         if self.weights:
@@ -91,6 +96,7 @@ class StylizeParams:
             prompt=None if prompt is None else str(prompt),
             output_format=str(data.get("output_format", DEFAULT_OUTPUT_FORMAT)),
             quality=integer("quality"),
+            max_side=integer("max_side"),
         )
 
 
@@ -105,6 +111,8 @@ class JobRequest:
     idempotency_key: str = ""
     # Run the model even when the result cache holds an answer (it is then replaced).
     no_cache: bool = False
+    # "preview" or "export" (services.jobs.domain.lanes).
+    lane: str = DEFAULT_LANE
 
     def fingerprint(self) -> str:
         """A digest of everything that defines the job, to compare idempotent retries.
@@ -113,13 +121,16 @@ class JobRequest:
         the same job. So is no_cache, which changes how the job is answered, not what it
         is. Compare normalized requests (see validate_job_request).
         """
+        fields: dict[str, Any] = {
+            "content_url": self.content_url,
+            "style_urls": list(self.style_urls),
+            "model_version": self.model_version,
+            "params": self.params.to_dict(),
+        }
+        if self.lane != DEFAULT_LANE:  # so fingerprints stored before lanes still match
+            fields["lane"] = self.lane
         canonical = json.dumps(
-            {
-                "content_url": self.content_url,
-                "style_urls": list(self.style_urls),
-                "model_version": self.model_version,
-                "params": self.params.to_dict(),
-            },
+            fields,
             sort_keys=True,
             separators=(",", ":"),
         )
@@ -230,6 +241,12 @@ def validate_params(params: StylizeParams, styles: int) -> StylizeParams:
             f"params.quality must be between 1 and 100, got {params.quality}",
             field="params.quality",
         )
+    if params.max_side is not None and not MIN_MAX_SIDE <= params.max_side <= MAX_MAX_SIDE:
+        raise InvalidArgument(
+            f"params.max_side must be between {MIN_MAX_SIDE} and {MAX_MAX_SIDE} pixels, "
+            f"got {params.max_side}",
+            field="params.max_side",
+        )
     if params.prompt is not None and len(params.prompt) > MAX_PROMPT_CHARS:
         raise InvalidArgument(
             f"params.prompt is {len(params.prompt)} characters; at most {MAX_PROMPT_CHARS} "
@@ -296,6 +313,13 @@ def validate_job_request(request: JobRequest) -> JobRequest:
         )
     params = validate_params(request.params, len(style_urls))
     key = choose_idempotency_key(request.idempotency_key, None)
+    lane = request.lane.strip().lower() or DEFAULT_LANE
+    if lane not in LANES:
+        raise InvalidArgument(
+            f"lane must be one of {', '.join(LANES)} (or empty for {DEFAULT_LANE}), "
+            f"got {request.lane!r}",
+            field="lane",
+        )
     return JobRequest(
         content_url=content_url,
         style_urls=style_urls,
@@ -303,4 +327,5 @@ def validate_job_request(request: JobRequest) -> JobRequest:
         params=params,
         idempotency_key=key,
         no_cache=request.no_cache,
+        lane=lane,
     )

@@ -41,7 +41,7 @@ async def broken_worker(mesh: Mesh) -> AsyncIterator[list[str]]:
         mesh.js,
         stream=subjects.JOBS_STREAM.name,
         durable=durable,
-        filter_subjects=[subjects.JOBS_CREATED],
+        filter_subjects=[subjects.job_created_subject("export", "free")],
         handler=always_fail,
         deliver_policy=DeliverPolicy.NEW,
         max_deliver=MAX_DELIVER,
@@ -69,9 +69,10 @@ async def test_a_job_whose_created_event_keeps_failing_ends_failed_with_the_reas
     assert broken_worker.count(job_id) == MAX_DELIVER
     assert job.error_code == "INTERNAL"
     assert re.fullmatch(
-        r"processing of gouache\.jobs\.created \(stream GOUACHE_JOBS, sequence \d+\) by "
+        r"processing of gouache\.jobs\.created\.export\.free \(stream GOUACHE_JOBS, sequence \d+\) by "
         r"consumer poisoned-w\w+ failed 3 times: RuntimeError: inference returned NaN tiles; "
-        r"the message is in dead-letter subject gouache\.dlq\.gouache\.jobs\.created "
+        r"the message is in dead-letter subject "
+        r"gouache\.dlq\.gouache\.jobs\.created\.export\.free "
         r"\(stream GOUACHE_DLQ, sequence \d+\)",
         job.error,
     ), job.error

@@ -49,11 +49,11 @@ async def _status(mesh: Mesh, job_id: str, status: str) -> None:
 async def test_create_publishes_one_event_and_a_retry_publishes_none(mesh: Mesh) -> None:
     request = mesh.job_request(idempotency_key="retry-me")
     first = await mesh.stub.CreateJob(request, metadata=mesh.auth(), timeout=10)
-    await _published(mesh, subjects.JOBS_CREATED, first.job_id)
+    await _published(mesh, subjects.job_created_subject("export", "free"), first.job_id)
     second = await mesh.stub.CreateJob(request, metadata=mesh.auth(), timeout=10)
     assert second.job_id == first.job_id
     await _outbox_drained(mesh)
-    events = await mesh.job_events(subjects.JOBS_CREATED, first.job_id)
+    events = await mesh.job_events(subjects.job_created_subject("export", "free"), first.job_id)
     assert len(events) == 1
     created = events[0]
     assert isinstance(created, events_pb2.JobCreated)

@@ -120,7 +120,9 @@ async def test_a_repeated_request_is_answered_from_the_cache(mesh: Mesh) -> None
     assert done.cached
     assert done.result_image_id == result
     assert done.latency_ms == 0
-    assert await mesh.job_events(subjects.JOBS_CREATED, second.job_id) == []
+    assert (
+        await mesh.job_events(subjects.job_created_subject("export", "free"), second.job_id) == []
+    )
 
     async with mesh.service.store.sessions() as session:
         row = (await session.execute(select(result_cache_table))).one()

@@ -38,9 +38,9 @@ async def test_create_job_stores_pending_job_and_one_created_event(jobs: Harness
     assert response.model_version == "gatys.lite0-v1"
     assert response.eta_seconds == 60
     events = await jobs.outbox_events()
-    assert [subject for subject, _ in events] == [subjects.JOBS_CREATED]
+    assert [subject for subject, _ in events] == [subjects.job_created_subject("export", "free")]
     created = events_pb2.JobCreated.FromString(
-        (await jobs.outbox_payloads(subjects.JOBS_CREATED))[0]
+        (await jobs.outbox_payloads(subjects.job_created_subject("export", "free")))[0]
     )
     assert created.event_id == events[0][1]
     assert created.job_id == response.job_id
@@ -348,7 +348,7 @@ async def test_cancel_job(jobs: Harness) -> None:
     job = await _cancel(jobs, created.job_id)
     assert job.status == "canceled"
     assert [s for s, _ in await jobs.outbox_events()] == [
-        subjects.JOBS_CREATED,
+        subjects.job_created_subject("export", "free"),
         subjects.JOBS_CANCELED,
     ]
     canceled = events_pb2.JobCanceled.FromString(

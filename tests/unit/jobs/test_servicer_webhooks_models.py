@@ -134,7 +134,10 @@ async def test_execution_events_apply_once(jobs: Harness) -> None:
     late = ExecutionFailed("INTERNAL", "late")
     assert await jobs.app.apply_execution(new_id("evt"), created.job_id, late) is False
     subjects_seen = [s for s, _ in await jobs.outbox_events()]
-    assert subjects_seen == [subjects.JOBS_CREATED, subjects.JOBS_SUCCEEDED]
+    assert subjects_seen == [
+        subjects.job_created_subject("export", "free"),
+        subjects.JOBS_SUCCEEDED,
+    ]
     done = events_pb2.JobSucceeded.FromString(
         (await jobs.outbox_payloads(subjects.JOBS_SUCCEEDED))[0]
     )
@@ -280,7 +283,7 @@ async def test_operator_registers_routes_and_lists_models(jobs: Harness) -> None
 
 
 async def _created_event(jobs: Harness, job_id: str) -> events_pb2.JobCreated:
-    for payload in await jobs.outbox_payloads(subjects.JOBS_CREATED):
+    for payload in await jobs.outbox_payloads(subjects.job_created_subject("export", "free")):
         event = events_pb2.JobCreated.FromString(payload)
         if event.job_id == job_id:
             return event

@@ -176,6 +176,17 @@ async def test_progress_is_sent_first_then_at_most_once_per_interval() -> None:
     ]
 
 
+async def test_max_side_shrinks_the_content_before_stylizing_and_never_enlarges() -> None:
+    harness = Harness(_image(300, 200), tile_size=256)
+    assert await harness.runner.run(harness.job(max_side=150)) is Outcome.SUCCEEDED
+    assert harness.inference.calls[0].tile_shapes == [(100, 150, 3)]
+    assert harness.result_pixels().shape == (100, 150, 3)
+
+    larger = Harness(_image(300, 200), tile_size=512)
+    assert await larger.runner.run(larger.job(max_side=1000)) is Outcome.SUCCEEDED
+    assert larger.result_pixels().shape == (200, 300, 3)
+
+
 async def test_histogram_match_recolours_styles_once_against_the_whole_content() -> None:
     harness = Harness(_image(300, 200), tile_size=128)
     harness.content[:, :, 2] = 0  # no blue anywhere in the photo

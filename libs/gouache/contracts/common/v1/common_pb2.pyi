@@ -37,6 +37,7 @@ class StylizeParams(_message.Message):
     PROMPT_FIELD_NUMBER: _builtins.int
     OUTPUT_FORMAT_FIELD_NUMBER: _builtins.int
     QUALITY_FIELD_NUMBER: _builtins.int
+    MAX_SIDE_FIELD_NUMBER: _builtins.int
     alpha: _builtins.float
     """Style strength from 0 (content only) to 1 (fully stylized). Default 1."""
     tv_weight: _builtins.float
@@ -57,6 +58,10 @@ class StylizeParams(_message.Message):
     """Output encoding: "png" (default), "jpeg" or "webp"."""
     quality: _builtins.int
     """JPEG/WebP quality 1-100; default 90."""
+    max_side: _builtins.int
+    """Longest side of the output in pixels (16-8192): a larger content is shrunk to it
+    (Lanczos) before stylizing, never enlarged. Unset: the content's own size.
+    """
     @_builtins.property
     def weights(self) -> _containers.RepeatedScalarFieldContainer[_builtins.float]:
         """Interpolation weights, one per style image, summing to a positive number."""
@@ -75,13 +80,16 @@ class StylizeParams(_message.Message):
         prompt: _builtins.str | None = ...,
         output_format: _builtins.str = ...,
         quality: _builtins.int | None = ...,
+        max_side: _builtins.int | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_overlap", b"_overlap", "_prompt", b"_prompt", "_quality", b"_quality", "_seed", b"_seed", "_tile_size", b"_tile_size", "_tv_weight", b"_tv_weight", "alpha", b"alpha", "overlap", b"overlap", "prompt", b"prompt", "quality", b"quality", "seed", b"seed", "tile_size", b"tile_size", "tv_weight", b"tv_weight"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_max_side", b"_max_side", "_overlap", b"_overlap", "_prompt", b"_prompt", "_quality", b"_quality", "_seed", b"_seed", "_tile_size", b"_tile_size", "_tv_weight", b"_tv_weight", "alpha", b"alpha", "max_side", b"max_side", "overlap", b"overlap", "prompt", b"prompt", "quality", b"quality", "seed", b"seed", "tile_size", b"tile_size", "tv_weight", b"tv_weight"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_overlap", b"_overlap", "_prompt", b"_prompt", "_quality", b"_quality", "_seed", b"_seed", "_tile_size", b"_tile_size", "_tv_weight", b"_tv_weight", "alpha", b"alpha", "histogram_match", b"histogram_match", "luminance_only", b"luminance_only", "output_format", b"output_format", "overlap", b"overlap", "prompt", b"prompt", "quality", b"quality", "seed", b"seed", "tile_size", b"tile_size", "tv_weight", b"tv_weight", "weights", b"weights"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_alpha", b"_alpha", "_max_side", b"_max_side", "_overlap", b"_overlap", "_prompt", b"_prompt", "_quality", b"_quality", "_seed", b"_seed", "_tile_size", b"_tile_size", "_tv_weight", b"_tv_weight", "alpha", b"alpha", "histogram_match", b"histogram_match", "luminance_only", b"luminance_only", "max_side", b"max_side", "output_format", b"output_format", "overlap", b"overlap", "prompt", b"prompt", "quality", b"quality", "seed", b"seed", "tile_size", b"tile_size", "tv_weight", b"tv_weight", "weights", b"weights"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__alpha: _TypeAlias = _typing.Literal["alpha"]  # noqa: Y015
     _WhichOneofArgType__alpha: _TypeAlias = _typing.Literal["_alpha", b"_alpha"]  # noqa: Y015
+    _WhichOneofReturnType__max_side: _TypeAlias = _typing.Literal["max_side"]  # noqa: Y015
+    _WhichOneofArgType__max_side: _TypeAlias = _typing.Literal["_max_side", b"_max_side"]  # noqa: Y015
     _WhichOneofReturnType__overlap: _TypeAlias = _typing.Literal["overlap"]  # noqa: Y015
     _WhichOneofArgType__overlap: _TypeAlias = _typing.Literal["_overlap", b"_overlap"]  # noqa: Y015
     _WhichOneofReturnType__prompt: _TypeAlias = _typing.Literal["prompt"]  # noqa: Y015
@@ -96,6 +104,8 @@ class StylizeParams(_message.Message):
     _WhichOneofArgType__tv_weight: _TypeAlias = _typing.Literal["_tv_weight", b"_tv_weight"]  # noqa: Y015
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__alpha) -> _WhichOneofReturnType__alpha | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__max_side) -> _WhichOneofReturnType__max_side | None: ...
     @_typing.overload
     def WhichOneof(self, oneof_group: _WhichOneofArgType__overlap) -> _WhichOneofReturnType__overlap | None: ...
     @_typing.overload

@@ -47,6 +47,8 @@ class JobCreated(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     INFERENCE_ENDPOINT_FIELD_NUMBER: _builtins.int
+    LANE_FIELD_NUMBER: _builtins.int
+    TIER_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     owner_id: _builtins.str
@@ -57,6 +59,12 @@ class JobCreated(_message.Message):
     """host:port of the inference server for model_version (SetModelEndpoint);
     empty means the worker's default inference.
     """
+    lane: _builtins.str
+    """The job's lane ("preview" or "export") and its owner's plan tier ("enterprise", "pro"
+    or "free"); together they name the subject it is published on,
+    gouache.jobs.created.<lane>.<tier>, which workers consume in priority order.
+    """
+    tier: _builtins.str
     @_builtins.property
     def style_image_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -75,10 +83,12 @@ class JobCreated(_message.Message):
         params: _common_pb2.StylizeParams | None = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         inference_endpoint: _builtins.str = ...,
+        lane: _builtins.str = ...,
+        tier: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_image_id", b"content_image_id", "created_at", b"created_at", "event_id", b"event_id", "inference_endpoint", b"inference_endpoint", "job_id", b"job_id", "model_version", b"model_version", "owner_id", b"owner_id", "params", b"params", "style_image_ids", b"style_image_ids"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_image_id", b"content_image_id", "created_at", b"created_at", "event_id", b"event_id", "inference_endpoint", b"inference_endpoint", "job_id", b"job_id", "lane", b"lane", "model_version", b"model_version", "owner_id", b"owner_id", "params", b"params", "style_image_ids", b"style_image_ids", "tier", b"tier"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -44,6 +44,7 @@ class Job(_message.Message):
     UPDATED_AT_FIELD_NUMBER: _builtins.int
     RESULT_IMAGE_ID_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    LANE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     """"pending", "running", "succeeded", "failed" or "canceled"."""
@@ -69,6 +70,8 @@ class Job(_message.Message):
     same owner ran the same model version on the same content and style bytes with the same
     parameters, and its result image is this job's. No inference ran; latency_ms is 0.
     """
+    lane: _builtins.str
+    """"preview" or "export" (see CreateJobRequest.lane)."""
     @_builtins.property
     def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -97,10 +100,11 @@ class Job(_message.Message):
         updated_at: _timestamp_pb2.Timestamp | None = ...,
         result_image_id: _builtins.str = ...,
         cached: _builtins.bool = ...,
+        lane: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "params", b"params", "result_url", b"result_url", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "lane", b"lane", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
     _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
@@ -127,6 +131,7 @@ class CreateJobRequest(_message.Message):
     PARAMS_FIELD_NUMBER: _builtins.int
     IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
     NO_CACHE_FIELD_NUMBER: _builtins.int
+    LANE_FIELD_NUMBER: _builtins.int
     content_url: _builtins.str
     """File URL of the content image (from SignUpload)."""
     model_version: _builtins.str
@@ -136,6 +141,12 @@ class CreateJobRequest(_message.Message):
     no_cache: _builtins.bool
     """Run the model even when an identical earlier job's result is cached (the new result
     then replaces the cached one). Not part of the idempotency comparison.
+    """
+    lane: _builtins.str
+    """What the result is for. "export" (the default): the full-size image with the requested
+    model. "preview": a quick look, served before exports: the output's longest side is
+    at most 512 px (params.max_side, if smaller, still applies) and an optimisation model
+    (gatys) is replaced by the default one-pass model.
     """
     @_builtins.property
     def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
@@ -152,10 +163,11 @@ class CreateJobRequest(_message.Message):
         params: _common_pb2.StylizeParams | None = ...,
         idempotency_key: _builtins.str = ...,
         no_cache: _builtins.bool = ...,
+        lane: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_url", b"content_url", "idempotency_key", b"idempotency_key", "model_version", b"model_version", "no_cache", b"no_cache", "params", b"params", "style_urls", b"style_urls"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_url", b"content_url", "idempotency_key", b"idempotency_key", "lane", b"lane", "model_version", b"model_version", "no_cache", b"no_cache", "params", b"params", "style_urls", b"style_urls"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
