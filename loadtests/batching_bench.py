@@ -11,11 +11,13 @@ with a verifier that trusts a key made for this run instead of the auth service)
 (`--clients`, default 1 4 16), that many concurrent gRPC clients each send StylizeBatch
 calls of one `--side` px tile (what tiling sends for a 512 px adain job), the style
 from two alternating style images (keyed, so statistics are cached as in serving), for
-`--seconds` after `--warmup` calls each. Printed per case: images/s (completed images
-over the measured wall time), p50 and p95 latency of a call, and the mean batch size and
-queue delay from the server's own `gouache_inference_batch_size` and
-`gouache_inference_queue_delay_seconds` histograms. Clients and server share the
-machine's cores, as tiling and inference do in the embedded mesh.
+`--seconds` after `--warmup` calls each, in `--rounds` rounds that alternate the
+settings' servers (all started up front), so a shared machine's changing load falls on
+every setting alike. Printed per case: images/s (completed images over the measured wall
+time), p50 and p95 latency of a call, and the mean batch size and queue delay from the
+server's own `gouache_inference_batch_size` and `gouache_inference_queue_delay_seconds`
+histograms. Clients and server share the machine's cores, as tiling and inference do in
+the embedded mesh.
 """
 
 from __future__ import annotations
@@ -191,6 +193,9 @@ async def _drive(
     token: str,
     content: common_pb2.RgbImage,
     styles: Sequence[inference_pb2.StyleInput],
+    *,
+    seconds: float,
+    warmup: int,
 ) -> tuple[list[float], int, float]:
     """Runs `clients` concurrent callers; (latencies of measured calls, errors, seconds)."""
     metadata = (("authorization", f"Bearer {token}"),)
@@ -207,14 +212,14 @@ async def _drive(
             )
 
         async def warm(index: int) -> None:
-            for _ in range(args.warmup):
+            for _ in range(warmup):
                 await stub.StylizeBatch(request(index), metadata=metadata, timeout=120)
 
         await asyncio.gather(*(warm(i) for i in range(clients)))
         latencies: list[float] = []
         errors = 0
         started = time.perf_counter()
-        stop_at = started + args.seconds
+        stop_at = started + seconds
 
         async def client(index: int) -> None:
             nonlocal errors
@@ -237,48 +242,85 @@ def _percentile(values: Sequence[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q)) if values else float("nan")
 
 
+@dataclass
+class _Tally:
+    """What the rounds of one (setting, clients) case add up to."""
+
+    latencies: list[float]
+    errors: int = 0
+    seconds: float = 0.0
+    histograms: dict[str, float] | None = None
+
+    def add_histograms(self, before: Mapping[str, float], after: Mapping[str, float]) -> None:
+        totals = self.histograms if self.histograms is not None else {}
+        for key, value in after.items():
+            totals[key] = totals.get(key, 0.0) + value - before.get(key, 0.0)
+        self.histograms = totals
+
+    def case(self, setting: str, clients: int) -> Case:
+        totals = self.histograms or {}
+
+        def mean(name: str, scale: float = 1.0) -> float:
+            count = totals.get(f"{name}_count", 0.0)
+            return scale * totals.get(f"{name}_sum", 0.0) / count if count else float("nan")
+
+        return Case(
+            setting=setting,
+            clients=clients,
+            images=len(self.latencies),
+            seconds=self.seconds,
+            p50_ms=_percentile(self.latencies, 50) * 1000,
+            p95_ms=_percentile(self.latencies, 95) * 1000,
+            mean_batch=mean("gouache_inference_batch_size"),
+            mean_queue_ms=mean("gouache_inference_queue_delay_seconds", 1000.0),
+            errors=self.errors,
+        )
+
+
 def run(args: argparse.Namespace) -> list[Case]:
+    """Starts one server per setting, then per client count alternates them round by round.
+
+    Rounds (`--rounds`, each `--seconds / --rounds` long) interleave the settings, so
+    load from the rest of a shared machine falls on every setting alike.
+    """
     signer = TestSigner()
     token = signer.token(sub="svc_batching_bench", role="service", scopes=("internal",), ttl_s=3600)
     content, styles = _images(args.side)
     cases: list[Case] = []
+    servers: dict[str, tuple[subprocess.Popen[bytes], int, int]] = {}
     with tempfile.TemporaryDirectory(prefix="gouache-batching-bench-") as scratch:
         jwks = Path(scratch) / "jwks.json"
         jwks.write_text(json.dumps(signer.jwks()))
-        log = Path(args.log)
-        for name in args.settings:
-            setting = SETTINGS[name]
-            process, port, metrics_port = _start_server(setting, args, jwks, log)
-            try:
-                for clients in args.clients:
-                    before = _histograms(metrics_port, args.model)
-                    latencies, errors, seconds = asyncio.run(
-                        _drive(port, clients, args, token, content, styles)
-                    )
-                    after = _histograms(metrics_port, args.model)
-                    delta = {key: value - before.get(key, 0.0) for key, value in after.items()}
-                    batches = delta.get("gouache_inference_batch_size_count", 0.0)
-                    delays = delta.get("gouache_inference_queue_delay_seconds_count", 0.0)
-                    case = Case(
-                        setting=name,
-                        clients=clients,
-                        images=len(latencies),
-                        seconds=seconds,
-                        p50_ms=_percentile(latencies, 50) * 1000,
-                        p95_ms=_percentile(latencies, 95) * 1000,
-                        mean_batch=delta["gouache_inference_batch_size_sum"] / batches
-                        if batches
-                        else float("nan"),
-                        mean_queue_ms=1000
-                        * delta["gouache_inference_queue_delay_seconds_sum"]
-                        / delays
-                        if delays
-                        else float("nan"),
-                        errors=errors,
-                    )
-                    cases.append(case)
-                    print(_row(case), flush=True)
-            finally:
+        try:
+            for name in args.settings:
+                servers[name] = _start_server(SETTINGS[name], args, jwks, Path(args.log))
+            for clients in args.clients:
+                tallies = {name: _Tally(latencies=[]) for name in args.settings}
+                for round_ in range(args.rounds):
+                    for name, (_, port, metrics_port) in servers.items():
+                        before = _histograms(metrics_port, args.model)
+                        latencies, errors, seconds = asyncio.run(
+                            _drive(
+                                port,
+                                clients,
+                                args,
+                                token,
+                                content,
+                                styles,
+                                seconds=args.seconds / args.rounds,
+                                warmup=args.warmup if round_ == 0 else 0,
+                            )
+                        )
+                        tally = tallies[name]
+                        tally.add_histograms(before, _histograms(metrics_port, args.model))
+                        tally.latencies += latencies
+                        tally.errors += errors
+                        tally.seconds += seconds
+                for name, tally in tallies.items():
+                    cases.append(tally.case(name, clients))
+                    print(_row(cases[-1]), flush=True)
+        finally:
+            for process, _, _ in servers.values():
                 _stop(process)
     return cases
 
@@ -315,8 +357,9 @@ def report(
         f"{platform.release()}; load average after the run {load}. ONNX Runtime, "
         f"{args.threads} intra-op threads."
         + (
-            f" Server: max concurrency 1; {settings}; {args.seconds:g} s per case after "
-            f"{args.warmup} warm-up calls per client."
+            f" Server: max concurrency 1; {settings}; {args.seconds:g} s per case in "
+            f"{args.rounds} rounds alternating the settings, after {args.warmup} warm-up "
+            "calls per client."
             if cases
             else ""
         ),
@@ -402,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", type=int, nargs="+", default=[1, 4, 16])
     parser.add_argument("--settings", nargs="+", choices=sorted(SETTINGS), default=list(SETTINGS))
     parser.add_argument("--seconds", type=float, default=15.0, help="measured time per case")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="rounds per case, the settings alternating"
+    )
     parser.add_argument("--calls", type=int, default=0, help="stop each client after this many")
     parser.add_argument("--warmup", type=int, default=2, help="unmeasured calls per client")
     parser.add_argument("--threads", type=int, default=2, help="ONNX Runtime intra-op threads")

@@ -37,8 +37,8 @@ def test_the_batching_bench_runs_every_case_and_appends_its_report(tmp_path: Pat
     rows = [line for line in report.splitlines() if line.startswith(("| off |", "| on"))]
     assert [row.split("|")[1:3] for row in rows] == [
         [f" {setting} ", f" {clients} "]
-        for setting in ("off", "on", "on-10ms")
         for clients in (1, 3)
+        for setting in ("off", "on", "on-10ms")
     ]
     for row in rows:
         cells = [cell.strip() for cell in row.split("|")[1:-1]]
