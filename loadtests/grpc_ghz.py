@@ -224,7 +224,9 @@ def measure(
             report.rounds.append(parse_ghz(name, address, parsed, wall_s))
             if not report.ghz_command:
                 report.ghz_command = [
-                    '{"authorization": "Bearer <token>"}' if "Bearer" in arg else arg
+                    '{"authorization": "Bearer <token>"}'
+                    if "Bearer" in arg
+                    else arg.removeprefix(f"{REPO}/")
                     for arg in line
                 ]
     report.load_average["after"] = list(os.getloadavg())
