@@ -45,6 +45,8 @@ class JobOutcome:
     status: str
     latency_ms: int
     finished_at: datetime
+    # Answered from jobs' result cache: no model ran, so it is left out of version stats.
+    cached: bool = False
 
     def __post_init__(self) -> None:
         for name in ("job_id", "owner_id", "model_version"):

@@ -20,8 +20,10 @@ logger = logging.getLogger(__name__)
 def outcome_of(event: Event) -> JobOutcome:
     """The job outcome an event announces; PermanentEventError when it cannot be one."""
     message = event.message
+    cached = False
     if isinstance(message, events_pb2.JobSucceeded):
         status = SUCCEEDED
+        cached = message.cached
     elif isinstance(message, events_pb2.JobFailed):
         status = FAILED
     else:
@@ -39,6 +41,7 @@ def outcome_of(event: Event) -> JobOutcome:
             status=status,
             latency_ms=message.latency_ms,
             finished_at=finished_at,
+            cached=cached,
         )
     except InvalidOutcome as exc:
         raise PermanentEventError(f"event {event.event_id}: {exc}") from exc

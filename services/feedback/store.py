@@ -8,6 +8,7 @@ from pathlib import Path
 
 from sqlalchemy import (
     BigInteger,
+    Boolean,
     Column,
     Index,
     Integer,
@@ -21,6 +22,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.sql.expression import false
 
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.db import (
@@ -44,6 +46,8 @@ outcomes = Table(
     Column("status", String(16), nullable=False),
     Column("latency_ms", BigInteger, nullable=False),
     Column("finished_at", UtcDateTime(), nullable=False),
+    # Answered from jobs' result cache (migration 0002): rateable, but not in version stats.
+    Column("cached", Boolean, nullable=False, server_default=false()),
     # The event that last set this row, for tracing a number back to its source.
     Column("event_id", String(64), nullable=False),
     Column("recorded_at", UtcDateTime(), nullable=False),
@@ -75,6 +79,7 @@ def _outcome(row: RowMapping) -> JobOutcome:
         status=row["status"],
         latency_ms=int(row["latency_ms"]),
         finished_at=row["finished_at"],
+        cached=bool(row["cached"]),
     )
 
 
@@ -116,6 +121,7 @@ class FeedbackDatabase(ServiceDatabase):
                 "status": outcome.status,
                 "latency_ms": outcome.latency_ms,
                 "finished_at": outcome.finished_at,
+                "cached": outcome.cached,
                 "event_id": event_id,
                 "recorded_at": at,
             }
@@ -194,12 +200,18 @@ class FeedbackDatabase(ServiceDatabase):
         """Counts, succeeded latencies and rating sums per model version, by name.
 
         With since, only jobs that finished at or after it count, and only their ratings.
+        Jobs answered from the result cache ran no model: they are left out of the counts
+        and latencies (a version's error rate and speed), while their ratings count (the
+        image is the version's).
         """
-        counts = select(outcomes.c.model_version, outcomes.c.status, func.count()).group_by(
-            outcomes.c.model_version, outcomes.c.status
+        ran = outcomes.c.cached == false()
+        counts = (
+            select(outcomes.c.model_version, outcomes.c.status, func.count())
+            .where(ran)
+            .group_by(outcomes.c.model_version, outcomes.c.status)
         )
         latencies = select(outcomes.c.model_version, outcomes.c.latency_ms).where(
-            outcomes.c.status == SUCCEEDED
+            outcomes.c.status == SUCCEEDED, ran
         )
         rated = (
             select(

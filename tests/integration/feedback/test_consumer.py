@@ -175,6 +175,26 @@ async def test_outcome_events_become_stats_once(mesh: Mesh) -> None:
     assert version in {s.model_version for s in listed.stats}
 
 
+async def test_a_cached_job_is_rateable_but_not_in_the_version_stats(mesh: Mesh) -> None:
+    prefix = uuid.uuid4().hex[:8]
+    ran = succeeded(f"evt_{prefix}_r", f"job_{prefix}_r", mesh.version, 300)
+    hit = succeeded(f"evt_{prefix}_h", f"job_{prefix}_h", mesh.version, 0)
+    hit.cached = True
+    for event in (hit, ran):
+        await publish(mesh.js, JOBS_SUCCEEDED, event, event_id=event.event_id)
+    await wait_until(mesh.settled)
+    rated = await mesh.stub.SubmitFeedback(
+        feedback_pb2.SubmitFeedbackRequest(job_id=hit.job_id, rating=5, comments=""),
+        metadata=mesh.md(),
+    )
+    assert rated.feedback_id
+    stats = await mesh.stats()
+    assert stats is not None
+    assert (stats.jobs_succeeded, stats.jobs_failed) == (1, 0)
+    assert stats.latency_p50_ms == pytest.approx(300)
+    assert (stats.ratings_count, stats.rating_mean) == (1, 5.0)
+
+
 async def test_malformed_events_are_dropped_without_blocking(mesh: Mesh) -> None:
     prefix = uuid.uuid4().hex[:8]
     broken = succeeded(f"evt_{prefix}_x", "", mesh.version, 10)

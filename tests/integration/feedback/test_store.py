@@ -143,3 +143,20 @@ async def test_window_edges(database: FeedbackDatabase) -> None:
     assert (windowed.error_rate, windowed.latency_p99_ms, windowed.rating_mean) == (0.5, 100, 4.0)
     with pytest.raises(NotFound):
         await service.stats("v3", since=edge)
+
+
+async def test_cached_jobs_are_rateable_but_left_out_of_version_stats(
+    database: FeedbackDatabase,
+) -> None:
+    await database.record_outcome(_outcome("job_ran", latency=400), event_id="e1", at=NOW)
+    hit = JobOutcome("job_hit", "usr_1", "v1", SUCCEEDED, 0, NOW, cached=True)
+    await database.record_outcome(hit, event_id="e2", at=NOW)
+    assert await database.outcome("job_hit") == hit
+    service = FeedbackService(database, clock=lambda: NOW)
+    owner = Principal(user_id="usr_1", role="user")
+    await service.submit(owner, job_id="job_hit", rating=5, comments="")
+    stats = await service.stats("v1")
+    # The hit ran no model: one job, its 400 ms; its rating is the version's image's.
+    assert (stats.jobs_succeeded, stats.jobs_failed) == (1, 0)
+    assert stats.latency_p50_ms == pytest.approx(400)
+    assert (stats.ratings_count, stats.rating_mean) == (1, 5.0)
