@@ -350,12 +350,17 @@ def main(argv: Sequence[str] | None = None) -> int:
             rate_limit_plans=UNLIMITED_PLANS,
         )
         mesh = Mesh(config)
-        key = mesh.start().admin_api_key
+        try:
+            key = mesh.start().admin_api_key
+        except BaseException:
+            print(f"the mesh did not start; its logs are in {state_dir / 'logs'}", file=sys.stderr)
+            raise
         edge = f"127.0.0.1:{config.ports.envoy}"
         targets = {"jobs": f"127.0.0.1:{config.ports.grpc['jobs']}", "edge": edge}
     if args.only:
         targets = {args.only: targets[args.only]}
     profiler = None
+    measured = False
     if args.profile and mesh is not None:
         jobs_pid = mesh.component("jobs").pid
         assert jobs_pid is not None
@@ -374,14 +379,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         if profiler is not None:
             report.profile = stop_profile(profiler, args.profile)
+        measured = True
     finally:
         if profiler is not None and profiler.poll() is None:
             profiler.kill()
             profiler.wait()
         if mesh is not None:
             mesh.stop()
-        if state_dir is not None:
+        if state_dir is not None and measured:
             shutil.rmtree(state_dir, ignore_errors=True)
+        elif state_dir is not None:
+            print(f"logs kept in {state_dir / 'logs'}", file=sys.stderr)
     print(
         f"{CALL}: {args.calls} calls x {args.rounds} rounds, {args.concurrency} concurrent, "
         f"{args.connections} connection(s); {report.machine}, {report.cpus} CPUs, load average "
@@ -391,9 +399,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print(report.table())
     if report.profile:
         print(f"jobs under load, py-spy: {report.profile['samples']} samples")
-        for title, key in (("on top of the stack", "self_pct"), ("on the stack", "total_pct")):
+        for title, column in (("on top of the stack", "self_pct"), ("on the stack", "total_pct")):
             print(f"  {title}:")
-            for frame, pct in report.profile[key]:
+            for frame, pct in report.profile[column]:
                 print(f"    {pct:5.1f} %  {frame}")
     if args.json:
         args.json.write_text(
