@@ -5,13 +5,14 @@
 Starts a private mesh on free ports of 127.0.0.1 (adain only), uploads one content image of
 `--side` px and one style through REST, runs one job to the end (inference paints it), then
 sends `--misses` requests with no_cache (each one's CreateJob: validation, routing, storage
-lookups, the job and its JobCreated event written; the inference that follows is not waited
-for) and `--hits` identical requests that the cache answers, one after another from one
-client. For each phase it reads jobs' own histogram of CreateJob
-(`gouache_grpc_request_duration_seconds{service="jobs",method="CreateJob"}`, on jobs' metrics
-port) before and after: the mean server time and the share of calls under 50 ms (its
-`le="0.05"` bucket); and it times each POST /v1/jobs at the client (Envoy and HTTP included):
-median and p95. Prints one JSON report. Bounded in count; 127.0.0.1 only.
+lookups, the job and its JobCreated event written), waits for their jobs to end so their
+inference does not overlap the next phase, then sends `--hits` identical requests that the
+cache answers, one after another from one client. For each phase it reads jobs' own
+histogram of CreateJob (`gouache_grpc_request_duration_seconds{service="jobs",
+method="CreateJob"}`, on jobs' metrics port) before and after: the mean server time and the
+share of calls under 50 ms (its `le="0.05"` bucket); per request, Envoy's
+`x-envoy-upstream-service-time` (jobs' answer time as the edge saw it) and the client's
+round trip: median, p95, max. Prints one JSON report. Bounded in count; 127.0.0.1 only.
 """
 
 from __future__ import annotations
@@ -83,24 +84,50 @@ def _percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def _summary(values: list[float]) -> dict[str, float | None]:
+    if not values:
+        return {"median": None, "p95": None, "max": None}
+    return {
+        "median": round(statistics.median(values), 2),
+        "p95": round(_percentile(values, 95), 2),
+        "max": round(max(values), 2),
+    }
+
+
 def _phase(
     client: GouacheClient,
+    http: httpx.Client,
     metrics_url: str,
     request: dict[str, Any],
     count: int,
     *,
     no_cache: bool,
-) -> dict[str, Any]:
+) -> tuple[dict[str, Any], list[str]]:
+    """Sends count identical POST /v1/jobs one after another; the figures and the job ids.
+
+    Envoy's `x-envoy-upstream-service-time` header is the time jobs took to answer each
+    one as Envoy saw it (jobs' handler plus the loopback hop), a per-request server time.
+    """
     before = read_histogram(metrics_url)
     client_ms: list[float] = []
+    upstream_ms: list[float] = []
+    job_ids: list[str] = []
     cached = 0
+    body = {**request, "no_cache": no_cache}
     for _ in range(count):
+        headers = {"authorization": f"Bearer {client.token()}"}
         started = time.perf_counter()
-        job = client.create_job(**request, no_cache=no_cache)
+        response = http.post("/v1/jobs", json=body, headers=headers)
         client_ms.append((time.perf_counter() - started) * 1000)
+        response.raise_for_status()
+        upstream = response.headers.get("x-envoy-upstream-service-time")
+        if upstream is not None:
+            upstream_ms.append(float(upstream))
+        job = response.json()
+        job_ids.append(str(job["job_id"]))
         cached += bool(job.get("cached"))
     server = read_histogram(metrics_url).minus(before)
-    return {
+    figures = {
         "requests": count,
         "answered_from_cache": cached,
         "server_calls": int(server.count),
@@ -108,13 +135,30 @@ def _phase(
         "server_share_under_50ms": round(server.under_50ms / server.count, 4)
         if server.count
         else None,
-        "client_median_ms": round(statistics.median(client_ms), 2) if client_ms else None,
-        "client_p95_ms": round(_percentile(client_ms, 95), 2) if client_ms else None,
+        "envoy_upstream_ms": _summary(upstream_ms),
+        "client_ms": _summary(client_ms),
     }
+    return figures, job_ids
+
+
+def _wait_all(client: GouacheClient, job_ids: list[str], timeout_s: float) -> None:
+    """Waits until every job is final, so their inference does not overlap what follows."""
+    deadline = time.monotonic() + timeout_s
+    for job_id in job_ids:
+        while client.get_job(job_id).get("status") not in ("succeeded", "failed", "canceled"):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"job {job_id} not final within {timeout_s:.0f} s")
+            time.sleep(0.1)
 
 
 def measure(
-    client: GouacheClient, metrics_url: str, *, hits: int, misses: int, side: int
+    client: GouacheClient,
+    base_url: str,
+    metrics_url: str,
+    *,
+    hits: int,
+    misses: int,
+    side: int,
 ) -> dict[str, Any]:
     """Runs one job to the end, then the miss and hit phases; the report as a dict."""
     rng = np.random.default_rng(int(time.time_ns() % 2**32))
@@ -132,16 +176,23 @@ def measure(
     result = client.wait(first["job_id"], timeout_s=300, poll_s=0.05)
     if result.status != "succeeded":
         raise SystemExit(f"the first job did not succeed: {result.raw}")
-    miss = _phase(client, metrics_url, request, misses, no_cache=True)
-    hit = _phase(client, metrics_url, request, hits, no_cache=False)
+    with httpx.Client(base_url=base_url, timeout=60) as http:
+        miss, miss_jobs = _phase(client, http, metrics_url, request, misses, no_cache=True)
+        _wait_all(client, miss_jobs, timeout_s=60 + 10 * misses)
+        hit, _ = _phase(client, http, metrics_url, request, hits, no_cache=False)
     return {
         "first_job": {"job_id": result.job_id, "latency_ms": result.latency_ms},
         "miss_no_cache": miss,
         "hit": hit,
-        "hit_vs_miss_server_mean": round(hit["server_mean_ms"] / miss["server_mean_ms"], 3)
-        if hit["server_mean_ms"] and miss["server_mean_ms"]
-        else None,
+        "hit_vs_miss_server_mean": _ratio(hit["server_mean_ms"], miss["server_mean_ms"]),
+        "hit_vs_miss_upstream_median": _ratio(
+            hit["envoy_upstream_ms"]["median"], miss["envoy_upstream_ms"]["median"]
+        ),
     }
+
+
+def _ratio(a: float | None, b: float | None) -> float | None:
+    return round(a / b, 3) if a and b else None
 
 
 def main() -> int:
@@ -166,7 +217,12 @@ def main() -> int:
     try:
         with GouacheClient(config.public_url, credentials.admin_api_key) as client:
             report = measure(
-                client, metrics_url, hits=args.hits, misses=args.misses, side=args.side
+                client,
+                config.public_url,
+                metrics_url,
+                hits=args.hits,
+                misses=args.misses,
+                side=args.side,
             )
     finally:
         mesh.stop()

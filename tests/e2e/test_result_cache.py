@@ -78,10 +78,11 @@ def test_the_hit_benchmark_runs_and_reports(mesh: Mesh, admin: GouacheClient) ->
 
     metrics_url = f"http://127.0.0.1:{mesh.config.ports.metrics['jobs']}/metrics"
     with new_user(admin, mesh.config.public_url) as user:
-        report = measure(user, metrics_url, hits=3, misses=2, side=64)
+        report = measure(user, mesh.config.public_url, metrics_url, hits=3, misses=2, side=64)
     assert report["hit"]["answered_from_cache"] == 3
     assert report["hit"]["server_calls"] == 3
     assert report["hit"]["server_mean_ms"] > 0
     assert 0 <= report["hit"]["server_share_under_50ms"] <= 1
     assert report["miss_no_cache"]["answered_from_cache"] == 0
     assert report["miss_no_cache"]["server_calls"] == 2
+    assert report["hit"]["envoy_upstream_ms"]["median"] is not None
