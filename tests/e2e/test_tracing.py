@@ -69,6 +69,8 @@ def _run_job(
             "style_urls": [style],
             "model_version": "gatys-fast",
             "params": {"seed": 1},
+            # Both jobs are the same request: each must cross the mesh, not be a cache hit.
+            "no_cache": True,
         },
         headers={"authorization": f"Bearer {client.token()}", **headers},
         timeout=30,
