@@ -25,9 +25,11 @@ from gouache.runtime.errors import (
     NotFound,
 )
 from services.jobs import metrics as job_metrics
+from services.jobs.batches import BatchesApp
 from services.jobs.clients import DownloadSigner, ImageResolver, ResolvedImage
 from services.jobs.convert import job_created_event, status_event
 from services.jobs.domain import jobs as job_rules
+from services.jobs.domain.batches import DEFAULT_MAX_ITEMS
 from services.jobs.domain.cache import (
     CacheEntry,
     CachePolicy,
@@ -97,6 +99,8 @@ class JobsConfig:
     preview: PreviewPolicy = dataclasses.field(default_factory=PreviewPolicy)
     # ListModels answers from a copy of the routing table at most this old (0: no copy).
     routing_cache_ttl_s: float = 1.0
+    # The most content images one CreateBatch may carry.
+    max_batch_items: int = DEFAULT_MAX_ITEMS
 
 
 def _nothing() -> None:
@@ -142,16 +146,33 @@ class JobsApp:
         self._on_deliveries = on_deliveries
         self._now = now
         self._routing = RoutingCache(store.routing_table, ttl_s=config.routing_cache_ttl_s)
+        self.batches = BatchesApp(
+            self,
+            images,
+            downloads,
+            max_items=config.max_batch_items,
+            idempotency_ttl_s=config.idempotency_ttl_s,
+            download_url_ttl_s=config.download_url_ttl_s,
+            now=now,
+        )
 
     # -- jobs ----------------------------------------------------------------------------
 
     async def create_job(
-        self, principal: Principal, request: JobRequest, *, header_key: str | None = None
+        self,
+        principal: Principal,
+        request: JobRequest,
+        *,
+        header_key: str | None = None,
+        batch: tuple[str, int] | None = None,
+        images: tuple[ResolvedImage, tuple[ResolvedImage, ...]] | None = None,
     ) -> tuple[Job, bool]:
         """Creates a pending job, or returns the one an idempotency key already made.
 
         Returns the job and whether it is new. The job and its JobCreated event are
         written in one transaction; a key reused for a different request is refused.
+        `batch` makes the job an item of a batch (its id and the item's position);
+        `images` are the request's content and style images when already resolved.
         """
         owner = principal.user_id
         key = choose_idempotency_key(request.idempotency_key, header_key)
@@ -167,20 +188,11 @@ class JobsApp:
         token = job_id_var.set(job_id)
         try:
             table = await self.store.routing_table()
-            version = table.resolve(valid.model_version, job_id)
-            if valid.lane == PREVIEW:
-                policy = self._config.preview
-                valid = replace(valid, params=preview_params(valid.params, policy))
-                if needs_preview_model(version.family):
-                    version = table.resolve(policy.model, job_id)
-            check_overlap(valid.params, valid.params.tile_size or version.tile_size)
-            check_params(version, valid.params)
-            content, styles = await self._resolve_images(valid, owner)
-            check_styles(
-                version,
-                [StyleImage(f"style_urls[{i}]", style.sha256) for i, style in enumerate(styles)],
-                _trained_styles(version),
+            valid, version = self.fit_version(
+                table, valid, table.resolve(valid.model_version, job_id), job_id
             )
+            content, styles = images or await self._resolve_images(valid, owner)
+            self.check_style_images(version, styles)
             job = Job(
                 job_id=job_id,
                 owner_id=owner,
@@ -201,6 +213,8 @@ class JobsApp:
                     version, content.sha256, [style.sha256 for style in styles], valid.params
                 ),
                 lane=valid.lane,
+                batch_id=batch[0] if batch else None,
+                batch_index=batch[1] if batch else None,
             )
             hit = await self._cached_answer(job, bypass=valid.no_cache, now=now)
             if hit is not None:
@@ -246,6 +260,32 @@ class JobsApp:
             return job, True
         finally:
             job_id_var.reset(token)
+
+    def fit_version(
+        self, table: RoutingTable, valid: JobRequest, version: ModelVersion, job_id: str
+    ) -> tuple[JobRequest, ModelVersion]:
+        """The request and version a job runs with once its lane applies, checked.
+
+        A preview is shrunk and, for an optimising family, runs the preview model.
+        Raises when the params do not fit the version (overlap, capabilities).
+        """
+        if valid.lane == PREVIEW:
+            policy = self._config.preview
+            valid = replace(valid, params=preview_params(valid.params, policy))
+            if needs_preview_model(version.family):
+                version = table.resolve(policy.model, job_id)
+        check_overlap(valid.params, valid.params.tile_size or version.tile_size)
+        check_params(version, valid.params)
+        return valid, version
+
+    @staticmethod
+    def check_style_images(version: ModelVersion, styles: Sequence[ResolvedImage]) -> None:
+        """Refuses styles the version cannot blend or was not trained on."""
+        check_styles(
+            version,
+            [StyleImage(f"style_urls[{i}]", style.sha256) for i, style in enumerate(styles)],
+            _trained_styles(version),
+        )
 
     @staticmethod
     def _replay(existing: Job, fingerprint: str) -> Job:
@@ -392,10 +432,10 @@ class JobsApp:
                 change = job_rules.cancel(job, now)
                 if change is not None:
                     await uow.save_job(change.job)
-                    deliveries = await self._record(uow, change, now)
+                    deliveries = await self.record_change(uow, change, now)
             if change is None:
                 return JobView(job)
-            self._after_change(change, deliveries)
+            self.after_change(change, deliveries)
             logger.info("job canceled", extra={"by": principal.user_id})
             return JobView(change.job)
         finally:
@@ -464,8 +504,8 @@ class JobsApp:
                 if change is None:
                     return False
                 await uow.save_job(change.job)
-                deliveries = await self._record(uow, change, now)
-            self._after_change(change, deliveries)
+                deliveries = await self.record_change(uow, change, now)
+            self.after_change(change, deliveries)
             if change.entered is JobStatus.SUCCEEDED:
                 await self._remember(change.job, now)
             if change.entered is not None:
@@ -483,7 +523,7 @@ class JobsApp:
         finally:
             job_id_var.reset(token)
 
-    async def _record(self, uow: UnitOfWork, change: JobChange, now: datetime) -> int:
+    async def record_change(self, uow: UnitOfWork, change: JobChange, now: datetime) -> int:
         """The outbox event and webhook deliveries of a change, in its transaction."""
         if change.entered is None:
             return 0
@@ -491,9 +531,18 @@ class JobsApp:
         if event is not None:
             await uow.add_event(event)
         hook_event = change.webhook_event
-        return await uow.enqueue_webhooks(change.job, hook_event, now) if hook_event else 0
+        deliveries = await uow.enqueue_webhooks(change.job, hook_event, now) if hook_event else 0
+        if change.job.batch_id and change.entered.is_final:
+            deliveries += await uow.settle_batch(change.job.batch_id, now)
+        return deliveries
 
-    def _after_change(self, change: JobChange, deliveries: int) -> None:
+    def deliveries_queued(self) -> None:
+        """Wakes the webhook deliverer after a commit that queued deliveries."""
+        self._on_deliveries()
+
+    def after_change(self, change: JobChange, deliveries: int) -> None:
+        """After a change committed: publish its events, count it, send its webhooks, wake
+        watchers."""
         if change.entered is not None and change.entered is not JobStatus.RUNNING:
             self._on_events()
         if change.entered is not None and change.entered.is_final:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
@@ -14,6 +15,7 @@ from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
 from gouache.db import new_id
+from services.jobs.domain.batches import Batch, BatchRequest, counts_dict
 from services.jobs.domain.jobs import (
     ExecutionFailed,
     ExecutionOutcome,
@@ -122,6 +124,62 @@ def job_to_pb(job: Job, result_url: str | None = None) -> jobs_pb2.Job:
         message.error = job.error
     if job.error_code is not None:
         message.error_code = job.error_code
+    return message
+
+
+def batch_request_from_pb(request: jobs_pb2.CreateBatchRequest) -> BatchRequest:
+    """A CreateBatch request, not yet validated."""
+    return BatchRequest(
+        content_urls=tuple(request.content_urls),
+        style_urls=tuple(request.style_urls),
+        model_version=request.model_version,
+        params=params_from_pb(request.params),
+        idempotency_key=request.idempotency_key,
+        no_cache=request.no_cache,
+        lane=request.lane,
+    )
+
+
+def batch_item_to_pb(job: Job, result_url: str | None = None) -> jobs_pb2.BatchItem:
+    """One item of a batch: its job in brief."""
+    message = jobs_pb2.BatchItem(
+        index=job.batch_index or 0,
+        job_id=job.job_id,
+        content_url=job.content_url,
+        status=job.status.value,
+        cached=job.cached,
+    )
+    if result_url is not None:
+        message.result_url = result_url
+    if job.error is not None:
+        message.error = job.error
+    if job.error_code is not None:
+        message.error_code = job.error_code
+    return message
+
+
+def batch_to_pb(
+    batch: Batch,
+    counts: Mapping[JobStatus, int],
+    items: Sequence[tuple[Job, str | None]] = (),
+    next_page_token: str = "",
+) -> jobs_pb2.Batch:
+    """A batch as its owner sees it, with one page of items."""
+    message = jobs_pb2.Batch(
+        batch_id=batch.batch_id,
+        status=batch.status.value,
+        total=batch.total,
+        counts=jobs_pb2.BatchCounts(**counts_dict(counts)),
+        model_version=batch.requested_model_version,
+        style_urls=list(batch.style_urls),
+        params=params_to_pb(batch.params),
+        lane=batch.lane,
+        created_at=timestamp(batch.created_at),
+        items=[batch_item_to_pb(job, url) for job, url in items],
+        next_page_token=next_page_token,
+    )
+    if batch.finished_at is not None:
+        message.finished_at.CopyFrom(timestamp(batch.finished_at))
     return message
 
 

@@ -58,6 +58,10 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/CancelJob": "write:jobs",
     f"/{SERVICE_NAME}/WatchJob": "read:jobs",
     f"/{SERVICE_NAME}/WaitJob": "read:jobs",
+    f"/{SERVICE_NAME}/CreateBatch": "write:jobs",
+    f"/{SERVICE_NAME}/GetBatch": "read:jobs",
+    f"/{SERVICE_NAME}/ListBatches": "read:jobs",
+    f"/{SERVICE_NAME}/CancelBatch": "write:jobs",
     f"/{SERVICE_NAME}/CreateWebhook": "write:webhooks",
     f"/{SERVICE_NAME}/ListWebhooks": "write:webhooks",
     f"/{SERVICE_NAME}/DeleteWebhook": "write:webhooks",
@@ -202,6 +206,7 @@ async def build(
             max_webhooks_per_user=settings.max_webhooks_per_user,
             allow_private_webhook_urls=settings.allow_private_webhook_urls,
             routing_cache_ttl_s=settings.routing_cache_ttl_s,
+            max_batch_items=settings.max_batch_items,
             result_cache=CachePolicy(
                 max_entries=settings.result_cache_max_entries,
                 ttl_s=settings.result_cache_ttl_s,

@@ -10,7 +10,10 @@ import grpc
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from gouache.runtime.context import current_principal
 from services.jobs.app import DEFAULT_WAIT_S, JobsApp
+from services.jobs.batches import BatchView
 from services.jobs.convert import (
+    batch_request_from_pb,
+    batch_to_pb,
     job_request_from_pb,
     job_to_pb,
     route_to_pb,
@@ -29,6 +32,11 @@ def _header(context: grpc.aio.ServicerContext[Any, Any], name: str) -> str | Non
         if key.lower() == name:
             return value.decode() if isinstance(value, bytes) else str(value)
     return None
+
+
+def _batch_pb(view: BatchView) -> jobs_pb2.Batch:
+    items = [(item.job, item.result_url) for item in view.items]
+    return batch_to_pb(view.batch, view.counts, items, view.next_page_token)
 
 
 class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
@@ -93,6 +101,43 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
             timeout_s = request.timeout.ToTimedelta().total_seconds() or DEFAULT_WAIT_S
         view = await self._app.wait_job(current_principal(), request.job_id, timeout_s)
         return job_to_pb(view.job, view.result_url)
+
+    async def CreateBatch(
+        self, request: jobs_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.Batch:
+        view = await self._app.batches.create_batch(
+            current_principal(),
+            batch_request_from_pb(request),
+            header_key=_header(context, IDEMPOTENCY_HEADER),
+        )
+        return _batch_pb(view)
+
+    async def GetBatch(
+        self, request: jobs_pb2.GetBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.Batch:
+        view = await self._app.batches.get_batch(
+            current_principal(),
+            request.batch_id,
+            size=request.page_size,
+            page_token=request.page_token,
+        )
+        return _batch_pb(view)
+
+    async def ListBatches(
+        self, request: jobs_pb2.ListBatchesRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.ListBatchesResponse:
+        views, next_token = await self._app.batches.list_batches(
+            current_principal(), size=request.page_size, page_token=request.page_token
+        )
+        return jobs_pb2.ListBatchesResponse(
+            batches=[_batch_pb(view) for view in views], next_page_token=next_token
+        )
+
+    async def CancelBatch(
+        self, request: jobs_pb2.CancelBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.Batch:
+        view = await self._app.batches.cancel_batch(current_principal(), request.batch_id)
+        return _batch_pb(view)
 
     async def CreateWebhook(
         self, request: jobs_pb2.CreateWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]

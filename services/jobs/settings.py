@@ -70,6 +70,8 @@ class JobsSettings(ServiceSettings):
     # ListModels answers from a copy of the routing table at most this many seconds old
     # (a change made through this replica shows at once; 0 reads the database every call).
     routing_cache_ttl_s: float = Field(default=1.0, ge=0, le=300)
+    # The most content images one CreateBatch may carry (each becomes a job).
+    max_batch_items: int = Field(default=500, ge=1, le=10_000)
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
 

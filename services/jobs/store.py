@@ -48,6 +48,8 @@ from gouache.db import (
 )
 from gouache.priority import DEFAULT_LANE
 from services.jobs.convert import OutgoingEvent
+from services.jobs.domain import batches as batch_rules
+from services.jobs.domain.batches import Batch, BatchStatus
 from services.jobs.domain.cache import CacheEntry
 from services.jobs.domain.jobs import Job, JobStatus
 from services.jobs.domain.paging import PageCursor
@@ -98,6 +100,9 @@ jobs_table = Table(
     Column("cache_key", String(64), nullable=True),
     Column("cached", Boolean, nullable=False, server_default=false()),
     Column("lane", String(16), nullable=False, server_default=DEFAULT_LANE),
+    # The batch a job is an item of and its position in it; NULL outside batches (0005).
+    Column("batch_id", String(40), nullable=True),
+    Column("batch_index", Integer, nullable=True),
     # NULL keys are distinct on both SQLite and PostgreSQL: jobs without a key never clash.
     UniqueConstraint("owner_id", "idempotency_key"),
 )
@@ -108,6 +113,37 @@ Index(
     jobs_table.c.status,
     jobs_table.c.created_at,
     jobs_table.c.job_id,
+)
+
+Index("ix_jobs_batch", jobs_table.c.batch_id, jobs_table.c.batch_index)
+
+# A batch (services.jobs.domain.batches): the request every item was made from; its items
+# are the jobs carrying its id. status is "running" until the batch is settled (0005).
+batches_table = Table(
+    "batches",
+    metadata,
+    Column("batch_id", String(40), primary_key=True),
+    Column("owner_id", String(64), nullable=False),
+    Column("status", String(24), nullable=False),
+    Column("total", Integer, nullable=False),
+    Column("content_urls", PortableJSON, nullable=False),
+    Column("style_urls", PortableJSON, nullable=False),
+    Column("requested_model_version", String(128), nullable=False),
+    Column("params", PortableJSON, nullable=False),
+    Column("lane", String(16), nullable=False),
+    Column("no_cache", Boolean, nullable=False),
+    Column("idempotency_key", String(200), nullable=True),
+    Column("request_fingerprint", String(64), nullable=False),
+    Column("created_at", UtcDateTime, nullable=False),
+    Column("updated_at", UtcDateTime, nullable=False),
+    Column("finished_at", UtcDateTime, nullable=True),
+    UniqueConstraint("owner_id", "idempotency_key"),
+)
+Index(
+    "ix_batches_owner_created",
+    batches_table.c.owner_id,
+    batches_table.c.created_at,
+    batches_table.c.batch_id,
 )
 
 webhooks_table = Table(
@@ -132,6 +168,7 @@ deliveries_table = Table(
         nullable=False,
         index=True,
     ),
+    # The job the event is about; for batch.finished, the batch (its batch_id).
     Column("job_id", String(40), nullable=False, index=True),
     Column("event", String(32), nullable=False),
     Column("payload", Text, nullable=False),
@@ -249,6 +286,8 @@ def _job(row: Row[Any]) -> Job:
         cache_key=row.cache_key,
         cached=bool(row.cached),
         lane=row.lane,
+        batch_id=row.batch_id,
+        batch_index=row.batch_index,
     )
 
 
@@ -279,6 +318,8 @@ def _job_values(job: Job) -> dict[str, Any]:
         "cache_key": job.cache_key,
         "cached": job.cached,
         "lane": job.lane,
+        "batch_id": job.batch_id,
+        "batch_index": job.batch_index,
     }
 
 
@@ -330,6 +371,30 @@ def _upsert_entry(dialect: str, entry: CacheEntry) -> Any:
         lite = sqlite.insert(result_cache_table).values(**values)
         return lite.on_conflict_do_update(index_elements=["owner_id", "cache_key"], set_=replaced)
     raise ValueError(f"the result cache supports postgresql and sqlite, not {dialect}")
+
+
+def _batch(row: Row[Any]) -> Batch:
+    return Batch(
+        batch_id=row.batch_id,
+        owner_id=row.owner_id,
+        status=BatchStatus(row.status),
+        total=row.total,
+        content_urls=tuple(row.content_urls),
+        style_urls=tuple(row.style_urls),
+        requested_model_version=row.requested_model_version,
+        params=StylizeParams.from_dict(row.params),
+        lane=row.lane,
+        no_cache=bool(row.no_cache),
+        created_at=row.created_at,
+        updated_at=row.updated_at,
+        idempotency_key=row.idempotency_key,
+        request_fingerprint=row.request_fingerprint,
+        finished_at=row.finished_at,
+    )
+
+
+def _job_counts(rows: Any) -> dict[JobStatus, int]:
+    return {JobStatus(row[0]): int(row[1]) for row in rows}
 
 
 def _webhook(row: Row[Any]) -> Webhook:
@@ -445,6 +510,121 @@ class UnitOfWork:
     async def routing_table(self) -> RoutingTable:
         """All versions and routes."""
         return await _routing_table(self.session)
+
+    async def batch_for_update(self, batch_id: str) -> Batch | None:
+        """The batch, locked until commit: item completions settle it one at a time."""
+        query = select(batches_table).where(batches_table.c.batch_id == batch_id)
+        row = (await self.session.execute(query.with_for_update())).first()
+        return None if row is None else _batch(row)
+
+    async def insert_batch(self, batch: Batch, key_expired_before: datetime) -> None:
+        """Adds a new batch (a taken idempotency key raises a unique violation)."""
+        table = batches_table
+        if batch.idempotency_key:
+            await self.session.execute(
+                update(table)
+                .where(
+                    table.c.owner_id == batch.owner_id,
+                    table.c.idempotency_key == batch.idempotency_key,
+                    table.c.created_at < key_expired_before,
+                )
+                .values(idempotency_key=None)
+            )
+        await self.session.execute(
+            insert(table).values(
+                batch_id=batch.batch_id,
+                owner_id=batch.owner_id,
+                status=batch.status.value,
+                total=batch.total,
+                content_urls=list(batch.content_urls),
+                style_urls=list(batch.style_urls),
+                requested_model_version=batch.requested_model_version,
+                params=batch.params.to_dict(),
+                lane=batch.lane,
+                no_cache=batch.no_cache,
+                idempotency_key=batch.idempotency_key,
+                request_fingerprint=batch.request_fingerprint,
+                created_at=batch.created_at,
+                updated_at=batch.updated_at,
+                finished_at=batch.finished_at,
+            )
+        )
+
+    async def save_batch(self, batch: Batch) -> None:
+        """Writes a batch's status change."""
+        await self.session.execute(
+            update(batches_table)
+            .where(batches_table.c.batch_id == batch.batch_id)
+            .values(
+                status=batch.status.value,
+                updated_at=batch.updated_at,
+                finished_at=batch.finished_at,
+            )
+        )
+
+    async def batch_counts(self, batch_id: str) -> dict[JobStatus, int]:
+        """How many of a batch's items are in each status, as this transaction sees them."""
+        status = jobs_table.c.status
+        query = select(status, func.count()).where(jobs_table.c.batch_id == batch_id)
+        return _job_counts(await self.session.execute(query.group_by(status)))
+
+    async def unfinished_items_for_update(self, batch_id: str) -> list[Job]:
+        """A batch's pending and running items, locked (in id order) until commit."""
+        unfinished = [s.value for s in JobStatus if not s.is_final]
+        query = (
+            select(jobs_table)
+            .where(jobs_table.c.batch_id == batch_id, jobs_table.c.status.in_(unfinished))
+            .order_by(jobs_table.c.job_id)
+            .with_for_update()
+        )
+        return [_job(row) for row in await self.session.execute(query)]
+
+    async def settle_batch(self, batch_id: str, now: datetime) -> int:
+        """Ends the batch if its last item just became final; returns the deliveries queued.
+
+        Call it in the transaction that made an item final, after saving the item. The
+        batch's row lock makes concurrent item completions count one after the other, so
+        exactly one of them sees every item final and ends the batch.
+        """
+        batch = await self.batch_for_update(batch_id)
+        if batch is None:
+            return 0
+        counts = await self.batch_counts(batch_id)
+        settled = batch_rules.settle(batch, counts, now)
+        if settled is None:
+            return 0
+        await self.save_batch(settled)
+        return await self.enqueue_batch_webhooks(settled, counts, now)
+
+    async def enqueue_batch_webhooks(
+        self, batch: Batch, counts: dict[JobStatus, int], now: datetime
+    ) -> int:
+        """A pending batch.finished delivery for each of the owner's subscribed webhooks."""
+        event = batch_rules.BATCH_FINISHED_EVENT
+        rows = await self.session.execute(
+            select(webhooks_table).where(webhooks_table.c.owner_id == batch.owner_id)
+        )
+        count = 0
+        for webhook in (_webhook(row) for row in rows):
+            if not webhook.wants(event):
+                continue
+            delivery_id = new_id("dlv")
+            await self.session.execute(
+                insert(deliveries_table).values(
+                    delivery_id=delivery_id,
+                    webhook_id=webhook.webhook_id,
+                    job_id=batch.batch_id,
+                    event=event,
+                    payload=batch_rules.finished_payload(delivery_id, now, batch, counts),
+                    status=DeliveryStatus.PENDING.value,
+                    attempts=0,
+                    next_attempt_at=now,
+                    created_at=now,
+                    updated_at=now,
+                )
+            )
+            count += 1
+        return count
 
     async def record_cache_hit(self, entry: CacheEntry, now: datetime) -> bool:
         """Counts a hit on an entry that still holds the same answer; False if it changed."""
@@ -626,9 +806,16 @@ class JobStore(ServiceDatabase):
         webhook deliveries and the entry's hit count, all in one transaction. Returns how
         many webhook deliveries were queued. When another request took the job's
         idempotency key first (the unique constraint decides races) nothing is written.
+        An item of a batch is only created while the batch runs (FAILED_PRECONDITION once
+        it is canceled); a cache hit that is the batch's last final item ends the batch.
         """
         try:
             async with self.transaction() as uow:
+                if job.batch_id:
+                    batch = await uow.batch_for_update(job.batch_id)
+                    if batch is None:
+                        raise ValueError(f"job {job.job_id} names unknown batch {job.batch_id}")
+                    batch_rules.check_open(batch)
                 if job.idempotency_key:
                     await uow.release_expired_key(
                         job.owner_id, job.idempotency_key, key_expired_before
@@ -639,7 +826,10 @@ class JobStore(ServiceDatabase):
                     return 0
                 at = now or job.created_at
                 await uow.record_cache_hit(cache_hit, at)
-                return await uow.enqueue_webhooks(job, "job.succeeded", at)
+                deliveries = await uow.enqueue_webhooks(job, "job.succeeded", at)
+                if job.batch_id:
+                    deliveries += await uow.settle_batch(job.batch_id, at)
+                return deliveries
         except Exception as exc:
             if job.idempotency_key and is_unique_violation(exc):
                 return None
@@ -690,6 +880,84 @@ class JobStore(ServiceDatabase):
         query = query.order_by(table.c.created_at.desc(), table.c.job_id.desc()).limit(limit)
         async with self.sessions() as session:
             return [_job(row) for row in await session.execute(query)]
+
+    async def create_batch(self, batch: Batch, *, key_expired_before: datetime) -> bool:
+        """Stores a new batch; False if another request took its idempotency key first."""
+        try:
+            async with self.transaction() as uow:
+                await uow.insert_batch(batch, key_expired_before)
+        except Exception as exc:
+            if batch.idempotency_key and is_unique_violation(exc):
+                return False
+            raise
+        return True
+
+    async def get_batch(self, batch_id: str) -> Batch | None:
+        """A batch by id, whoever owns it."""
+        query = select(batches_table).where(batches_table.c.batch_id == batch_id)
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return None if row is None else _batch(row)
+
+    async def find_batch_by_key(self, owner_id: str, key: str) -> Batch | None:
+        """The owner's batch created with an idempotency key, if any."""
+        table = batches_table
+        query = select(table).where(table.c.owner_id == owner_id, table.c.idempotency_key == key)
+        async with self.sessions() as session:
+            row = (await session.execute(query)).first()
+        return None if row is None else _batch(row)
+
+    async def list_batches(
+        self, owner_id: str, *, after: tuple[datetime, str] | None, limit: int
+    ) -> list[Batch]:
+        """The owner's batches, newest first, after a (created_at, batch_id) cursor."""
+        table = batches_table
+        query = select(table).where(table.c.owner_id == owner_id)
+        if after is not None:
+            created_at, batch_id = after
+            query = query.where(
+                or_(
+                    table.c.created_at < created_at,
+                    and_(table.c.created_at == created_at, table.c.batch_id < batch_id),
+                )
+            )
+        query = query.order_by(table.c.created_at.desc(), table.c.batch_id.desc()).limit(limit)
+        async with self.sessions() as session:
+            return [_batch(row) for row in await session.execute(query)]
+
+    async def batch_counts(self, batch_ids: Sequence[str]) -> dict[str, dict[JobStatus, int]]:
+        """How many items of each batch are in each status."""
+        counts: dict[str, dict[JobStatus, int]] = {batch_id: {} for batch_id in batch_ids}
+        if not batch_ids:
+            return counts
+        table = jobs_table
+        query = (
+            select(table.c.batch_id, table.c.status, func.count())
+            .where(table.c.batch_id.in_(list(batch_ids)))
+            .group_by(table.c.batch_id, table.c.status)
+        )
+        async with self.sessions() as session:
+            for batch_id, status, count in await session.execute(query):
+                counts[batch_id][JobStatus(status)] = int(count)
+        return counts
+
+    async def batch_items(self, batch_id: str, *, start: int, limit: int) -> list[Job]:
+        """A batch's items from position `start` on, in request order."""
+        table = jobs_table
+        query = (
+            select(table)
+            .where(table.c.batch_id == batch_id, table.c.batch_index >= start)
+            .order_by(table.c.batch_index)
+            .limit(limit)
+        )
+        async with self.sessions() as session:
+            return [_job(row) for row in await session.execute(query)]
+
+    async def batch_item_indexes(self, batch_id: str) -> set[int]:
+        """The positions of a batch whose item exists."""
+        query = select(jobs_table.c.batch_index).where(jobs_table.c.batch_id == batch_id)
+        async with self.sessions() as session:
+            return {int(row[0]) for row in await session.execute(query)}
 
     async def list_webhooks(self, owner_id: str) -> list[Webhook]:
         """The owner's webhooks, oldest first."""

@@ -103,6 +103,9 @@ class Job:
     cached: bool = False
     # "preview" or "export" (gouache.priority.LANES).
     lane: str = DEFAULT_LANE
+    # The batch the job is an item of, and its position in the batch (domain.batches).
+    batch_id: str | None = None
+    batch_index: int | None = None
 
 
 @dataclass(frozen=True)

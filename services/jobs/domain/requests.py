@@ -159,7 +159,8 @@ def choose_idempotency_key(body_key: str, header_key: str | None) -> str:
     return key
 
 
-def _check_url(value: str, name: str) -> str:
+def check_url(value: str, name: str) -> str:
+    """A file URL field: present and at most MAX_URL_CHARS; returns it stripped."""
     url = value.strip()
     if not url:
         raise InvalidArgument(
@@ -288,7 +289,7 @@ def validate_job_request(request: JobRequest) -> JobRequest:
             "content_url is required: pass the file_url of your uploaded content image",
             field="content_url",
         )
-    content_url = _check_url(request.content_url, "content_url")
+    content_url = check_url(request.content_url, "content_url")
     if not request.style_urls:
         raise InvalidArgument(
             "style_urls needs at least one style image URL (an uploaded file_url or a "
@@ -302,7 +303,7 @@ def validate_job_request(request: JobRequest) -> JobRequest:
             field="style_urls",
         )
     style_urls = tuple(
-        _check_url(url, f"style_urls[{index}]") for index, url in enumerate(request.style_urls)
+        check_url(url, f"style_urls[{index}]") for index, url in enumerate(request.style_urls)
     )
     model_version = request.model_version.strip() or DEFAULT_MODEL
     if len(model_version) > MAX_MODEL_NAME_CHARS:

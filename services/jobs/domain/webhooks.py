@@ -15,7 +15,8 @@ from urllib.parse import urlsplit
 from gouache.runtime.errors import FailedPrecondition, InvalidArgument
 from services.jobs.domain.jobs import Job
 
-WEBHOOK_EVENTS = ("job.succeeded", "job.failed", "job.canceled", "job.running")
+# batch.finished: once per batch, when its last item becomes final (domain.batches).
+WEBHOOK_EVENTS = ("job.succeeded", "job.failed", "job.canceled", "job.running", "batch.finished")
 MIN_SECRET_CHARS = 16
 MAX_SECRET_CHARS = 256
 MAX_WEBHOOK_URL_CHARS = 2048

@@ -360,6 +360,310 @@ class WaitJobRequest(_message.Message):
 Global___WaitJobRequest: _TypeAlias = WaitJobRequest  # noqa: Y015
 
 @_typing.final
+class Batch(_message.Message):
+    """A batch: many content images stylized with one style set, one job per item."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    COUNTS_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    STYLE_URLS_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    LANE_FIELD_NUMBER: _builtins.int
+    CREATED_AT_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    ITEMS_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    status: _builtins.str
+    """"running" until every item is final; then "succeeded" (all items succeeded), "failed"
+    (none did) or "partially_succeeded"; "canceled" once CancelBatch ran.
+    """
+    total: _builtins.int
+    """How many items (content images) the batch has."""
+    model_version: _builtins.str
+    """What every item runs: the requested model (alias or version), styles, params, lane."""
+    lane: _builtins.str
+    next_page_token: _builtins.str
+    """Pass as GetBatchRequest.page_token for the next page of items; empty at the end."""
+    @_builtins.property
+    def counts(self) -> Global___BatchCounts:
+        """How many of its items are in each job status."""
+
+    @_builtins.property
+    def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
+    @_builtins.property
+    def params(self) -> _common_pb2.StylizeParams: ...
+    @_builtins.property
+    def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When the batch became final; unset while running."""
+
+    @_builtins.property
+    def items(self) -> _containers.RepeatedCompositeFieldContainer[Global___BatchItem]:
+        """One page of items in request order (GetBatchRequest.page_size; CreateBatch: the first)."""
+
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        total: _builtins.int = ...,
+        counts: Global___BatchCounts | None = ...,
+        model_version: _builtins.str = ...,
+        style_urls: _abc.Iterable[_builtins.str] | None = ...,
+        params: _common_pb2.StylizeParams | None = ...,
+        lane: _builtins.str = ...,
+        created_at: _timestamp_pb2.Timestamp | None = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+        items: _abc.Iterable[Global___BatchItem] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "params", b"params"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "counts", b"counts", "created_at", b"created_at", "finished_at", b"finished_at", "items", b"items", "lane", b"lane", "model_version", b"model_version", "next_page_token", b"next_page_token", "params", b"params", "status", b"status", "style_urls", b"style_urls", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___Batch: _TypeAlias = Batch  # noqa: Y015
+
+@_typing.final
+class BatchCounts(_message.Message):
+    """How many items of a batch are in each job status."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PENDING_FIELD_NUMBER: _builtins.int
+    RUNNING_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    CANCELED_FIELD_NUMBER: _builtins.int
+    pending: _builtins.int
+    running: _builtins.int
+    succeeded: _builtins.int
+    failed: _builtins.int
+    canceled: _builtins.int
+    def __init__(
+        self,
+        *,
+        pending: _builtins.int = ...,
+        running: _builtins.int = ...,
+        succeeded: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        canceled: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["canceled", b"canceled", "failed", b"failed", "pending", b"pending", "running", b"running", "succeeded", b"succeeded"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchCounts: _TypeAlias = BatchCounts  # noqa: Y015
+
+@_typing.final
+class BatchItem(_message.Message):
+    """One item of a batch: its job, as GetJob shows it in brief."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    INDEX_FIELD_NUMBER: _builtins.int
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    CONTENT_URL_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    RESULT_URL_FIELD_NUMBER: _builtins.int
+    ERROR_FIELD_NUMBER: _builtins.int
+    ERROR_CODE_FIELD_NUMBER: _builtins.int
+    CACHED_FIELD_NUMBER: _builtins.int
+    index: _builtins.int
+    """Position in CreateBatchRequest.content_urls."""
+    job_id: _builtins.str
+    content_url: _builtins.str
+    status: _builtins.str
+    """The job's status: "pending", "running", "succeeded", "failed" or "canceled"."""
+    result_url: _builtins.str
+    """Signed URL of the result, once succeeded."""
+    error: _builtins.str
+    """Why the item failed, once failed."""
+    error_code: _builtins.str
+    cached: _builtins.bool
+    """Answered from the result cache."""
+    def __init__(
+        self,
+        *,
+        index: _builtins.int = ...,
+        job_id: _builtins.str = ...,
+        content_url: _builtins.str = ...,
+        status: _builtins.str = ...,
+        result_url: _builtins.str | None = ...,
+        error: _builtins.str | None = ...,
+        error_code: _builtins.str | None = ...,
+        cached: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "error", b"error", "error_code", b"error_code", "result_url", b"result_url"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "error", b"error", "error_code", b"error_code", "index", b"index", "job_id", b"job_id", "result_url", b"result_url", "status", b"status"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
+    _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
+    _WhichOneofReturnType__error_code: _TypeAlias = _typing.Literal["error_code"]  # noqa: Y015
+    _WhichOneofArgType__error_code: _TypeAlias = _typing.Literal["_error_code", b"_error_code"]  # noqa: Y015
+    _WhichOneofReturnType__result_url: _TypeAlias = _typing.Literal["result_url"]  # noqa: Y015
+    _WhichOneofArgType__result_url: _TypeAlias = _typing.Literal["_result_url", b"_result_url"]  # noqa: Y015
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error) -> _WhichOneofReturnType__error | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__error_code) -> _WhichOneofReturnType__error_code | None: ...
+    @_typing.overload
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__result_url) -> _WhichOneofReturnType__result_url | None: ...
+
+Global___BatchItem: _TypeAlias = BatchItem  # noqa: Y015
+
+@_typing.final
+class CreateBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    CONTENT_URLS_FIELD_NUMBER: _builtins.int
+    STYLE_URLS_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    PARAMS_FIELD_NUMBER: _builtins.int
+    IDEMPOTENCY_KEY_FIELD_NUMBER: _builtins.int
+    NO_CACHE_FIELD_NUMBER: _builtins.int
+    LANE_FIELD_NUMBER: _builtins.int
+    model_version: _builtins.str
+    """As CreateJobRequest.model_version."""
+    idempotency_key: _builtins.str
+    """Retrying with the same key returns the same batch (24 h)."""
+    no_cache: _builtins.bool
+    """As CreateJobRequest.no_cache, for every item."""
+    lane: _builtins.str
+    """As CreateJobRequest.lane; empty means "export" (batches are exports)."""
+    @_builtins.property
+    def content_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """File URLs of the content images (from SignUpload), 1 to 500 (a setting)."""
+
+    @_builtins.property
+    def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """One to four style file URLs, the same for every item."""
+
+    @_builtins.property
+    def params(self) -> _common_pb2.StylizeParams: ...
+    def __init__(
+        self,
+        *,
+        content_urls: _abc.Iterable[_builtins.str] | None = ...,
+        style_urls: _abc.Iterable[_builtins.str] | None = ...,
+        model_version: _builtins.str = ...,
+        params: _common_pb2.StylizeParams | None = ...,
+        idempotency_key: _builtins.str = ...,
+        no_cache: _builtins.bool = ...,
+        lane: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["params", b"params"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_urls", b"content_urls", "idempotency_key", b"idempotency_key", "lane", b"lane", "model_version", b"model_version", "no_cache", b"no_cache", "params", b"params", "style_urls", b"style_urls"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CreateBatchRequest: _TypeAlias = CreateBatchRequest  # noqa: Y015
+
+@_typing.final
+class GetBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    page_size: _builtins.int
+    """Items per page: 1-500, default 100."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetBatchRequest: _TypeAlias = GetBatchRequest  # noqa: Y015
+
+@_typing.final
+class ListBatchesRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PAGE_SIZE_FIELD_NUMBER: _builtins.int
+    PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    page_size: _builtins.int
+    """1-100, default 20."""
+    page_token: _builtins.str
+    def __init__(
+        self,
+        *,
+        page_size: _builtins.int = ...,
+        page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["page_size", b"page_size", "page_token", b"page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBatchesRequest: _TypeAlias = ListBatchesRequest  # noqa: Y015
+
+@_typing.final
+class ListBatchesResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCHES_FIELD_NUMBER: _builtins.int
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _builtins.int
+    next_page_token: _builtins.str
+    @_builtins.property
+    def batches(self) -> _containers.RepeatedCompositeFieldContainer[Global___Batch]:
+        """The batches without their items (GetBatch pages them)."""
+
+    def __init__(
+        self,
+        *,
+        batches: _abc.Iterable[Global___Batch] | None = ...,
+        next_page_token: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batches", b"batches", "next_page_token", b"next_page_token"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ListBatchesResponse: _TypeAlias = ListBatchesResponse  # noqa: Y015
+
+@_typing.final
+class CancelBatchRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    batch_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        batch_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___CancelBatchRequest: _TypeAlias = CancelBatchRequest  # noqa: Y015
+
+@_typing.final
 class Webhook(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -371,7 +675,7 @@ class Webhook(_message.Message):
     url: _builtins.str
     @_builtins.property
     def events(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
-        """"job.succeeded", "job.failed", "job.canceled", "job.running"."""
+        """"job.succeeded", "job.failed", "job.canceled", "job.running", "batch.finished"."""
 
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...

@@ -65,6 +65,26 @@ class JobsServiceStub:
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WaitJobRequest.SerializeToString,
                 response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
                 _registered_method=True)
+        self.CreateBatch = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/CreateBatch',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.CreateBatchRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.FromString,
+                _registered_method=True)
+        self.GetBatch = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/GetBatch',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.GetBatchRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.FromString,
+                _registered_method=True)
+        self.ListBatches = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/ListBatches',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListBatchesRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListBatchesResponse.FromString,
+                _registered_method=True)
+        self.CancelBatch = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/CancelBatch',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.CancelBatchRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.FromString,
+                _registered_method=True)
         self.CreateWebhook = channel.unary_unary(
                 '/gouache.jobs.v1.JobsService/CreateWebhook',
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.CreateWebhookRequest.SerializeToString,
@@ -159,6 +179,45 @@ class JobsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def CreateBatch(self, request, context):
+        """Creates a batch: one job per content image, all with the same styles, model, params
+        and lane (default "export"). Every item is checked before anything is created.
+        Idempotent like CreateJob: the same idempotency_key (or header) returns the same batch,
+        and a retry after an interrupted creation creates the missing items, never duplicates.
+        Returns the Batch itself, with the first page of its items.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetBatch(self, request, context):
+        """Returns one of the caller's batches with its counts and one page of its items.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListBatches(self, request, context):
+        """Lists the caller's batches, newest first (counts, no items).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CancelBatch(self, request, context):
+        """Cancels every item of a batch that is not final; the batch becomes "canceled".
+        Canceling a finished batch returns it as it is.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def CreateWebhook(self, request, context):
         """Registers a webhook for the caller's job events.
         """
@@ -242,6 +301,26 @@ def add_JobsServiceServicer_to_server(servicer, server):
                     servicer.WaitJob,
                     request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.WaitJobRequest.FromString,
                     response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Job.SerializeToString,
+            ),
+            'CreateBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateBatch,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.CreateBatchRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.SerializeToString,
+            ),
+            'GetBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetBatch,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.GetBatchRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.SerializeToString,
+            ),
+            'ListBatches': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListBatches,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListBatchesRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListBatchesResponse.SerializeToString,
+            ),
+            'CancelBatch': grpc.unary_unary_rpc_method_handler(
+                    servicer.CancelBatch,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.CancelBatchRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.SerializeToString,
             ),
             'CreateWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.CreateWebhook,
@@ -442,6 +521,114 @@ class JobsService:
             '/gouache.jobs.v1.JobsService/WaitJob',
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.WaitJobRequest.SerializeToString,
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.Job.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/CreateBatch',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.CreateBatchRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/GetBatch',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.GetBatchRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListBatches(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/ListBatches',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListBatchesRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListBatchesResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CancelBatch(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/CancelBatch',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.CancelBatchRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.Batch.FromString,
             options,
             channel_credentials,
             insecure,

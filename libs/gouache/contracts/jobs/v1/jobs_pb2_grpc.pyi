@@ -60,6 +60,28 @@ class JobsServiceStub:
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    CreateBatch: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateBatchRequest, _jobs_pb2.Batch]
+    """Creates a batch: one job per content image, all with the same styles, model, params
+    and lane (default "export"). Every item is checked before anything is created.
+    Idempotent like CreateJob: the same idempotency_key (or header) returns the same batch,
+    and a retry after an interrupted creation creates the missing items, never duplicates.
+    Returns the Batch itself, with the first page of its items.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    GetBatch: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.GetBatchRequest, _jobs_pb2.Batch]
+    """Returns one of the caller's batches with its counts and one page of its items.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    ListBatches: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListBatchesRequest, _jobs_pb2.ListBatchesResponse]
+    """Lists the caller's batches, newest first (counts, no items)."""
+    CancelBatch: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CancelBatchRequest, _jobs_pb2.Batch]
+    """Cancels every item of a batch that is not final; the batch becomes "canceled".
+    Canceling a finished batch returns it as it is.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
     CreateWebhook: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.CreateWebhookRequest, _jobs_pb2.CreateWebhookResponse]
     """Registers a webhook for the caller's job events."""
     ListWebhooks: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListWebhooksRequest, _jobs_pb2.ListWebhooksResponse]
@@ -107,6 +129,28 @@ class JobsServiceAsyncStub(JobsServiceStub):
     WaitJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.WaitJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
     (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    CreateBatch: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CreateBatchRequest, _jobs_pb2.Batch]  # type: ignore[assignment]
+    """Creates a batch: one job per content image, all with the same styles, model, params
+    and lane (default "export"). Every item is checked before anything is created.
+    Idempotent like CreateJob: the same idempotency_key (or header) returns the same batch,
+    and a retry after an interrupted creation creates the missing items, never duplicates.
+    Returns the Batch itself, with the first page of its items.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    GetBatch: _aio.UnaryUnaryMultiCallable[_jobs_pb2.GetBatchRequest, _jobs_pb2.Batch]  # type: ignore[assignment]
+    """Returns one of the caller's batches with its counts and one page of its items.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    ListBatches: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListBatchesRequest, _jobs_pb2.ListBatchesResponse]  # type: ignore[assignment]
+    """Lists the caller's batches, newest first (counts, no items)."""
+    CancelBatch: _aio.UnaryUnaryMultiCallable[_jobs_pb2.CancelBatchRequest, _jobs_pb2.Batch]  # type: ignore[assignment]
+    """Cancels every item of a batch that is not final; the batch becomes "canceled".
+    Canceling a finished batch returns it as it is.
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
@@ -190,6 +234,52 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_jobs_pb2.Job, _abc.Awaitable[_jobs_pb2.Job]]:
         """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
         (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def CreateBatch(
+        self,
+        request: _jobs_pb2.CreateBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.Batch, _abc.Awaitable[_jobs_pb2.Batch]]:
+        """Creates a batch: one job per content image, all with the same styles, model, params
+        and lane (default "export"). Every item is checked before anything is created.
+        Idempotent like CreateJob: the same idempotency_key (or header) returns the same batch,
+        and a retry after an interrupted creation creates the missing items, never duplicates.
+        Returns the Batch itself, with the first page of its items.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def GetBatch(
+        self,
+        request: _jobs_pb2.GetBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.Batch, _abc.Awaitable[_jobs_pb2.Batch]]:
+        """Returns one of the caller's batches with its counts and one page of its items.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def ListBatches(
+        self,
+        request: _jobs_pb2.ListBatchesRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.ListBatchesResponse, _abc.Awaitable[_jobs_pb2.ListBatchesResponse]]:
+        """Lists the caller's batches, newest first (counts, no items)."""
+
+    @_abc_1.abstractmethod
+    def CancelBatch(
+        self,
+        request: _jobs_pb2.CancelBatchRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.Batch, _abc.Awaitable[_jobs_pb2.Batch]]:
+        """Cancels every item of a batch that is not final; the batch becomes "canceled".
+        Canceling a finished batch returns it as it is.
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
