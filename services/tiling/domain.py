@@ -27,6 +27,7 @@ from numpy.typing import NDArray
 from gouache.imaging import codec, color
 from gouache.imaging.errors import ImageRejected
 from gouache.imaging.tiling import MIN_TILE_SIZE, Tile, blend_tiles, extract_tile, plan_tiles
+from gouache.lru import LruCache
 from gouache.runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -354,6 +355,7 @@ class JobRunner:
         max_batch_bytes: int = 48 * 1024 * 1024,
         max_deliver: int = 5,
         progress_interval_s: float = 0.0,
+        style_cache_entries: int = 32,
         status: WorkerStatus | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
@@ -369,6 +371,7 @@ class JobRunner:
         self._max_batch_bytes = max_batch_bytes
         self._max_deliver = max_deliver
         self._progress_interval_s = progress_interval_s
+        self._styles: LruCache[tuple[str, int], StyleInput] = LruCache(style_cache_entries)
         self._clock = clock
         self._monotonic = monotonic
         self.status = status if status is not None else WorkerStatus()
@@ -452,26 +455,19 @@ class JobRunner:
         content = await self._load(job.content_image_id, "content")
         if job.params.max_side is not None:
             content = await asyncio.to_thread(_fit, content, job.params.max_side)
-        style_images = [
-            await self._load(image_id, f"style {index + 1}")
+        tile_size = job.params.tile_size or await self._tile_size_for(
+            job.model_version, job.inference_endpoint
+        )
+        styles = [
+            await self._style(image_id, f"style {index + 1}", tile_size)
             for index, image_id in enumerate(job.style_image_ids)
         ]
         timings["load_ms"] = _ms_since(mark)
 
-        tile_size = job.params.tile_size or await self._tile_size_for(
-            job.model_version, job.inference_endpoint
-        )
         overlap = self._default_overlap if job.params.overlap is None else job.params.overlap
         if job.params.overlap is None:
             overlap = min(overlap, tile_size // 2)
         plan = plan_image(content.width, content.height, tile_size, overlap)
-        styles = [
-            StyleInput(
-                key=f"{image.sha256}@{tile_size}",
-                pixels=codec.resize_to_fit(image.pixels, tile_size),
-            )
-            for image in style_images
-        ]
         params = job.params
         match_output = False
         if params.histogram_match:
@@ -552,6 +548,24 @@ class JobRunner:
             extra={"result_image_id": result_id, "compute_ms": compute_ms, **timings},
         )
         return result_id, compute_ms, len(plan.tiles)
+
+    async def _style(self, image_id: str, role: str, tile_size: int) -> StyleInput:
+        """A style image at the tile size, from the cache when an earlier job used it.
+
+        Stored images never change, and jobs checked the owner's access when the job was
+        created, so a style decoded for one job serves the next (catalogue styles are
+        shared by every user): no download, decode and resize per job.
+        """
+        cached = self._styles.get((image_id, tile_size))
+        if cached is not None:
+            return cached
+        image = await self._load(image_id, role)
+        style = StyleInput(
+            key=f"{image.sha256}@{tile_size}",
+            pixels=await asyncio.to_thread(codec.resize_to_fit, image.pixels, tile_size),
+        )
+        self._styles.put((image_id, tile_size), style)
+        return style
 
     async def _load(self, image_id: str, role: str) -> codec.DecodedImage:
         data = await self._storage.download(image_id)

@@ -21,11 +21,13 @@ class FakeStorage:
         self.uploads: list[dict[str, Any]] = []
         self.download_errors: list[BaseException] = []
         self.upload_errors: list[BaseException] = []
+        self.downloads: list[str] = []
 
     def put(self, image_id: str, pixels: Pixels, fmt: str = "png") -> None:
         self.images[image_id] = codec.encode(pixels, fmt)
 
     async def download(self, image_id: str) -> bytes:
+        self.downloads.append(image_id)
         if self.download_errors:
             raise self.download_errors.pop(0)
         return self.images[image_id]

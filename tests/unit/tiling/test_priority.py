@@ -39,7 +39,8 @@ async def test_free_slots_are_taken_at_once_and_the_rest_wait() -> None:
     release.set()
     await asyncio.gather(*tasks)
     assert order == [5, 5, 5]
-    assert gate.waiting == 0 and gate.busy == 0
+    assert gate.waiting == 0
+    assert gate.busy == 0
 
 
 async def test_a_freed_slot_goes_to_the_highest_class_waiting_not_the_first() -> None:

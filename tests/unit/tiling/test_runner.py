@@ -176,6 +176,21 @@ async def test_progress_is_sent_first_then_at_most_once_per_interval() -> None:
     ]
 
 
+async def test_a_style_is_downloaded_once_per_tile_size_and_reused_by_later_jobs() -> None:
+    harness = Harness(_image(100, 80), tile_size=256)
+    for job_id in ("job_01JTESTTESTTESTTESTTESTTE1", "job_01JTESTTESTTESTTESTTESTTE2"):
+        job = replace(harness.job(), job_id=job_id)
+        assert await harness.runner.run(job) is Outcome.SUCCEEDED
+    assert harness.storage.downloads.count("img_style") == 1
+    assert harness.storage.downloads.count("img_content") == 2
+    first, second = harness.inference.calls
+    assert first.style_keys == second.style_keys
+    assert first.style_shapes == second.style_shapes == [(171, 256, 3)]
+    # Another tile size is another resized copy.
+    assert await harness.runner.run(harness.job(tile_size=128)) is Outcome.SUCCEEDED
+    assert harness.storage.downloads.count("img_style") == 2
+
+
 async def test_max_side_shrinks_the_content_before_stylizing_and_never_enlarges() -> None:
     harness = Harness(_image(300, 200), tile_size=256)
     assert await harness.runner.run(harness.job(max_side=150)) is Outcome.SUCCEEDED

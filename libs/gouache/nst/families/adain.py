@@ -53,7 +53,7 @@ from gouache.nst.base import (
     validate_request,
 )
 from gouache.nst.batching import StylizeItem
-from gouache.nst.cache import LruCache
+from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.pixels import (

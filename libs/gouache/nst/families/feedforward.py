@@ -58,7 +58,7 @@ from gouache.nst.base import (
     validate_request,
 )
 from gouache.nst.batching import StylizeItem
-from gouache.nst.cache import LruCache
+from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.losses import gram

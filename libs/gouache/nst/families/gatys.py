@@ -64,7 +64,7 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
-from gouache.nst.cache import LruCache
+from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import LITE0_TAPS
 from gouache.nst.encoders.vgg19 import VGG19_TAPS

@@ -56,7 +56,7 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
-from gouache.nst.cache import LruCache
+from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.families.adain import TAP_GEOMETRY, decoder_levels, smooth

@@ -6,7 +6,7 @@ import threading
 
 import pytest
 
-from gouache.nst.cache import LruCache
+from gouache.lru import LruCache
 
 
 def test_a_hit_keeps_an_entry_and_the_oldest_goes_first() -> None:

@@ -1,4 +1,4 @@
-"""The families' style caches: one bounded, thread-safe least-recently-used map."""
+"""A bounded, thread-safe least-recently-used map (the engine's style caches, tiling's styles)."""
 
 from __future__ import annotations
 
