@@ -45,6 +45,7 @@ import torch
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
+from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
     RGBImage,
@@ -53,7 +54,6 @@ from gouache.nst.base import (
     validate_request,
 )
 from gouache.nst.batching import StylizeItem
-from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.pixels import (

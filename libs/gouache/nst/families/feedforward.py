@@ -50,6 +50,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
+from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
     RGBImage,
@@ -58,7 +59,6 @@ from gouache.nst.base import (
     validate_request,
 )
 from gouache.nst.batching import StylizeItem
-from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.losses import gram

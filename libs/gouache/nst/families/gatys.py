@@ -57,6 +57,7 @@ from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
 from gouache.imaging.tiling import MIN_TILE_SIZE, blend_tiles, plan_tiles
+from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
     RGBImage,
@@ -64,7 +65,6 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
-from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import LITE0_TAPS
 from gouache.nst.encoders.vgg19 import VGG19_TAPS

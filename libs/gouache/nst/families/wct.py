@@ -49,6 +49,7 @@ import torch
 from torch import Tensor, nn
 
 from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
+from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
     RGBImage,
@@ -56,7 +57,6 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
-from gouache.lru import LruCache
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
 from gouache.nst.families.adain import TAP_GEOMETRY, decoder_levels, smooth
