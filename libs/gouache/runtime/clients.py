@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 import grpc
@@ -30,13 +30,53 @@ def open_channel(
         ("grpc.keepalive_time_ms", 30_000),
         ("grpc.enable_retries", 1),
     ]
+    # Innermost, so it holds the real call the tracing interceptor awaits.
+    interceptors = [*client_interceptors(), CancelAbandonedCalls()]
     if credentials is None:
-        return grpc.aio.insecure_channel(
-            target, options=options, interceptors=client_interceptors()
-        )
-    return grpc.aio.secure_channel(
-        target, credentials, options=options, interceptors=client_interceptors()
-    )
+        return grpc.aio.insecure_channel(target, options=options, interceptors=interceptors)
+    return grpc.aio.secure_channel(target, credentials, options=options, interceptors=interceptors)
+
+
+class CancelAbandonedCalls(
+    grpc.aio.UnaryUnaryClientInterceptor,  # type: ignore[misc]
+    grpc.aio.StreamUnaryClientInterceptor,  # type: ignore[misc]
+):
+    """Cancels the RPC when its caller is cancelled, even behind an interceptor that awaits it.
+
+    grpc.aio runs a channel's interceptors in a task of their own. OpenTelemetry's waits
+    there for the call's status (to record its code), so cancelling the caller cancels
+    that task but not the RPC: the server went on computing until the call's deadline
+    (a canceled job's inference ran for every step it was asked for). This interceptor,
+    last in the chain, holds the real call and cancels it when that task is cancelled.
+    """
+
+    async def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request: Any,
+    ) -> Any:
+        return _cancelled_with_task(await continuation(client_call_details, request))
+
+    async def intercept_stream_unary(
+        self,
+        continuation: Callable[[grpc.aio.ClientCallDetails, Any], Any],
+        client_call_details: grpc.aio.ClientCallDetails,
+        request_iterator: Any,
+    ) -> Any:
+        return _cancelled_with_task(await continuation(client_call_details, request_iterator))
+
+
+def _cancelled_with_task(call: Any) -> Any:
+    task = asyncio.current_task()
+    if task is not None:
+
+        def cancel_call(done: asyncio.Task[Any]) -> None:
+            if done.cancelled():
+                call.cancel()
+
+        task.add_done_callback(cancel_call)
+    return call
 
 
 def jwks_fetcher(channel: grpc.aio.Channel, *, timeout_s: float = 5.0) -> Any:
