@@ -94,7 +94,8 @@ def test_settle_ends_a_running_batch_once() -> None:
 
 def test_cancel_ends_a_running_batch_and_leaves_a_final_one() -> None:
     canceled = rules.cancel(_batch(), NOW)
-    assert canceled is not None and canceled.status is BatchStatus.CANCELED
+    assert canceled is not None
+    assert canceled.status is BatchStatus.CANCELED
     assert canceled.finished_at == NOW
     assert rules.cancel(canceled, NOW) is None
     assert rules.settle(canceled, {C: 3}, NOW) is None

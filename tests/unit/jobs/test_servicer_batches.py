@@ -184,7 +184,8 @@ async def test_the_last_final_item_ends_the_batch_with_one_webhook(jobs: Harness
     assert done.HasField("finished_at")
     assert (done.counts.succeeded, done.counts.failed) == (2, 1)
     assert done.items[0].result_url
-    assert done.items[1].error_code == "INTERNAL" and not done.items[1].HasField("result_url")
+    assert done.items[1].error_code == "INTERNAL"
+    assert not done.items[1].HasField("result_url")
     # A late event for a final item changes nothing and queues nothing.
     await jobs.app.apply_execution(new_id("evt"), ids[2], ExecutionFailed("X", "late"))
     deliveries = await jobs.store.deliveries_for_job(batch.batch_id)
@@ -223,7 +224,8 @@ async def test_a_batch_answered_from_the_cache_ends_at_creation(jobs: Harness) -
         content_urls=request.content_urls, style_urls=request.style_urls, no_cache=True
     )
     fresh = await _create(jobs, again)
-    assert fresh.status == "running" and fresh.counts.pending == 2
+    assert fresh.status == "running"
+    assert fresh.counts.pending == 2
 
 
 async def test_cancel_batch_cancels_what_is_not_final(jobs: Harness) -> None:
@@ -286,7 +288,8 @@ async def test_items_and_batches_are_paged(jobs: Harness) -> None:
     pages = 0
     while True:
         page = await _get(jobs, batch.batch_id, page_size=2, page_token=token)
-        assert page.total == 5 and page.counts.pending == 5
+        assert page.total == 5
+        assert page.counts.pending == 5
         seen.extend(item.index for item in page.items)
         pages += 1
         token = page.next_page_token
