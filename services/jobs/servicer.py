@@ -22,6 +22,7 @@ from services.jobs.convert import (
     version_to_pb,
     webhook_to_pb,
 )
+from services.jobs.domain.routing import RoutingTable
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 
@@ -44,6 +45,8 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
 
     def __init__(self, app: JobsApp) -> None:
         self._app = app
+        # ListModels' answer, converted once per routing table the app hands out.
+        self._models: tuple[RoutingTable, jobs_pb2.ListModelsResponse] | None = None
 
     async def CreateJob(
         self, request: jobs_pb2.CreateJobRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -163,10 +166,15 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
         self, request: jobs_pb2.ListModelsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> jobs_pb2.ListModelsResponse:
         table = await self._app.list_models()
-        return jobs_pb2.ListModelsResponse(
-            versions=[version_to_pb(v) for v in table.versions.values()],
-            routes=[route_to_pb(table.routes[alias]) for alias in sorted(table.routes)],
-        )
+        if self._models is None or self._models[0] is not table:
+            self._models = (
+                table,
+                jobs_pb2.ListModelsResponse(
+                    versions=[version_to_pb(v) for v in table.versions.values()],
+                    routes=[route_to_pb(table.routes[alias]) for alias in sorted(table.routes)],
+                ),
+            )
+        return self._models[1]
 
     async def RegisterModelVersion(
         self,

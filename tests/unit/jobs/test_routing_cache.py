@@ -6,8 +6,10 @@ import asyncio
 
 import pytest
 
+from gouache.contracts.jobs.v1 import jobs_pb2
 from services.jobs.domain.routing import ModelRoute, RouteTarget, RoutingTable
 from services.jobs.routing_cache import RoutingCache
+from tests.unit.jobs.conftest import Harness
 
 
 class Loads:
@@ -121,3 +123,28 @@ async def test_ttl_zero_reads_the_store_every_call() -> None:
 def test_a_negative_ttl_is_refused() -> None:
     with pytest.raises(ValueError, match="ttl_s"):
         RoutingCache(Loads(), ttl_s=-1)
+
+
+async def test_list_models_shows_a_route_set_through_this_replica_at_once(jobs: Harness) -> None:
+    async def gatys_targets() -> dict[str, int]:
+        listed = await jobs.stub.ListModels(
+            jobs_pb2.ListModelsRequest(), metadata=jobs.operator(), timeout=10
+        )
+        (route,) = [r for r in listed.routes if r.alias == "gatys"]
+        return {t.model_version: t.weight for t in route.targets}
+
+    before = await gatys_targets()
+    assert before == await gatys_targets() == {"gatys.lite0-v1": 100}
+    await jobs.stub.SetModelRoute(
+        jobs_pb2.SetModelRouteRequest(
+            alias="gatys",
+            targets=[
+                jobs_pb2.RouteTarget(model_version="gatys.lite0-v1", weight=30),
+                jobs_pb2.RouteTarget(model_version="gatys.lite0-fast", weight=70),
+            ],
+        ),
+        metadata=jobs.operator(),
+        timeout=10,
+    )
+
+    assert await gatys_targets() == {"gatys.lite0-v1": 30, "gatys.lite0-fast": 70}
