@@ -167,6 +167,90 @@ class GouacheClient:
             "GET", f"/v1/jobs/{job_id}:wait", params={"timeout": f"{timeout_s:.3f}s"}
         )
 
+    def create_batch(
+        self,
+        content_urls: Sequence[str],
+        style_urls: Sequence[str],
+        *,
+        model_version: str = "",
+        params: Mapping[str, Any] | None = None,
+        lane: str = "",
+        idempotency_key: str | None = None,
+        no_cache: bool = False,
+    ) -> dict[str, Any]:
+        """POST /v1/batches: one job per content image, all with the same styles and params.
+
+        The lane defaults to "export". With an idempotency key, sending the same batch again
+        (after a timeout, a crash) returns it and creates only items still missing.
+        """
+        body: dict[str, Any] = {
+            "content_urls": list(content_urls),
+            "style_urls": list(style_urls),
+            "model_version": model_version,
+            "params": dict(params or {}),
+        }
+        if lane:
+            body["lane"] = lane
+        if no_cache:
+            body["no_cache"] = True
+        headers = {"idempotency-key": idempotency_key} if idempotency_key else None
+        return self._request("POST", "/v1/batches", json=body, headers=headers)
+
+    def get_batch(
+        self, batch_id: str, *, page_size: int = 0, page_token: str = ""
+    ) -> dict[str, Any]:
+        """GET /v1/batches/{id}: status, counts per job status and one page of items."""
+        params = {"page_size": str(page_size)} if page_size else {}
+        if page_token:
+            params["page_token"] = page_token
+        return self._request("GET", f"/v1/batches/{batch_id}", params=params)
+
+    def batch_items(self, batch_id: str, *, page_size: int = 500) -> list[dict[str, Any]]:
+        """Every item of a batch in request order (pages through GetBatch)."""
+        items: list[dict[str, Any]] = []
+        token = ""
+        while True:
+            page = self.get_batch(batch_id, page_size=page_size, page_token=token)
+            items.extend(page.get("items", []))
+            token = str(page.get("next_page_token", ""))
+            if not token:
+                return items
+
+    def list_batches(self, *, page_size: int = 0, page_token: str = "") -> dict[str, Any]:
+        """GET /v1/batches: the caller's batches, newest first (counts, no items)."""
+        params = {"page_size": str(page_size)} if page_size else {}
+        if page_token:
+            params["page_token"] = page_token
+        return self._request("GET", "/v1/batches", params=params)
+
+    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
+        """POST /v1/batches/{id}:cancel: cancels every item that is not final."""
+        return self._request("POST", f"/v1/batches/{batch_id}:cancel", json={})
+
+    def wait_batch(
+        self,
+        batch_id: str,
+        *,
+        timeout_s: float = 24 * 3600.0,
+        poll_s: float = 2.0,
+        on_update: Callable[[Mapping[str, Any]], None] | None = None,
+    ) -> dict[str, Any]:
+        """Polls GetBatch (counts only) every poll_s until the batch is final; returns it.
+
+        on_update sees the batch (status and counts) after each poll, e.g. for a progress
+        bar. Raises TimeoutError once timeout_s has passed.
+        """
+        deadline = time.monotonic() + timeout_s
+        while True:
+            batch = self.get_batch(batch_id, page_size=1)
+            if on_update is not None:
+                on_update(batch)
+            if batch.get("status") not in (None, "", "running"):
+                return batch
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"batch {batch_id} still running after {timeout_s:.0f} s")
+            time.sleep(poll_s)
+
     def download(self, url: str) -> bytes:
         response = self._http.get(url)
         _raise_for_status(response)
