@@ -202,13 +202,13 @@ class BatchesApp:
                     raise
                 logger.info(
                     "batch ended while its items were created",
-                    extra={"batch_id": batch.batch_id, "created": created},
+                    extra={"batch_id": batch.batch_id, "items_created": created},
                 )
                 return
             created += 1
         if created:
             logger.info(
-                "batch items created", extra={"batch_id": batch.batch_id, "created": created}
+                "batch items created", extra={"batch_id": batch.batch_id, "items_created": created}
             )
 
     async def _resolve_images(

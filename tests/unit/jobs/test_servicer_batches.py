@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import grpc
@@ -70,9 +71,15 @@ async def _subscribe(jobs: Harness, *events: str) -> None:
     )
 
 
-async def test_create_batch_makes_one_pending_export_job_per_item(jobs: Harness) -> None:
+async def test_create_batch_makes_one_pending_export_job_per_item(
+    jobs: Harness, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="services.jobs")  # the log lines' fields must be legal
     request = _batch_request(jobs, 3, model_version="gatys")
     batch = await _create(jobs, request)
+    messages = [record.getMessage() for record in caplog.records]
+    assert "batch created" in messages
+    assert "batch items created" in messages
     assert batch.batch_id.startswith("bat_")
     assert batch.status == "running"
     assert batch.total == 3
