@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
@@ -335,30 +336,46 @@ class BatchesApp:
 
         One transaction: the items' cancellations, their events and webhooks, the batch's
         status and its one batch.finished delivery. Items are locked before the batch, in
-        the order item completions lock them, so the two never deadlock.
+        the order item completions lock them, so the two never deadlock. An item created
+        just before the batch's lock was taken is locked after it, skipping one another
+        transaction holds; such an item is canceled on its own right after.
         """
         batch = await self._visible_batch(principal, batch_id)
         now = self._now()
         changes: list[tuple[JobChange, int]] = []
         deliveries = 0
+        left: set[str] = set()
         async with self._jobs.store.transaction() as uow:
             items = await uow.unfinished_items_for_update(batch.batch_id)
             locked = await uow.batch_for_update(batch.batch_id)
             canceled = None if locked is None else batch_rules.cancel(locked, now)
             if canceled is not None:
                 await uow.save_batch(canceled)
-                for job in items:
-                    change = job_rules.cancel(job, now)
+                # Items committed while this transaction waited for the batch's lock.
+                known = {job.job_id for job in items}
+                late = [
+                    job
+                    for job in await uow.unfinished_items_for_update(
+                        batch.batch_id, skip_locked=True
+                    )
+                    if job.job_id not in known
+                ]
+                for job in [*items, *late]:
+                    change = None if job.status.is_final else job_rules.cancel(job, now)
                     if change is None:
                         continue
                     await uow.save_job(change.job)
                     changes.append((change, await self._jobs.record_change(uow, change, now)))
+                left = await uow.unfinished_item_ids(batch.batch_id)
                 counts = await uow.batch_counts(batch.batch_id)
                 deliveries = await uow.enqueue_batch_webhooks(canceled, counts, now)
         for change, item_deliveries in changes:
             self._jobs.after_change(change, item_deliveries)
         if deliveries:
             self._jobs.deliveries_queued()
+        for job_id in sorted(left):
+            with contextlib.suppress(FailedPrecondition):  # it became final meanwhile
+                await self._jobs.cancel_job(principal, job_id)
         if canceled is not None:
             logger.info(
                 "batch canceled",

@@ -568,16 +568,29 @@ class UnitOfWork:
         query = select(status, func.count()).where(jobs_table.c.batch_id == batch_id)
         return _job_counts(await self.session.execute(query.group_by(status)))
 
-    async def unfinished_items_for_update(self, batch_id: str) -> list[Job]:
-        """A batch's pending and running items, locked (in id order) until commit."""
+    async def unfinished_items_for_update(
+        self, batch_id: str, *, skip_locked: bool = False
+    ) -> list[Job]:
+        """A batch's pending and running items, locked (in id order) until commit.
+
+        skip_locked leaves out the items another transaction holds (PostgreSQL).
+        """
         unfinished = [s.value for s in JobStatus if not s.is_final]
         query = (
             select(jobs_table)
             .where(jobs_table.c.batch_id == batch_id, jobs_table.c.status.in_(unfinished))
             .order_by(jobs_table.c.job_id)
-            .with_for_update()
+            .with_for_update(skip_locked=skip_locked)
         )
         return [_job(row) for row in await self.session.execute(query)]
+
+    async def unfinished_item_ids(self, batch_id: str) -> set[str]:
+        """The ids of a batch's pending and running items, without locking them."""
+        unfinished = [s.value for s in JobStatus if not s.is_final]
+        query = select(jobs_table.c.job_id).where(
+            jobs_table.c.batch_id == batch_id, jobs_table.c.status.in_(unfinished)
+        )
+        return {row[0] for row in await self.session.execute(query)}
 
     async def settle_batch(self, batch_id: str, now: datetime) -> int:
         """Ends the batch if its last item just became final; returns the deliveries queued.
@@ -767,7 +780,7 @@ class JobStore(ServiceDatabase):
 
     async def get_job(self, job_id: str) -> Job | None:
         """A job by id, whoever owns it."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 await session.execute(select(jobs_table).where(jobs_table.c.job_id == job_id))
             ).first()
@@ -778,7 +791,7 @@ class JobStore(ServiceDatabase):
         status = jobs_table.c.status
         unfinished = [s.value for s in JobStatus if not s.is_final]
         query = select(status, func.count()).where(status.in_(unfinished)).group_by(status)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return {JobStatus(row[0]): int(row[1]) for row in await session.execute(query)}
 
     async def find_job_by_key(self, owner_id: str, key: str) -> Job | None:
@@ -786,7 +799,7 @@ class JobStore(ServiceDatabase):
         query = select(jobs_table).where(
             jobs_table.c.owner_id == owner_id, jobs_table.c.idempotency_key == key
         )
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (await session.execute(query)).first()
         return None if row is None else _job(row)
 
@@ -839,7 +852,7 @@ class JobStore(ServiceDatabase):
         """The owner's stored answer for a key, if any."""
         table = result_cache_table
         query = select(table).where(table.c.owner_id == owner_id, table.c.cache_key == key)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (await session.execute(query)).first()
         return None if row is None else _cache_entry(row)
 
@@ -858,7 +871,7 @@ class JobStore(ServiceDatabase):
 
     async def count_cache_entries(self) -> int:
         """How many answers the result cache holds (for its gauge)."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             query = select(func.count()).select_from(result_cache_table)
             return int((await session.execute(query)).scalar_one())
 
@@ -878,7 +891,7 @@ class JobStore(ServiceDatabase):
                 )
             )
         query = query.order_by(table.c.created_at.desc(), table.c.job_id.desc()).limit(limit)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return [_job(row) for row in await session.execute(query)]
 
     async def create_batch(self, batch: Batch, *, key_expired_before: datetime) -> bool:
@@ -966,7 +979,7 @@ class JobStore(ServiceDatabase):
             .where(webhooks_table.c.owner_id == owner_id)
             .order_by(webhooks_table.c.created_at, webhooks_table.c.webhook_id)
         )
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return [_webhook(row) for row in await session.execute(query)]
 
     async def delete_webhook(self, owner_id: str, webhook_id: str) -> bool:
@@ -982,7 +995,7 @@ class JobStore(ServiceDatabase):
 
     async def routing_table(self) -> RoutingTable:
         """All versions and routes, read in one go."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return await _routing_table(session)
 
     async def seed_models(
@@ -1039,7 +1052,7 @@ class JobStore(ServiceDatabase):
         query = select(func.min(deliveries_table.c.next_attempt_at)).where(
             deliveries_table.c.status == DeliveryStatus.PENDING.value
         )
-        async with self.sessions() as session:
+        async with self.reads() as session:
             value: datetime | None = (await session.execute(query)).scalar_one()
         return value
 
@@ -1066,5 +1079,5 @@ class JobStore(ServiceDatabase):
             .where(deliveries_table.c.job_id == job_id)
             .order_by(deliveries_table.c.created_at, deliveries_table.c.delivery_id)
         )
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return [_delivery(row) for row in await session.execute(query)]
