@@ -120,7 +120,7 @@ class AuthDatabase(ServiceDatabase):
             raise
 
     async def user_by_id(self, user_id: str) -> User | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 (await session.execute(select(users).where(users.c.user_id == user_id)))
                 .mappings()
@@ -129,7 +129,7 @@ class AuthDatabase(ServiceDatabase):
         return _user(row) if row else None
 
     async def user_by_email(self, email: str) -> User | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 (await session.execute(select(users).where(users.c.email == email)))
                 .mappings()
@@ -151,7 +151,7 @@ class AuthDatabase(ServiceDatabase):
             )
 
     async def api_key(self, key_id: str) -> ApiKeyRecord | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 (await session.execute(select(api_keys).where(api_keys.c.key_id == key_id)))
                 .mappings()
@@ -160,7 +160,7 @@ class AuthDatabase(ServiceDatabase):
         return _key(row) if row else None
 
     async def api_keys_of(self, user_id: str) -> list[ApiKeyRecord]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (
                 (
                     await session.execute(
@@ -183,7 +183,7 @@ class AuthDatabase(ServiceDatabase):
             )
 
     async def signing_keys(self) -> list[StoredSigningKey]:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (
                 (await session.execute(select(signing_keys).order_by(signing_keys.c.created_at)))
                 .mappings()

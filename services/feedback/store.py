@@ -134,7 +134,7 @@ class FeedbackDatabase(ServiceDatabase):
         return True
 
     async def outcome(self, job_id: str) -> JobOutcome | None:
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 (await session.execute(select(outcomes).where(outcomes.c.job_id == job_id)))
                 .mappings()
@@ -191,7 +191,7 @@ class FeedbackDatabase(ServiceDatabase):
     async def knows_version(self, model_version: str) -> bool:
         """Whether any job of the version has finished, ever."""
         query = select(outcomes.c.job_id).where(outcomes.c.model_version == model_version)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             return (await session.execute(query.limit(1))).first() is not None
 
     async def version_records(
@@ -231,7 +231,7 @@ class FeedbackDatabase(ServiceDatabase):
         status_counts: dict[str, dict[str, int]] = defaultdict(dict)
         latency_values: dict[str, list[float]] = defaultdict(list)
         rating_totals: dict[str, tuple[int, int]] = {}
-        async with self.sessions() as session:
+        async with self.reads() as session:
             for version, status, count in (await session.execute(counts)).all():
                 status_counts[version][status] = int(count)
             for version, latency in (await session.execute(latencies)).all():

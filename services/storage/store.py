@@ -105,7 +105,7 @@ class StorageStore(ServiceDatabase):
 
     async def get_reservation(self, image_id: str) -> Reservation | None:
         """The reservation of image_id, if there is one."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 (
                     await session.execute(
@@ -129,7 +129,7 @@ class StorageStore(ServiceDatabase):
 
     async def get_image(self, image_id: str) -> ImageRecord | None:
         """The image stored under image_id, if any."""
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (
                 (await session.execute(select(images).where(images.c.image_id == image_id)))
                 .mappings()
@@ -157,14 +157,14 @@ class StorageStore(ServiceDatabase):
     async def get_style(self, style_id: str) -> StyleView | None:
         """The style entry style_id names, with its image, if any."""
         query = _style_query().where(styles.c.style_id == style_id)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (await session.execute(query)).mappings().first()
         return None if row is None else _style_view(row)
 
     async def find_curated_style(self, sha256: str) -> StyleView | None:
         """The curated catalog entry imported from an image with this sha256, if any."""
         query = _style_query().where(styles.c.catalog_sha256 == sha256)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             row = (await session.execute(query)).mappings().first()
         return None if row is None else _style_view(row)
 
@@ -198,7 +198,7 @@ class StorageStore(ServiceDatabase):
                     and_(styles.c.curated == false(), styles.c.style_id > after.style_id)
                 )
         query = query.order_by(styles.c.curated.desc(), styles.c.style_id.asc()).limit(limit)
-        async with self.sessions() as session:
+        async with self.reads() as session:
             rows = (await session.execute(query)).mappings().all()
         return [_style_view(row) for row in rows]
 

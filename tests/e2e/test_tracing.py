@@ -118,9 +118,12 @@ def _assert_consumers_continue_producers(spans: list[ReceivedSpan]) -> None:
     }
     consumers = [span for span in spans if span.kind == SPAN_KIND_CONSUMER]
     subjects = {span.attributes["messaging.destination.name"] for span in consumers}
-    assert {"gouache.jobs.created", "gouache.execution.succeeded", "gouache.jobs.succeeded"} <= (
-        subjects
-    )
+    # The job's JobCreated goes out on its priority class (an admin's export: free tier).
+    assert {
+        "gouache.jobs.created.export.free",
+        "gouache.execution.succeeded",
+        "gouache.jobs.succeeded",
+    } <= subjects
     for consumer in consumers:
         producer = producers[consumer.attributes["messaging.message.id"]]
         assert consumer.parent_span_id == producer.span_id, consumer

@@ -2,7 +2,7 @@
 
 from gouache.db.base import NAMING_CONVENTION, new_metadata
 from gouache.db.database import ServiceDatabase
-from gouache.db.engine import create_all, create_engine, session_factory
+from gouache.db.engine import create_all, create_engine, read_only, session_factory
 from gouache.db.errors import is_unique_violation
 from gouache.db.ids import id_timestamp, new_id
 from gouache.db.migrate import Migrations, SchemaMismatch
@@ -21,6 +21,7 @@ __all__ = [
     "is_unique_violation",
     "new_id",
     "new_metadata",
+    "read_only",
     "session_factory",
     "utc_now",
 ]

@@ -7,7 +7,7 @@ from typing import ClassVar
 from sqlalchemy import MetaData
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gouache.db.engine import session_factory
+from gouache.db.engine import read_only, session_factory
 from gouache.db.migrate import Migrations, upgrade
 
 
@@ -19,6 +19,8 @@ class ServiceDatabase:
     def __init__(self, engine: AsyncEngine) -> None:
         self.engine = engine
         self.sessions: async_sessionmaker[AsyncSession] = session_factory(engine)
+        # For sessions that only read: they neither wait for nor block writers (read_only).
+        self.reads: async_sessionmaker[AsyncSession] = session_factory(read_only(engine))
 
     @property
     def schema(self) -> MetaData:

@@ -21,6 +21,9 @@ SQLITE_BUSY_TIMEOUT_MS = 5_000
 _WAL_RETRY_S = 0.02
 # Any constant works; it only has to be the same for every replica of every service.
 _SCHEMA_LOCK_KEY = 0x6A0AC4E
+READ_ONLY = "gouache_read_only"
+"""Execution option of read-only engines (`read_only`): on SQLite their transactions
+begin DEFERRED, a WAL snapshot that neither waits for nor blocks the writer."""
 
 
 def create_engine(
@@ -78,7 +81,10 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
             cursor.close()
 
     def on_begin(connection: Connection) -> None:
-        connection.exec_driver_sql("BEGIN IMMEDIATE")
+        if connection.get_execution_options().get(READ_ONLY):
+            connection.exec_driver_sql("BEGIN")
+        else:
+            connection.exec_driver_sql("BEGIN IMMEDIATE")
 
     event.listen(engine.sync_engine, "connect", on_connect)
     event.listen(engine.sync_engine, "begin", on_begin)
@@ -106,6 +112,19 @@ def _enable_wal(cursor: Any) -> None:
 def session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
     """Return the session maker services use; objects stay readable after commit."""
     return async_sessionmaker(engine, expire_on_commit=False)
+
+
+def read_only(engine: AsyncEngine) -> AsyncEngine:
+    """The same engine and pool, for sessions that only read.
+
+    Every other SQLite transaction takes the write lock up front (BEGIN IMMEDIATE, see
+    _configure_sqlite), so a GetJob waited behind each event being applied, each job being
+    created; under load the reads queued on the lock (loadtests/RESULTS.md). A read-only
+    session begins DEFERRED instead: it reads a consistent WAL snapshot without waiting.
+    It must not write (a write would need the lock it did not take). PostgreSQL ignores
+    the option: its reads never wait for writers.
+    """
+    return engine.execution_options(**{READ_ONLY: True})
 
 
 async def create_all(engine: AsyncEngine, metadata: MetaData) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 from datetime import UTC, datetime, timedelta, timezone
 from pathlib import Path
 
@@ -31,6 +32,7 @@ from gouache.db import (
     create_engine,
     is_unique_violation,
     new_metadata,
+    read_only,
     session_factory,
 )
 
@@ -207,3 +209,24 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_pa
         await engine.dispose()
 
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
+
+
+async def test_read_only_sessions_read_a_snapshot_while_a_writer_holds_the_lock(
+    engine: AsyncEngine, schema: tuple[Table, Table]
+) -> None:
+    owners, _ = schema
+    writes = session_factory(engine)
+    reads = session_factory(read_only(engine))
+    async with writes.begin() as writer:
+        # The writer holds SQLite's write lock (BEGIN IMMEDIATE) with an uncommitted row.
+        await writer.execute(insert(owners).values(id="own_2", email="b@example.com"))
+        started = time.monotonic()
+        async with reads() as reader:
+            emails = set((await reader.execute(select(owners.c.email))).scalars())
+        waited = time.monotonic() - started
+        # The committed state, at once: not the writer's row, and no wait for its lock
+        # (a writing session would wait up to the 5 s busy timeout, then fail).
+        assert emails == {"a@example.com"}
+        assert waited < 2.5
+    async with reads() as reader:
+        assert await reader.scalar(select(func.count()).select_from(owners)) == 2
