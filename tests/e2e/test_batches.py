@@ -8,10 +8,12 @@ import time
 import uuid
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 
 import httpx
 import pytest
 
+from gouache.cli.main import main as gouache
 from gouache.cli.mesh import Mesh
 from gouache.client import GouacheClient
 from gouache.imaging.codec import validate_and_decode
@@ -22,6 +24,11 @@ pytestmark = pytest.mark.slow
 
 def _user(admin: GouacheClient, base_url: str) -> GouacheClient:
     """A fresh non-admin user with an API key, created through the REST API."""
+    return GouacheClient(base_url, _api_key(admin, base_url))
+
+
+def _api_key(admin: GouacheClient, base_url: str) -> str:
+    """The API key of a fresh non-admin user, created through the REST API."""
     email = f"batch-{uuid.uuid4().hex[:8]}@example.com"
     headers = {"authorization": f"Bearer {admin.token()}"}
     with httpx.Client(base_url=base_url, headers=headers) as http:
@@ -30,7 +37,7 @@ def _user(admin: GouacheClient, base_url: str) -> GouacheClient:
         user_id = created.json()["user_id"]
         key = http.post("/v1/api-keys", json={"name": "e2e", "user_id": user_id})
         assert key.status_code == 200, key.text
-    return GouacheClient(base_url, key.json()["api_key"])
+    return str(key.json()["api_key"])
 
 
 @pytest.fixture
@@ -150,3 +157,27 @@ def test_bad_item_gets_400_naming_it_and_another_users_batch_is_404(
     assert response.status_code == 404, response.text
     canceled = user.cancel_batch(batch["batch_id"])
     assert canceled["status"] in ("canceled", "succeeded")
+
+
+def test_cli_batch_stylizes_a_directory(
+    mesh: Mesh, admin: GouacheClient, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    photos = tmp_path / "catalog"
+    photos.mkdir()
+    for name in ("chelsea", "coffee"):
+        (photos / f"{name}.png").write_bytes(small(name, 40))
+    (photos / "notes.txt").write_text("not an image")
+    style = tmp_path / "stars.png"
+    style.write_bytes(small("hubble_deep_field", 40))
+    out = tmp_path / "out"
+    key = _api_key(admin, mesh.config.public_url)
+    argv = ["batch", str(photos), "--style", str(style), "--model", "adain", "-o", str(out)]
+    code = gouache([*argv, "--url", mesh.config.public_url, "--api-key", key, "--timeout", "240"])
+    assert code == 0
+    summary = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert summary["status"] == "succeeded"
+    assert summary["counts"]["succeeded"] == 2
+    assert sorted(Path(p).name for p in summary["written"]) == ["chelsea.png", "coffee.png"]
+    for name in ("chelsea", "coffee"):
+        image = validate_and_decode((out / f"{name}.png").read_bytes())
+        assert (image.width, image.height) == (40, 40)

@@ -300,6 +300,29 @@ def cmd_stylize(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from gouache.cli.batch import run_batch
+
+    base_url, api_key = _credentials(args)
+    directory = Path(args.directory)
+    summary = run_batch(
+        base_url,
+        api_key,
+        directory,
+        args.style or [],
+        Path(args.output or f"{directory.resolve()}-stylized"),
+        model=args.model,
+        params=_params(args),
+        lane=args.lane,
+        max_side=args.max_side,
+        timeout_s=args.timeout,
+        no_cache=args.no_cache,
+        console=console,
+    )
+    print(json.dumps(summary))
+    return 0 if summary["status"] == "succeeded" else 1
+
+
 def cmd_demo(args: argparse.Namespace) -> int:
     """Starts a private mesh on free ports, stylizes a bundled image through it, stops it."""
     from gouache.cli.mesh import Mesh
@@ -528,6 +551,17 @@ def build_parser() -> argparse.ArgumentParser:
     _add_job_options(stylize_parser, default_model="default")
     stylize_parser.set_defaults(func=cmd_stylize)
 
+    batch_parser = sub.add_parser(
+        "batch", help="stylize every image of a directory as one batch (-o: output directory)"
+    )
+    batch_parser.add_argument("directory", help="directory of .png/.jpg/.jpeg/.webp images")
+    batch_parser.add_argument("--url", help="REST base URL (default from `gouache up`)")
+    batch_parser.add_argument("--api-key")
+    batch_parser.add_argument("--lane", default="export", choices=("export", "preview"))
+    _add_job_options(batch_parser, default_model="default")
+    # -o names a directory here (default: DIRECTORY-stylized); results are PNG.
+    batch_parser.set_defaults(func=cmd_batch, output="", timeout=24 * 3600.0)
+
     demo = sub.add_parser("demo", help="start a mesh, stylize a bundled image, stop")
     demo.add_argument("--content", default="skimage:astronaut")
     demo.add_argument("--models", default="gatys.lite0-fast")
@@ -600,7 +634,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     configure_logging("cli", level="WARNING", json_output=False)
     args = build_parser().parse_args(argv)
-    if getattr(args, "style", None) is None and args.command in ("stylize", "demo"):
+    if getattr(args, "style", None) is None and args.command in ("stylize", "demo", "batch"):
         args.style = ["skimage:immunohistochemistry"] if args.command == "demo" else None
         if args.style is None:
             raise SystemExit("give at least one --style")
