@@ -579,7 +579,9 @@ def style_weights(weights: Sequence[float], count: int) -> tuple[float, ...]:
 
 
 def resolve_device(requested: str, *, cuda_available: bool) -> str:
-    """The device to run on: cuda only when asked for and present, else cpu."""
+    """The device to run on: "auto" is cuda when a GPU is visible; cuda only when present."""
+    if requested == "auto":
+        return "cuda" if cuda_available else "cpu"
     if requested == "cuda" and not cuda_available:
         logger.warning("device cuda was asked for but no GPU is visible; running on cpu")
         return "cpu"

@@ -42,8 +42,10 @@ class InferenceSettings(ServiceSettings):
     # ONNX Runtime, measured 1.6-1.8x faster than torch on CPU at 512 px; "torch" runs
     # every family in PyTorch. gatys optimises pixels and always runs in torch.
     runtime: str = "onnx"
-    # "cpu", or "cuda" (falls back to cpu, with a warning, when no GPU is visible).
-    device: str = "cpu"
+    # "auto": the GPU when torch sees one (and ONNX Runtime's CUDA provider, with the
+    # ml-gpu extra's onnxruntime-gpu), else the CPU; "cpu"; or "cuda" (falls back to cpu,
+    # with a warning, when no GPU is visible).
+    device: str = "auto"
     # Stylizations computed at once; the rest wait their turn.
     max_concurrency: int = Field(default=1, ge=1)
     # Dynamic micro-batching (services/inference/batching.py) for the one-pass families
@@ -74,8 +76,8 @@ class InferenceSettings(ServiceSettings):
     @classmethod
     def _known_device(cls, value: str) -> str:
         device = value.strip().lower()
-        if device not in ("cpu", "cuda"):
-            raise ValueError(f"device must be 'cpu' or 'cuda', got {value!r}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ValueError(f"device must be 'auto', 'cpu' or 'cuda', got {value!r}")
         return device
 
     @field_validator("runtime")

@@ -47,8 +47,21 @@ def test_image_is_multi_stage_and_runs_as_10001(dockerfile: Path) -> None:
 def test_only_the_inference_image_carries_the_ml_stack() -> None:
     gouache = (REPO_ROOT / "docker" / "gouache.Dockerfile").read_text()
     inference = (REPO_ROOT / "docker" / "inference.Dockerfile").read_text()
-    assert "[ml]" not in gouache
-    assert '"gouache[ml]==' in inference
+    assert "ml" not in re.findall(r"\[([^\]]*)\]", gouache)
+    # The ml stack by default; --build-arg EXTRA=ml-gpu for ONNX Runtime with CUDA.
+    assert inference.count("ARG EXTRA=ml\n") == 2
+    assert '"gouache[${EXTRA}]==' in inference
+
+
+def test_the_gpu_extra_is_the_ml_extra_with_onnxruntime_gpu() -> None:
+    extras = tomllib.loads((REPO_ROOT / "pyproject.toml").read_text())["project"][
+        "optional-dependencies"
+    ]
+    swapped = [
+        requirement.replace("onnxruntime==", "onnxruntime-gpu==") for requirement in extras["ml"]
+    ]
+    assert extras["ml-gpu"] == swapped
+    assert any(requirement.startswith("onnxruntime-gpu==") for requirement in extras["ml-gpu"])
 
 
 def test_images_chart_and_package_share_one_version() -> None:

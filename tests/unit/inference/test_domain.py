@@ -171,6 +171,8 @@ def test_cuda_falls_back_to_cpu_when_absent() -> None:
     assert resolve_device("cuda", cuda_available=False) == "cpu"
     assert resolve_device("cuda", cuda_available=True) == "cuda"
     assert resolve_device("cpu", cuda_available=True) == "cpu"
+    assert resolve_device("auto", cuda_available=True) == "cuda"
+    assert resolve_device("auto", cuda_available=False) == "cpu"
 
 
 def test_warmup_images_are_square_rgb() -> None:
