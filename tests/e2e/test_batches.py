@@ -181,3 +181,18 @@ def test_cli_batch_stylizes_a_directory(
     for name in ("chelsea", "coffee"):
         image = validate_and_decode((out / f"{name}.png").read_bytes())
         assert (image.width, image.height) == (40, 40)
+
+
+def test_the_batch_benchmark_runs_and_reports(mesh: Mesh, admin: GouacheClient) -> None:
+    """A smoke of loadtests/batch_throughput.py with tiny counts on the session's mesh."""
+    from loadtests.batch_throughput import measure
+
+    with _user(admin, mesh.config.public_url) as user:
+        report = measure(user, items=2, side=32, timeout_s=240)
+    for phase in ("batch", "single"):
+        assert report[phase]["items"] == 2
+        assert report[phase]["succeeded"] == 2
+        assert report[phase]["wall_s"] > 0
+        assert report[phase]["items_per_s"] > 0
+    assert report["batch"]["status"] == "succeeded"
+    assert report["batch_vs_single_wall"] > 0
