@@ -1,8 +1,9 @@
 """The routing table as ListModels reads it: loaded at most once per interval, shared by callers.
 
-Reading the table is three queries; on SQLite every session queues for the write lock
-(BEGIN IMMEDIATE), so under concurrent ListModels calls the reads wait on one another and on
-the job writes, and the tail grows to hundreds of milliseconds. The table changes only when
+Reading the table is three queries, a database round trip per ListModels; measured with
+ghz (loadtests/RESULTS.md), sixteen concurrent callers on SQLite, whose sessions then all
+began IMMEDIATE, queued on one another and on the job writes, with a p99 of seconds. The
+table changes only when
 an admin registers a version or sets a route or an endpoint: this replica drops its copy
 when it makes such a change, and a change made by another replica is seen within `ttl_s`.
 Decisions that validate a change (register, route, endpoint) still read inside their own
