@@ -3,9 +3,9 @@
 Reading the table is three queries, a database round trip per ListModels; measured with
 ghz (loadtests/RESULTS.md), sixteen concurrent callers on SQLite, whose sessions then all
 began IMMEDIATE, queued on one another and on the job writes, with a p99 of seconds. The
-table changes only when
-an admin registers a version or sets a route or an endpoint: this replica drops its copy
-when it makes such a change, and a change made by another replica is seen within `ttl_s`.
+table changes only when an admin registers a version or sets a route or an endpoint: this
+replica drops its copy when it makes such a change, and a change made by another replica
+is seen within `ttl_s`.
 Decisions that validate a change (register, route, endpoint) still read inside their own
 transaction, never from here.
 """
