@@ -536,6 +536,10 @@ class JobsApp:
             deliveries += await uow.settle_batch(change.job.batch_id, now)
         return deliveries
 
+    def events_queued(self) -> None:
+        """Wakes the outbox relay after a commit that stored events."""
+        self._on_events()
+
     def deliveries_queued(self) -> None:
         """Wakes the webhook deliverer after a commit that queued deliveries."""
         self._on_deliveries()

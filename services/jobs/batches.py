@@ -368,9 +368,11 @@ class BatchesApp:
                     changes.append((change, await self._jobs.record_change(uow, change, now)))
                 left = await uow.unfinished_item_ids(batch.batch_id)
                 counts = await uow.batch_counts(batch.batch_id)
-                deliveries = await uow.enqueue_batch_webhooks(canceled, counts, now)
+                deliveries = await uow.record_batch_finished(canceled, counts, now)
         for change, item_deliveries in changes:
             self._jobs.after_change(change, item_deliveries)
+        if canceled is not None:
+            self._jobs.events_queued()
         if deliveries:
             self._jobs.deliveries_queued()
         for job_id in sorted(left):

@@ -305,6 +305,23 @@ def status_event(job: Job) -> OutgoingEvent | None:
     return None
 
 
+def batch_finished_event(batch: Batch, counts: Mapping[JobStatus, int]) -> OutgoingEvent:
+    """The BatchFinished event of a batch that just ended."""
+    event_id = new_id("evt")
+    message = events_pb2.BatchFinished(
+        event_id=event_id,
+        batch_id=batch.batch_id,
+        owner_id=batch.owner_id,
+        status=batch.status.value,
+        total=batch.total,
+        succeeded=counts.get(JobStatus.SUCCEEDED, 0),
+        failed=counts.get(JobStatus.FAILED, 0),
+        canceled=counts.get(JobStatus.CANCELED, 0),
+        finished_at=timestamp(batch.finished_at or batch.updated_at),
+    )
+    return OutgoingEvent(subjects.JOBS_BATCH_FINISHED, message, event_id)
+
+
 def execution_outcome(subject: str, message: Message) -> tuple[str, ExecutionOutcome]:
     """The job id and outcome an execution event reports."""
     if isinstance(message, events_pb2.ExecutionProgress):

@@ -47,7 +47,7 @@ from gouache.db import (
     new_metadata,
 )
 from gouache.priority import DEFAULT_LANE
-from services.jobs.convert import OutgoingEvent
+from services.jobs.convert import OutgoingEvent, batch_finished_event
 from services.jobs.domain import batches as batch_rules
 from services.jobs.domain.batches import Batch, BatchStatus
 from services.jobs.domain.cache import CacheEntry
@@ -607,7 +607,15 @@ class UnitOfWork:
         if settled is None:
             return 0
         await self.save_batch(settled)
-        return await self.enqueue_batch_webhooks(settled, counts, now)
+        return await self.record_batch_finished(settled, counts, now)
+
+    async def record_batch_finished(
+        self, batch: Batch, counts: dict[JobStatus, int], now: datetime
+    ) -> int:
+        """The BatchFinished outbox event and the batch.finished webhook deliveries of a
+        batch that just ended, in its transaction; returns the deliveries queued."""
+        await self.add_event(batch_finished_event(batch, counts))
+        return await self.enqueue_batch_webhooks(batch, counts, now)
 
     async def enqueue_batch_webhooks(
         self, batch: Batch, counts: dict[JobStatus, int], now: datetime

@@ -15,6 +15,7 @@ JOBS_CREATED = "gouache.jobs.created"
 JOBS_CANCELED = "gouache.jobs.canceled"
 JOBS_SUCCEEDED = "gouache.jobs.succeeded"
 JOBS_FAILED = "gouache.jobs.failed"
+JOBS_BATCH_FINISHED = "gouache.jobs.batch_finished"
 EXECUTION_PROGRESS = "gouache.execution.progress"
 EXECUTION_SUCCEEDED = "gouache.execution.succeeded"
 EXECUTION_FAILED = "gouache.execution.failed"
@@ -44,6 +45,7 @@ MESSAGE_TYPES: Mapping[str, type[Message]] = MappingProxyType(
         JOBS_CANCELED: events_pb2.JobCanceled,
         JOBS_SUCCEEDED: events_pb2.JobSucceeded,
         JOBS_FAILED: events_pb2.JobFailed,
+        JOBS_BATCH_FINISHED: events_pb2.BatchFinished,
         EXECUTION_PROGRESS: events_pb2.ExecutionProgress,
         EXECUTION_SUCCEEDED: events_pb2.ExecutionSucceeded,
         EXECUTION_FAILED: events_pb2.ExecutionFailed,

@@ -40,6 +40,28 @@ async def receiver() -> AsyncIterator[tuple[str, list[tuple[dict[str, str], str]
         await runner.cleanup()
 
 
+async def _batch_finished_events(mesh: Mesh, batch_id: str) -> list[events_pb2.BatchFinished]:
+    """The BatchFinished events about batch_id on the jobs stream (after the relay ran)."""
+
+    async def read() -> list[events_pb2.BatchFinished]:
+        info = await mesh.js.stream_info(subjects.JOBS_STREAM.name)
+        found = []
+        for seq in range(info.state.first_seq, info.state.last_seq + 1):
+            raw = await mesh.js.get_msg(subjects.JOBS_STREAM.name, seq)
+            if raw.subject != subjects.JOBS_BATCH_FINISHED:
+                continue
+            event = events_pb2.BatchFinished.FromString(raw.data or b"")
+            if event.batch_id == batch_id:
+                found.append(event)
+        return found
+
+    async def published() -> bool:
+        return bool(await read())
+
+    await wait_until(published, what=f"BatchFinished of {batch_id} published")
+    return await read()
+
+
 async def test_execution_events_end_the_batch_and_one_webhook_is_posted(
     mesh: Mesh, receiver: tuple[str, list[tuple[dict[str, str], str]]]
 ) -> None:
@@ -119,5 +141,9 @@ async def test_execution_events_end_the_batch_and_one_webhook_is_posted(
     )
     data = json.loads(body)
     assert data["batch"]["batch_id"] == batch.batch_id
+    finished_events = await _batch_finished_events(mesh, batch.batch_id)
+    assert len(finished_events) == 1
+    assert finished_events[0].status == "partially_succeeded"
+    assert (finished_events[0].succeeded, finished_events[0].failed) == (2, 1)
     assert data["batch"]["status"] == "partially_succeeded"
     assert data["batch"]["counts"]["succeeded"] == 2

@@ -11,6 +11,7 @@ import pytest
 from sqlalchemy import func, select
 
 from gouache.bus import subjects
+from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
 from gouache.db import new_id
 from services.jobs.domain.jobs import ExecutionFailed, ExecutionSucceeded
@@ -201,6 +202,14 @@ async def test_the_last_final_item_ends_the_batch_with_one_webhook(jobs: Harness
     assert body["batch"]["status"] == "partially_succeeded"
     assert body["batch"]["counts"]["succeeded"] == 2
     assert body["batch"]["counts"]["failed"] == 1
+    (raw,) = await jobs.outbox_payloads(subjects.JOBS_BATCH_FINISHED)
+    event = events_pb2.BatchFinished.FromString(raw)
+    assert (event.batch_id, event.owner_id, event.status) == (
+        batch.batch_id,
+        "usr_alice",
+        "partially_succeeded",
+    )
+    assert (event.total, event.succeeded, event.failed, event.canceled) == (3, 2, 1, 0)
 
 
 async def test_all_items_failed_is_a_failed_batch(jobs: Harness) -> None:
@@ -255,6 +264,9 @@ async def test_cancel_batch_cancels_what_is_not_final(jobs: Harness) -> None:
     deliveries = await jobs.store.deliveries_for_job(batch.batch_id)
     assert [d.event for d in deliveries] == ["batch.finished"]
     assert json.loads(deliveries[0].payload)["batch"]["status"] == "canceled"
+    (raw,) = await jobs.outbox_payloads(subjects.JOBS_BATCH_FINISHED)
+    event = events_pb2.BatchFinished.FromString(raw)
+    assert (event.status, event.succeeded, event.canceled) == ("canceled", 1, 2)
     job_events = [s for s, _ in await jobs.outbox_events() if s == subjects.JOBS_CANCELED]
     assert len(job_events) == 2
     assert len(await jobs.store.deliveries_for_job(batch.items[1].job_id)) == 1

@@ -26,7 +26,7 @@ from gouache.contracts.common.v1 import common_pb2 as gouache_dot_common_dot_v1_
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egouache/events/v1/events.proto\x12\x11gouache.events.v1\x1a\x1egouache/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\nJobCreated\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x18\n\x10\x63ontent_image_id\x18\x04 \x01(\t\x12\x17\n\x0fstyle_image_ids\x18\x05 \x03(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x30\n\x06params\x18\x07 \x01(\x0b\x32 .gouache.common.v1.StylizeParams\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12inference_endpoint\x18\t \x01(\t\x12\x0c\n\x04lane\x18\n \x01(\t\x12\x0c\n\x04tier\x18\x0b \x01(\t\"A\n\x0bJobCanceled\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\"\xc7\x01\n\x0cJobSucceeded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x17\n\x0fresult_image_id\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x03\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\"\xc6\x01\n\tJobFailed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x12\n\nlatency_ms\x18\x07 \x01(\x03\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x11\x45xecutionProgress\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x66raction\x18\x03 \x01(\x02\x12\r\n\x05stage\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x12\x45xecutionSucceeded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x17\n\x0fresult_image_id\x18\x03 \x01(\t\x12\x12\n\ncompute_ms\x18\x04 \x01(\x03\x12\r\n\x05tiles\x18\x05 \x01(\x05\"^\n\x0f\x45xecutionFailed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\tb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1egouache/events/v1/events.proto\x12\x11gouache.events.v1\x1a\x1egouache/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa4\x02\n\nJobCreated\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x18\n\x10\x63ontent_image_id\x18\x04 \x01(\t\x12\x17\n\x0fstyle_image_ids\x18\x05 \x03(\t\x12\x15\n\rmodel_version\x18\x06 \x01(\t\x12\x30\n\x06params\x18\x07 \x01(\x0b\x32 .gouache.common.v1.StylizeParams\x12.\n\ncreated_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x1a\n\x12inference_endpoint\x18\t \x01(\t\x12\x0c\n\x04lane\x18\n \x01(\t\x12\x0c\n\x04tier\x18\x0b \x01(\t\"A\n\x0bJobCanceled\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\"\xca\x01\n\rBatchFinished\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x10\n\x08\x62\x61tch_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x0e\n\x06status\x18\x04 \x01(\t\x12\r\n\x05total\x18\x05 \x01(\x05\x12\x11\n\tsucceeded\x18\x06 \x01(\x05\x12\x0e\n\x06\x66\x61iled\x18\x07 \x01(\x05\x12\x10\n\x08\x63\x61nceled\x18\x08 \x01(\x05\x12/\n\x0b\x66inished_at\x18\t \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xc7\x01\n\x0cJobSucceeded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x17\n\x0fresult_image_id\x18\x05 \x01(\t\x12\x12\n\nlatency_ms\x18\x06 \x01(\x03\x12/\n\x0b\x66inished_at\x18\x07 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0e\n\x06\x63\x61\x63hed\x18\x08 \x01(\x08\"\xc6\x01\n\tJobFailed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08owner_id\x18\x03 \x01(\t\x12\x15\n\rmodel_version\x18\x04 \x01(\t\x12\x12\n\nerror_code\x18\x05 \x01(\t\x12\x15\n\rerror_message\x18\x06 \x01(\t\x12\x12\n\nlatency_ms\x18\x07 \x01(\x03\x12/\n\x0b\x66inished_at\x18\x08 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x86\x01\n\x11\x45xecutionProgress\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x10\n\x08\x66raction\x18\x03 \x01(\x02\x12\r\n\x05stage\x18\x04 \x01(\t\x12.\n\nstarted_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"r\n\x12\x45xecutionSucceeded\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x17\n\x0fresult_image_id\x18\x03 \x01(\t\x12\x12\n\ncompute_ms\x18\x04 \x01(\x03\x12\r\n\x05tiles\x18\x05 \x01(\x05\"^\n\x0f\x45xecutionFailed\x12\x10\n\x08\x65vent_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x12\n\nerror_code\x18\x03 \x01(\t\x12\x15\n\rerror_message\x18\x04 \x01(\tb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -37,14 +37,16 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_JOBCREATED']._serialized_end=411
   _globals['_JOBCANCELED']._serialized_start=413
   _globals['_JOBCANCELED']._serialized_end=478
-  _globals['_JOBSUCCEEDED']._serialized_start=481
-  _globals['_JOBSUCCEEDED']._serialized_end=680
-  _globals['_JOBFAILED']._serialized_start=683
-  _globals['_JOBFAILED']._serialized_end=881
-  _globals['_EXECUTIONPROGRESS']._serialized_start=884
-  _globals['_EXECUTIONPROGRESS']._serialized_end=1018
-  _globals['_EXECUTIONSUCCEEDED']._serialized_start=1020
-  _globals['_EXECUTIONSUCCEEDED']._serialized_end=1134
-  _globals['_EXECUTIONFAILED']._serialized_start=1136
-  _globals['_EXECUTIONFAILED']._serialized_end=1230
+  _globals['_BATCHFINISHED']._serialized_start=481
+  _globals['_BATCHFINISHED']._serialized_end=683
+  _globals['_JOBSUCCEEDED']._serialized_start=686
+  _globals['_JOBSUCCEEDED']._serialized_end=885
+  _globals['_JOBFAILED']._serialized_start=888
+  _globals['_JOBFAILED']._serialized_end=1086
+  _globals['_EXECUTIONPROGRESS']._serialized_start=1089
+  _globals['_EXECUTIONPROGRESS']._serialized_end=1223
+  _globals['_EXECUTIONSUCCEEDED']._serialized_start=1225
+  _globals['_EXECUTIONSUCCEEDED']._serialized_end=1339
+  _globals['_EXECUTIONFAILED']._serialized_start=1341
+  _globals['_EXECUTIONFAILED']._serialized_end=1435
 # @@protoc_insertion_point(module_scope)

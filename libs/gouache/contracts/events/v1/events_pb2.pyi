@@ -27,6 +27,7 @@ class JobCreated(_message.Message):
       gouache.jobs.canceled      JobCanceled     (jobs)
       gouache.jobs.succeeded     JobSucceeded    (jobs, final state)
       gouache.jobs.failed        JobFailed       (jobs, final state)
+      gouache.jobs.batch_finished BatchFinished  (jobs, once per batch)
       gouache.execution.progress ExecutionProgress  (tiling)
       gouache.execution.succeeded ExecutionSucceeded (tiling)
       gouache.execution.failed   ExecutionFailed    (tiling)
@@ -120,6 +121,56 @@ class JobCanceled(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___JobCanceled: _TypeAlias = JobCanceled  # noqa: Y015
+
+@_typing.final
+class BatchFinished(_message.Message):
+    """A batch ended: its last item became final, or it was canceled. Published once per batch
+    on gouache.jobs.batch_finished, in the transaction that ended it.
+    """
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    EVENT_ID_FIELD_NUMBER: _builtins.int
+    BATCH_ID_FIELD_NUMBER: _builtins.int
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    STATUS_FIELD_NUMBER: _builtins.int
+    TOTAL_FIELD_NUMBER: _builtins.int
+    SUCCEEDED_FIELD_NUMBER: _builtins.int
+    FAILED_FIELD_NUMBER: _builtins.int
+    CANCELED_FIELD_NUMBER: _builtins.int
+    FINISHED_AT_FIELD_NUMBER: _builtins.int
+    event_id: _builtins.str
+    batch_id: _builtins.str
+    owner_id: _builtins.str
+    status: _builtins.str
+    """"succeeded", "failed", "partially_succeeded" or "canceled"."""
+    total: _builtins.int
+    """How many items the batch has, and how many ended in each final status."""
+    succeeded: _builtins.int
+    failed: _builtins.int
+    canceled: _builtins.int
+    @_builtins.property
+    def finished_at(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        event_id: _builtins.str = ...,
+        batch_id: _builtins.str = ...,
+        owner_id: _builtins.str = ...,
+        status: _builtins.str = ...,
+        total: _builtins.int = ...,
+        succeeded: _builtins.int = ...,
+        failed: _builtins.int = ...,
+        canceled: _builtins.int = ...,
+        finished_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["batch_id", b"batch_id", "canceled", b"canceled", "event_id", b"event_id", "failed", b"failed", "finished_at", b"finished_at", "owner_id", b"owner_id", "status", b"status", "succeeded", b"succeeded", "total", b"total"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___BatchFinished: _TypeAlias = BatchFinished  # noqa: Y015
 
 @_typing.final
 class JobSucceeded(_message.Message):
