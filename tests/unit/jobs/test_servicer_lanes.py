@@ -54,7 +54,9 @@ async def _job(jobs: Harness, job_id: str, user: str = "usr_alice") -> jobs_pb2.
 async def test_a_preview_is_small_one_pass_and_published_as_a_preview(jobs: Harness) -> None:
     await _route_default_to_adain(jobs)
     request = jobs.job_request(model_version="gatys", lane="preview")
-    created = await jobs.stub.CreateJob(request, metadata=jobs.auth(extra={"plan": "pro"}), timeout=10)
+    created = await jobs.stub.CreateJob(
+        request, metadata=jobs.auth(extra={"plan": "pro"}), timeout=10
+    )
     # gatys optimises for tens of seconds: the preview runs the default one-pass model.
     assert created.model_version == "adain.lite0-v1.1"
     job = await _job(jobs, created.job_id)
@@ -85,7 +87,9 @@ async def test_an_export_keeps_its_model_and_size_and_goes_out_by_tier(
     jobs: Harness, plan: str, tier: str
 ) -> None:
     request = jobs.job_request(model_version="gatys-fast")
-    created = await jobs.stub.CreateJob(request, metadata=jobs.auth(extra={"plan": plan}), timeout=10)
+    created = await jobs.stub.CreateJob(
+        request, metadata=jobs.auth(extra={"plan": plan}), timeout=10
+    )
     assert created.model_version == "gatys.lite0-fast"
     job = await _job(jobs, created.job_id)
     assert job.lane == "export"
