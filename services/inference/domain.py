@@ -578,6 +578,23 @@ def style_weights(weights: Sequence[float], count: int) -> tuple[float, ...]:
     return tuple(float(w) for w in weights)
 
 
+GPU_MAX_BATCH_SIZE = 8
+"""The batch size `max_batch_size` 0 means on a GPU; on a CPU it means 1 (off)."""
+
+
+def resolve_batch_size(requested: int, device: str) -> int:
+    """The largest batch to run: `requested`, or for 0 the default of `device`.
+
+    On the CPU the convolutions of one 512 px image already keep the cores busy, and
+    batching measured no throughput gain through the service (loadtests/RESULTS.md), so
+    it stays off there unless asked for; on a GPU a batch of one leaves most of the
+    device idle between kernel launches, which is what batching is for.
+    """
+    if requested > 0:
+        return requested
+    return GPU_MAX_BATCH_SIZE if device == "cuda" else 1
+
+
 def resolve_device(requested: str, *, cuda_available: bool) -> str:
     """The device to run on: "auto" is cuda when a GPU is visible; cuda only when present."""
     if requested == "auto":

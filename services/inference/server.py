@@ -12,7 +12,13 @@ from gouache.nst.base import StyleFamily
 from gouache.runtime.auth import AUTHENTICATED, MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import Hook, ServiceSpec
-from services.inference.domain import FamilyBuilder, Fault, ModelHost, resolve_device
+from services.inference.domain import (
+    FamilyBuilder,
+    Fault,
+    ModelHost,
+    resolve_batch_size,
+    resolve_device,
+)
 from services.inference.gpu import register_gpu_metrics
 from services.inference.servicer import InferenceServicer
 from services.inference.settings import InferenceSettings
@@ -119,7 +125,7 @@ async def build(
         max_concurrency=settings.max_concurrency,
         max_pixels=settings.max_pixels,
         warmup_side=settings.warmup_side,
-        max_batch_size=settings.max_batch_size,
+        max_batch_size=resolve_batch_size(settings.max_batch_size, device),
         max_queue_delay_ms=settings.max_queue_delay_ms,
         tile_size_of=registry_tile_size if builder is None else None,
         faults={

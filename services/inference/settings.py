@@ -51,7 +51,9 @@ class InferenceSettings(ServiceSettings):
     # Dynamic micro-batching (services/inference/batching.py) for the one-pass families
     # (adain, feedforward): images of one model version and exact size, from any calls
     # and tiles, share a forward pass of up to max_batch_size images; 1 turns it off.
-    max_batch_size: int = Field(default=8, ge=1, le=64)
+    # 0 (default): 8 on cuda, 1 on cpu, where it measured no gain on 2 cores
+    # (loadtests/RESULTS.md, "Dynamic micro-batching").
+    max_batch_size: int = Field(default=0, ge=0, le=64)
     # How long the first image of a batch may wait for others before the batch runs,
     # in milliseconds. 0: nothing waits on purpose; a busy server still batches what
     # queued while its compute slots were taken (Triton's max_queue_delay_microseconds).

@@ -15,7 +15,15 @@ from gouache.nst.base import RGBImage, StylizeControls
 from gouache.nst.batching import StylizeItem
 from gouache.runtime.errors import InvalidArgument
 from services.inference.batching import BatchKey, MicroBatcher
-from services.inference.domain import ModelHost, Params, RawImage, RawStyle, StylizeTask
+from services.inference.domain import (
+    ModelHost,
+    Params,
+    RawImage,
+    RawStyle,
+    StylizeTask,
+    resolve_batch_size,
+)
+from services.inference.settings import InferenceSettings
 
 POISON = 13
 """A content whose first byte is this fails in the fake family, as an untrained style would."""
@@ -244,3 +252,11 @@ def test_batch_settings_are_checked() -> None:
         MicroBatcher(lambda key, items: [], slots=slots, max_batch_size=0, max_queue_delay_s=0)
     with pytest.raises(ValueError, match="max_queue_delay_s"):
         MicroBatcher(lambda key, items: [], slots=slots, max_batch_size=1, max_queue_delay_s=-1)
+
+
+def test_batching_is_on_by_default_on_a_gpu_and_off_on_a_cpu() -> None:
+    assert InferenceSettings().max_batch_size == 0
+    assert resolve_batch_size(0, "cuda") == 8
+    assert resolve_batch_size(0, "cpu") == 1
+    assert resolve_batch_size(4, "cpu") == 4
+    assert resolve_batch_size(1, "cuda") == 1
