@@ -32,10 +32,16 @@ EXPECTED = {"auth", "storage", "jobs", "feedback"}
 
 
 def _service_migrations() -> dict[str, Migrations]:
-    """Every ServiceDatabase declared in services/*/store.py, so no service is forgotten."""
+    """Every ServiceDatabase a service's store declares (services/*/store.py, or a store
+    package's modules), so no service is forgotten."""
     found: dict[str, Migrations] = {}
-    for store in sorted(SERVICES_DIR.glob("*/store.py")):
-        module = importlib.import_module(f"services.{store.parent.name}.store")
+    modules = [f"services.{path.parent.name}.store" for path in SERVICES_DIR.glob("*/store.py")]
+    modules += [
+        f"services.{path.parent.parent.name}.store.{path.stem}"
+        for path in SERVICES_DIR.glob("*/store/*.py")
+    ]
+    for name in sorted(modules):
+        module = importlib.import_module(name)
         for value in vars(module).values():
             if (
                 isinstance(value, type)
@@ -252,13 +258,14 @@ async def _create_all_database(engine: AsyncEngine, migrations: Migrations) -> N
 
 
 def _store_class(service: str) -> type[ServiceDatabase]:
+    """The service's ServiceDatabase, as its store module (or package) exports it."""
     module = importlib.import_module(f"services.{service}.store")
     return next(
         value
         for value in vars(module).values()
         if isinstance(value, type)
         and issubclass(value, ServiceDatabase)
-        and value.__module__ == module.__name__
+        and value.__module__.startswith(module.__name__)
     )
 
 
