@@ -22,7 +22,8 @@ from services.tiling.bus import DURABLE_NAME, JobConsumer
 from services.tiling.domain import Job, Outcome
 from tests.fixtures.nats import NatsServer, running_nats_server
 
-pytestmark = pytest.mark.slow
+# Bounded: a consumer that cannot start or stop fails the test instead of hanging the run.
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(120)]
 
 
 class RecordingRunner:
@@ -127,15 +128,16 @@ async def test_every_class_has_its_durable_consumer(js: JetStreamContext) -> Non
         retry_initial_s=0.5,
         retry_max_s=1,
     )
-    await consumer.start()
+    await asyncio.wait_for(consumer.start(), timeout=60)
     try:
         names = set()
-        for info in await js.consumers_info(subjects.JOBS_STREAM.name):
+        infos = await asyncio.wait_for(js.consumers_info(subjects.JOBS_STREAM.name), timeout=30)
+        for info in infos:
             names.add(
                 (info.name, info.config.filter_subject or tuple(info.config.filter_subjects or ()))
             )
     finally:
-        await consumer.stop()
+        await asyncio.wait_for(consumer.stop(), timeout=60)
     expected = {
         (f"{DURABLE_NAME}-{lane}-{tier}", subjects.job_created_subject(lane, tier))
         for lane, tier in priority.CLASSES
