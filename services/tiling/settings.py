@@ -40,8 +40,9 @@ class TilingSettings(ServiceSettings):
     # per this many seconds, so a flood of high-priority jobs delays the others but never
     # starves them.
     priority_aging_s: float = Field(default=30.0, gt=0)
-    # Least time between two progress events of a job (the first is always sent);
-    # 0 sends every one (a report after each batch of tiles and at each stage).
+    # Least time between a job's start and its first progress event, and between two of
+    # them: a job done sooner sends none (pending, then its outcome); 0 sends every one
+    # (a report after each batch of tiles and at each stage).
     progress_interval_s: float = Field(default=0.5, ge=0)
     # First and largest delay before a job that failed transiently is redelivered.
     retry_initial_s: float = Field(default=2.0, gt=0)

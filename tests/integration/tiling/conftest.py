@@ -156,6 +156,8 @@ class WorkerProcess:
             "GOUACHE_TILING_ACK_WAIT_S": str(ack_wait_s),
             "GOUACHE_TILING_MAX_DELIVER": "5",
             "GOUACHE_TILING_BATCH_SIZE": "1",
+            # A progress event after every tile: the crash test kills the worker mid-job.
+            "GOUACHE_TILING_PROGRESS_INTERVAL_S": "0",
             "GOUACHE_TILING_RETRY_INITIAL_S": "0.5",
             "GOUACHE_TILING_GRACE_S": "2",
             "GOUACHE_TILING_LOG_LEVEL": "INFO",
