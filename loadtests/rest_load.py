@@ -147,13 +147,26 @@ def measure_engine(model: str, side: int, runs: int, threads: int) -> dict[str, 
 # --- CPU and profiles -----------------------------------------------------------------
 
 
-def _cpu_seconds(pid: int) -> float:
-    """utime + stime of a process (its own threads; not its children)."""
+def _stat(pid: int) -> list[str] | None:
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+        return None
+
+
+def _cpu_seconds(pid: int) -> float:
+    """utime + stime of a process and of its live children (PostgreSQL's backends are
+    processes of their own; a process that exited is in neither)."""
+    ticks = 0
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        fields = _stat(int(entry.name))
+        if fields is None:
+            continue
+        if int(entry.name) == pid or int(fields[1]) == pid:
+            ticks += int(fields[11]) + int(fields[12])
+    return ticks / os.sysconf("SC_CLK_TCK")
 
 
 def _collapsed_top(raw: str, limit: int = 12) -> dict[str, Any]:
@@ -358,6 +371,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--engine-threads", type=int, default=2)
     parser.add_argument("--profile", action="store_true", help="py-spy every service")
     parser.add_argument(
+        "--backend",
+        choices=("local", "postgres"),
+        default="local",
+        help="the mesh's backend: SQLite and files, or its own PostgreSQL and MinIO",
+    )
+    parser.add_argument(
         "--env",
         action="append",
         default=[],
@@ -382,6 +401,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     mesh = None
     work = Path(tempfile.mkdtemp(prefix="gouache-load-"))
+    work.chmod(0o711)  # PostgreSQL runs as its own account under root and must reach it
     pids: dict[str, int] = {}
     if args.url and args.api_key:
         url, api_key = args.url, args.api_key
@@ -395,6 +415,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             models=args.model,
             rate_limit_plans=UNLIMITED_PLANS,
             extra_env=extra,
+            backend=args.backend,
         )
         mesh = Mesh(config)
         credentials = mesh.start()
