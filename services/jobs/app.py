@@ -13,14 +13,13 @@ from typing import Any
 
 from gouache import catalogue
 from gouache.catalogue import TrainedStyle
-from gouache.db import is_unique_violation, new_id, utc_now
+from gouache.db import new_id, utc_now
 from gouache.priority import PREVIEW, tier_of
 from gouache.runtime.context import Principal, job_id_var
 from gouache.runtime.errors import (
     Aborted,
     AlreadyExists,
     FailedPrecondition,
-    GouacheError,
     InvalidArgument,
     NotFound,
 )
@@ -55,18 +54,14 @@ from services.jobs.domain.requests import (
     validate_job_request,
 )
 from services.jobs.domain.routing import (
-    ModelEndpoint,
-    ModelRoute,
     ModelVersion,
-    RouteTarget,
     RoutingTable,
-    parse_seed,
-    validate_model_version,
 )
-from services.jobs.domain.webhooks import Webhook, check_webhook_quota, validate_webhook
+from services.jobs.models_app import ModelRoutingUseCases
 from services.jobs.notifier import JobNotifier
 from services.jobs.routing_cache import RoutingCache
 from services.jobs.store import JobStore, UnitOfWork
+from services.jobs.webhooks_app import WebhookUseCases
 
 logger = logging.getLogger(__name__)
 
@@ -122,8 +117,11 @@ def _about_field(exc: BaseException, field: str) -> BaseException:
     return exc
 
 
-class JobsApp:
-    """Jobs, webhooks and routing, independent of gRPC: the servicer only converts."""
+class JobsApp(WebhookUseCases, ModelRoutingUseCases):
+    """Jobs, webhooks and routing, independent of gRPC: the servicer only converts.
+
+    Webhook and routing calls live in their own modules (webhooks_app, models_app).
+    """
 
     def __init__(
         self,
@@ -554,150 +552,3 @@ class JobsApp:
         if deliveries:
             self._on_deliveries()
         self.notifier.notify(change.job.job_id)
-
-    # -- webhooks ------------------------------------------------------------------------
-
-    async def create_webhook(
-        self, principal: Principal, url: str, secret: str, events: Sequence[str]
-    ) -> Webhook:
-        """Registers a webhook for the caller's job events (at most a few per user)."""
-        url, chosen = validate_webhook(
-            url, secret, events, allow_private=self._config.allow_private_webhook_urls
-        )
-        webhook = Webhook(
-            webhook_id=new_id("whk"),
-            owner_id=principal.user_id,
-            url=url,
-            secret=secret,
-            events=chosen,
-            created_at=self._now(),
-        )
-        async with self.store.transaction() as uow:
-            check_webhook_quota(
-                await uow.count_webhooks(principal.user_id), self._config.max_webhooks_per_user
-            )
-            await uow.insert_webhook(webhook)
-        logger.info(
-            "webhook created",
-            extra={"webhook_id": webhook.webhook_id, "owner_id": webhook.owner_id},
-        )
-        return webhook
-
-    async def list_webhooks(self, principal: Principal) -> list[Webhook]:
-        """The caller's webhooks."""
-        return await self.store.list_webhooks(principal.user_id)
-
-    async def delete_webhook(self, principal: Principal, webhook_id: str) -> None:
-        """Deletes one of the caller's webhooks; pending deliveries go with it."""
-        webhook_id = check_id(webhook_id, "whk", field="webhook_id")
-        if not await self.store.delete_webhook(principal.user_id, webhook_id):
-            raise NotFound(f"webhook {webhook_id} not found", field="webhook_id")
-        logger.info("webhook deleted", extra={"webhook_id": webhook_id})
-
-    # -- models --------------------------------------------------------------------------
-
-    async def list_models(self) -> RoutingTable:
-        """Every registered version and alias (changes by other replicas show within the
-        routing cache's ttl)."""
-        return await self._routing.get()
-
-    async def register_version(self, principal: Principal, version: ModelVersion) -> ModelVersion:
-        """Registers a version; registering the same definition again returns it."""
-        version = validate_model_version(version)
-        now = self._now()
-        for attempt in range(2):
-            try:
-                async with self.store.transaction() as uow:
-                    table = await uow.routing_table()
-                    if not table.check_registration(version):
-                        return table.versions[version.name]
-                    await uow.insert_version(version, now)
-            except GouacheError:
-                raise
-            except Exception as exc:
-                # A concurrent registration of the same name: the retry compares with it.
-                if attempt or not is_unique_violation(exc):
-                    raise
-                continue
-            self._routing.invalidate()
-            logger.info(
-                "model version registered",
-                extra={"model_version": version.name, "by": principal.user_id},
-            )
-            return replace(version, created_at=now)
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-    async def set_route(
-        self, principal: Principal, alias: str, targets: Sequence[RouteTarget]
-    ) -> ModelRoute:
-        """Replaces the weighted targets behind an alias (creating the alias if new)."""
-        for attempt in range(2):
-            try:
-                async with self.store.transaction() as uow:
-                    table = await uow.routing_table()
-                    route = table.validate_route(alias, targets)
-                    await uow.replace_route(route)
-            except GouacheError:
-                raise
-            except Exception as exc:
-                # Two replaces of one alias raced on its rows: the retry runs after the other.
-                if attempt or not is_unique_violation(exc):
-                    raise
-                continue
-            self._routing.invalidate()
-            logger.info(
-                "model route set",
-                extra={
-                    "alias": route.alias,
-                    "targets": {t.model_version: t.weight for t in route.targets},
-                    "by": principal.user_id,
-                },
-            )
-            return route
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-    async def set_endpoint(
-        self, principal: Principal, model_version: str, endpoint: str
-    ) -> ModelEndpoint:
-        """Points a registered version at its own inference endpoint ("" for the default).
-
-        Jobs created from now on carry it in their JobCreated event; setting the same
-        endpoint again changes nothing.
-        """
-        for attempt in range(2):
-            try:
-                async with self.store.transaction() as uow:
-                    table = await uow.routing_table()
-                    chosen = table.validate_endpoint(model_version, endpoint)
-                    if table.endpoint_of(chosen.model_version) == chosen.endpoint:
-                        return chosen
-                    await uow.replace_endpoint(chosen, self._now())
-            except GouacheError:
-                raise
-            except Exception as exc:
-                # Two sets of one version raced on its row: the retry runs after the other.
-                if attempt or not is_unique_violation(exc):
-                    raise
-                continue
-            self._routing.invalidate()
-            logger.info(
-                "model endpoint set",
-                extra={
-                    "model_version": chosen.model_version,
-                    "endpoint": chosen.endpoint or "default",
-                    "by": principal.user_id,
-                },
-            )
-            return chosen
-        raise AssertionError("unreachable: the second attempt returns or raises")
-
-    async def seed_models(self, seed: dict[str, Any]) -> None:
-        """Registers the seed versions and aliases that do not exist yet."""
-        versions, routes = parse_seed(seed)
-        added_versions, added_routes = await self.store.seed_models(versions, routes, self._now())
-        self._routing.invalidate()
-        if added_versions or added_routes:
-            logger.info(
-                "model routing seeded",
-                extra={"versions_added": added_versions, "aliases_added": added_routes},
-            )
