@@ -1,10 +1,15 @@
-"""The jobs service's durable consumers: execution events, and dead letters that fail jobs."""
+"""The jobs service's bus subscribers: execution events, dead letters that fail jobs, and
+wake-ups of watchers when another replica ends a job."""
 
 from __future__ import annotations
 
 import logging
 from dataclasses import dataclass
 
+from google.protobuf.message import DecodeError
+from nats.aio.client import Client as NATS
+from nats.aio.msg import Msg
+from nats.aio.subscription import Subscription
 from nats.js import JetStreamContext
 
 from gouache.bus import subjects
@@ -13,6 +18,7 @@ from gouache.bus.deadletter import DEAD_LETTER_TYPES, DeadLetter, job_id_of
 from services.jobs.app import JobsApp
 from services.jobs.convert import execution_outcome
 from services.jobs.domain.jobs import ExecutionFailed, InvalidEvent
+from services.jobs.notifier import JobNotifier
 
 logger = logging.getLogger(__name__)
 
@@ -66,6 +72,41 @@ class DeadLetters:
             await self._app.apply_execution(event.event_id, job_id, failure)
         except InvalidEvent as exc:
             raise PermanentEventError(str(exc)) from exc
+
+
+FINAL_SUBJECTS = (subjects.JOBS_SUCCEEDED, subjects.JOBS_FAILED, subjects.JOBS_CANCELED)
+
+
+class FinalStateWakeups:
+    """Wakes this replica's WatchJob and WaitJob callers when any replica ends a job.
+
+    The replica that ends a job publishes JobSucceeded, JobFailed or JobCanceled after
+    its transaction commits (the outbox); every replica hears them on a plain NATS
+    subscription (no consumer, nothing acknowledged, nothing kept) and wakes the
+    job's watchers, who re-read it. So a long poll answers at once whichever replica
+    applied the outcome; the periodic re-read (watch_poll_interval_s) is only a safety
+    net for a missed message and for progress made on other replicas.
+    """
+
+    def __init__(self, notifier: JobNotifier) -> None:
+        self._notifier = notifier
+
+    async def handle(self, msg: Msg) -> None:
+        kind = subjects.MESSAGE_TYPES.get(msg.subject)
+        if kind is None:
+            return
+        try:
+            message = kind.FromString(msg.data)
+        except DecodeError:
+            logger.warning("undecodable event on %s ignored by the wake-ups", msg.subject)
+            return
+        job_id = getattr(message, "job_id", "")
+        if job_id:
+            self._notifier.notify(job_id)
+
+    async def subscribe(self, connection: NATS) -> list[Subscription]:
+        """Plain subscriptions on the final-state subjects, feeding handle()."""
+        return [await connection.subscribe(subject, cb=self.handle) for subject in FINAL_SUBJECTS]
 
 
 @dataclass(frozen=True)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -11,7 +12,7 @@ import grpc
 from nats.aio.client import Client as NATS
 from sqlalchemy.engine import make_url
 
-from gouache.bus.jetstream import connect, disconnect, ensure_streams
+from gouache.bus.jetstream import NATS_ERRORS, connect, disconnect, ensure_streams
 from gouache.bus.outbox import OutboxRelay
 from gouache.contracts.auth.v1 import auth_pb2
 from gouache.contracts.feedback.v1 import feedback_pb2
@@ -24,7 +25,12 @@ from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetche
 from gouache.runtime.server import Hook, ServiceSpec
 from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
-from services.jobs.consumer import ConsumerOptions, dead_letter_consumer, execution_consumer
+from services.jobs.consumer import (
+    ConsumerOptions,
+    FinalStateWakeups,
+    dead_letter_consumer,
+    execution_consumer,
+)
 from services.jobs.deliverer import WebhookDeliverer
 from services.jobs.domain.cache import CachePolicy
 from services.jobs.domain.lanes import PreviewPolicy
@@ -125,6 +131,14 @@ class _Bus:
         dead_letters = dead_letter_consumer(js, self.app, options)
         await dead_letters.start()
         self.hooks.insert(0, dead_letters.stop)
+        wakeups = await FinalStateWakeups(self.app.notifier).subscribe(self.connection)
+
+        async def unsubscribe() -> None:
+            for subscription in wakeups:
+                with contextlib.suppress(*NATS_ERRORS):
+                    await subscription.unsubscribe()
+
+        self.hooks.insert(0, unsubscribe)
 
     async def stop(self) -> None:
         for hook in self.hooks:

@@ -39,8 +39,9 @@ class JobsSettings(ServiceSettings):
     idempotency_ttl_s: int = Field(default=24 * 3600, ge=1)
     # Lifetime of the signed result URLs in GetJob, ListJobs and WatchJob.
     download_url_ttl_s: int = Field(default=3600, ge=60, le=7 * 24 * 3600)
-    # WatchJob re-reads the job this often, to see changes made by other replicas.
-    watch_poll_interval_s: float = Field(default=0.5, gt=0)
+    # WatchJob and WaitJob re-read the job this often, to see progress made by other
+    # replicas (their final states wake watchers at once, through the bus).
+    watch_poll_interval_s: float = Field(default=2.0, gt=0)
     # A preview job (CreateJobRequest.lane "preview"): the longest side of its output, and
     # the model it runs when the requested one optimises (gatys).
     preview_max_side: int = Field(default=512, ge=16, le=8192)
