@@ -3,7 +3,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 bash scripts/setup.sh
-bash scripts/ensure-tools.sh k8s helm kubeconform grpcurl minio promtool prometheus-crds
+bash scripts/ensure-tools.sh k8s helm kubeconform grpcurl ghz minio promtool prometheus-crds
 bash scripts/ensure-postgres.sh
 echo "== ruff"
 .venv/bin/ruff check .

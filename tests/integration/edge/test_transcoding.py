@@ -68,6 +68,7 @@ async def test_create_job_answers_snake_case_with_zero_values(client: httpx.Asyn
         "status": "pending",
         "eta_seconds": 0,
         "model_version": "adain",
+        "cached": False,
     }
 
 
