@@ -13,7 +13,7 @@ from enum import StrEnum
 
 from gouache.runtime.errors import FailedPrecondition, InvalidArgument
 from services.jobs.domain.jobs import JobStatus
-from services.jobs.domain.paging import check_id
+from services.jobs.domain.paging import decode_cursor, encode_cursor
 from services.jobs.domain.requests import (
     JobRequest,
     StylizeParams,
@@ -294,28 +294,10 @@ class BatchCursor:
 
     def encode(self) -> str:
         """The opaque next_page_token of ListBatches."""
-        raw = json.dumps(
-            {"v": _TOKEN_VERSION, "t": self.created_at.isoformat(), "id": self.batch_id},
-            separators=(",", ":"),
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return encode_cursor(self.created_at, self.batch_id)
 
     @classmethod
     def decode(cls, token: str) -> BatchCursor:
         """Reads a token from encode(); anything else is INVALID_ARGUMENT."""
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            if not isinstance(data, dict) or data.get("v") != _TOKEN_VERSION:
-                raise ValueError("unknown token version")
-            created_at = datetime.fromisoformat(str(data["t"]))
-            if created_at.tzinfo is None:
-                raise ValueError("naive timestamp")
-            batch_id = check_id(str(data["id"]), "bat", field="page_token")
-        except (ValueError, KeyError, TypeError, binascii.Error, InvalidArgument):
-            raise InvalidArgument(
-                "page_token is not valid; pass the next_page_token of the previous response "
-                "unchanged, or leave it empty for the first page",
-                field="page_token",
-            ) from None
-        return cls(created_at=created_at.astimezone(UTC), batch_id=batch_id)
+        created_at, batch_id = decode_cursor(token, "bat")
+        return cls(created_at=created_at, batch_id=batch_id)

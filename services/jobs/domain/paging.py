@@ -44,6 +44,35 @@ def page_size(requested: int) -> int:
     return requested
 
 
+def encode_cursor(created_at: datetime, item_id: str) -> str:
+    """An opaque keyset page token: where a newest-first page ended (time, then id)."""
+    raw = json.dumps(
+        {"v": _TOKEN_VERSION, "t": created_at.isoformat(), "id": item_id},
+        separators=(",", ":"),
+    )
+    return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+
+
+def decode_cursor(token: str, prefix: str) -> tuple[datetime, str]:
+    """Reads a token from encode_cursor whose id has this prefix; else INVALID_ARGUMENT."""
+    try:
+        padded = token + "=" * (-len(token) % 4)
+        data = json.loads(base64.urlsafe_b64decode(padded.encode()))
+        if not isinstance(data, dict) or data.get("v") != _TOKEN_VERSION:
+            raise ValueError("unknown token version")
+        created_at = datetime.fromisoformat(str(data["t"]))
+        if created_at.tzinfo is None:
+            raise ValueError("naive timestamp")
+        item_id = check_id(str(data["id"]), prefix, field="page_token")
+    except (ValueError, KeyError, TypeError, binascii.Error, InvalidArgument):
+        raise InvalidArgument(
+            "page_token is not valid; pass the next_page_token of the previous response "
+            "unchanged, or leave it empty for the first page",
+            field="page_token",
+        ) from None
+    return created_at.astimezone(UTC), item_id
+
+
 @dataclass(frozen=True)
 class PageCursor:
     """Where the previous page ended: the last job's creation time and id (newest first)."""
@@ -53,28 +82,10 @@ class PageCursor:
 
     def encode(self) -> str:
         """The opaque next_page_token."""
-        raw = json.dumps(
-            {"v": _TOKEN_VERSION, "t": self.created_at.isoformat(), "id": self.job_id},
-            separators=(",", ":"),
-        )
-        return base64.urlsafe_b64encode(raw.encode()).decode().rstrip("=")
+        return encode_cursor(self.created_at, self.job_id)
 
     @classmethod
     def decode(cls, token: str) -> PageCursor:
         """Reads a token from encode(); anything else is INVALID_ARGUMENT."""
-        try:
-            padded = token + "=" * (-len(token) % 4)
-            data = json.loads(base64.urlsafe_b64decode(padded.encode()))
-            if not isinstance(data, dict) or data.get("v") != _TOKEN_VERSION:
-                raise ValueError("unknown token version")
-            created_at = datetime.fromisoformat(str(data["t"]))
-            if created_at.tzinfo is None:
-                raise ValueError("naive timestamp")
-            job_id = check_id(str(data["id"]), "job", field="page_token")
-        except (ValueError, KeyError, TypeError, binascii.Error, InvalidArgument):
-            raise InvalidArgument(
-                "page_token is not valid; pass the next_page_token of the previous response "
-                "unchanged, or leave it empty for the first page",
-                field="page_token",
-            ) from None
-        return cls(created_at=created_at.astimezone(UTC), job_id=job_id)
+        created_at, job_id = decode_cursor(token, "job")
+        return cls(created_at=created_at, job_id=job_id)
