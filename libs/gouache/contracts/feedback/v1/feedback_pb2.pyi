@@ -181,3 +181,103 @@ class ListModelVersionStatsResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListModelVersionStatsResponse: _TypeAlias = ListModelVersionStatsResponse  # noqa: Y015
+
+@_typing.final
+class GetUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    """Only this user's usage. Admins: empty means every user. Others: empty or their own id."""
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """Only jobs that finished at or after it: at most 400 days ago and not in the future.
+        Unset: from the first job. In REST, `?since=2026-11-30T00:00:00Z`.
+        """
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp:
+        """Only jobs that finished before it; after since. Unset: up to now."""
+
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        user_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class UsageRecord(_message.Message):
+    """What one user did with one model version in the window."""
+
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    MODEL_VERSION_FIELD_NUMBER: _builtins.int
+    JOBS_SUCCEEDED_FIELD_NUMBER: _builtins.int
+    JOBS_FAILED_FIELD_NUMBER: _builtins.int
+    JOBS_CACHED_FIELD_NUMBER: _builtins.int
+    LAST_FINISHED_AT_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    model_version: _builtins.str
+    """The concrete model version that ran (or whose cached result was returned)."""
+    jobs_succeeded: _builtins.int
+    """Jobs that succeeded, including those answered from the result cache."""
+    jobs_failed: _builtins.int
+    jobs_cached: _builtins.int
+    """Of jobs_succeeded, those answered from the owner's result cache (no model ran)."""
+    @_builtins.property
+    def last_finished_at(self) -> _timestamp_pb2.Timestamp:
+        """When the last of these jobs finished."""
+
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        model_version: _builtins.str = ...,
+        jobs_succeeded: _builtins.int = ...,
+        jobs_failed: _builtins.int = ...,
+        jobs_cached: _builtins.int = ...,
+        last_finished_at: _timestamp_pb2.Timestamp | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["last_finished_at", b"last_finished_at"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___UsageRecord: _TypeAlias = UsageRecord  # noqa: Y015
+
+@_typing.final
+class GetUsageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USAGE_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
+        """By user_id, then model_version; users and versions without jobs in the window are
+        left out.
+        """
+
+    def __init__(
+        self,
+        *,
+        usage: _abc.Iterable[Global___UsageRecord] | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["usage", b"usage"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___GetUsageResponse: _TypeAlias = GetUsageResponse  # noqa: Y015

@@ -51,6 +51,11 @@ class FeedbackServiceStub:
                 request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ListModelVersionStatsRequest.SerializeToString,
                 response_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ListModelVersionStatsResponse.FromString,
                 _registered_method=True)
+        self.GetUsage = channel.unary_unary(
+                '/gouache.feedback.v1.FeedbackService/GetUsage',
+                request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageRequest.SerializeToString,
+                response_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageResponse.FromString,
+                _registered_method=True)
 
 
 class FeedbackServiceServicer:
@@ -82,6 +87,16 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def GetUsage(self, request, context):
+        """Usage per user and model version: jobs succeeded and failed (and how many of the
+        succeeded were answered from the result cache), over an optional window. Admins see
+        every user's, or one user's with user_id; anyone else sees only their own, and naming
+        another user is PERMISSION_DENIED.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeedbackServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -99,6 +114,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     servicer.ListModelVersionStats,
                     request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ListModelVersionStatsRequest.FromString,
                     response_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ListModelVersionStatsResponse.SerializeToString,
+            ),
+            'GetUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetUsage,
+                    request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageRequest.FromString,
+                    response_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -184,6 +204,33 @@ class FeedbackService:
             '/gouache.feedback.v1.FeedbackService/ListModelVersionStats',
             gouache_dot_feedback_dot_v1_dot_feedback__pb2.ListModelVersionStatsRequest.SerializeToString,
             gouache_dot_feedback_dot_v1_dot_feedback__pb2.ListModelVersionStatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.feedback.v1.FeedbackService/GetUsage',
+            gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageRequest.SerializeToString,
+            gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -45,6 +45,12 @@ class FeedbackServiceStub:
     """
     ListModelVersionStats: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.ListModelVersionStatsRequest, _feedback_pb2.ListModelVersionStatsResponse]
     """Aggregates for every model version seen."""
+    GetUsage: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.GetUsageRequest, _feedback_pb2.GetUsageResponse]
+    """Usage per user and model version: jobs succeeded and failed (and how many of the
+    succeeded were answered from the result cache), over an optional window. Admins see
+    every user's, or one user's with user_id; anyone else sees only their own, and naming
+    another user is PERMISSION_DENIED.
+    """
 
 @_typing.type_check_only
 class FeedbackServiceAsyncStub(FeedbackServiceStub):
@@ -63,6 +69,12 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     """
     ListModelVersionStats: _aio.UnaryUnaryMultiCallable[_feedback_pb2.ListModelVersionStatsRequest, _feedback_pb2.ListModelVersionStatsResponse]  # type: ignore[assignment]
     """Aggregates for every model version seen."""
+    GetUsage: _aio.UnaryUnaryMultiCallable[_feedback_pb2.GetUsageRequest, _feedback_pb2.GetUsageResponse]  # type: ignore[assignment]
+    """Usage per user and model version: jobs succeeded and failed (and how many of the
+    succeeded were answered from the result cache), over an optional window. Admins see
+    every user's, or one user's with user_id; anyone else sees only their own, and naming
+    another user is PERMISSION_DENIED.
+    """
 
 class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
     """Ratings from job owners, and per model version aggregates of ratings,
@@ -96,5 +108,17 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_pb2.ListModelVersionStatsResponse, _abc.Awaitable[_feedback_pb2.ListModelVersionStatsResponse]]:
         """Aggregates for every model version seen."""
+
+    @_abc_1.abstractmethod
+    def GetUsage(
+        self,
+        request: _feedback_pb2.GetUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_pb2.GetUsageResponse, _abc.Awaitable[_feedback_pb2.GetUsageResponse]]:
+        """Usage per user and model version: jobs succeeded and failed (and how many of the
+        succeeded were answered from the result cache), over an optional window. Admins see
+        every user's, or one user's with user_id; anyone else sees only their own, and naming
+        another user is PERMISSION_DENIED.
+        """
 
 def add_FeedbackServiceServicer_to_server(servicer: FeedbackServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
