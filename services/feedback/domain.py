@@ -10,7 +10,12 @@ from datetime import UTC, datetime, timedelta
 from typing import Protocol
 
 from gouache.runtime.context import Principal
-from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from gouache.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -206,6 +211,64 @@ def validate_since(since: datetime, now: datetime) -> datetime:
     return since
 
 
+@dataclass(frozen=True)
+class UsageQuery:
+    """Whose usage, over which window: None means every user, or no bound."""
+
+    user_id: str | None
+    since: datetime | None
+    until: datetime | None
+
+
+@dataclass(frozen=True)
+class UsageRecord:
+    """What one user did with one model version within a window."""
+
+    user_id: str
+    model_version: str
+    jobs_succeeded: int
+    jobs_failed: int
+    # Of jobs_succeeded, those answered from the owner's result cache (no model ran).
+    jobs_cached: int
+    last_finished_at: datetime
+
+
+def usage_query(
+    actor: Principal,
+    *,
+    user_id: str,
+    since: datetime | None,
+    until: datetime | None,
+    now: datetime,
+) -> UsageQuery:
+    """The usage an actor may see: admins (and services) any user's or everyone's; anyone
+    else only their own, so naming another user is PERMISSION_DENIED rather than an empty
+    answer that would hide the mistake."""
+    wanted = user_id.strip()
+    if len(wanted) > MAX_ID_CHARS:
+        raise InvalidArgument(
+            f"user_id must have at most {MAX_ID_CHARS} characters",
+            field="user_id",
+            reason="user_id_too_long",
+        )
+    if not (actor.is_admin or actor.is_service):
+        if wanted and wanted != actor.user_id:
+            raise PermissionDenied(
+                f"only admins may read another user's usage; leave user_id empty (or set it "
+                f"to your own, {actor.user_id}) to read yours",
+                reason="usage_of_another_user",
+            )
+        wanted = actor.user_id
+    start = None if since is None else validate_since(since, now)
+    if until is not None and start is not None and until <= start:
+        raise InvalidArgument(
+            f"until {until.isoformat()} must be after since {start.isoformat()}",
+            field="until",
+            reason="until_before_since",
+        )
+    return UsageQuery(user_id=wanted or None, since=start, until=until)
+
+
 class FeedbackStore(Protocol):
     """What the use cases need from the database (store.FeedbackDatabase implements it)."""
 
@@ -229,6 +292,11 @@ class FeedbackStore(Protocol):
 
     async def knows_version(self, model_version: str) -> bool:
         """Whether any job of the version has finished, ever."""
+        ...
+
+    async def usage(self, query: UsageQuery) -> list[UsageRecord]:
+        """Finished jobs per user and model version in the query's window, by user then
+        version; pairs without jobs in it are left out."""
         ...
 
 
@@ -293,3 +361,17 @@ class FeedbackService:
     async def all_stats(self) -> list[ModelVersionStats]:
         """Aggregates of every model version with a finished job, by name."""
         return [aggregate(records) for records in await self._store.version_records(None)]
+
+    async def usage(
+        self,
+        actor: Principal,
+        *,
+        user_id: str = "",
+        since: datetime | None = None,
+        until: datetime | None = None,
+    ) -> list[UsageRecord]:
+        """Jobs succeeded, failed and cached per user and model version (usage_query says
+        whose); jobs answered from the cache count, unlike in version stats: the user got
+        the image."""
+        query = usage_query(actor, user_id=user_id, since=since, until=until, now=self._clock())
+        return await self._store.usage(query)

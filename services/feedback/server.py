@@ -31,6 +31,7 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/SubmitFeedback": "write:jobs",
     f"/{SERVICE}/GetModelVersionStats": "read:models",
     f"/{SERVICE}/ListModelVersionStats": "read:models",
+    f"/{SERVICE}/GetUsage": "read:jobs",
 }
 
 

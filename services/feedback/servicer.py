@@ -10,7 +10,7 @@ from google.protobuf.timestamp_pb2 import Timestamp
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import InvalidArgument
-from services.feedback.domain import FeedbackService, ModelVersionStats
+from services.feedback.domain import FeedbackService, ModelVersionStats, UsageRecord
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -38,6 +38,17 @@ def _stats(stats: ModelVersionStats) -> feedback_pb2.ModelVersionStats:
         latency_p99_ms=stats.latency_p99_ms,
         ratings_count=stats.ratings_count,
         rating_mean=stats.rating_mean,
+    )
+
+
+def _usage(record: UsageRecord) -> feedback_pb2.UsageRecord:
+    return feedback_pb2.UsageRecord(
+        user_id=record.user_id,
+        model_version=record.model_version,
+        jobs_succeeded=record.jobs_succeeded,
+        jobs_failed=record.jobs_failed,
+        jobs_cached=record.jobs_cached,
+        last_finished_at=_timestamp(record.last_finished_at),
     )
 
 
@@ -80,3 +91,13 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         return feedback_pb2.ListModelVersionStatsResponse(
             stats=[_stats(stats) for stats in await self._service.all_stats()]
         )
+
+    async def GetUsage(
+        self, request: feedback_pb2.GetUsageRequest, context: grpc.aio.ServicerContext
+    ) -> feedback_pb2.GetUsageResponse:
+        since = _instant(request.since, "since") if request.HasField("since") else None
+        until = _instant(request.until, "until") if request.HasField("until") else None
+        records = await self._service.usage(
+            current_principal(), user_id=request.user_id, since=since, until=until
+        )
+        return feedback_pb2.GetUsageResponse(usage=[_usage(record) for record in records])

@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    case,
     func,
     insert,
     select,
@@ -33,7 +34,14 @@ from gouache.db import (
     new_id,
     new_metadata,
 )
-from services.feedback.domain import SUCCEEDED, JobOutcome, Rating, VersionRecords
+from services.feedback.domain import (
+    SUCCEEDED,
+    JobOutcome,
+    Rating,
+    UsageQuery,
+    UsageRecord,
+    VersionRecords,
+)
 
 metadata = new_metadata()
 
@@ -248,4 +256,43 @@ class FeedbackDatabase(ServiceDatabase):
                 ratings_sum=rating_totals.get(version, (0, 0))[1],
             )
             for version, by_status in sorted(status_counts.items())
+        ]
+
+    async def usage(self, query: UsageQuery) -> list[UsageRecord]:
+        """Finished jobs per owner and model version in the window, by owner then version.
+
+        Every outcome counts, those answered from the result cache too (jobs_cached says
+        how many): usage is what a user received, not what the models computed.
+        """
+        succeeded = outcomes.c.status == SUCCEEDED
+        statement = (
+            select(
+                outcomes.c.owner_id,
+                outcomes.c.model_version,
+                func.count().filter(succeeded),
+                func.count().filter(outcomes.c.status != SUCCEEDED),
+                func.coalesce(func.sum(case((succeeded & outcomes.c.cached, 1), else_=0)), 0),
+                func.max(outcomes.c.finished_at),
+            )
+            .group_by(outcomes.c.owner_id, outcomes.c.model_version)
+            .order_by(outcomes.c.owner_id, outcomes.c.model_version)
+        )
+        if query.user_id is not None:
+            statement = statement.where(outcomes.c.owner_id == query.user_id)
+        if query.since is not None:
+            statement = statement.where(outcomes.c.finished_at >= query.since)
+        if query.until is not None:
+            statement = statement.where(outcomes.c.finished_at < query.until)
+        async with self.reads() as session:
+            rows = (await session.execute(statement)).all()
+        return [
+            UsageRecord(
+                user_id=owner,
+                model_version=version,
+                jobs_succeeded=int(ok),
+                jobs_failed=int(failed),
+                jobs_cached=int(cached),
+                last_finished_at=last,
+            )
+            for owner, version, ok, failed, cached, last in rows
         ]

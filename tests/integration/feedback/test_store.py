@@ -9,8 +9,15 @@ import pytest
 
 from gouache.db import create_engine
 from gouache.runtime.context import Principal
-from gouache.runtime.errors import NotFound
-from services.feedback.domain import FAILED, SUCCEEDED, FeedbackService, JobOutcome
+from gouache.runtime.errors import NotFound, PermissionDenied
+from services.feedback.domain import (
+    FAILED,
+    SUCCEEDED,
+    FeedbackService,
+    JobOutcome,
+    UsageQuery,
+    UsageRecord,
+)
 from services.feedback.store import FeedbackDatabase
 
 NOW = datetime(2030, 3, 4, 5, 6, 7, 890000, tzinfo=UTC)
@@ -160,3 +167,43 @@ async def test_cached_jobs_are_rateable_but_left_out_of_version_stats(
     assert (stats.jobs_succeeded, stats.jobs_failed) == (1, 0)
     assert stats.latency_p50_ms == pytest.approx(400)
     assert (stats.ratings_count, stats.rating_mean) == (1, 5.0)
+
+
+async def test_usage_per_user_and_version(database: FeedbackDatabase) -> None:
+    tick = timedelta(seconds=1)
+    outcomes = [
+        JobOutcome("job_1", "usr_1", "v1", SUCCEEDED, 100, NOW),
+        JobOutcome("job_2", "usr_1", "v1", SUCCEEDED, 0, NOW + tick, cached=True),
+        JobOutcome("job_3", "usr_1", "v1", FAILED, 50, NOW + 2 * tick),
+        JobOutcome("job_4", "usr_1", "v2", SUCCEEDED, 100, NOW),
+        JobOutcome("job_5", "usr_2", "v1", FAILED, 10, NOW + 3 * tick),
+    ]
+    for index, outcome in enumerate(outcomes):
+        await database.record_outcome(outcome, event_id=f"evt_{index}", at=NOW)
+    everyone = await database.usage(UsageQuery(user_id=None, since=None, until=None))
+    assert everyone == [
+        UsageRecord("usr_1", "v1", 2, 1, 1, NOW + 2 * tick),
+        UsageRecord("usr_1", "v2", 1, 0, 0, NOW),
+        UsageRecord("usr_2", "v1", 0, 1, 0, NOW + 3 * tick),
+    ]
+    window = await database.usage(
+        UsageQuery(user_id="usr_1", since=NOW + tick, until=NOW + 2 * tick)
+    )
+    assert window == [UsageRecord("usr_1", "v1", 1, 0, 1, NOW + tick)]
+    assert await database.usage(UsageQuery(user_id="usr_3", since=None, until=None)) == []
+
+
+async def test_usage_is_scoped_by_who_asks(database: FeedbackDatabase) -> None:
+    await database.record_outcome(
+        JobOutcome("job_1", "usr_1", "v1", SUCCEEDED, 1, NOW), event_id="e1", at=NOW
+    )
+    await database.record_outcome(
+        JobOutcome("job_2", "usr_2", "v1", SUCCEEDED, 1, NOW), event_id="e2", at=NOW
+    )
+    service = FeedbackService(database, clock=lambda: NOW + timedelta(days=1))
+    admin = Principal(user_id="usr_admin", role="admin")
+    user = Principal(user_id="usr_2", role="user")
+    assert [r.user_id for r in await service.usage(admin)] == ["usr_1", "usr_2"]
+    assert [r.user_id for r in await service.usage(user)] == ["usr_2"]
+    with pytest.raises(PermissionDenied, match="only admins"):
+        await service.usage(user, user_id="usr_1")

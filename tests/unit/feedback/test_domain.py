@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 
 from gouache.runtime.context import Principal
-from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound
+from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.feedback.domain import (
     FAILED,
     SUCCEEDED,
@@ -18,9 +18,12 @@ from services.feedback.domain import (
     InvalidOutcome,
     JobOutcome,
     Rating,
+    UsageQuery,
+    UsageRecord,
     VersionRecords,
     aggregate,
     percentile,
+    usage_query,
     validate_model_version,
     validate_rating,
     validate_since,
@@ -172,6 +175,29 @@ class _MemoryStore:
     async def knows_version(self, model_version: str) -> bool:
         return any(o.model_version == model_version for o in self.outcomes.values())
 
+    async def usage(self, query: UsageQuery) -> list[UsageRecord]:
+        chosen = [
+            o
+            for o in self.outcomes.values()
+            if query.user_id in (None, o.owner_id)
+            and (query.since is None or o.finished_at >= query.since)
+            and (query.until is None or o.finished_at < query.until)
+        ]
+        groups: dict[tuple[str, str], list[JobOutcome]] = {}
+        for outcome in chosen:
+            groups.setdefault((outcome.owner_id, outcome.model_version), []).append(outcome)
+        return [
+            UsageRecord(
+                user_id=user,
+                model_version=version,
+                jobs_succeeded=sum(o.status == SUCCEEDED for o in group),
+                jobs_failed=sum(o.status != SUCCEEDED for o in group),
+                jobs_cached=sum(o.status == SUCCEEDED and o.cached for o in group),
+                last_finished_at=max(o.finished_at for o in group),
+            )
+            for (user, version), group in sorted(groups.items())
+        ]
+
 
 @pytest.fixture
 def service() -> FeedbackService:
@@ -252,3 +278,33 @@ def test_p99_is_computed_like_p95() -> None:
     stats = aggregate(VersionRecords("m", 100, 0, latencies, 0, 0))
     assert stats.latency_p99_ms == pytest.approx(np.percentile(latencies, 99))
     assert stats.latency_p95_ms == pytest.approx(np.percentile(latencies, 95))
+
+
+USAGE_NOW = datetime(2030, 6, 1, tzinfo=UTC)
+
+
+def test_usage_query_scopes_users_and_checks_the_window() -> None:
+    admin = Principal(user_id="usr_admin", role="admin")
+    user = Principal(user_id="usr_1", role="user")
+    everyone = usage_query(admin, user_id="", since=None, until=None, now=USAGE_NOW)
+    assert everyone == UsageQuery(user_id=None, since=None, until=None)
+    assert usage_query(admin, user_id=" usr_2 ", since=None, until=None, now=USAGE_NOW).user_id == (
+        "usr_2"
+    )
+    assert usage_query(user, user_id="", since=None, until=None, now=USAGE_NOW).user_id == "usr_1"
+    assert usage_query(user, user_id="usr_1", since=None, until=None, now=USAGE_NOW).user_id == (
+        "usr_1"
+    )
+    with pytest.raises(PermissionDenied) as denied:
+        usage_query(user, user_id="usr_2", since=None, until=None, now=USAGE_NOW)
+    assert "set it to your own, usr_1" in denied.value.message
+    hour = timedelta(hours=1)
+    with pytest.raises(InvalidArgument) as backwards:
+        usage_query(
+            admin, user_id="", since=USAGE_NOW - hour, until=USAGE_NOW - hour, now=USAGE_NOW
+        )
+    assert backwards.value.field == "until"
+    with pytest.raises(InvalidArgument):
+        usage_query(admin, user_id="", since=USAGE_NOW + hour, until=None, now=USAGE_NOW)
+    with pytest.raises(InvalidArgument):
+        usage_query(admin, user_id="x" * 65, since=None, until=None, now=USAGE_NOW)

@@ -274,3 +274,86 @@ async def test_bad_since_is_invalid_argument(feedback: Harness, since: object, n
         grpc.StatusCode.INVALID_ARGUMENT,
     )
     assert needle in details
+
+
+def _usage_rows(response: feedback_pb2.GetUsageResponse) -> list[tuple[str, str, int, int, int]]:
+    return [
+        (u.user_id, u.model_version, u.jobs_succeeded, u.jobs_failed, u.jobs_cached)
+        for u in response.usage
+    ]
+
+
+async def test_usage_admins_see_everyone_users_themselves(feedback: Harness) -> None:
+    everyone = await feedback.stub.GetUsage(
+        feedback_pb2.GetUsageRequest(), metadata=feedback.md("usr_admin", role="admin")
+    )
+    assert _usage_rows(everyone) == [
+        ("usr_else", "gatys.lite0-v1", 0, 1, 0),
+        (OWNER, "gatys.lite0-fast", 1, 0, 0),
+        (OWNER, "gatys.lite0-v1", 2, 0, 0),
+    ]
+    assert everyone.usage[0].last_finished_at.ToDatetime(tzinfo=UTC) == NOW
+    one = await feedback.stub.GetUsage(
+        feedback_pb2.GetUsageRequest(user_id="usr_else"),
+        metadata=feedback.md("usr_admin", role="admin"),
+    )
+    assert _usage_rows(one) == [("usr_else", "gatys.lite0-v1", 0, 1, 0)]
+    own = await feedback.stub.GetUsage(feedback_pb2.GetUsageRequest(), metadata=feedback.md())
+    assert [row[0] for row in _usage_rows(own)] == [OWNER, OWNER]
+    named = await feedback.stub.GetUsage(
+        feedback_pb2.GetUsageRequest(user_id=OWNER), metadata=feedback.md()
+    )
+    assert named == own
+    details = await _fails(
+        feedback.stub.GetUsage(
+            feedback_pb2.GetUsageRequest(user_id="usr_else"), metadata=feedback.md()
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert "only admins may read another user's usage" in details
+    assert OWNER in details
+    await _fails(
+        feedback.stub.GetUsage(
+            feedback_pb2.GetUsageRequest(), metadata=feedback.md(scopes=("read:models",))
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+
+
+async def test_usage_window(feedback: Harness) -> None:
+    # The outcomes finished at NOW (2030); the window is checked against the real clock.
+    now = datetime.now(UTC)
+    admin = feedback.md("usr_admin", role="admin")
+    since = Timestamp()
+    since.FromDatetime(now - timedelta(hours=1))
+    until = Timestamp()
+    until.FromDatetime(NOW + timedelta(seconds=1))
+    inside = await feedback.stub.GetUsage(
+        feedback_pb2.GetUsageRequest(since=since, until=until), metadata=admin
+    )
+    assert len(inside.usage) == 3
+    until.FromDatetime(NOW)
+    before = await feedback.stub.GetUsage(
+        feedback_pb2.GetUsageRequest(since=since, until=until), metadata=admin
+    )
+    assert list(before.usage) == []
+    backwards = Timestamp()
+    backwards.FromDatetime(now - timedelta(hours=2))
+    details = await _fails(
+        feedback.stub.GetUsage(
+            feedback_pb2.GetUsageRequest(since=since, until=backwards), metadata=admin
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert "must be after since" in details
+    future = Timestamp()
+    future.FromDatetime(now + timedelta(days=1))
+    details = await _fails(
+        feedback.stub.GetUsage(feedback_pb2.GetUsageRequest(since=future), metadata=admin),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert "in the future" in details
+    await _fails(
+        feedback.stub.GetUsage(feedback_pb2.GetUsageRequest(user_id="u" * 65), metadata=admin),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
