@@ -5,9 +5,12 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, disabled, seconds
+from gouache.edge.openapi import packaged_openapi
+from gouache.edge.openapi.route import document_route, largest_direct_response
 from gouache.edge.surface import (
     FILES_PREFIX,
     GRPC_SERVICES,
@@ -16,6 +19,7 @@ from gouache.edge.surface import (
     REFLECTION_UPSTREAM,
     STORAGE_HTTP_CLUSTER,
 )
+from gouache.edge.studio import max_direct_body_bytes, studio_routes
 
 if TYPE_CHECKING:
     from gouache.edge.config import EdgeConfig
@@ -38,6 +42,10 @@ def route_config(
     routes = [*_file_routes(config)]
     for name, service in GRPC_SERVICES.items():
         routes += [
+            _event_stream_route(name, path, config.stream_timeout_s)
+            for path in _event_streams(descriptor, service)
+        ]
+        routes += [
             _grpc_route(name, path, config.stream_timeout_s, exact=True)
             for path in _streaming_methods(descriptor, service)
         ]
@@ -55,10 +63,18 @@ def route_config(
         )
         for service in (*REFLECTION_SERVICES, HEALTH_SERVICE)
     ]
-    routes += [_no_grpc_route(), _no_route()]
+    routes += [
+        _no_grpc_route(),
+        document_route(packaged_openapi().read_text()),
+        *studio_routes(config.studio_dir),
+        _no_route(),
+    ]
     return {
         "name": "edge",
         "virtual_hosts": [{"name": "edge", "domains": ["*"], "routes": routes}],
+        "max_direct_response_body_size_bytes": max(
+            max_direct_body_bytes(config.studio_dir), largest_direct_response(routes)
+        ),
     }
 
 
@@ -72,6 +88,33 @@ def _streaming_methods(descriptor: descriptor_pb2.FileDescriptorSet, service: st
         for method in candidate.method
         if method.client_streaming or method.server_streaming
     ]
+
+
+def _event_streams(descriptor: descriptor_pb2.FileDescriptorSet, service: str) -> list[str]:
+    """gRPC paths of service's server streams that have a REST mapping: the transcoder answers
+    them as server-sent events (stream_sse_style_delimited)."""
+    return [
+        f"/{service}/{method.name}"
+        for file in descriptor.file
+        for candidate in file.service
+        if f"{file.package}.{candidate.name}" == service
+        for method in candidate.method
+        if method.server_streaming and method.options.HasExtension(annotations_pb2.http)
+    ]
+
+
+def _event_stream_route(cluster: str, path: str, timeout_s: float) -> dict[str, Any]:
+    """A transcoded server stream (the transcoder has set x-envoy-original-path by the time the
+    route is chosen) is an event stream: the long stream timeouts of its gRPC route, and
+    headers that keep caches and buffering proxies (nginx honours x-accel-buffering) from
+    holding its events back. Native gRPC calls to the same path take the next route."""
+    route = _grpc_route(cluster, path, timeout_s, exact=True, name=f"{cluster}{path}:events")
+    route["match"]["headers"] = [{"name": "x-envoy-original-path", "present_match": True}]
+    route["response_headers_to_add"] = [
+        {"header": {"key": key, "value": value}, "append_action": "OVERWRITE_IF_EXISTS_OR_ADD"}
+        for key, value in (("cache-control", "no-cache"), ("x-accel-buffering", "no"))
+    ]
+    return route
 
 
 def _file_routes(config: EdgeConfig) -> list[dict[str, Any]]:

@@ -18,7 +18,7 @@ from gouache.edge import (
     render,
 )
 from gouache.edge.__main__ import main
-from gouache.edge.envoy_json import BUFFER
+from gouache.edge.envoy_json import BUFFER, TRANSCODER
 
 UPSTREAMS = {
     "auth": Upstream("auth", 50051),
@@ -205,3 +205,25 @@ def test_cli_errors_are_one_readable_line(
     assert code == 2
     assert message in capsys.readouterr().err
     assert not (tmp_path / "e.json").exists()
+
+
+def test_server_streams_with_a_rest_mapping_are_event_streams_with_stream_timeouts() -> None:
+    bootstrap = render(_config(request_timeout_s=30, stream_timeout_s=7200))
+    manager = _chain(bootstrap)["filters"][0]["typed_config"]
+    transcoder = next(f for f in manager["http_filters"] if f["name"] == TRANSCODER)
+    routes = {route["name"]: route for route in _routes(bootstrap)}
+    watch = "/gouache.jobs.v1.JobsService/WatchJob"
+
+    assert transcoder["typed_config"]["print_options"]["stream_sse_style_delimited"] is True
+    events = routes[f"jobs{watch}:events"]
+    assert events["match"] == {
+        "path": watch,
+        "headers": [{"name": "x-envoy-original-path", "present_match": True}],
+    }
+    assert events["route"]["timeout"] == events["route"]["idle_timeout"] == "7200s"
+    added = {h["header"]["key"]: h["header"]["value"] for h in events["response_headers_to_add"]}
+    assert added == {"cache-control": "no-cache", "x-accel-buffering": "no"}
+    # Native gRPC takes the plain route; a stream without a REST mapping gets no SSE route.
+    assert "response_headers_to_add" not in routes[f"jobs{watch}"]
+    assert "storage/gouache.storage.v1.StorageService/DownloadImage:events" not in routes
+    assert list(routes).index(f"jobs{watch}:events") < list(routes).index(f"jobs{watch}")

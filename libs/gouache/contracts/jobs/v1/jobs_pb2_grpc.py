@@ -164,6 +164,8 @@ class JobsServiceServicer:
 
     def WatchJob(self, request, context):
         """Streams a job's state each time it changes, ending after its final state.
+        Over REST a server-sent event stream (text/event-stream), one `data: {"job": {...}}`
+        event per change: the edge's transcoder frames each message SSE style.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

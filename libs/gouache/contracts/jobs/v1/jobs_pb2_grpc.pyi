@@ -53,7 +53,10 @@ class JobsServiceStub:
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     WatchJob: _grpc.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.WatchJobResponse]
-    """Streams a job's state each time it changes, ending after its final state."""
+    """Streams a job's state each time it changes, ending after its final state.
+    Over REST a server-sent event stream (text/event-stream), one `data: {"job": {...}}`
+    event per change: the edge's transcoder frames each message SSE style.
+    """
     WaitJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.WaitJobRequest, _jobs_pb2.Job]
     """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
     (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
@@ -125,7 +128,10 @@ class JobsServiceAsyncStub(JobsServiceStub):
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
     WatchJob: _aio.UnaryStreamMultiCallable[_jobs_pb2.WatchJobRequest, _jobs_pb2.WatchJobResponse]  # type: ignore[assignment]
-    """Streams a job's state each time it changes, ending after its final state."""
+    """Streams a job's state each time it changes, ending after its final state.
+    Over REST a server-sent event stream (text/event-stream), one `data: {"job": {...}}`
+    event per change: the edge's transcoder frames each message SSE style.
+    """
     WaitJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.WaitJobRequest, _jobs_pb2.Job]  # type: ignore[assignment]
     """Waits until the job is final or `timeout` has passed, then returns it as GetJob does
     (a long poll, like AIP-151's WaitOperation): one call instead of polling GetJob.
@@ -224,7 +230,10 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _jobs_pb2.WatchJobRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_abc.Iterator[_jobs_pb2.WatchJobResponse], _abc.AsyncIterator[_jobs_pb2.WatchJobResponse]]:
-        """Streams a job's state each time it changes, ending after its final state."""
+        """Streams a job's state each time it changes, ending after its final state.
+        Over REST a server-sent event stream (text/event-stream), one `data: {"job": {...}}`
+        event per change: the edge's transcoder frames each message SSE style.
+        """
 
     @_abc_1.abstractmethod
     def WaitJob(
