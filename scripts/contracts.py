@@ -1,6 +1,6 @@
 """Generate, check, lint and breaking-check the protobuf contracts.
 
-python scripts/contracts.py gen        regenerate libs/gouache/contracts
+python scripts/contracts.py gen        regenerate libs/gouache/contracts (and its openapi.json)
 python scripts/contracts.py check      fail if libs/gouache/contracts is stale
 python scripts/contracts.py lint       buf lint
 python scripts/contracts.py breaking   buf breaking against the released contract (BASELINE)
@@ -99,11 +99,14 @@ def generate(dest: Path) -> None:
 
         if protoc.main(args) != 0:
             raise SystemExit("protoc failed")
+        # Before dest is emptied: the services' policies come from the contracts there.
+        document = openapi_document(raw / "descriptor.pb")
         if dest.exists():
             shutil.rmtree(dest)
         dest.mkdir(parents=True)
         (dest / "__init__.py").write_text(_HEADER)
         shutil.copyfile(raw / "descriptor.pb", dest / "descriptor.pb")
+        (dest / "openapi.json").write_text(document)
         for src in sorted((raw / "gouache").rglob("*")):
             if src.is_dir():
                 continue
@@ -117,6 +120,31 @@ def generate(dest: Path) -> None:
                 init.write_text(_HEADER)
     finally:
         shutil.rmtree(raw, ignore_errors=True)
+
+
+def method_policies() -> dict[str, str]:
+    """The public services' method policies (who may call what), for the OpenAPI document's
+    security requirements; the services own them, the library cannot import them."""
+    from services.auth.server import POLICY as AUTH
+    from services.feedback.server import POLICY as FEEDBACK
+    from services.jobs.server import POLICY as JOBS
+    from services.storage.servicer import POLICY as STORAGE
+
+    return {**AUTH, **FEEDBACK, **JOBS, **STORAGE}
+
+
+def openapi_document(descriptor: Path) -> str:
+    """The REST API's OpenAPI document from a descriptor set with source info (comments)."""
+    import tomllib
+
+    from google.api import annotations_pb2  # noqa: F401  (registers google.api.http)
+    from google.protobuf import descriptor_pb2
+
+    from gouache.edge.openapi import build, dumps
+
+    files = descriptor_pb2.FileDescriptorSet.FromString(descriptor.read_bytes())
+    version = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["version"]
+    return dumps(build(files, policies=method_policies(), version=version))
 
 
 def _same_tree(a: Path, b: Path) -> list[str]:
