@@ -45,7 +45,7 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
                 "gouache up: --backend postgres keeps images in its own MinIO; "
                 "leave out --blob-store s3 (or use --backend local with it)"
             )
-    return MeshConfig(
+    config = MeshConfig(
         state_dir=Path(args.state_dir).resolve(),
         ports=ports,
         models=args.models,
@@ -54,6 +54,24 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
         rate_limit_plans=getattr(args, "rate_limit_plans", "") or "",
         extra_env=blob_store_env(args, os.environ),
     )
+    studio = _studio_dir(args)
+    if studio is not None:
+        config.studio_dir = studio
+    return config
+
+
+def _studio_dir(args: argparse.Namespace) -> Path | None:
+    """`--studio-dir DIR`: a built studio elsewhere (MeshConfig finds this checkout's)."""
+    directory = getattr(args, "studio_dir", None)
+    if directory is None:
+        return None
+    path = Path(directory).resolve()
+    if not (path / "index.html").is_file():
+        raise SystemExit(
+            f"gouache up: --studio-dir {directory} holds no index.html; build the studio "
+            "with `cd studio && npm ci && npm run build` (it writes studio/dist)"
+        )
+    return path
 
 
 S3_KEY_VARIABLES = ("GOUACHE_STORAGE_S3_ACCESS_KEY", "GOUACHE_STORAGE_S3_SECRET_KEY")
@@ -134,6 +152,15 @@ def cmd_up(args: argparse.Namespace) -> int:
             console.print(f"[red]✗ {exc}[/red]", highlight=False, soft_wrap=True)
             return 1
         console.print(f"\n[bold green]ready[/bold green]: REST API at {mesh.config.public_url}")
+        if mesh.config.studio_dir is not None:
+            console.print(f"  gouache studio (web app): {mesh.config.public_url}/")
+        else:
+            console.print(
+                "  gouache studio is not built: `bash scripts/setup.sh` (needs npm) builds it; "
+                f"{mesh.config.public_url}/ says how",
+                highlight=False,
+                soft_wrap=True,
+            )
         console.print(
             f"  admin API key: {credentials.admin_api_key}  "
             f"(also in {mesh.config.state_dir}/credentials.json)"
@@ -499,6 +526,11 @@ def build_parser() -> argparse.ArgumentParser:
         "--styles",
         help="directory of more curated style images (with manifest.json) to import, "
         "beside the eight the package ships",
+    )
+    up.add_argument(
+        "--studio-dir",
+        metavar="DIR",
+        help="a built gouache studio to serve at / (default: studio/dist of this checkout)",
     )
     up.add_argument(
         "--rate-limit-plans",

@@ -31,6 +31,7 @@ from gouache.cli.listeners import TakenPort, owns_port, taken_ports
 from gouache.cli.local_minio import LocalMinio, MinioUnavailable
 from gouache.cli.local_postgres import LocalPostgres, PostgresUnavailable
 from gouache.edge import EdgeConfig, EnvoyProcess, Upstream
+from gouache.edge.studio import default_studio_dir
 from gouache.runtime.ports import free_ports
 
 logger = logging.getLogger(__name__)
@@ -119,6 +120,9 @@ class MeshConfig:
     # keeps the services' defaults (free: 60 per minute, bursts of 20).
     rate_limit_plans: str = ""
     startup_timeout_s: float = 180.0
+    # The built web app the edge serves at / (studio/dist of this checkout when built); None
+    # serves a page that says how to build it.
+    studio_dir: Path | None = field(default_factory=default_studio_dir)
 
     @property
     def public_url(self) -> str:
@@ -653,6 +657,7 @@ class Mesh:
             jobs=Upstream("127.0.0.1", ports.grpc["jobs"]),
             feedback=Upstream("127.0.0.1", ports.grpc["feedback"]),
             storage_http=Upstream("127.0.0.1", ports.storage_http),
+            studio_dir=self.config.studio_dir,
         )
 
     def _launch_envoy(self) -> Component:

@@ -46,6 +46,12 @@ def parser() -> argparse.ArgumentParser:
             f"--{name}", type=_upstream, required=True, metavar="HOST:PORT", help=f"{name} upstream"
         )
     render.add_argument("--max-upload-bytes", type=_positive, default=None)
+    render.add_argument(
+        "--studio-dir",
+        type=Path,
+        metavar="DIR",
+        help="a built gouache studio (studio/dist) to serve at /; without it / says how to build one",
+    )
     tls = render.add_argument_group("TLS on the public port (REST and gRPC, ALPN h2/http1.1)")
     tls.add_argument("--tls-cert", type=Path, metavar="FILE")
     tls.add_argument("--tls-key", type=Path, metavar="FILE")
@@ -82,6 +88,7 @@ def config_from(args: argparse.Namespace) -> EdgeConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         upstream_tls=upstream_tls,
+        studio_dir=args.studio_dir,
         **limits,
     )
 

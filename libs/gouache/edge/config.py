@@ -103,6 +103,9 @@ class EdgeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     upstream_tls: UpstreamTls | None = None
+    # A built gouache studio (studio/dist) to serve at /; None serves a page saying how to
+    # build it.
+    studio_dir: Path | None = None
 
     def __post_init__(self) -> None:
         limits = (self.max_json_body_bytes, self.max_json_response_bytes, self.max_upload_bytes)

@@ -9,6 +9,9 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, disabled, seconds
+from gouache.edge.openapi import packaged_openapi
+from gouache.edge.openapi.route import document_route, largest_direct_response
+from gouache.edge.studio import max_direct_body_bytes, studio_routes
 from gouache.edge.surface import (
     FILES_PREFIX,
     GRPC_SERVICES,
@@ -60,10 +63,18 @@ def route_config(
         )
         for service in (*REFLECTION_SERVICES, HEALTH_SERVICE)
     ]
-    routes += [_no_grpc_route(), _no_route()]
+    routes += [
+        _no_grpc_route(),
+        document_route(packaged_openapi().read_text()),
+        *studio_routes(config.studio_dir),
+        _no_route(),
+    ]
     return {
         "name": "edge",
         "virtual_hosts": [{"name": "edge", "domains": ["*"], "routes": routes}],
+        "max_direct_response_body_size_bytes": max(
+            max_direct_body_bytes(config.studio_dir), largest_direct_response(routes)
+        ),
     }
 
 
