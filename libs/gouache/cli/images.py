@@ -42,8 +42,12 @@ def load_image_argument(argument: str, *, max_side: int | None = None) -> tuple[
     data = path.read_bytes()
     if max_side is not None:
         from gouache.imaging.codec import resize_to_fit, validate_and_decode
+        from gouache.imaging.errors import ImageRejected
 
-        decoded = validate_and_decode(data)
+        try:
+            decoded = validate_and_decode(data)
+        except ImageRejected as exc:
+            raise SystemExit(f"{argument}: {exc.message}") from None
         if max(decoded.width, decoded.height) > max_side:
             return f"{path.stem}.png", encode(resize_to_fit(decoded.pixels, max_side), "png")
     return path.name, data

@@ -21,6 +21,8 @@ from gouache.ratelimit.plans import parse_plans
 
 console = Console(stderr=True)
 DEFAULT_STATE = Path(".gouache")
+# Commands that call the API: whatever stops them is one `error: ...` line (cli/errors.py).
+API_COMMANDS = ("stylize", "batch", "demo", "token")
 
 
 def _report(component: Any) -> None:
@@ -202,14 +204,30 @@ def _rate_limit_plans(text: str) -> str:
     return text
 
 
+def _weights(text: str) -> list[float]:
+    """--weights checked before anything is uploaded; argparse reports the error."""
+    try:
+        return [float(weight) for weight in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r}: give numbers separated by commas, one per style, e.g. 0.7,0.3"
+        ) from None
+
+
 def _credentials(args: argparse.Namespace) -> tuple[str, str]:
     base_url = args.url or os.environ.get("GOUACHE_URL")
     api_key = args.api_key or os.environ.get("GOUACHE_API_KEY")
     saved = Path(args.state_dir) / "credentials.json"
     if (not api_key or not base_url) and saved.exists():
-        stored = json.loads(saved.read_text())
-        api_key = api_key or stored["api_key"]
-        base_url = base_url or stored["base_url"]
+        try:
+            stored = json.loads(saved.read_text())
+            api_key = api_key or str(stored["api_key"])
+            base_url = base_url or str(stored["base_url"])
+        except (ValueError, KeyError, TypeError) as exc:
+            raise SystemExit(
+                f"{saved} is not the credentials `gouache up` writes ({exc}); "
+                "run `gouache up` again or pass --url and --api-key"
+            ) from None
     if not api_key:
         raise SystemExit(
             "no API key: pass --api-key, set GOUACHE_API_KEY, or run `gouache up` first"
@@ -222,7 +240,7 @@ def _params(args: argparse.Namespace) -> dict[str, Any]:
     if args.alpha is not None:
         params["alpha"] = args.alpha
     if args.weights:
-        params["weights"] = [float(w) for w in args.weights.split(",")]
+        params["weights"] = args.weights
     if args.seed is not None:
         params["seed"] = args.seed
     if args.luminance_only:
@@ -479,7 +497,9 @@ def _add_job_options(parser: argparse.ArgumentParser, *, default_model: str) -> 
         default=None,
         help="style image: a path, skimage:NAME or a file URL (repeat for 2-4 styles)",
     )
-    parser.add_argument("--weights", help="comma-separated weights, one per style, e.g. 0.7,0.3")
+    parser.add_argument(
+        "--weights", type=_weights, help="comma-separated weights, one per style, e.g. 0.7,0.3"
+    )
     parser.add_argument("--alpha", type=float, help="style strength 0-1")
     parser.add_argument("--model", default=default_model, help="model alias or version")
     parser.add_argument("--seed", type=int)
@@ -670,6 +690,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.style = ["skimage:immunohistochemistry"] if args.command == "demo" else None
         if args.style is None:
             raise SystemExit("give at least one --style")
+    if args.command in API_COMMANDS:
+        from gouache.cli.errors import run_reporting_errors
+
+        return run_reporting_errors(args.func, args, console)
     if args.command not in ("train", "eval"):
         result: int = args.func(args)
         return result
