@@ -140,6 +140,58 @@ def validate_and_decode(
     )
 
 
+@dataclass(frozen=True)
+class ImageHeader:
+    """What an image's bytes say of it without decoding a pixel: format and oriented size."""
+
+    format: str
+    content_type: str
+    width: int
+    height: int
+    sha256: str
+
+
+def inspect_header(
+    data: bytes,
+    *,
+    declared_content_type: str | None = None,
+    limits: ImageLimits = DEFAULT_LIMITS,
+) -> ImageHeader:
+    """The checks of `validate_and_decode` that need no pixels: size in bytes, format from
+    the signature, the declared content type, dimensions from the header.
+
+    For bytes a trusted component encoded itself (a worker's result, written by
+    `encode`): a full decode would only re-check our own encoder at the cost of a decode
+    per job. Untrusted input must go through `validate_and_decode`, which also finds
+    truncated and corrupt pixel data.
+    """
+    _check_byte_size(len(data), limits)
+    fmt = sniff_format(data)
+    if declared_content_type is not None:
+        _check_declared_content_type(declared_content_type, fmt)
+    if fmt == "webp":
+        _check_riff_complete(data)
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(io.BytesIO(data), formats=[_PILLOW_FORMATS[fmt]]) as image:
+                width, height = _oriented_size(image.size, _exif_orientation(image))
+                _check_dimensions(width, height, limits)
+    except (ImageRejected, MemoryError):
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise _bomb(limits) from exc
+    except Exception as exc:
+        raise _decode_failure(exc, fmt) from exc
+    return ImageHeader(
+        format=fmt,
+        content_type=_CONTENT_TYPES[fmt],
+        width=width,
+        height=height,
+        sha256=hashlib.sha256(data).hexdigest(),
+    )
+
+
 def sniff_format(data: bytes) -> str:
     """Returns "png", "jpeg" or "webp" from the file signature, never from a name or label.
 
@@ -292,11 +344,7 @@ def _decode_pixels(data: bytes, fmt: str, limits: ImageLimits) -> NDArray[np.uin
     except (ImageRejected, MemoryError):
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageRejected(
-            "decompression_bomb",
-            "the image header declares more pixels than can be decoded safely; the limit "
-            f"is {_format_megapixels(limits.max_pixels)}",
-        ) from exc
+        raise _bomb(limits) from exc
     except Exception as exc:
         # Pillow's plugins raise many unrelated types (OSError, SyntaxError, ValueError,
         # struct.error, zlib.error, ...) for malformed input: all mean "cannot decode".
@@ -373,6 +421,14 @@ def _gray16_to_rgb(image: Image.Image) -> NDArray[np.uint8]:
     values = np.asarray(image).astype(np.uint32)
     gray = ((np.clip(values, 0, 65535) * 255 + 32767) // 65535).astype(np.uint8)
     return np.repeat(gray[:, :, np.newaxis], 3, axis=2)
+
+
+def _bomb(limits: ImageLimits) -> ImageRejected:
+    return ImageRejected(
+        "decompression_bomb",
+        "the image header declares more pixels than can be decoded safely; the limit "
+        f"is {_format_megapixels(limits.max_pixels)}",
+    )
 
 
 def _decode_failure(exc: Exception, fmt: str) -> ImageRejected:

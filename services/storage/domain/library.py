@@ -12,7 +12,13 @@ from typing import Protocol
 
 from gouache.blobs import BlobStore
 from gouache.db import new_id, utc_now
-from gouache.imaging.codec import ImageLimits, validate_and_decode
+from gouache.imaging.codec import (
+    DecodedImage,
+    ImageHeader,
+    ImageLimits,
+    inspect_header,
+    validate_and_decode,
+)
 from gouache.imaging.errors import ImageRejected
 from gouache.runtime.context import Principal
 from gouache.runtime.errors import (
@@ -42,6 +48,7 @@ from services.storage.domain.rules import (
     validate_owner_id,
 )
 from services.storage.records import (
+    RESULT,
     STYLE,
     SYSTEM_OWNER,
     ImageRecord,
@@ -255,6 +262,9 @@ class ImageLibrary:
             declared_content_type=declared,
             filename=filename,
             metadata_json=metadata_json,
+            # A worker's result is bytes our own encoder wrote (tiling, authenticated as a
+            # service): its header is checked, its pixels are not decoded again.
+            trusted=principal.is_service and kind == RESULT,
         )
         if not created:
             return _same_image_or_conflict(image, owner_id, kind, hashlib.sha256(data).hexdigest())
@@ -285,21 +295,28 @@ class ImageLibrary:
         filename: str,
         metadata_json: str,
         catalog: CatalogEntry | None = None,
+        trusted: bool = False,
     ) -> tuple[ImageRecord, bool]:
         """Validates, writes the blob, then the row; (image, False) if the id was taken.
 
         Nothing is written for a rejected image. When the row cannot be inserted because
         the id (or, for the catalog, the sha256) is taken, the blob just written is deleted
-        unless it is the very object the existing row names.
+        unless it is the very object the existing row names. `trusted` bytes (a service's
+        own result) get the header checks only; everything else is decoded in full.
         """
         try:
-            async with self._decoding:
-                decoded = await asyncio.to_thread(
-                    validate_and_decode,
-                    data,
-                    declared_content_type=declared_content_type,
-                    limits=self.limits,
+            if trusted:
+                decoded: ImageHeader | DecodedImage = inspect_header(
+                    data, declared_content_type=declared_content_type, limits=self.limits
                 )
+            else:
+                async with self._decoding:
+                    decoded = await asyncio.to_thread(
+                        validate_and_decode,
+                        data,
+                        declared_content_type=declared_content_type,
+                        limits=self.limits,
+                    )
         except ImageRejected as exc:
             logger.info(
                 "image rejected",

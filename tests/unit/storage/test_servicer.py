@@ -20,6 +20,7 @@ from tests.unit.storage.support import (
     Harness,
     image_bytes,
     image_of,
+    png_bomb,
     start_harness,
     stop_harness,
 )
@@ -550,3 +551,34 @@ async def test_list_styles_bad_input(storage: Harness) -> None:
 async def test_list_styles_needs_read_scope(storage: Harness) -> None:
     no_read = (("authorization", f"Bearer {storage.token(scopes=('write:jobs',))}"),)
     await _fails(_list(storage, no_read), grpc.StatusCode.PERMISSION_DENIED)
+
+
+async def test_a_service_result_gets_the_header_checks(storage: Harness) -> None:
+    """A worker's result skips the pixel decode, not the checks its header allows."""
+    header = {"owner_id": "usr_alice", "kind": "result"}
+    for data, reason in (
+        (b"GIF89a" + b"\x00" * 64, "not supported"),
+        (png_bomb(), "pixels"),
+        (image_bytes("png", size=(8, 8)), "at least 16 pixels"),
+    ):
+        message = await _fails(
+            storage.upload(data, metadata=storage.service_auth(), image_id=new_id("img"), **header),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert reason in message, message
+    assert storage.stored_files() == []
+    stored = await storage.upload(
+        image_bytes("png", size=(40, 30)), metadata=storage.service_auth(), **header
+    )
+    assert (stored.width, stored.height, stored.content_type) == (40, 30, "image/png")
+
+
+async def test_a_users_upload_is_still_decoded_in_full(storage: Harness) -> None:
+    """A cut-off PNG keeps a valid header: only the full decode finds it."""
+    data = image_bytes("png", size=(64, 64), seed=9)
+    cut = data[: len(data) // 2]
+    message = await _fails(
+        storage.upload(cut, metadata=storage.auth()), grpc.StatusCode.INVALID_ARGUMENT
+    )
+    assert "cut off" in message or "could not be decoded" in message
+    assert storage.stored_files() == []
