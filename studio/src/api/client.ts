@@ -148,9 +148,9 @@ export class GouacheApi {
     return this.request("POST", `/v1/jobs/${encodeURIComponent(jobId)}:cancel`, { body: {} });
   }
 
-  listJobs(pageToken: string, pageSize: number): Promise<ListJobsResponse> {
+  listJobs(pageToken: string, pageSize: number, status = ""): Promise<ListJobsResponse> {
     return this.request("GET", "/v1/jobs", {
-      query: { page_size: pageSize, page_token: pageToken || undefined },
+      query: { page_size: pageSize, page_token: pageToken || undefined, status: status || undefined },
     });
   }
 
@@ -171,12 +171,8 @@ export class GouacheApi {
   /** Follows a job to its final state, calling onUpdate with each change: from the event
    * stream (GET /v1/jobs/{id}:events) while the edge offers it, else by short long-polls. */
   async follow(jobId: string, onUpdate: (job: Job) => void, signal?: AbortSignal): Promise<Job> {
-    let last: Job | null = null;
     try {
-      last = await this.stream(jobId, (job) => {
-        last = job;
-        onUpdate(job);
-      }, signal);
+      const last = await this.stream(jobId, onUpdate, signal);
       if (last !== null && FINAL_STATUSES.has(last.status)) return last;
     } catch (error) {
       if (signal?.aborted) throw error;

@@ -47,12 +47,7 @@ export class ApiError extends Error {
 export async function errorFrom(response: Response): Promise<ApiError> {
   const retry = response.headers.get("retry-after");
   const retryAfterS = retry !== null && /^\d+$/.test(retry) ? Number(retry) : null;
-  let text = "";
-  try {
-    text = await response.text();
-  } catch {
-    text = "";
-  }
+  const text = await response.text().catch(() => "");
   let message = "";
   let code = `HTTP_${response.status}`;
   try {
