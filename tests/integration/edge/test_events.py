@@ -28,12 +28,14 @@ class GatedWatch(jobs_pb2_grpc.JobsServiceServicer):
     """WatchJob as the jobs service streams it, driven by the test.
 
     job "gated": one message, then the next only once the test has read the first (so the
-    edge must send each message on at once); "final": one final message; "missing" and
+    edge must send each message on at once); "abandoned": one message, then nothing until the
+    call is cancelled (`ended` set); "final": one final message; "missing" and
     "no-token": NOT_FOUND and UNAUTHENTICATED before any message; "cut": one message, then
     INTERNAL."""
 
     def __init__(self) -> None:
         self.gate = asyncio.Event()
+        self.ended = asyncio.Event()
         self.metadata: dict[str, str] = {}
 
     async def WatchJob(
@@ -48,6 +50,12 @@ class GatedWatch(jobs_pb2_grpc.JobsServiceServicer):
         if job_id == "final":
             yield _message(job_id, "succeeded", 1.0)
             return
+        if job_id == "abandoned":
+            try:
+                yield _message(job_id, "running", 0.25)
+                await asyncio.Event().wait()  # no further change: only the client can end it
+            finally:
+                self.ended.set()
         yield _message(job_id, "running", 0.25)
         if job_id == "cut":
             await context.abort(grpc.StatusCode.INTERNAL, "the watch broke")
@@ -116,6 +124,18 @@ async def test_each_message_is_an_event_sent_on_at_once(
         ("succeeded", 1.0),
     ]
     assert servicer.metadata["authorization"] == "Bearer token-1"
+
+
+async def test_a_client_that_goes_away_ends_the_watch_upstream(
+    client: httpx.AsyncClient, servicer: GatedWatch
+) -> None:
+    """A closed browser tab must not leave a WatchJob (and its subscriptions) running."""
+    servicer.ended.clear()
+    async with client.stream("GET", "/v1/jobs/abandoned:events") as response:
+        first = await asyncio.wait_for(anext(aiter_events(response)), EVENT_WAIT_S)
+    assert first["job"]["status"] == "running"
+
+    await asyncio.wait_for(servicer.ended.wait(), EVENT_WAIT_S)
 
 
 async def test_events_are_neither_cached_nor_buffered_by_proxies(
