@@ -16,3 +16,10 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
+# gouache studio, the web app the edge serves at / (studio/dist). Without npm the mesh still
+# runs, and / says how to build it.
+if command -v npm >/dev/null 2>&1; then
+  bash scripts/build-studio.sh
+else
+  echo "npm not found: gouache studio is not built (scripts/build-studio.sh needs Node.js 20.19+)" >&2
+fi
