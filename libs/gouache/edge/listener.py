@@ -144,15 +144,18 @@ def _local_reply_config(config: EdgeConfig) -> dict[str, Any]:
         }
         for status, code in _LOCAL_REPLY_CODES.items()
     ]
-    return {
-        "mappers": [native_grpc, json_too_large, *by_status],
-        "body_format": _error_body(_UNKNOWN_CODE, "%LOCAL_REPLY_BODY%"),
+    # Any other error gets the same shape; a 200 (the studio's files) is left as it is.
+    other_error = {
+        "filter": _status_filter(400, op="GE"),
+        "body_format_override": _error_body(_UNKNOWN_CODE, "%LOCAL_REPLY_BODY%"),
     }
+    return {"mappers": [native_grpc, json_too_large, *by_status, other_error]}
 
 
-def _status_filter(status: int) -> dict[str, Any]:
-    value = {"default_value": status, "runtime_key": f"edge.local_reply.{status}"}
-    return {"status_code_filter": {"comparison": {"op": "EQ", "value": value}}}
+def _status_filter(status: int, op: str = "EQ") -> dict[str, Any]:
+    key = f"edge.local_reply.{status}" if op == "EQ" else f"edge.local_reply.{op.lower()}_{status}"
+    value = {"default_value": status, "runtime_key": key}
+    return {"status_code_filter": {"comparison": {"op": op, "value": value}}}
 
 
 def _header_filter(matcher: dict[str, Any]) -> dict[str, Any]:
