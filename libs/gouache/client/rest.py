@@ -1,56 +1,151 @@
-"""A small synchronous REST client for the public API (product requirements §11.1)."""
+"""The REST clients of the public API: GouacheClient (blocking) and AsyncGouacheClient.
+
+Both exchange an API key for an access token (POST /v1/auth/token, renewed before it
+expires), send the operations of gouache.client.operations through the edge, retry what
+gouache.client.retry allows, and raise gouache.client.errors.ApiError subclasses.
+"""
 
 from __future__ import annotations
 
+import asyncio
 import mimetypes
 import time
-from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
+from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from typing import Any, TypeVar
 
 import httpx
 
-FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
+from gouache.client import operations as ops
+from gouache.client.async_api import AsyncApi
+from gouache.client.errors import (
+    UNAVAILABLE,
+    ApiError,
+    NotFoundError,
+    UnavailableError,
+    error_for,
+    reason_of,
+)
+from gouache.client.events import (
+    JOB_EVENTS_PATH,
+    EventStreamError,
+    aiter_job_updates,
+    iter_job_updates,
+)
+from gouache.client.operations import Operation, RestRequest
+from gouache.client.retry import RetryPolicy, acall_with_retries, call_with_retries
+from gouache.client.sync_api import SyncApi
+from gouache.client.tokens import TokenCache
+from gouache.client.types import FINAL_STATUSES, Job, JobResult
+
+__all__ = ["FINAL_STATUSES", "ApiError", "AsyncGouacheClient", "GouacheClient", "JobResult"]
+
+T = TypeVar("T")
 # The longest single GET /v1/jobs/{id}:wait that wait() sends (the server allows 60 s).
 LONG_POLL_S = 30.0
-# A 429 is waited out this many times (for as long as its Retry-After says, up to
-# MAX_RETRY_AFTER_S each time) before it reaches the caller.
-RATE_LIMIT_RETRIES = 5
-MAX_RETRY_AFTER_S = 30.0
 
 
-class ApiError(Exception):
-    """A non-2xx answer: the HTTP status, the gRPC code number and the server's message."""
-
-    def __init__(self, status: int, message: str, code: int | None = None) -> None:
-        super().__init__(f"HTTP {status}: {message}")
-        self.status = status
-        self.message = message
-        self.code = code
+def _content_type(filename: str, content_type: str | None) -> str:
+    return content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
 
 
-@dataclass(frozen=True)
-class JobResult:
-    job_id: str
-    status: str
-    model_version: str
-    latency_ms: int
-    result_url: str | None
-    error: str | None
-    raw: Mapping[str, Any]
+def _retry_after(response: httpx.Response) -> float | None:
+    header = response.headers.get("retry-after")
+    try:
+        return None if header is None else max(0.0, float(header))
+    except ValueError:
+        return None
 
 
-class GouacheClient:
-    """Talks to gouache over REST with an API key, renewing the access token as needed."""
+def rest_error(response: httpx.Response) -> ApiError:
+    """The ApiError of a non-2xx answer: the JSON error body when there is one (code,
+    message, details), else the status and text (a proxy's own error page)."""
+    message, code, details = response.text.strip(), None, []
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
+    if isinstance(body, dict):
+        message = str(body.get("message", message))
+        code = body.get("code") if isinstance(body.get("code"), int) else None
+        details = [d for d in body.get("details") or [] if isinstance(d, dict)]
+    return error_for(
+        response.status_code,
+        message or response.reason_phrase,
+        code,
+        reason=reason_of(details),
+        retry_after_s=_retry_after(response),
+        details=details,
+    )
 
-    def __init__(self, base_url: str, api_key: str, *, timeout_s: float = 60.0) -> None:
-        self._http = httpx.Client(base_url=base_url.rstrip("/"), timeout=timeout_s)
+
+def _raise_for_status(response: httpx.Response) -> None:
+    if not response.is_success:
+        raise rest_error(response)
+
+
+def _unreachable(base_url: str, exc: httpx.TransportError) -> UnavailableError:
+    return UnavailableError(
+        503, f"no answer from {base_url}: {type(exc).__name__}: {exc}", UNAVAILABLE
+    )
+
+
+def _body(response: httpx.Response) -> Mapping[str, Any]:
+    if not response.content:
+        return {}
+    body = response.json()
+    return body if isinstance(body, dict) else {}
+
+
+class _Rest:
+    """What both REST clients hold: where the API is, the token, the retry policy."""
+
+    def __init__(
+        self, base_url: str, api_key: str, *, timeout_s: float, retry: RetryPolicy | None
+    ) -> None:
+        self.base_url = base_url.rstrip("/")
+        self._api_key = api_key
+        self._timeout_s = timeout_s
+        self._retry = retry or RetryPolicy()
+        self._tokens = TokenCache(refresh_margin_s=30.0)
         # A long poll must end before the HTTP client gives up on it.
         self._long_poll_s = max(1.0, min(LONG_POLL_S, timeout_s - 5))
-        self._api_key = api_key
-        self._token = ""
-        self._token_expires = 0.0
+
+    def _headers(self, token: str | None) -> dict[str, str]:
+        return {"authorization": f"Bearer {token}"} if token else {}
+
+    def _send_args(self, request: RestRequest, token: str | None) -> dict[str, Any]:
+        return {
+            "method": request.method,
+            "url": request.path,
+            "params": request.params or None,
+            "json": request.json,
+            "headers": self._headers(token),
+        }
+
+
+class GouacheClient(_Rest, SyncApi):
+    """The REST API with an API key, blocking.
+
+        with GouacheClient("http://127.0.0.1:8080", api_key) as client:
+            job = client.create_job(client.upload_file(Path("cat.png")), [style_id])
+            result = client.wait(job.job_id, progress=lambda j: print(j.status, j.progress))
+            Path("out.png").write_bytes(client.download_result(result))
+
+    timeout_s bounds each HTTP request; retry says what is sent again (RetryPolicy();
+    retry.NO_RETRIES for none).
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.BaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout_s=timeout_s, retry=retry)
+        self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
         self._http.close()
@@ -58,274 +153,238 @@ class GouacheClient:
     def __enter__(self) -> GouacheClient:
         return self
 
-    def __exit__(self, *_: object) -> None:
-        self.close()
-
     def token(self) -> str:
-        """An access token for the API key, fetched from POST /v1/auth/token."""
-        if time.monotonic() < self._token_expires - 30:
-            return self._token
-        body = self._request(
-            "POST",
-            "/v1/auth/token",
-            json={"grant_type": "client_credentials", "api_key": self._api_key},
-            auth=False,
+        """An access token for the API key (POST /v1/auth/token), renewed before expiry."""
+        current = self._tokens.current(time.monotonic())
+        if current is not None:
+            return current
+        issued_at = time.monotonic()
+        return self._tokens.store(self._run(ops.issue_token(self._api_key)), issued_at)
+
+    def _run(self, operation: Operation[T]) -> T:
+        return call_with_retries(
+            self._retry, lambda: self._send(operation), repeatable=operation.repeatable
         )
-        self._token = str(body["access_token"])
-        self._token_expires = time.monotonic() + int(body["expires_in"])
-        return self._token
+
+    def _send(self, operation: Operation[T]) -> T:
+        token = self.token() if operation.authenticated else None
+        try:
+            response = self._http.request(**self._send_args(operation.rest(), token))
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
+        _raise_for_status(response)
+        return operation.parse(_body(response))
 
     def upload(
         self, data: bytes, *, filename: str, content_type: str | None = None, kind: str = "content"
     ) -> str:
-        """Signs an upload, PUTs the bytes and returns the file URL to use in jobs."""
-        content_type = (
-            content_type or mimetypes.guess_type(filename)[0] or "application/octet-stream"
-        )
-        signed = self._request(
-            "POST",
-            "/v1/uploads/sign",
-            json={"filename": filename, "content_type": content_type, "kind": kind},
-        )
-        response = self._http.put(
-            str(signed["upload_url"]), content=data, headers={"content-type": content_type}
-        )
-        _raise_for_status(response)
+        """Signs an upload, PUTs the bytes to it and returns the file URL to use in jobs."""
+        content_type = _content_type(filename, content_type)
+        signed = self._run(ops.sign_upload(filename, content_type, kind))
+
+        def put() -> None:
+            try:
+                response = self._http.put(
+                    str(signed["upload_url"]), content=data, headers={"content-type": content_type}
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(self.base_url, exc) from exc
+            _raise_for_status(response)
+
+        # A PUT to the same signed URL stores the same image: safe to repeat.
+        call_with_retries(self._retry, put, repeatable=True)
         return str(signed["file_url"])
 
-    def upload_file(self, path: Path, *, kind: str = "content") -> str:
-        return self.upload(path.read_bytes(), filename=path.name, kind=kind)
-
-    def create_job(
-        self,
-        content_url: str,
-        style_urls: Sequence[str],
-        *,
-        model_version: str = "",
-        params: Mapping[str, Any] | None = None,
-        idempotency_key: str | None = None,
-        no_cache: bool = False,
-    ) -> dict[str, Any]:
-        """POST /v1/jobs; no_cache runs the model even when the result cache has an answer."""
-        body: dict[str, Any] = {
-            "content_url": content_url,
-            "style_urls": list(style_urls),
-            "model_version": model_version,
-            "params": dict(params or {}),
-        }
-        if no_cache:
-            body["no_cache"] = True
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else None
-        return self._request("POST", "/v1/jobs", json=body, headers=headers)
-
-    def get_job(self, job_id: str) -> dict[str, Any]:
-        return self._request("GET", f"/v1/jobs/{job_id}")
-
-    def cancel_job(self, job_id: str) -> dict[str, Any]:
-        return self._request("POST", f"/v1/jobs/{job_id}:cancel", json={})
-
-    def wait(
-        self,
-        job_id: str,
-        *,
-        timeout_s: float = 600.0,
-        poll_s: float = 0.5,
-        on_update: Callable[[Mapping[str, Any]], None] | None = None,
-    ) -> JobResult:
-        """Waits until the job is final, or raises TimeoutError once timeout_s has passed.
-
-        Without on_update it long-polls (GET /v1/jobs/{id}:wait, at most LONG_POLL_S per
-        call), so the answer comes as soon as the job ends; with on_update it polls
-        GET /v1/jobs/{id} every poll_s so the callback sees each state in between.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            if on_update is None:
-                remaining = deadline - time.monotonic()
-                job = self.wait_job(job_id, timeout_s=max(0.1, min(self._long_poll_s, remaining)))
-                if job.get("status") in FINAL_STATUSES:
-                    return _result(job_id, job)
-                if time.monotonic() > deadline:
-                    raise TimeoutError(
-                        f"job {job_id} still {job.get('status')} after {timeout_s:.0f} s"
-                    )
-                continue
-            job = self.get_job(job_id)
-            if on_update is not None:
-                on_update(job)
-            if job.get("status") in FINAL_STATUSES:
-                return _result(job_id, job)
-            if time.monotonic() > deadline:
-                raise TimeoutError(
-                    f"job {job_id} still {job.get('status')} after {timeout_s:.0f} s"
-                )
-            time.sleep(poll_s)
-
-    def wait_job(self, job_id: str, *, timeout_s: float = 30.0) -> dict[str, Any]:
-        """GET /v1/jobs/{job_id}:wait: the job once final, or as it is after timeout_s (<= 60)."""
-        return self._request(
-            "GET", f"/v1/jobs/{job_id}:wait", params={"timeout": f"{timeout_s:.3f}s"}
-        )
-
-    def create_batch(
-        self,
-        content_urls: Sequence[str],
-        style_urls: Sequence[str],
-        *,
-        model_version: str = "",
-        params: Mapping[str, Any] | None = None,
-        lane: str = "",
-        idempotency_key: str | None = None,
-        no_cache: bool = False,
-    ) -> dict[str, Any]:
-        """POST /v1/batches: one job per content image, all with the same styles and params.
-
-        The lane defaults to "export". With an idempotency key, sending the same batch again
-        (after a timeout, a crash) returns it and creates only items still missing.
-        """
-        body: dict[str, Any] = {
-            "content_urls": list(content_urls),
-            "style_urls": list(style_urls),
-            "model_version": model_version,
-            "params": dict(params or {}),
-        }
-        if lane:
-            body["lane"] = lane
-        if no_cache:
-            body["no_cache"] = True
-        headers = {"idempotency-key": idempotency_key} if idempotency_key else None
-        return self._request("POST", "/v1/batches", json=body, headers=headers)
-
-    def get_batch(
-        self, batch_id: str, *, page_size: int = 0, page_token: str = ""
-    ) -> dict[str, Any]:
-        """GET /v1/batches/{id}: status, counts per job status and one page of items."""
-        params = {"page_size": str(page_size)} if page_size else {}
-        if page_token:
-            params["page_token"] = page_token
-        return self._request("GET", f"/v1/batches/{batch_id}", params=params)
-
-    def batch_items(self, batch_id: str, *, page_size: int = 500) -> list[dict[str, Any]]:
-        """Every item of a batch in request order (pages through GetBatch)."""
-        items: list[dict[str, Any]] = []
-        token = ""
-        while True:
-            page = self.get_batch(batch_id, page_size=page_size, page_token=token)
-            items.extend(page.get("items", []))
-            token = str(page.get("next_page_token", ""))
-            if not token:
-                return items
-
-    def list_batches(self, *, page_size: int = 0, page_token: str = "") -> dict[str, Any]:
-        """GET /v1/batches: the caller's batches, newest first (counts, no items)."""
-        params = {"page_size": str(page_size)} if page_size else {}
-        if page_token:
-            params["page_token"] = page_token
-        return self._request("GET", "/v1/batches", params=params)
-
-    def cancel_batch(self, batch_id: str) -> dict[str, Any]:
-        """POST /v1/batches/{id}:cancel: cancels every item that is not final."""
-        return self._request("POST", f"/v1/batches/{batch_id}:cancel", json={})
-
-    def wait_batch(
-        self,
-        batch_id: str,
-        *,
-        timeout_s: float = 24 * 3600.0,
-        poll_s: float = 2.0,
-        on_update: Callable[[Mapping[str, Any]], None] | None = None,
-    ) -> dict[str, Any]:
-        """Polls GetBatch (counts only) every poll_s until the batch is final; returns it.
-
-        on_update sees the batch (status and counts) after each poll, e.g. for a progress
-        bar. Raises TimeoutError once timeout_s has passed.
-        """
-        deadline = time.monotonic() + timeout_s
-        while True:
-            batch = self.get_batch(batch_id, page_size=1)
-            if on_update is not None:
-                on_update(batch)
-            if batch.get("status") not in (None, "", "running"):
-                return batch
-            if time.monotonic() > deadline:
-                raise TimeoutError(f"batch {batch_id} still running after {timeout_s:.0f} s")
-            time.sleep(poll_s)
-
     def download(self, url: str) -> bytes:
-        response = self._http.get(url)
-        _raise_for_status(response)
-        return response.content
+        """The bytes at a signed URL (a job's result_url)."""
 
-    def submit_feedback(self, job_id: str, rating: int, comments: str = "") -> dict[str, Any]:
-        return self._request(
-            "POST", "/v1/feedback", json={"job_id": job_id, "rating": rating, "comments": comments}
+        def get() -> bytes:
+            try:
+                response = self._http.get(url)
+            except httpx.TransportError as exc:
+                raise _unreachable(self.base_url, exc) from exc
+            _raise_for_status(response)
+            return response.content
+
+        return call_with_retries(self._retry, get, repeatable=True)
+
+    def download_result(self, job: Job) -> bytes:
+        if not job.result_url:
+            raise ValueError(f"job {job.job_id} is {job.status} and has no result to download")
+        return self.download(job.result_url)
+
+    def _job_updates(
+        self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
+    ) -> Iterator[Job]:
+        if detailed:
+            streamed = yield from self._streamed(job_id, deadline)
+            if streamed:
+                return
+        # No event stream (or it ended early): long polls, or GetJob for every change.
+        while (remaining := deadline - time.monotonic()) > 0:
+            if detailed:
+                job = self.get_job(job_id)
+            else:
+                job = self.wait_job(job_id, timeout_s=max(0.1, min(self._long_poll_s, remaining)))
+            yield job
+            if job.final:
+                return
+            if detailed:
+                time.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    def _streamed(self, job_id: str, deadline: float) -> Generator[Job, None, bool]:
+        """The job's event stream (GET /v1/jobs/{id}:events) until its final state; returns
+        False when the stream is unavailable or cut, for the caller to poll instead."""
+        path = JOB_EVENTS_PATH.format(job_id=job_id)
+        remaining = deadline - time.monotonic()
+        timeout = httpx.Timeout(self._timeout_s, read=max(0.1, remaining))
+        try:
+            with self._http.stream(
+                "GET", path, headers=self._headers(self.token()), timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    response.read()
+                    error = rest_error(response)
+                    if isinstance(error, NotFoundError | UnavailableError):
+                        return False  # an edge without the stream, or one restarting
+                    raise error
+                for data in iter_job_updates(response):
+                    yield Job.from_json(data)
+                return True
+        except (EventStreamError, httpx.TransportError):
+            return False
+
+
+class AsyncGouacheClient(_Rest, AsyncApi):
+    """The REST API with an API key, for asyncio (the calls of GouacheClient, awaited).
+
+    async with AsyncGouacheClient("http://127.0.0.1:8080", api_key) as client:
+        job = await client.create_job(await client.upload(data, filename="cat.png"), [s])
+        result = await client.wait(job.job_id, progress=show)
+    """
+
+    def __init__(
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float = 60.0,
+        retry: RetryPolicy | None = None,
+        transport: httpx.AsyncBaseTransport | None = None,
+    ) -> None:
+        super().__init__(base_url, api_key, timeout_s=timeout_s, retry=retry)
+        self._http = httpx.AsyncClient(
+            base_url=self.base_url, timeout=timeout_s, transport=transport
+        )
+        self._token_lock = asyncio.Lock()
+
+    async def close(self) -> None:
+        await self._http.aclose()
+
+    async def __aenter__(self) -> AsyncGouacheClient:
+        return self
+
+    async def token(self) -> str:
+        """As GouacheClient.token."""
+        async with self._token_lock:
+            current = self._tokens.current(time.monotonic())
+            if current is not None:
+                return current
+            issued_at = time.monotonic()
+            token = await self._run(ops.issue_token(self._api_key))
+            return self._tokens.store(token, issued_at)
+
+    async def _run(self, operation: Operation[T]) -> T:
+        return await acall_with_retries(
+            self._retry, lambda: self._send(operation), repeatable=operation.repeatable
         )
 
-    def list_styles(self, *, curated: bool | None = None) -> list[dict[str, Any]]:
-        params = {} if curated is None else {"curated": str(curated).lower()}
-        return list(self._request("GET", "/v1/styles", params=params).get("styles", []))
-
-    def list_models(self) -> dict[str, Any]:
-        return self._request("GET", "/v1/models")
-
-    def _request(
-        self,
-        method: str,
-        path: str,
-        *,
-        json: Any = None,
-        params: Mapping[str, str] | None = None,
-        headers: Mapping[str, str] | None = None,
-        auth: bool = True,
-    ) -> dict[str, Any]:
-        merged = dict(headers or {})
-        for attempt in range(RATE_LIMIT_RETRIES + 1):
-            if auth:
-                merged["authorization"] = f"Bearer {self.token()}"
-            response = self._http.request(method, path, json=json, params=params, headers=merged)
-            wait = _retry_after(response)
-            if wait is None or attempt == RATE_LIMIT_RETRIES:
-                break
-            # Rate limited: the call was refused before anything happened, so any call
-            # (a POST too) can be sent again once the limit allows it.
-            time.sleep(wait)
+    async def _send(self, operation: Operation[T]) -> T:
+        token = await self.token() if operation.authenticated else None
+        try:
+            response = await self._http.request(**self._send_args(operation.rest(), token))
+        except httpx.TransportError as exc:
+            raise _unreachable(self.base_url, exc) from exc
         _raise_for_status(response)
-        body: dict[str, Any] = response.json() if response.content else {}
-        return body
+        return operation.parse(_body(response))
 
+    async def upload(
+        self, data: bytes, *, filename: str, content_type: str | None = None, kind: str = "content"
+    ) -> str:
+        """As GouacheClient.upload."""
+        content_type = _content_type(filename, content_type)
+        signed = await self._run(ops.sign_upload(filename, content_type, kind))
 
-def _result(job_id: str, job: dict[str, Any]) -> JobResult:
-    return JobResult(
-        job_id=job_id,
-        status=str(job["status"]),
-        model_version=str(job.get("model_version", "")),
-        latency_ms=int(job.get("latency_ms", 0)),
-        result_url=job.get("result_url"),
-        error=job.get("error"),
-        raw=job,
-    )
+        async def put() -> None:
+            try:
+                response = await self._http.put(
+                    str(signed["upload_url"]), content=data, headers={"content-type": content_type}
+                )
+            except httpx.TransportError as exc:
+                raise _unreachable(self.base_url, exc) from exc
+            _raise_for_status(response)
 
+        await acall_with_retries(self._retry, put, repeatable=True)
+        return str(signed["file_url"])
 
-def _retry_after(response: httpx.Response) -> float | None:
-    """Seconds to wait before sending a rate-limited call again: a 429 with Retry-After
-    (other 429s, such as a credential's lockout, are not retried); None otherwise."""
-    header = response.headers.get("retry-after")
-    if response.status_code != 429 or header is None:
-        return None
-    try:
-        seconds = float(header)
-    except ValueError:
-        return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER_S)
+    async def download(self, url: str) -> bytes:
+        """As GouacheClient.download."""
 
+        async def get() -> bytes:
+            try:
+                response = await self._http.get(url)
+            except httpx.TransportError as exc:
+                raise _unreachable(self.base_url, exc) from exc
+            _raise_for_status(response)
+            return response.content
 
-def _raise_for_status(response: httpx.Response) -> None:
-    if response.is_success:
-        return
-    try:
-        body = response.json()
-        message = str(body.get("message", response.text))
-        code = body.get("code")
-    except ValueError:
-        message, code = response.text, None
-    raise ApiError(response.status_code, message, code if isinstance(code, int) else None)
+        return await acall_with_retries(self._retry, get, repeatable=True)
+
+    async def download_result(self, job: Job) -> bytes:
+        if not job.result_url:
+            raise ValueError(f"job {job.job_id} is {job.status} and has no result to download")
+        return await self.download(job.result_url)
+
+    async def _job_updates(
+        self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
+    ) -> AsyncIterator[Job]:
+        if detailed:
+            finished = False
+            async for job in self._streamed(job_id, deadline):
+                yield job
+                finished = job.final
+            if finished:
+                return
+        while (remaining := deadline - time.monotonic()) > 0:
+            if detailed:
+                job = await self.get_job(job_id)
+            else:
+                job = await self.wait_job(
+                    job_id, timeout_s=max(0.1, min(self._long_poll_s, remaining))
+                )
+            yield job
+            if job.final:
+                return
+            if detailed:
+                await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
+
+    async def _streamed(self, job_id: str, deadline: float) -> AsyncIterator[Job]:
+        """As GouacheClient._streamed: ends early (the caller polls on) when the stream is
+        unavailable or cut."""
+        path = JOB_EVENTS_PATH.format(job_id=job_id)
+        remaining = deadline - time.monotonic()
+        timeout = httpx.Timeout(self._timeout_s, read=max(0.1, remaining))
+        try:
+            async with self._http.stream(
+                "GET", path, headers=self._headers(await self.token()), timeout=timeout
+            ) as response:
+                if not response.is_success:
+                    await response.aread()
+                    error = rest_error(response)
+                    if isinstance(error, NotFoundError | UnavailableError):
+                        return
+                    raise error
+                async for data in aiter_job_updates(response):
+                    yield Job.from_json(data)
+        except (EventStreamError, httpx.TransportError):
+            return
