@@ -19,8 +19,10 @@ the raw `ServerSentEvent`s; `EventStreamDecoder` is the incremental parser under
 them (the WHATWG HTML "event stream" rules), with no I/O.
 
 An error after the first event (the jobs replica stopped, the connection was cut) cannot
-change the 200 already sent: the stream just ends. `iter_job_updates` raises `StreamCut`
-then, with the last state seen, so that the caller can reconnect or fall back to polling.
+change the 200 already sent: the stream just ends, or the connection breaks.
+`iter_job_updates` raises `StreamCut` for both, with the last state seen, so that the
+caller can reconnect or fall back to polling (the lower-level readers let httpx's
+`TransportError` through).
 """
 
 from __future__ import annotations
@@ -176,20 +178,27 @@ async def aiter_events(response: httpx.Response) -> AsyncIterator[dict[str, Any]
 
 def iter_job_updates(response: httpx.Response) -> Iterator[dict[str, Any]]:
     """Each state of the job, as GetJob answers it, ending with the final one; StreamCut
-    when the stream ends before a final state."""
+    when the stream ends before a final state, or the connection breaks (the jobs replica
+    or the edge restarted, the network dropped), with the httpx error as its cause."""
     last: dict[str, Any] | None = None
-    for data in iter_events(response):
-        last = _job(data)
-        yield last
+    try:
+        for data in iter_events(response):
+            last = _job(data)
+            yield last
+    except httpx.TransportError as exc:
+        raise StreamCut(_requested_job_id(response), last) from exc
     _check_final(last, _requested_job_id(response))
 
 
 async def aiter_job_updates(response: httpx.Response) -> AsyncIterator[dict[str, Any]]:
     """iter_job_updates for a response of an httpx.AsyncClient."""
     last: dict[str, Any] | None = None
-    async for data in aiter_events(response):
-        last = _job(data)
-        yield last
+    try:
+        async for data in aiter_events(response):
+            last = _job(data)
+            yield last
+    except httpx.TransportError as exc:
+        raise StreamCut(_requested_job_id(response), last) from exc
     _check_final(last, _requested_job_id(response))
 
 

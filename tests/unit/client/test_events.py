@@ -223,3 +223,45 @@ async def test_async_job_updates_report_a_cut_stream() -> None:
 async def _drain(updates: AsyncIterator[dict[str, Any]]) -> None:
     async for _ in updates:
         pass
+
+
+def _breaking(chunks: list[bytes]) -> Iterator[bytes]:
+    yield from chunks
+    raise httpx.RemoteProtocolError("peer closed connection: incomplete chunked read")
+
+
+def test_a_broken_connection_is_a_cut_stream_with_the_last_state() -> None:
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, content=_breaking([_job_event("running", 0.5)]))
+
+    seen: list[str] = []
+    transport = httpx.MockTransport(handler)
+    with (
+        httpx.Client(transport=transport, base_url="http://edge") as client,
+        client.stream("GET", JOB_EVENTS_PATH.format(job_id="job_1")) as response,
+        pytest.raises(StreamCut) as cut,
+    ):
+        seen.extend(job["status"] for job in iter_job_updates(response))
+
+    assert seen == ["running"]
+    assert (cut.value.last or {}).get("progress") == 0.5
+    assert isinstance(cut.value.__cause__, httpx.RemoteProtocolError)
+
+
+async def test_async_a_broken_connection_is_a_cut_stream() -> None:
+    async def body() -> AsyncIterator[bytes]:
+        yield _job_event("running", 0.5)
+        raise httpx.ReadError("connection reset by peer")
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        return httpx.Response(200, headers=SSE, content=body())
+
+    async with (
+        httpx.AsyncClient(transport=httpx.MockTransport(handler), base_url="http://e") as client,
+        client.stream("GET", JOB_EVENTS_PATH.format(job_id="job_1")) as response,
+    ):
+        with pytest.raises(StreamCut) as cut:
+            await _drain(aiter_job_updates(response))
+
+    assert cut.value.job_id == "job_1"
+    assert isinstance(cut.value.__cause__, httpx.ReadError)
