@@ -202,3 +202,31 @@ async def test_an_error_after_the_first_event_ends_the_stream_early(
 async def _read_statuses(response: httpx.Response, seen: list[str]) -> None:
     async for job in aiter_job_updates(response):
         seen.append(job["status"])
+
+
+async def test_an_upstream_that_dies_mid_stream_is_a_cut_stream(envoy_edge: EdgeFactory) -> None:
+    """The jobs replica goes away after the first event (a crash, a rollout): the client
+    learns that the stream was cut, with the last state, and never waits forever."""
+    servicer = GatedWatch()  # type: ignore[abstract]
+    server = grpc.aio.server()
+    jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server)
+    port = server.add_insecure_port("127.0.0.1:0")
+    await server.start()
+    try:
+        edge = envoy_edge(Upstream("127.0.0.1", port), Upstream("127.0.0.1", free_port()))
+        seen: list[str] = []
+        async with (
+            httpx.AsyncClient(base_url=edge.base_url, timeout=EVENT_WAIT_S) as http,
+            http.stream("GET", "/v1/jobs/abandoned:events") as response,
+        ):
+            updates = aiter_job_updates(response)
+            seen.append((await asyncio.wait_for(anext(updates), EVENT_WAIT_S))["status"])
+            await server.stop(None)
+            with pytest.raises(StreamCut) as cut:
+                await asyncio.wait_for(anext(updates), EVENT_WAIT_S)
+    finally:
+        await server.stop(None)
+
+    assert seen == ["running"]
+    assert cut.value.last is not None
+    assert cut.value.last["status"] == "running"
