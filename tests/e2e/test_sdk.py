@@ -265,3 +265,28 @@ async def test_the_async_clients_run_the_flow(
         with pytest.raises(PermissionDeniedError):
             await client.get_usage(user_id="usr_someone_else")
         assert (await client.list_models()).routes
+
+
+@pytest.mark.parametrize("transport", ["rest", "grpc"])
+def test_progress_reports_each_change_of_a_running_job(
+    mesh: Mesh, admin: GouacheClient, transport: str
+) -> None:
+    """gatys-fast optimises for about a second: the callback sees it running, its progress
+    never going back, then the final state (REST: the event stream; gRPC: WatchJob)."""
+    _, key = _new_user(admin, mesh.config.public_url)
+    client: SyncApi = (
+        GouacheClient(mesh.config.public_url, key)
+        if transport == "rest"
+        else GouacheGrpcClient(_edge(mesh), key)
+    )
+    with client:
+        content = client.upload(small("astronaut", 96), filename="a.png")
+        style = client.upload(small("rocket", 64), filename="r.png", kind="style")
+        created = client.create_job(content, [style], model_version="gatys-fast", no_cache=True)
+        seen: list[Job] = []
+        result = client.wait(created.job_id, timeout_s=120, progress=seen.append)
+    assert result.status == "succeeded", result.error
+    assert any(job.status == "running" and 0 < job.progress < 1 for job in seen), seen
+    fractions = [job.progress for job in seen]
+    assert fractions == sorted(fractions)
+    assert seen[-1].progress == 1.0
