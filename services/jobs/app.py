@@ -9,7 +9,6 @@ import logging
 from collections.abc import AsyncGenerator, Callable, Sequence
 from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
-from typing import Any
 
 from gouache import catalogue
 from gouache.catalogue import TrainedStyle
@@ -19,7 +18,6 @@ from gouache.runtime.context import Principal, job_id_var
 from gouache.runtime.errors import (
     Aborted,
     AlreadyExists,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
@@ -30,10 +28,8 @@ from services.jobs.convert import job_created_event, status_event
 from services.jobs.domain import jobs as job_rules
 from services.jobs.domain.batches import DEFAULT_MAX_ITEMS
 from services.jobs.domain.cache import (
-    CacheEntry,
     CachePolicy,
     answered_from,
-    entry_for,
     result_cache_key,
 )
 from services.jobs.domain.capabilities import StyleImage, check_params, check_styles
@@ -57,6 +53,7 @@ from services.jobs.domain.routing import (
     ModelVersion,
     RoutingTable,
 )
+from services.jobs.inputs_app import JobInputs
 from services.jobs.models_app import ModelRoutingUseCases
 from services.jobs.notifier import JobNotifier
 from services.jobs.routing_cache import RoutingCache
@@ -96,6 +93,8 @@ class JobsConfig:
     routing_cache_ttl_s: float = 1.0
     # The most content images one CreateBatch may carry.
     max_batch_items: int = DEFAULT_MAX_ITEMS
+    # A style URL an owner resolved is reused this long by this replica (0: every time).
+    style_resolve_ttl_s: float = 60.0
 
 
 def _nothing() -> None:
@@ -110,17 +109,11 @@ def _trained_styles(version: ModelVersion) -> tuple[TrainedStyle, ...] | None:
         return None
 
 
-def _about_field(exc: BaseException, field: str) -> BaseException:
-    """Storage's answer about one URL, told as an answer about that request field."""
-    if isinstance(exc, NotFound | FailedPrecondition | InvalidArgument):
-        return type(exc)(f"{field}: {exc.message}", field=field, reason=exc.reason)
-    return exc
-
-
-class JobsApp(WebhookUseCases, ModelRoutingUseCases):
+class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
     """Jobs, webhooks and routing, independent of gRPC: the servicer only converts.
 
-    Webhook and routing calls live in their own modules (webhooks_app, models_app).
+    Webhook and routing calls live in their own modules (webhooks_app, models_app), the
+    request's images and the result cache in inputs_app.
     """
 
     def __init__(
@@ -144,6 +137,7 @@ class JobsApp(WebhookUseCases, ModelRoutingUseCases):
         self._on_deliveries = on_deliveries
         self._now = now
         self._routing = RoutingCache(store.routing_table, ttl_s=config.routing_cache_ttl_s)
+        self._init_inputs()
         self.batches = BatchesApp(
             self,
             images,
@@ -178,10 +172,14 @@ class JobsApp(WebhookUseCases, ModelRoutingUseCases):
         fingerprint = valid.fingerprint()
         now = self._now()
         key_expired_before = now - timedelta(seconds=self._config.idempotency_ttl_s)
+        # Only a job found holding the key (its key expired) has a key to release.
+        release_before: datetime | None = None
         if key:
             existing = await self.store.find_job_by_key(owner, key)
             if existing is not None and existing.created_at >= key_expired_before:
                 return self._replay(existing, fingerprint), False
+            if existing is not None:
+                release_before = key_expired_before
         job_id = new_id("job")
         token = job_id_var.set(job_id)
         try:
@@ -227,7 +225,7 @@ class JobsApp(WebhookUseCases, ModelRoutingUseCases):
                     tier=tier_of(principal.plan),
                 )
             deliveries = await self.store.create_job(
-                job, event, key_expired_before=key_expired_before, cache_hit=hit, now=now
+                job, event, key_expired_before=release_before, cache_hit=hit, now=now
             )
             if deliveries is None:
                 winner = await self.store.find_job_by_key(owner, key)
@@ -297,72 +295,6 @@ class JobsApp(WebhookUseCases, ModelRoutingUseCases):
             )
         logger.info("idempotent retry", extra={"job_id": existing.job_id})
         return existing
-
-    async def _cached_answer(self, job: Job, *, bypass: bool, now: datetime) -> CacheEntry | None:
-        """The owner's stored answer to this job, if the cache has one that still holds.
-
-        An entry past its TTL, or whose result image storage no longer has for the owner,
-        is a miss and is dropped.
-        """
-        policy = self._config.result_cache
-        if not policy.enabled or job.cache_key is None:
-            return None
-        if bypass:
-            job_metrics.RESULT_CACHE_REQUESTS.labels("bypass").inc()
-            return None
-        entry = await self.store.find_cache_entry(job.owner_id, job.cache_key)
-        if entry is not None and entry.created_at < policy.fresh_since(now):
-            await self._drop(entry, "expired")
-            entry = None
-        if entry is not None:
-            try:
-                await self._images.resolve_image(entry.result_image_id, job.owner_id)
-            except (NotFound, FailedPrecondition):
-                await self._drop(entry, "missing")
-                entry = None
-        job_metrics.RESULT_CACHE_REQUESTS.labels("miss" if entry is None else "hit").inc()
-        return entry
-
-    async def _drop(self, entry: CacheEntry, reason: str) -> None:
-        """Deletes an entry that no longer answers, and counts why."""
-        if await self.store.drop_cache_entry(entry):
-            job_metrics.RESULT_CACHE_EVICTIONS.labels(reason).inc()
-            logger.info(
-                "result cache entry dropped",
-                extra={"reason": reason, "source_job_id": entry.source_job_id},
-            )
-
-    async def _remember(self, job: Job, now: datetime) -> None:
-        """Stores a fresh result in the cache; a failure costs a later miss, never the job."""
-        policy = self._config.result_cache
-        entry = entry_for(job, now)
-        if entry is None or not policy.enabled:
-            return
-        try:
-            async with self.store.transaction() as uow:
-                expired, evicted = await uow.remember_result(
-                    entry, max_entries=policy.max_entries, stale_before=policy.fresh_since(now)
-                )
-        except Exception:
-            logger.warning("could not store the result in the result cache", exc_info=True)
-            return
-        if expired:
-            job_metrics.RESULT_CACHE_EVICTIONS.labels("expired").inc(expired)
-        if evicted:
-            job_metrics.RESULT_CACHE_EVICTIONS.labels("capacity").inc(evicted)
-
-    async def _resolve_images(
-        self, request: JobRequest, owner: str
-    ) -> tuple[ResolvedImage, tuple[ResolvedImage, ...]]:
-        fields = ["content_url", *(f"style_urls[{i}]" for i in range(len(request.style_urls)))]
-        urls = [request.content_url, *request.style_urls]
-        results: Sequence[Any] = await asyncio.gather(
-            *(self._images.resolve_image(url, owner) for url in urls), return_exceptions=True
-        )
-        for field, result in zip(fields, results, strict=True):
-            if isinstance(result, BaseException):
-                raise _about_field(result, field)
-        return results[0], tuple(results[1:])
 
     @staticmethod
     def _visible(principal: Principal, job: Job) -> bool:
@@ -503,9 +435,11 @@ class JobsApp(WebhookUseCases, ModelRoutingUseCases):
                     return False
                 await uow.save_job(change.job)
                 deliveries = await self.record_change(uow, change, now)
+                if change.entered is JobStatus.SUCCEEDED:
+                    await self._remember(uow, change.job, now)
             self.after_change(change, deliveries)
             if change.entered is JobStatus.SUCCEEDED:
-                await self._remember(change.job, now)
+                await self._trim_cache_when_due(now)
             if change.entered is not None:
                 logger.info(
                     "job %s",

@@ -220,6 +220,7 @@ async def build(
             max_webhooks_per_user=settings.max_webhooks_per_user,
             allow_private_webhook_urls=settings.allow_private_webhook_urls,
             routing_cache_ttl_s=settings.routing_cache_ttl_s,
+            style_resolve_ttl_s=settings.style_resolve_ttl_s,
             max_batch_items=settings.max_batch_items,
             result_cache=CachePolicy(
                 max_entries=settings.result_cache_max_entries,

@@ -71,6 +71,9 @@ class JobsSettings(ServiceSettings):
     # ListModels answers from a copy of the routing table at most this many seconds old
     # (a change made through this replica shows at once; 0 reads the database every call).
     routing_cache_ttl_s: float = Field(default=1.0, ge=0, le=300)
+    # A style URL an owner resolved is reused by this replica for this many seconds
+    # instead of asking storage for every job (0: ask every time).
+    style_resolve_ttl_s: float = Field(default=60.0, ge=0, le=3600)
     # The most content images one CreateBatch may carry (each becomes a job).
     max_batch_items: int = Field(default=500, ge=1, le=10_000)
     # Model versions and aliases registered at first start; existing ones are never changed.

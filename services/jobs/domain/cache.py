@@ -90,6 +90,9 @@ class CachePolicy:
 
     max_entries: int = 10_000
     ttl_s: int = 7 * 24 * 3600
+    # At most one trim (expired entries, then the least recently used beyond max_entries)
+    # per this many seconds and replica.
+    trim_interval_s: float = 1.0
 
     @property
     def enabled(self) -> bool:

@@ -101,7 +101,7 @@ class JobStore(ServiceDatabase):
         job: Job,
         event: OutgoingEvent,
         *,
-        key_expired_before: datetime,
+        key_expired_before: datetime | None,
         cache_hit: CacheEntry | None = None,
         now: datetime | None = None,
     ) -> int | None:
@@ -112,6 +112,8 @@ class JobStore(ServiceDatabase):
         webhook deliveries and the entry's hit count, all in one transaction. Returns how
         many webhook deliveries were queued. When another request took the job's
         idempotency key first (the unique constraint decides races) nothing is written.
+        `key_expired_before` releases the key from an older job created before it (None:
+        no job was found holding the key, so there is nothing to release).
         An item of a batch is only created while the batch runs (FAILED_PRECONDITION once
         it is canceled); a cache hit that is the batch's last final item ends the batch.
         """
@@ -122,7 +124,7 @@ class JobStore(ServiceDatabase):
                     if batch is None:
                         raise ValueError(f"job {job.job_id} names unknown batch {job.batch_id}")
                     batch_rules.check_open(batch)
-                if job.idempotency_key:
+                if job.idempotency_key and key_expired_before is not None:
                     await uow.release_expired_key(
                         job.owner_id, job.idempotency_key, key_expired_before
                     )

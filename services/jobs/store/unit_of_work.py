@@ -287,13 +287,23 @@ class UnitOfWork:
     async def remember_result(
         self, entry: CacheEntry, *, max_entries: int, stale_before: datetime
     ) -> tuple[int, int]:
-        """Stores (or replaces) an answer, then keeps the cache within its bounds.
+        """Stores (or replaces) an answer, then keeps the cache within its bounds
+        (`store_cache_entry`, then `trim_cache`)."""
+        await self.store_cache_entry(entry)
+        return await self.trim_cache(max_entries=max_entries, stale_before=stale_before)
 
-        Drops entries older than stale_before, then the least recently used ones beyond
-        max_entries. Returns how many entries each of the two dropped.
-        """
+    async def store_cache_entry(self, entry: CacheEntry) -> None:
+        """Stores (or replaces) an answer."""
         dialect = self.session.get_bind().dialect.name
         await self.session.execute(upsert_cache_entry(dialect, entry))
+
+    async def trim_cache(self, *, max_entries: int, stale_before: datetime) -> tuple[int, int]:
+        """Drops entries older than stale_before, then the least recently used ones beyond
+        max_entries. Returns how many entries each of the two dropped.
+
+        Both read the whole table (a count, a scan of created_at): the caller runs this
+        now and then, not with every entry stored.
+        """
         table = result_cache_table
         evicted = await self.session.execute(delete(table).where(table.c.created_at < stale_before))
         expired = int(getattr(evicted, "rowcount", 0) or 0)

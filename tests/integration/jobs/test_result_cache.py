@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 from datetime import timedelta
 
@@ -13,7 +14,7 @@ from gouache.bus import subjects
 from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
 from gouache.db import new_id, utc_now
-from services.jobs.domain.cache import CacheEntry
+from services.jobs.domain.cache import CacheEntry, CachePolicy
 from services.jobs.store import jobs_table, result_cache_table
 from tests.integration.jobs.conftest import Mesh, wait_until
 from tests.unit.jobs.helpers import expect_error
@@ -270,4 +271,23 @@ async def test_the_cache_keeps_its_bound_least_recently_used_first(mesh: Mesh) -
         assert await uow.remember_result(
             entry(4), max_entries=3, stale_before=now + timedelta(seconds=2.5)
         ) == (2, 0)
+    assert await store.count_cache_entries() == 2
+
+
+async def test_results_are_stored_at_once_and_trimmed_at_most_once_per_interval(
+    mesh: Mesh,
+) -> None:
+    app = mesh.service.app
+    app._config = dataclasses.replace(
+        app._config, result_cache=CachePolicy(max_entries=2, trim_interval_s=3600)
+    )
+    store = mesh.service.store
+    for _ in range(3):
+        inputs = Inputs(mesh, "usr_alice", *_digests())
+        await _run(mesh, (await _create(mesh, inputs.request())).job_id)
+    # Stored with each success; trimmed after the first only (the interval has not passed).
+    assert await store.count_cache_entries() == 3
+    app._next_cache_trim = 0.0
+    inputs = Inputs(mesh, "usr_alice", *_digests())
+    await _run(mesh, (await _create(mesh, inputs.request())).job_id)
     assert await store.count_cache_entries() == 2
