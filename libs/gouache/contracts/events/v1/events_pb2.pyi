@@ -186,6 +186,8 @@ class JobSucceeded(_message.Message):
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
+    OUTPUT_WIDTH_FIELD_NUMBER: _builtins.int
+    OUTPUT_HEIGHT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     owner_id: _builtins.str
@@ -196,6 +198,11 @@ class JobSucceeded(_message.Message):
     """The result came from the owner's result cache (no inference ran; latency_ms is 0):
     consumers measuring the model (latency percentiles) should leave it out.
     """
+    output_width: _builtins.int
+    """The result image's size in pixels, as the worker that made it reported it (see
+    ExecutionSucceeded); 0 when unknown: a cached result, or a worker that did not say.
+    """
+    output_height: _builtins.int
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -209,10 +216,12 @@ class JobSucceeded(_message.Message):
         latency_ms: _builtins.int = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
         cached: _builtins.bool = ...,
+        output_width: _builtins.int = ...,
+        output_height: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "output_height", b"output_height", "output_width", b"output_width", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -311,12 +320,17 @@ class ExecutionSucceeded(_message.Message):
     RESULT_IMAGE_ID_FIELD_NUMBER: _builtins.int
     COMPUTE_MS_FIELD_NUMBER: _builtins.int
     TILES_FIELD_NUMBER: _builtins.int
+    OUTPUT_WIDTH_FIELD_NUMBER: _builtins.int
+    OUTPUT_HEIGHT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     result_image_id: _builtins.str
     compute_ms: _builtins.int
     """Time spent by the worker on the job."""
     tiles: _builtins.int
+    output_width: _builtins.int
+    """The result image's size in pixels (the content's, after params.max_side)."""
+    output_height: _builtins.int
     def __init__(
         self,
         *,
@@ -325,10 +339,12 @@ class ExecutionSucceeded(_message.Message):
         result_image_id: _builtins.str = ...,
         compute_ms: _builtins.int = ...,
         tiles: _builtins.int = ...,
+        output_width: _builtins.int = ...,
+        output_height: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_ms", b"compute_ms", "event_id", b"event_id", "job_id", b"job_id", "result_image_id", b"result_image_id", "tiles", b"tiles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_ms", b"compute_ms", "event_id", b"event_id", "job_id", b"job_id", "output_height", b"output_height", "output_width", b"output_width", "result_image_id", b"result_image_id", "tiles", b"tiles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

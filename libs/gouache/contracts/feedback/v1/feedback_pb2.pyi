@@ -228,6 +228,7 @@ class UsageRecord(_message.Message):
     JOBS_FAILED_FIELD_NUMBER: _builtins.int
     JOBS_CACHED_FIELD_NUMBER: _builtins.int
     LAST_FINISHED_AT_FIELD_NUMBER: _builtins.int
+    OUTPUT_MEGAPIXELS_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     model_version: _builtins.str
     """The concrete model version that ran (or whose cached result was returned)."""
@@ -236,6 +237,10 @@ class UsageRecord(_message.Message):
     jobs_failed: _builtins.int
     jobs_cached: _builtins.int
     """Of jobs_succeeded, those answered from the owner's result cache (no model ran)."""
+    output_megapixels: _builtins.float
+    """Pixels of the results the model made for the succeeded jobs, in millions (jobs
+    answered from the cache, and results made before workers reported sizes, add none).
+    """
     @_builtins.property
     def last_finished_at(self) -> _timestamp_pb2.Timestamp:
         """When the last of these jobs finished."""
@@ -249,10 +254,11 @@ class UsageRecord(_message.Message):
         jobs_failed: _builtins.int = ...,
         jobs_cached: _builtins.int = ...,
         last_finished_at: _timestamp_pb2.Timestamp | None = ...,
+        output_megapixels: _builtins.float = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_finished_at", b"last_finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "output_megapixels", b"output_megapixels", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
