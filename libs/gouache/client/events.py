@@ -35,10 +35,10 @@ from typing import Any
 
 import httpx
 
+from gouache.client.types import FINAL_STATUSES
+
 JOB_EVENTS_PATH = "/v1/jobs/{job_id}:events"
 EVENT_STREAM = "text/event-stream"
-# A job in one of these states never changes again; its stream ends after it.
-FINAL_STATUSES = frozenset({"succeeded", "failed", "canceled"})
 _DEFAULT_EVENT = "message"
 
 
