@@ -101,7 +101,9 @@ class EventStreamDecoder:
 
     def feed(self, text: str) -> list[ServerSentEvent]:
         """The events completed by text."""
-        if not self._started and text:
+        if not text:  # e.g. a chunk that ended inside a UTF-8 sequence: nothing to do yet
+            return []
+        if not self._started:
             self._started = True
             text = text.removeprefix("\ufeff")
         if self._after_cr and text.startswith("\n"):

@@ -121,6 +121,8 @@ def test_pieces_split_anywhere_give_the_same_events() -> None:
 
 def test_a_cr_and_its_lf_in_different_pieces_are_one_line_end() -> None:
     assert [event.data for event in _decode("data: a\r", "\n\r", "\n")] == ["a"]
+    # An empty piece between them (a chunk that ended inside a UTF-8 sequence) changes nothing.
+    assert [event.data for event in _decode("data: a\r", "", "\ndata: b\n\n")] == ["a\nb"]
 
 
 def test_events_without_data_and_an_unfinished_event_are_not_dispatched() -> None:
