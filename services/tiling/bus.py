@@ -84,7 +84,15 @@ class JetStreamExecutionEvents:
         await self._publish(subjects.EXECUTION_PROGRESS, message, event_id)
 
     async def succeeded(
-        self, job_id: str, *, event_id: str, result_image_id: str, compute_ms: int, tiles: int
+        self,
+        job_id: str,
+        *,
+        event_id: str,
+        result_image_id: str,
+        compute_ms: int,
+        tiles: int,
+        output_width: int,
+        output_height: int,
     ) -> None:
         """Publishes ExecutionSucceeded."""
         message = events_pb2.ExecutionSucceeded(
@@ -93,6 +101,8 @@ class JetStreamExecutionEvents:
             result_image_id=result_image_id,
             compute_ms=compute_ms,
             tiles=tiles,
+            output_width=output_width,
+            output_height=output_height,
         )
         await self._publish(subjects.EXECUTION_SUCCEEDED, message, event_id)
 

@@ -129,9 +129,17 @@ class ExecutionEvents(Protocol):
         ...
 
     async def succeeded(
-        self, job_id: str, *, event_id: str, result_image_id: str, compute_ms: int, tiles: int
+        self,
+        job_id: str,
+        *,
+        event_id: str,
+        result_image_id: str,
+        compute_ms: int,
+        tiles: int,
+        output_width: int,
+        output_height: int,
     ) -> None:
-        """Reports the stored result."""
+        """Reports the stored result and its size in pixels."""
         ...
 
     async def failed(

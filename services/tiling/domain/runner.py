@@ -14,6 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 import numpy as np
 
@@ -64,6 +65,16 @@ logger = logging.getLogger(__name__)
 _STYLIZE_START = 0.05
 _STYLIZE_END = 0.9
 _STORING = 0.95
+
+
+class _Executed(NamedTuple):
+    """A job's stored result: its image id, the worker's time, the tiles, its size."""
+
+    result_image_id: str
+    compute_ms: int
+    tiles: int
+    width: int
+    height: int
 
 
 class _Canceled(Exception):
@@ -127,13 +138,15 @@ class JobRunner:
 
     async def _attempt(self, job: Job, delivery: int) -> Outcome:
         try:
-            result_id, compute_ms, tiles = await self._execute(job, delivery)
+            done = await self._execute(job, delivery)
             await self._events.succeeded(
                 job.job_id,
                 event_id=f"exec-succeeded-{job.job_id}",
-                result_image_id=result_id,
-                compute_ms=compute_ms,
-                tiles=tiles,
+                result_image_id=done.result_image_id,
+                compute_ms=done.compute_ms,
+                tiles=done.tiles,
+                output_width=done.width,
+                output_height=done.height,
             )
         except _Canceled:
             logger.info("job canceled while running; dropping it")
@@ -167,8 +180,8 @@ class JobRunner:
         self.status.jobs_succeeded += 1
         return Outcome.SUCCEEDED
 
-    async def _execute(self, job: Job, delivery: int) -> tuple[str, int, int]:
-        """Does the work; returns (result image id, compute ms, tile count)."""
+    async def _execute(self, job: Job, delivery: int) -> _Executed:
+        """Does the work; returns the stored result and what it took."""
         started_at = self._clock()
         started = time.perf_counter()
         timings: dict[str, int] = {}
@@ -279,7 +292,7 @@ class JobRunner:
             "job finished",
             extra={"result_image_id": result_id, "compute_ms": compute_ms, **timings},
         )
-        return result_id, compute_ms, len(plan.tiles)
+        return _Executed(result_id, compute_ms, len(plan.tiles), content.width, content.height)
 
     async def _style(self, image_id: str, role: str, tile_size: int) -> StyleInput:
         """A style image at the tile size, from the cache when an earlier job used it.

@@ -129,7 +129,15 @@ class FakeEvents:
         )
 
     async def succeeded(
-        self, job_id: str, *, event_id: str, result_image_id: str, compute_ms: int, tiles: int
+        self,
+        job_id: str,
+        *,
+        event_id: str,
+        result_image_id: str,
+        compute_ms: int,
+        tiles: int,
+        output_width: int,
+        output_height: int,
     ) -> None:
         self.published.append(
             (
@@ -140,6 +148,8 @@ class FakeEvents:
                     "result_image_id": result_image_id,
                     "compute_ms": compute_ms,
                     "tiles": tiles,
+                    "output_width": output_width,
+                    "output_height": output_height,
                 },
             )
         )

@@ -123,6 +123,7 @@ async def test_small_image_is_one_tile_and_the_result_is_stored_for_the_owner() 
     assert succeeded["event_id"] == f"exec-succeeded-{JOB_ID}"
     assert succeeded["result_image_id"] == upload["image_id"]
     assert succeeded["tiles"] == 1
+    assert (succeeded["output_width"], succeeded["output_height"]) == (100, 80)
     assert harness.runner.status.jobs_succeeded == 1
     assert harness.runner.status.running_job_ids == []
 
