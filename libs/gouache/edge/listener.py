@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 from google.protobuf import descriptor_pb2
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, address, typed
+from gouache.edge.headers import grpc_safe_headers
 from gouache.edge.routes import route_config
 from gouache.edge.surface import FILES_PREFIX, GRPC_SERVICES
 from gouache.edge.tls import downstream_tls
@@ -52,7 +53,12 @@ def listener(config: EdgeConfig, descriptor: descriptor_pb2.FileDescriptorSet) -
         access_log=[_access_log()],
         local_reply_config=_local_reply_config(config),
         route_config=route_config(config, descriptor),
-        http_filters=[_json_body_limit(config), _transcoder(config, descriptor), _router()],
+        http_filters=[
+            grpc_safe_headers(),
+            _json_body_limit(config),
+            _transcoder(config, descriptor),
+            _router(),
+        ],
     )
     chain: dict[str, Any] = {
         "filters": [
