@@ -283,6 +283,8 @@ def status_event(job: Job) -> OutgoingEvent | None:
             latency_ms=job.latency_ms or 0,
             finished_at=timestamp(finished_at),
             cached=job.cached,
+            output_width=job.output_width or 0,
+            output_height=job.output_height or 0,
         )
         return OutgoingEvent(subjects.JOBS_SUCCEEDED, succeeded, event_id)
     if job.status is JobStatus.FAILED:
@@ -332,7 +334,11 @@ def execution_outcome(subject: str, message: Message) -> tuple[str, ExecutionOut
             fraction=message.fraction, started_at=started_at
         )
     elif isinstance(message, events_pb2.ExecutionSucceeded):
-        outcome = ExecutionSucceeded(result_image_id=message.result_image_id)
+        outcome = ExecutionSucceeded(
+            result_image_id=message.result_image_id,
+            output_width=max(0, message.output_width),
+            output_height=max(0, message.output_height),
+        )
     elif isinstance(message, events_pb2.ExecutionFailed):
         outcome = ExecutionFailed(
             error_code=message.error_code, error_message=message.error_message

@@ -106,6 +106,10 @@ class Job:
     # The batch the job is an item of, and its position in the batch (domain.batches).
     batch_id: str | None = None
     batch_index: int | None = None
+    # The result image's size in pixels, as its worker reported it (migration 0006); None
+    # when unknown: not succeeded, answered from the cache, or made before workers said.
+    output_width: int | None = None
+    output_height: int | None = None
 
 
 @dataclass(frozen=True)
@@ -118,9 +122,11 @@ class ExecutionProgress:
 
 @dataclass(frozen=True)
 class ExecutionSucceeded:
-    """A worker stored the job's result."""
+    """A worker stored the job's result; its size in pixels when the worker said (else 0)."""
 
     result_image_id: str
+    output_width: int = 0
+    output_height: int = 0
 
 
 @dataclass(frozen=True)
@@ -186,6 +192,8 @@ def apply_execution(job: Job, outcome: ExecutionOutcome, now: datetime) -> JobCh
             _finished(job, JobStatus.SUCCEEDED, now),
             progress=1.0,
             result_image_id=outcome.result_image_id,
+            output_width=outcome.output_width or None,
+            output_height=outcome.output_height or None,
         )
         return JobChange(job=succeeded, entered=JobStatus.SUCCEEDED)
     failed = replace(

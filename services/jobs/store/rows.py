@@ -82,6 +82,8 @@ def job_from_row(row: Row[Any]) -> Job:
         lane=row.lane,
         batch_id=row.batch_id,
         batch_index=row.batch_index,
+        output_width=row.output_width,
+        output_height=row.output_height,
     )
 
 
@@ -114,6 +116,8 @@ def job_values(job: Job) -> dict[str, Any]:
         "lane": job.lane,
         "batch_id": job.batch_id,
         "batch_index": job.batch_index,
+        "output_width": job.output_width,
+        "output_height": job.output_height,
     }
 
 
@@ -128,6 +132,8 @@ MUTABLE_JOB_FIELDS = (
     "started_at",
     "finished_at",
     "latency_ms",
+    "output_width",
+    "output_height",
 )
 
 

@@ -61,6 +61,9 @@ jobs_table = Table(
     # The batch a job is an item of and its position in it; NULL outside batches (0005).
     Column("batch_id", String(40), nullable=True),
     Column("batch_index", Integer, nullable=True),
+    # The result image's size as its worker reported it; NULL when unknown (0006).
+    Column("output_width", Integer, nullable=True),
+    Column("output_height", Integer, nullable=True),
     # NULL keys are distinct on both SQLite and PostgreSQL: jobs without a key never clash.
     UniqueConstraint("owner_id", "idempotency_key"),
 )

@@ -7,7 +7,9 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gouache.contracts.events.v1 import events_pb2
 from gouache.runtime.errors import FailedPrecondition, InvalidArgument
+from services.jobs.convert import execution_outcome, status_event
 from services.jobs.domain.jobs import (
     ExecutionFailed,
     ExecutionOutcome,
@@ -154,6 +156,22 @@ def test_success_records_result_progress_and_latency() -> None:
     assert job.finished_at == NOW
     assert job.latency_ms == 3250
     assert change.webhook_event == "job.succeeded"
+    assert (job.output_width, job.output_height) == (None, None)
+
+
+def test_success_records_the_result_size_and_announces_it() -> None:
+    reported = events_pb2.ExecutionSucceeded(
+        job_id="job_1", result_image_id="img_result", output_width=640, output_height=480
+    )
+    _, sized = execution_outcome("gouache.execution.succeeded", reported)
+    assert sized == ExecutionSucceeded("img_result", output_width=640, output_height=480)
+    change = apply_execution(make_job(R, 0.5), sized, NOW)
+    assert change is not None
+    assert (change.job.output_width, change.job.output_height) == (640, 480)
+    event = status_event(change.job)
+    assert event is not None
+    assert isinstance(event.message, events_pb2.JobSucceeded)
+    assert (event.message.output_width, event.message.output_height) == (640, 480)
 
 
 def test_success_without_result_is_an_invalid_event() -> None:
