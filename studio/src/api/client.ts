@@ -125,6 +125,22 @@ export class GouacheApi {
     return signed.file_url;
   }
 
+  /** An image the API serves only with the bearer token (an unsigned file_url). */
+  async fetchImage(url: string, signal?: AbortSignal): Promise<Blob> {
+    const token = await this.accessToken(signal);
+    let response: Response;
+    try {
+      response = await this.fetchFn(url, {
+        headers: { authorization: `Bearer ${token}` },
+        ...(signal ? { signal } : {}),
+      });
+    } catch (error) {
+      throw networkError(error);
+    }
+    if (!response.ok) throw await errorFrom(response);
+    return response.blob();
+  }
+
   createJob(job: CreateJobRequest, idempotencyKey: string): Promise<CreateJobResponse> {
     return this.request("POST", "/v1/jobs", {
       body: job,

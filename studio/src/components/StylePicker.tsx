@@ -1,7 +1,10 @@
+import type { GouacheApi } from "../api/client";
 import type { Style } from "../api/types";
+import { AuthImage } from "./AuthImage";
 import { MAX_STYLES } from "../weights";
 
 interface Props {
+  api: GouacheApi;
   styles: readonly Style[] | null;
   error: string | null;
   chosen: ReadonlySet<string>;
@@ -9,7 +12,7 @@ interface Props {
 }
 
 /** The curated styles the API lists (GET /v1/styles?curated=true), with their provenance. */
-export function StylePicker({ styles, error, chosen, onToggle }: Props) {
+export function StylePicker({ api, styles, error, chosen, onToggle }: Props) {
   if (error) {
     return (
       <p role="alert" className="error">
@@ -35,7 +38,7 @@ export function StylePicker({ styles, error, chosen, onToggle }: Props) {
                 onToggle(style);
               }}
             >
-              <img src={style.file_url} alt="" loading="lazy" width={160} height={120} />
+              <AuthImage api={api} src={style.file_url} alt="" width={160} height={120} />
               <span className="style-title">{style.title || "Untitled"}</span>
               <span className="style-meta">
                 {style.artist || "Unknown artist"}

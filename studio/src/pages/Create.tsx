@@ -248,6 +248,7 @@ export function Create({ api }: { api: GouacheApi }) {
           <section aria-labelledby={`${ids}-styles`}>
             <h2 id={`${ids}-styles`}>2. Styles</h2>
             <StylePicker
+              api={api}
               styles={curated}
               error={curatedError}
               chosen={new Set(chosen.map((style) => style.key))}

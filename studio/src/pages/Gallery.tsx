@@ -2,6 +2,7 @@ import { useEffect, useId, useState } from "react";
 import type { GouacheApi } from "../api/client";
 import { messageOf } from "../api/errors";
 import type { Job } from "../api/types";
+import { AuthImage } from "../components/AuthImage";
 import { Rating } from "../components/Rating";
 
 const PAGE_SIZE = 12;
@@ -91,7 +92,13 @@ export function Gallery({ api }: { api: GouacheApi }) {
         {jobs.map((job) => (
           <li key={job.job_id} className="job-card">
             {job.status === "succeeded" && job.result_url ? (
-              <img src={job.result_url} alt={`Result of job ${job.job_id}`} loading="lazy" />
+              <AuthImage
+                key={job.result_url}
+                api={api}
+                src={job.result_url}
+                alt={`Result of job ${job.job_id}`}
+                loading="lazy"
+              />
             ) : (
               <div className="placeholder" aria-hidden="true">
                 {job.status}
