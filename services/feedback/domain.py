@@ -52,6 +52,9 @@ class JobOutcome:
     finished_at: datetime
     # Answered from jobs' result cache: no model ran, so it is left out of version stats.
     cached: bool = False
+    # The result's width x height as its worker reported it; 0 when unknown (a failure, a
+    # cached result, an event from before workers said).
+    output_pixels: int = 0
 
     def __post_init__(self) -> None:
         for name in ("job_id", "owner_id", "model_version"):
@@ -62,6 +65,8 @@ class JobOutcome:
             raise InvalidOutcome(f"status must be {SUCCEEDED} or {FAILED}, got {self.status!r}")
         if self.latency_ms < 0:
             raise InvalidOutcome(f"latency_ms must not be negative, got {self.latency_ms}")
+        if self.output_pixels < 0:
+            raise InvalidOutcome(f"output_pixels must not be negative, got {self.output_pixels}")
 
 
 @dataclass(frozen=True)
@@ -231,6 +236,8 @@ class UsageRecord:
     # Of jobs_succeeded, those answered from the owner's result cache (no model ran).
     jobs_cached: int
     last_finished_at: datetime
+    # Pixels of the results models made for the succeeded jobs, in millions.
+    output_megapixels: float = 0.0
 
 
 def usage_query(

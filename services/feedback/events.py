@@ -21,9 +21,11 @@ def outcome_of(event: Event) -> JobOutcome:
     """The job outcome an event announces; PermanentEventError when it cannot be one."""
     message = event.message
     cached = False
+    pixels = 0
     if isinstance(message, events_pb2.JobSucceeded):
         status = SUCCEEDED
         cached = message.cached
+        pixels = max(0, message.output_width) * max(0, message.output_height)
     elif isinstance(message, events_pb2.JobFailed):
         status = FAILED
     else:
@@ -42,6 +44,7 @@ def outcome_of(event: Event) -> JobOutcome:
             latency_ms=message.latency_ms,
             finished_at=finished_at,
             cached=cached,
+            output_pixels=pixels,
         )
     except InvalidOutcome as exc:
         raise PermanentEventError(f"event {event.event_id}: {exc}") from exc

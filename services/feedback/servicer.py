@@ -49,6 +49,7 @@ def _usage(record: UsageRecord) -> feedback_pb2.UsageRecord:
         jobs_failed=record.jobs_failed,
         jobs_cached=record.jobs_cached,
         last_finished_at=_timestamp(record.last_finished_at),
+        output_megapixels=record.output_megapixels,
     )
 
 

@@ -56,6 +56,8 @@ outcomes = Table(
     Column("finished_at", UtcDateTime(), nullable=False),
     # Answered from jobs' result cache (migration 0002): rateable, but not in version stats.
     Column("cached", Boolean, nullable=False, server_default=false()),
+    # The result's width x height as its worker reported it; 0 when unknown (migration 0003).
+    Column("output_pixels", BigInteger, nullable=False, server_default="0"),
     # The event that last set this row, for tracing a number back to its source.
     Column("event_id", String(64), nullable=False),
     Column("recorded_at", UtcDateTime(), nullable=False),
@@ -88,6 +90,7 @@ def _outcome(row: RowMapping) -> JobOutcome:
         latency_ms=int(row["latency_ms"]),
         finished_at=row["finished_at"],
         cached=bool(row["cached"]),
+        output_pixels=int(row["output_pixels"]),
     )
 
 
@@ -130,6 +133,7 @@ class FeedbackDatabase(ServiceDatabase):
                 "latency_ms": outcome.latency_ms,
                 "finished_at": outcome.finished_at,
                 "cached": outcome.cached,
+                "output_pixels": outcome.output_pixels,
                 "event_id": event_id,
                 "recorded_at": at,
             }
@@ -273,6 +277,7 @@ class FeedbackDatabase(ServiceDatabase):
                 func.count().filter(outcomes.c.status != SUCCEEDED),
                 func.coalesce(func.sum(case((succeeded & outcomes.c.cached, 1), else_=0)), 0),
                 func.max(outcomes.c.finished_at),
+                func.coalesce(func.sum(case((succeeded, outcomes.c.output_pixels), else_=0)), 0),
             )
             .group_by(outcomes.c.owner_id, outcomes.c.model_version)
             .order_by(outcomes.c.owner_id, outcomes.c.model_version)
@@ -293,6 +298,7 @@ class FeedbackDatabase(ServiceDatabase):
                 jobs_failed=int(failed),
                 jobs_cached=int(cached),
                 last_finished_at=last,
+                output_megapixels=int(pixels) / 1e6,
             )
-            for owner, version, ok, failed, cached, last in rows
+            for owner, version, ok, failed, cached, last, pixels in rows
         ]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -51,6 +52,12 @@ async def test_an_event_is_recorded_once(database: FeedbackDatabase) -> None:
     assert await database.outcome("job_1") == _outcome("job_1")
     records = await database.version_records("v1")
     assert records[0].jobs_succeeded == 1
+
+
+async def test_an_outcome_keeps_its_result_pixels(database: FeedbackDatabase) -> None:
+    sized = replace(_outcome("job_9"), output_pixels=4096)
+    assert await database.record_outcome(sized, event_id="evt_9", at=NOW)
+    assert await database.outcome("job_9") == sized
 
 
 async def test_a_job_counts_once_and_the_latest_outcome_wins(database: FeedbackDatabase) -> None:
@@ -172,18 +179,18 @@ async def test_cached_jobs_are_rateable_but_left_out_of_version_stats(
 async def test_usage_per_user_and_version(database: FeedbackDatabase) -> None:
     tick = timedelta(seconds=1)
     outcomes = [
-        JobOutcome("job_1", "usr_1", "v1", SUCCEEDED, 100, NOW),
+        JobOutcome("job_1", "usr_1", "v1", SUCCEEDED, 100, NOW, output_pixels=1_500_000),
         JobOutcome("job_2", "usr_1", "v1", SUCCEEDED, 0, NOW + tick, cached=True),
         JobOutcome("job_3", "usr_1", "v1", FAILED, 50, NOW + 2 * tick),
-        JobOutcome("job_4", "usr_1", "v2", SUCCEEDED, 100, NOW),
+        JobOutcome("job_4", "usr_1", "v2", SUCCEEDED, 100, NOW, output_pixels=640 * 480),
         JobOutcome("job_5", "usr_2", "v1", FAILED, 10, NOW + 3 * tick),
     ]
     for index, outcome in enumerate(outcomes):
         await database.record_outcome(outcome, event_id=f"evt_{index}", at=NOW)
     everyone = await database.usage(UsageQuery(user_id=None, since=None, until=None))
     assert everyone == [
-        UsageRecord("usr_1", "v1", 2, 1, 1, NOW + 2 * tick),
-        UsageRecord("usr_1", "v2", 1, 0, 0, NOW),
+        UsageRecord("usr_1", "v1", 2, 1, 1, NOW + 2 * tick, output_megapixels=1.5),
+        UsageRecord("usr_1", "v2", 1, 0, 0, NOW, output_megapixels=0.3072),
         UsageRecord("usr_2", "v1", 0, 1, 0, NOW + 3 * tick),
     ]
     window = await database.usage(

@@ -194,6 +194,8 @@ class _MemoryStore:
                 jobs_failed=sum(o.status != SUCCEEDED for o in group),
                 jobs_cached=sum(o.status == SUCCEEDED and o.cached for o in group),
                 last_finished_at=max(o.finished_at for o in group),
+                output_megapixels=sum(o.output_pixels for o in group if o.status == SUCCEEDED)
+                / 1e6,
             )
             for (user, version), group in sorted(groups.items())
         ]

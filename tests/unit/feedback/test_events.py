@@ -1,0 +1,43 @@
+"""What feedback reads from a job outcome event: the size of the result for usage."""
+
+from __future__ import annotations
+
+import pytest
+
+from gouache.bus.consumer import Event, PermanentEventError
+from gouache.contracts.events.v1 import events_pb2
+from services.feedback.domain import FAILED, SUCCEEDED
+from services.feedback.events import outcome_of
+
+
+def _event(message: events_pb2.JobSucceeded | events_pb2.JobFailed) -> Event:
+    return Event("gouache.jobs.x", message, "evt_1", 1, 1)
+
+
+def test_a_success_carries_its_result_pixels() -> None:
+    outcome = outcome_of(
+        _event(
+            events_pb2.JobSucceeded(
+                job_id="job_1",
+                owner_id="usr_1",
+                model_version="v1",
+                latency_ms=10,
+                output_width=640,
+                output_height=480,
+            )
+        )
+    )
+    assert (outcome.status, outcome.output_pixels) == (SUCCEEDED, 640 * 480)
+
+
+def test_failures_and_unsized_results_add_no_pixels() -> None:
+    unsized = events_pb2.JobSucceeded(job_id="job_1", owner_id="usr_1", model_version="v1")
+    assert outcome_of(_event(unsized)).output_pixels == 0
+    failed = events_pb2.JobFailed(job_id="job_2", owner_id="usr_1", model_version="v1")
+    assert (outcome_of(_event(failed)).status, outcome_of(_event(failed)).output_pixels) == (
+        FAILED,
+        0,
+    )
+    broken = events_pb2.JobSucceeded(job_id="", owner_id="usr_1", model_version="v1")
+    with pytest.raises(PermanentEventError):
+        outcome_of(_event(broken))
