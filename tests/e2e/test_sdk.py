@@ -199,7 +199,9 @@ def test_admins_read_everyones_usage_over_rest(mesh: Mesh, admin: GouacheClient)
 
     (record,) = _eventually(recorded)
     assert (record.user_id, record.jobs_succeeded, record.jobs_failed) == (user_id, 1, 0)
-    assert record.model_version.startswith("adain")
+    assert record.output_megapixels == pytest.approx(
+        32 * 32 / 1e6
+    )  # the 32 px content    assert record.model_version.startswith("adain")
     everyone = admin.get_usage(since=datetime.now(UTC) - timedelta(hours=1))
     assert user_id in {r.user_id for r in everyone}
     yesterday = admin.get_usage(until=datetime.now(UTC) - timedelta(days=1))
@@ -227,7 +229,9 @@ def test_admins_read_everyones_usage_over_rest(mesh: Mesh, admin: GouacheClient)
         "jobs_failed",
         "jobs_cached",
         "last_finished_at",
+        "output_megapixels",
     }
+    assert row["output_megapixels"] == pytest.approx(0.001024)
 
 
 @pytest.mark.parametrize("transport", ["rest", "grpc"])

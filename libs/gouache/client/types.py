@@ -416,6 +416,8 @@ class UsageRecord(_Wire):
     # Of jobs_succeeded, those answered from the result cache.
     jobs_cached: int
     last_finished_at: datetime | None
+    # Pixels of the results models made for the succeeded jobs, in millions.
+    output_megapixels: float
     raw: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -427,6 +429,7 @@ class UsageRecord(_Wire):
             jobs_failed=_int(data.get("jobs_failed")),
             jobs_cached=_int(data.get("jobs_cached")),
             last_finished_at=_time(data.get("last_finished_at")),
+            output_megapixels=float(data.get("output_megapixels") or 0.0),
             raw=data,
         )
 
