@@ -88,10 +88,19 @@ def _studio_built(mesh: Mesh) -> None:
 
 
 def _open(browser: Any, mesh: Mesh, **context: Any) -> tuple[Any, Any, list[str]]:
-    """A fresh page on the studio, with every console error and failed request collected."""
+    """A fresh page on the studio, noting every console error and each job event stream
+    opened (with its status)."""
     page = browser.new_context(**context).new_page()
     page.set_default_timeout(STEP_TIMEOUT_MS)
     problems: list[str] = []
+    page.on(
+        "response",
+        lambda response: (
+            problems.append(f"event stream {response.status}")
+            if ":events" in response.url
+            else None
+        ),
+    )
     page.on(
         "console",
         lambda message: (
@@ -232,6 +241,9 @@ def test_sign_in_upload_stylize_see_and_rate(
     context.close()
     # The browser logs each refused request; only the two this test provoked may be there.
     provoked = [f"status of {status}" for status in (refused.status_code, upload_status)]
+    # Progress came live from GET /v1/jobs/{id}:events, the preview's and the result's.
+    assert problems.count("event stream 200") == 2, problems
+    provoked.append("event stream 200")
     unexpected = [line for line in problems if not any(p in line for p in provoked)]
     assert unexpected == [], "\n".join(unexpected)
 
