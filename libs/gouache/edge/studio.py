@@ -1,9 +1,14 @@
 """gouache studio at / of the edge: Envoy serves each built file of the web app itself
-(a direct response read from the file when Envoy starts), index.html for the app's pages,
-and, when the studio is not built, a page that says how to build it."""
+(a direct response with the file's bytes inline in the config), index.html for the app's
+pages, and, when the studio is not built, a page that says how to build it.
+
+Inline bodies keep the config whole: an Envoy container that has no studio files can serve
+it, and a rebuild of studio/dist (new hashed names) cannot break a running edge, which
+restarts with the config it was given."""
 
 from __future__ import annotations
 
+import base64
 import re
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,7 +74,11 @@ class StudioFile:
 
     url_path: str
     source: Path
-    size: int
+    data: bytes
+
+    @property
+    def size(self) -> int:
+        return len(self.data)
 
     @property
     def content_type(self) -> str:
@@ -101,7 +110,7 @@ def studio_files(directory: Path) -> list[StudioFile]:
         url_path = "/" + source.relative_to(directory).as_posix()
         if not _SAFE_PATH.match(url_path):
             raise ValueError(f"{source}: the edge serves only file names of [A-Za-z0-9._~/-]")
-        files.append(StudioFile(url_path, source.resolve(), source.stat().st_size))
+        files.append(StudioFile(url_path, source, source.read_bytes()))
     return files
 
 
@@ -115,7 +124,7 @@ def studio_routes(studio_dir: Path | None) -> list[dict[str, Any]]:
     files = studio_files(studio_dir)
     index = next(file for file in files if file.url_path == "/index.html")
     routes += [_file_route(file) for file in files]
-    routes.append(_page_route("studio-pages", {"filename": str(index.source)}))
+    routes.append(_page_route("studio-pages", _body(index)))
     return routes
 
 
@@ -139,10 +148,15 @@ def _file_route(file: StudioFile) -> dict[str, Any]:
     return {
         "name": f"studio{file.url_path}",
         "match": {"path": file.url_path, "headers": [_get_or_head()]},
-        "direct_response": {"status": 200, "body": {"filename": str(file.source)}},
+        "direct_response": {"status": 200, "body": _body(file)},
         "response_headers_to_add": _headers(file.content_type, file.cache_control),
         "typed_per_filter_config": disabled(TRANSCODER, BUFFER),
     }
+
+
+def _body(file: StudioFile) -> dict[str, str]:
+    """The file's bytes as an inline DataSource (base64 in Envoy's JSON)."""
+    return {"inline_bytes": base64.b64encode(file.data).decode()}
 
 
 def _page_route(name: str, body: dict[str, str]) -> dict[str, Any]:

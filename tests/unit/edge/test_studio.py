@@ -3,6 +3,7 @@ before them, and the direct response bound raised to the largest file."""
 
 from __future__ import annotations
 
+import base64
 from pathlib import Path
 from typing import Any
 
@@ -78,7 +79,8 @@ def test_routes_keep_api_404_before_files_and_pages_last(tmp_path: Path) -> None
     assert routes[0]["match"] == {"prefix": "/v1/"}
     # Built files and pages skip the transcoder, which refuses paths no RPC binds.
     assert all("typed_per_filter_config" in route for route in routes[1:])
-    assert routes[-1]["direct_response"]["body"]["filename"].endswith("index.html")
+    index = base64.b64decode(routes[-1]["direct_response"]["body"]["inline_bytes"])
+    assert index == b"<!doctype html>"
 
 
 def test_without_a_studio_pages_say_how_to_build_it() -> None:
