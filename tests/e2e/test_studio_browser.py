@@ -1,6 +1,7 @@
 """gouache studio in a real browser (Debian's headless Chromium driven by Playwright) against
 the e2e mesh: sign in, upload, pick styles and a model, stylize, see the result, rate it, then
-the gallery, the admin page and a phone-width screen, with a screenshot of every step.
+the gallery, the admin page and a phone-width screen, with a screenshot of every step and
+axe-core's WCAG 2.1 AA checks on each page.
 
 Screenshots go to the test's tmp dir, and also to $GOUACHE_STUDIO_SCREENSHOTS when set
 (`GOUACHE_STUDIO_SCREENSHOTS=docs/studio pytest tests/e2e/test_studio_browser.py` refreshes
@@ -23,6 +24,9 @@ from tests.e2e.images import small
 from tests.fixtures.required import missing_server
 
 CHROMIUM = Path("/usr/bin/chromium")
+# axe-core, the accessibility engine, from the studio's own dev dependencies (npm ci).
+AXE = Path(__file__).resolve().parents[2] / "studio" / "node_modules" / "axe-core" / "axe.min.js"
+WCAG_AA = ["wcag2a", "wcag2aa", "wcag21a", "wcag21aa"]
 SCREENSHOTS_VARIABLE = "GOUACHE_STUDIO_SCREENSHOTS"
 # adain's one pass on 256 px takes well under a second; the bound covers a loaded CI machine.
 JOB_TIMEOUT_MS = 120_000
@@ -138,6 +142,21 @@ def _refusal_of(admin: GouacheClient, mesh: Mesh, data: bytes) -> tuple[int, str
     return refused.status_code, message
 
 
+def _accessibility_violations(page: Any) -> list[str]:
+    """What axe-core finds against WCAG 2.1 A and AA on the page as it is now."""
+    if not AXE.is_file():
+        missing_server(f"{AXE} is missing: bash scripts/build-studio.sh installs it")
+    # Evaluated through the DevTools protocol: the studio's CSP refuses injected script tags.
+    page.evaluate(AXE.read_text())
+    found = page.evaluate(
+        "tags => axe.run(document, {runOnly: {type: 'tag', values: tags}})"
+        ".then(r => r.violations.map(v => `${v.id} (${v.impact}): ${v.help}: `"
+        " + v.nodes.map(n => n.target.join(' ')).join(', ')))",
+        WCAG_AA,
+    )
+    return list(found)
+
+
 def _sign_in(page: Any, api_key: str) -> None:
     page.get_by_label("API key").fill(api_key)
     page.get_by_role("button", name="Sign in").click()
@@ -162,6 +181,7 @@ def test_sign_in_upload_stylize_see_and_rate(
     assert refused.status_code == 400, refused.text
     expect(page.get_by_role("alert")).to_have_text(refused.json()["message"])
     shots.take(page, "sign-in-refused")
+    assert _accessibility_violations(page) == []
     _sign_in(page, mesh.credentials.admin_api_key)
     expect(page.get_by_text("admin@gouache.local (admin)")).to_be_visible()
 
@@ -212,6 +232,7 @@ def test_sign_in_upload_stylize_see_and_rate(
     page.get_by_role("radio", name="4 stars").check()
     expect(page.get_by_text("Thanks: rated 4 of 5.")).to_be_visible()
     shots.take(page, "rated")
+    assert _accessibility_violations(page) == []
 
     # What the browser did, as the API saw it: an export and a preview of adain, rated 4.
     jobs = _api(admin, mesh, "/v1/jobs", page_size=5)["jobs"]
@@ -228,10 +249,12 @@ def test_sign_in_upload_stylize_see_and_rate(
     expect(page).to_have_url(mesh.config.public_url + "/gallery")
     expect(page.get_by_role("img", name=f"Result of job {export['job_id']}")).to_be_visible()
     shots.take(page, "gallery")
+    assert _accessibility_violations(page) == []
 
     page.get_by_role("link", name="Admin").click()
     expect(page.get_by_role("row").filter(has_text=export["model_version"]).first).to_be_visible()
     shots.take(page, "admin")
+    assert _accessibility_violations(page) == []
 
     page.reload()  # the key survives a reload of the tab, and a page path is the app
     expect(page.get_by_role("heading", name="Admin")).to_be_visible()
@@ -256,6 +279,7 @@ def test_phone_width_is_usable_by_keyboard(mesh: Mesh, browser: Any, shots: Shot
         browser, mesh, viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True
     )
     # Keyboard only: Tab to the key field, type, Enter.
+    page.get_by_label("API key").wait_for()
     page.keyboard.press("Tab")
     expect(page.get_by_label("API key")).to_be_focused()
     page.keyboard.type(mesh.credentials.admin_api_key)
@@ -269,5 +293,6 @@ def test_phone_width_is_usable_by_keyboard(mesh: Mesh, browser: Any, shots: Shot
     focused = page.evaluate("() => getComputedStyle(document.activeElement).outlineStyle")
     assert focused != "none", "the focused element shows no outline"
     shots.take(page, "phone")
+    assert _accessibility_violations(page) == []
     context.close()
     assert problems == [], "\n".join(problems)
