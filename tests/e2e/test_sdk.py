@@ -275,8 +275,9 @@ async def test_the_async_clients_run_the_flow(
 def test_progress_reports_each_change_of_a_running_job(
     mesh: Mesh, admin: GouacheClient, transport: str
 ) -> None:
-    """gatys-fast optimises for about a second: the callback sees it running, its progress
-    never going back, then the final state (REST: the event stream; gRPC: WatchJob)."""
+    """gatys-fast optimises a 256 px image for seconds, reporting progress every 0.5 s (a
+    job done sooner reports none): the callback sees it running, its progress never going
+    back, then the final state (REST: the event stream; gRPC: WatchJob)."""
     _, key = _new_user(admin, mesh.config.public_url)
     client: SyncApi = (
         GouacheClient(mesh.config.public_url, key)
@@ -284,8 +285,8 @@ def test_progress_reports_each_change_of_a_running_job(
         else GouacheGrpcClient(_edge(mesh), key)
     )
     with client:
-        content = client.upload(small("astronaut", 96), filename="a.png")
-        style = client.upload(small("rocket", 64), filename="r.png", kind="style")
+        content = client.upload(small("astronaut", 256), filename="a.png")
+        style = client.upload(small("rocket", 128), filename="r.png", kind="style")
         created = client.create_job(content, [style], model_version="gatys-fast", no_cache=True)
         seen: list[Job] = []
         result = client.wait(created.job_id, timeout_s=120, progress=seen.append)
