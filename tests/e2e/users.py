@@ -11,6 +11,11 @@ from gouache.client import GouacheClient
 
 def new_user(admin: GouacheClient, base_url: str) -> GouacheClient:
     """A new user with an API key; close the client after use."""
+    return GouacheClient(base_url, new_user_key(admin, base_url))
+
+
+def new_user_key(admin: GouacheClient, base_url: str) -> str:
+    """The API key of a new user."""
     email = f"user-{uuid.uuid4().hex[:8]}@example.com"
     headers = {"authorization": f"Bearer {admin.token()}"}
     with httpx.Client(base_url=base_url, headers=headers) as http:
@@ -19,4 +24,5 @@ def new_user(admin: GouacheClient, base_url: str) -> GouacheClient:
         user_id = created.json()["user_id"]
         key = http.post("/v1/api-keys", json={"name": "e2e", "user_id": user_id})
         assert key.status_code == 200, key.text
-    return GouacheClient(base_url, key.json()["api_key"])
+    api_key: str = key.json()["api_key"]
+    return api_key
