@@ -22,7 +22,12 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gouache.client import operations as ops
 from gouache.client.async_api import AsyncApi
-from gouache.client.errors import ApiError, DeadlineExceededError, error_for
+from gouache.client.errors import (
+    ApiError,
+    DeadlineExceededError,
+    UnauthenticatedError,
+    error_for,
+)
 from gouache.client.operations import Operation, message_json, response_class
 from gouache.client.retry import RetryPolicy, acall_with_retries, call_with_retries
 from gouache.client.sync_api import SyncApi
@@ -156,9 +161,19 @@ class GouacheGrpcClient(_Grpc, SyncApi):
         return self._tokens.store(self._run(ops.issue_token(self._api_key)), issued_at)
 
     def _run(self, operation: Operation[T]) -> T:
-        return call_with_retries(
-            self._retry, lambda: self._send(operation), repeatable=operation.repeatable
-        )
+        def attempt() -> T:
+            return call_with_retries(
+                self._retry, lambda: self._send(operation), repeatable=operation.repeatable
+            )
+
+        try:
+            return attempt()
+        except UnauthenticatedError:
+            # The token was refused (revoked, or signed with a key auth no longer serves):
+            # one more try with a fresh token. A refused API key is raised as it is.
+            if not (operation.authenticated and self._tokens.forget()):
+                raise
+            return attempt()
 
     def _send(self, operation: Operation[T]) -> T:
         token = self.token() if operation.authenticated else None
@@ -301,9 +316,18 @@ class AsyncGouacheGrpcClient(_Grpc, AsyncApi):
             return self._tokens.store(token, issued_at)
 
     async def _run(self, operation: Operation[T]) -> T:
-        return await acall_with_retries(
-            self._retry, lambda: self._send(operation), repeatable=operation.repeatable
-        )
+        async def attempt() -> T:
+            return await acall_with_retries(
+                self._retry, lambda: self._send(operation), repeatable=operation.repeatable
+            )
+
+        try:
+            return await attempt()
+        except UnauthenticatedError:
+            # As the blocking client: one more try with a fresh token.
+            if not (operation.authenticated and self._tokens.forget()):
+                raise
+            return await attempt()
 
     async def _send(self, operation: Operation[T]) -> T:
         token = await self.token() if operation.authenticated else None

@@ -21,6 +21,7 @@ from gouache.client.errors import (
     UNAVAILABLE,
     ApiError,
     NotFoundError,
+    UnauthenticatedError,
     UnavailableError,
     error_for,
     reason_of,
@@ -162,9 +163,19 @@ class GouacheClient(_Rest, SyncApi):
         return self._tokens.store(self._run(ops.issue_token(self._api_key)), issued_at)
 
     def _run(self, operation: Operation[T]) -> T:
-        return call_with_retries(
-            self._retry, lambda: self._send(operation), repeatable=operation.repeatable
-        )
+        def attempt() -> T:
+            return call_with_retries(
+                self._retry, lambda: self._send(operation), repeatable=operation.repeatable
+            )
+
+        try:
+            return attempt()
+        except UnauthenticatedError:
+            # The token was refused (revoked, or signed with a key auth no longer serves):
+            # one more try with a fresh token. A refused API key is raised as it is.
+            if not (operation.authenticated and self._tokens.forget()):
+                raise
+            return attempt()
 
     def _send(self, operation: Operation[T]) -> T:
         token = self.token() if operation.authenticated else None
@@ -295,9 +306,18 @@ class AsyncGouacheClient(_Rest, AsyncApi):
             return self._tokens.store(token, issued_at)
 
     async def _run(self, operation: Operation[T]) -> T:
-        return await acall_with_retries(
-            self._retry, lambda: self._send(operation), repeatable=operation.repeatable
-        )
+        async def attempt() -> T:
+            return await acall_with_retries(
+                self._retry, lambda: self._send(operation), repeatable=operation.repeatable
+            )
+
+        try:
+            return await attempt()
+        except UnauthenticatedError:
+            # As the blocking client: one more try with a fresh token.
+            if not (operation.authenticated and self._tokens.forget()):
+                raise
+            return await attempt()
 
     async def _send(self, operation: Operation[T]) -> T:
         token = await self.token() if operation.authenticated else None

@@ -29,7 +29,10 @@ class TokenCache:
         self._renew_at = issued_at + lifetime - min(self.refresh_margin_s, lifetime / 2)
         return self._token
 
-    def forget(self) -> None:
-        """Drops the token (the server refused it), so the next call fetches a new one."""
+    def forget(self) -> bool:
+        """Drops the token (the server refused it), so the next call fetches a new one;
+        False when there was none (then the API key itself was refused)."""
+        held = bool(self._token)
         self._token = ""
         self._renew_at = 0.0
+        return held

@@ -25,6 +25,7 @@ from gouache.client import (
     NotFoundError,
     RateLimitedError,
     RetryPolicy,
+    UnauthenticatedError,
     UnavailableError,
 )
 
@@ -56,13 +57,14 @@ class ScriptedServer:
     script: dict[str, list[tuple[int, dict[str, str], Any]]] = field(default_factory=dict)
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
+    token_answer: tuple[int, dict[str, str], Any] = (200, {}, TOKEN)
 
     def requests(self, path: str) -> list[Seen]:
         return [request for request in self.seen if request.path == path]
 
     def answer(self, path: str) -> tuple[int, dict[str, str], Any]:
         if path == "/v1/auth/token":
-            return 200, {}, TOKEN
+            return self.token_answer
         answers = self.script.get(path, [(404, {}, {"code": 5, "message": f"no {path}"})])
         return answers.pop(0) if len(answers) > 1 else answers[0]
 
@@ -249,3 +251,36 @@ async def test_the_async_client_retries_the_same_way(server: ScriptedServer) -> 
     assert first >= 0.05
     assert second >= 1.0
     assert len(server.requests("/v1/jobs")) == 1
+
+
+def test_a_refused_token_is_renewed_once_and_a_refused_key_is_raised(
+    server: ScriptedServer,
+) -> None:
+    refused = (401, {}, {"code": 16, "message": "token signed with an unknown key"})
+    server.script["/v1/models"] = [(200, {}, {}), refused, (200, {}, {})]
+    with GouacheClient(server.url, "gk_x", retry=FAST) as client:
+        client.list_models()
+        client.list_models()
+    assert len(server.requests("/v1/auth/token")) == 2
+    assert len(server.requests("/v1/models")) == 3
+    server.seen.clear()
+    server.script["/v1/models"] = [refused]
+    with (
+        GouacheClient(server.url, "gk_x", retry=FAST) as client,
+        pytest.raises(UnauthenticatedError),
+    ):
+        client.list_models()
+    # Renewed once, refused again: raised, not a loop.
+    assert len(server.requests("/v1/models")) == 2
+    assert len(server.requests("/v1/auth/token")) == 2
+
+
+def test_a_refused_api_key_is_asked_once(server: ScriptedServer) -> None:
+    server.token_answer = (401, {}, {"code": 16, "message": "unknown API key"})
+    with (
+        GouacheClient(server.url, "gk_wrong", retry=FAST) as client,
+        pytest.raises(UnauthenticatedError, match="unknown API key"),
+    ):
+        client.list_models()
+    assert len(server.requests("/v1/auth/token")) == 1
+    assert server.requests("/v1/models") == []
