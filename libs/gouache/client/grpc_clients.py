@@ -184,7 +184,9 @@ class GouacheGrpcClient(_Grpc, SyncApi):
         )
         try:
             reply = call(
-                operation.grpc_request(), timeout=self._timeout_s, metadata=self._metadata(token)
+                operation.grpc_request(),
+                timeout=self._timeout_s + operation.held_s,
+                metadata=self._metadata(token),
             )
         except grpc.RpcError as exc:
             raise grpc_error(exc) from None
@@ -338,7 +340,9 @@ class AsyncGouacheGrpcClient(_Grpc, AsyncApi):
         )
         try:
             reply = await call(
-                operation.grpc_request(), timeout=self._timeout_s, metadata=self._metadata(token)
+                operation.grpc_request(),
+                timeout=self._timeout_s + operation.held_s,
+                metadata=self._metadata(token),
             )
         except grpc.RpcError as exc:
             raise grpc_error(exc) from None

@@ -76,6 +76,9 @@ class Operation(Generic[T]):
     parse: Callable[[Mapping[str, Any]], T]
     repeatable: bool = True
     authenticated: bool = True
+    # How long the server may hold the call on purpose (a long poll): added to the
+    # client's own timeout for it.
+    held_s: float = 0.0
 
     @property
     def grpc_path(self) -> str:
@@ -305,6 +308,7 @@ def wait_job(job_id: str, timeout_s: float) -> Operation[Job]:
         "GET /v1/jobs/{job_id}:wait",
         {"job_id": job_id, "timeout": f"{timeout_s:.3f}s"},
         Job.from_json,
+        held_s=timeout_s,
     )
 
 

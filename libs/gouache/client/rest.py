@@ -32,7 +32,7 @@ from gouache.client.events import (
     aiter_job_updates,
     iter_job_updates,
 )
-from gouache.client.operations import Operation, RestRequest
+from gouache.client.operations import Operation
 from gouache.client.retry import RetryPolicy, acall_with_retries, call_with_retries
 from gouache.client.sync_api import SyncApi
 from gouache.client.tokens import TokenCache
@@ -108,19 +108,21 @@ class _Rest:
         self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
         self._tokens = TokenCache(refresh_margin_s=30.0)
-        # A long poll must end before the HTTP client gives up on it.
-        self._long_poll_s = max(1.0, min(LONG_POLL_S, timeout_s - 5))
+        # Each long poll waits this long at most; its HTTP timeout is timeout_s more.
+        self._long_poll_s = LONG_POLL_S
 
     def _headers(self, token: str | None) -> dict[str, str]:
         return {"authorization": f"Bearer {token}"} if token else {}
 
-    def _send_args(self, request: RestRequest, token: str | None) -> dict[str, Any]:
+    def _send_args(self, operation: Operation[Any], token: str | None) -> dict[str, Any]:
+        request = operation.rest()
         return {
             "method": request.method,
             "url": request.path,
             "params": request.params or None,
             "json": request.json,
             "headers": self._headers(token),
+            "timeout": self._timeout_s + operation.held_s,
         }
 
 
@@ -180,7 +182,7 @@ class GouacheClient(_Rest, SyncApi):
     def _send(self, operation: Operation[T]) -> T:
         token = self.token() if operation.authenticated else None
         try:
-            response = self._http.request(**self._send_args(operation.rest(), token))
+            response = self._http.request(**self._send_args(operation, token))
         except httpx.TransportError as exc:
             raise _unreachable(self.base_url, exc) from exc
         _raise_for_status(response)
@@ -322,7 +324,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
     async def _send(self, operation: Operation[T]) -> T:
         token = await self.token() if operation.authenticated else None
         try:
-            response = await self._http.request(**self._send_args(operation.rest(), token))
+            response = await self._http.request(**self._send_args(operation, token))
         except httpx.TransportError as exc:
             raise _unreachable(self.base_url, exc) from exc
         _raise_for_status(response)

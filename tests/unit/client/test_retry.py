@@ -58,6 +58,8 @@ class ScriptedServer:
     seen: list[Seen] = field(default_factory=list)
     url: str = ""
     token_answer: tuple[int, dict[str, str], Any] = (200, {}, TOKEN)
+    # How long the server takes to answer anything but a token.
+    delay_s: float = 0.0
 
     def requests(self, path: str) -> list[Seen]:
         return [request for request in self.seen if request.path == path]
@@ -88,6 +90,8 @@ def server() -> Iterator[ScriptedServer]:
                 )
             )
             status, headers, body = scripted.answer(path)
+            if path != "/v1/auth/token":
+                time.sleep(scripted.delay_s)
             data = body.encode() if isinstance(body, str) else json.dumps(body).encode()
             self.send_response(status)
             kind = "text/plain" if isinstance(body, str) else "application/json"
@@ -284,3 +288,13 @@ def test_a_refused_api_key_is_asked_once(server: ScriptedServer) -> None:
         client.list_models()
     assert len(server.requests("/v1/auth/token")) == 1
     assert server.requests("/v1/models") == []
+
+
+def test_a_long_poll_gets_its_wait_on_top_of_the_timeout(server: ScriptedServer) -> None:
+    slow = (200, {}, JOB)
+    server.script["/v1/jobs/job_1:wait"] = [slow]
+    server.delay_s = 1.5
+    # A 1 s timeout would cut a 1.5 s answer; the long poll's 2 s are added to it.
+    with GouacheClient(server.url, "gk_x", timeout_s=1.0, retry=FAST) as client:
+        assert client.wait_job("job_1", timeout_s=2).status == "running"
+    assert len(server.requests("/v1/jobs/job_1:wait")) == 1
