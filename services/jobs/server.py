@@ -117,7 +117,7 @@ class _Bus:
             raise RuntimeError("the bus needs the app before it starts")
         self.connection, js = await connect(self.settings.nats_url, name="jobs")
         await ensure_streams(js, replicas=self.settings.stream_replicas)
-        self.relay = OutboxRelay(self.store.sessions, outbox, js)
+        self.relay = OutboxRelay(self.store.sessions, outbox, js, reads=self.store.reads)
         await self.relay.start()
         options = ConsumerOptions(
             concurrency=self.settings.consumer_concurrency,

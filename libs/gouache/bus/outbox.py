@@ -133,8 +133,12 @@ class OutboxRelay:
         publish_timeout: float = 5.0,
         retention: timedelta = timedelta(days=1),
         purge_interval: float = 600.0,
+        reads: async_sessionmaker[AsyncSession] | None = None,
     ) -> None:
         self._sessions = sessions
+        # Finding unpublished rows only reads: on SQLite a read-only session takes no write
+        # lock (gouache.db.read_only), so a poll never makes a CreateJob wait.
+        self._reads = reads or sessions
         self._table = table
         self._js = js
         self._batch_size = batch_size
@@ -168,19 +172,29 @@ class OutboxRelay:
             await task
 
     async def relay_batch(self) -> int:
-        """Publish up to batch_size unpublished events, marking each; return how many."""
+        """Publish up to batch_size unpublished events in order, then mark them published
+        in one transaction; return how many.
+
+        When a publish fails, the events published before it are still marked (and the
+        error raised): only the rest are published again later.
+        """
         rows = await self._unpublished()
-        for row in rows:
-            await publish_payload(
-                self._js,
-                row.subject,
-                row.payload,
-                event_id=row.event_id,
-                event_type=row.event_type,
-                ack_timeout=self._publish_timeout,
-                trace_context=row.headers or {},
-            )
-            await self._mark_published(row.event_id)
+        published: list[str] = []
+        try:
+            for row in rows:
+                await publish_payload(
+                    self._js,
+                    row.subject,
+                    row.payload,
+                    event_id=row.event_id,
+                    event_type=row.event_type,
+                    ack_timeout=self._publish_timeout,
+                    trace_context=row.headers or {},
+                )
+                published.append(row.event_id)
+        finally:
+            if published:
+                await self._mark_published(published)
         return len(rows)
 
     async def purge_published(self, older_than: timedelta) -> int:
@@ -239,16 +253,16 @@ class OutboxRelay:
             .order_by(table.c.created_at, table.c.event_id)
             .limit(self._batch_size)
         )
-        async with self._sessions() as session:
+        async with self._reads() as session:
             result = await session.execute(query)
             return [_PendingEvent(*row) for row in result]
 
-    async def _mark_published(self, event_id: str) -> None:
+    async def _mark_published(self, event_ids: list[str]) -> None:
         table = self._table
         async with self._sessions.begin() as session:
             await session.execute(
                 update(table)
-                .where(table.c.event_id == event_id, table.c.published_at.is_(None))
+                .where(table.c.event_id.in_(event_ids), table.c.published_at.is_(None))
                 .values(published_at=utc_now())
             )
 

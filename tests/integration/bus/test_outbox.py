@@ -11,6 +11,7 @@ from nats.js import JetStreamContext
 from sqlalchemy import Table, func, select, update
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
+from gouache.bus.jetstream import PublishError
 from gouache.bus.outbox import OutboxRelay, add_event, outbox_table
 from gouache.bus.subjects import JOBS_CREATED
 from gouache.contracts.events.v1 import events_pb2
@@ -144,3 +145,23 @@ async def test_published_events_are_purged_after_retention(
     async with sessions() as session:
         remaining = await session.scalars(select(table.c.event_id))
         assert remaining.all() == ["evt_3"]
+
+
+async def test_a_failed_publish_keeps_the_events_published_before_it_marked(
+    outbox: tuple[Sessions, Table], relay: OutboxRelay, js: JetStreamContext
+) -> None:
+    """A batch is marked in one transaction after its publishes; one that fails midway
+    still marks those that went out, so only the rest are published again."""
+    sessions, table = outbox
+    await _add_jobs(sessions, table, "evt_1")
+    async with sessions.begin() as session:
+        # No stream holds this subject: JetStream has no responder and the publish fails.
+        await add_event(session, table, "gouache.nowhere", job_created("evt_2"), "evt_2")
+    with pytest.raises(PublishError):
+        await relay.relay_batch()
+    async with sessions() as session:
+        unpublished = await session.scalars(
+            select(table.c.event_id).where(table.c.published_at.is_(None))
+        )
+        assert unpublished.all() == ["evt_2"]
+    assert await _stored_event_ids(js) == ["evt_1"]
