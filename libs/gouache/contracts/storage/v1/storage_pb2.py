@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gouache/storage/v1/storage.proto\x12\x12gouache.storage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xeb\x01\n\x05Image\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x10\n\x08\x66ile_url\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmetadata_json\x18\x0b \x01(\t\"I\n\x11SignUploadRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"|\n\x12SignUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08image_id\x18\x04 \x01(\t\"\x84\x01\n\x11UploadImageHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x10\n\x08owner_id\x18\x05 \x01(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\"f\n\x12UploadImageRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.gouache.storage.v1.UploadImageHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"?\n\x13UploadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"(\n\x14\x44ownloadImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"P\n\x15\x44ownloadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"#\n\x0fGetImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"7\n\x16ResolveImageUrlRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\"C\n\x17ResolveImageUrlResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"<\n\x13SignDownloadRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"S\n\x14SignDownloadResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x11ListStylesRequest\x12\x14\n\x07\x63urated\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\tB\n\n\x08_curated\"\xbb\x01\n\x05Style\x12\x10\n\x08style_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x03 \x01(\t\x12\x0c\n\x04year\x18\x04 \x01(\t\x12\x0f\n\x07license\x18\x05 \x01(\t\x12\x12\n\nprovenance\x18\x06 \x01(\t\x12\x0f\n\x07\x63urated\x18\x07 \x01(\x08\x12\x10\n\x08\x66ile_url\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0c\n\x04tags\x18\x0b \x03(\t\"X\n\x12ListStylesResponse\x12)\n\x06styles\x18\x01 \x03(\x0b\x32\x19.gouache.storage.v1.Style\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xff\x05\n\x0eStorageService\x12x\n\nSignUpload\x12%.gouache.storage.v1.SignUploadRequest\x1a&.gouache.storage.v1.SignUploadResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/uploads/sign:\x01*\x12`\n\x0bUploadImage\x12&.gouache.storage.v1.UploadImageRequest\x1a\'.gouache.storage.v1.UploadImageResponse(\x01\x12\x66\n\rDownloadImage\x12(.gouache.storage.v1.DownloadImageRequest\x1a).gouache.storage.v1.DownloadImageResponse0\x01\x12i\n\x08GetImage\x12#.gouache.storage.v1.GetImageRequest\x1a\x19.gouache.storage.v1.Image\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/images/{image_id}\x12j\n\x0fResolveImageUrl\x12*.gouache.storage.v1.ResolveImageUrlRequest\x1a+.gouache.storage.v1.ResolveImageUrlResponse\x12\x61\n\x0cSignDownload\x12\'.gouache.storage.v1.SignDownloadRequest\x1a(.gouache.storage.v1.SignDownloadResponse\x12o\n\nListStyles\x12%.gouache.storage.v1.ListStylesRequest\x1a&.gouache.storage.v1.ListStylesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/stylesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gouache/storage/v1/storage.proto\x12\x12gouache.storage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x93\x02\n\x05Image\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x10\n\x08\x66ile_url\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmetadata_json\x18\x0b \x01(\t\x12\x17\n\nnsfw_score\x18\x0c \x01(\x02H\x00\x88\x01\x01\x42\r\n\x0b_nsfw_score\"I\n\x11SignUploadRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"|\n\x12SignUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08image_id\x18\x04 \x01(\t\"\x84\x01\n\x11UploadImageHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x10\n\x08owner_id\x18\x05 \x01(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\"f\n\x12UploadImageRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.gouache.storage.v1.UploadImageHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"?\n\x13UploadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"(\n\x14\x44ownloadImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"P\n\x15\x44ownloadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"#\n\x0fGetImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"7\n\x16ResolveImageUrlRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\"C\n\x17ResolveImageUrlResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"<\n\x13SignDownloadRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"S\n\x14SignDownloadResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x11ListStylesRequest\x12\x14\n\x07\x63urated\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\tB\n\n\x08_curated\"\xbb\x01\n\x05Style\x12\x10\n\x08style_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x03 \x01(\t\x12\x0c\n\x04year\x18\x04 \x01(\t\x12\x0f\n\x07license\x18\x05 \x01(\t\x12\x12\n\nprovenance\x18\x06 \x01(\t\x12\x0f\n\x07\x63urated\x18\x07 \x01(\x08\x12\x10\n\x08\x66ile_url\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0c\n\x04tags\x18\x0b \x03(\t\"X\n\x12ListStylesResponse\x12)\n\x06styles\x18\x01 \x03(\x0b\x32\x19.gouache.storage.v1.Style\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xff\x05\n\x0eStorageService\x12x\n\nSignUpload\x12%.gouache.storage.v1.SignUploadRequest\x1a&.gouache.storage.v1.SignUploadResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/uploads/sign:\x01*\x12`\n\x0bUploadImage\x12&.gouache.storage.v1.UploadImageRequest\x1a\'.gouache.storage.v1.UploadImageResponse(\x01\x12\x66\n\rDownloadImage\x12(.gouache.storage.v1.DownloadImageRequest\x1a).gouache.storage.v1.DownloadImageResponse0\x01\x12i\n\x08GetImage\x12#.gouache.storage.v1.GetImageRequest\x1a\x19.gouache.storage.v1.Image\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/images/{image_id}\x12j\n\x0fResolveImageUrl\x12*.gouache.storage.v1.ResolveImageUrlRequest\x1a+.gouache.storage.v1.ResolveImageUrlResponse\x12\x61\n\x0cSignDownload\x12\'.gouache.storage.v1.SignDownloadRequest\x1a(.gouache.storage.v1.SignDownloadResponse\x12o\n\nListStyles\x12%.gouache.storage.v1.ListStylesRequest\x1a&.gouache.storage.v1.ListStylesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/stylesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,37 +40,37 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_STORAGESERVICE'].methods_by_name['ListStyles']._loaded_options = None
   _globals['_STORAGESERVICE'].methods_by_name['ListStyles']._serialized_options = b'\202\323\344\223\002\014\022\n/v1/styles'
   _globals['_IMAGE']._serialized_start=120
-  _globals['_IMAGE']._serialized_end=355
-  _globals['_SIGNUPLOADREQUEST']._serialized_start=357
-  _globals['_SIGNUPLOADREQUEST']._serialized_end=430
-  _globals['_SIGNUPLOADRESPONSE']._serialized_start=432
-  _globals['_SIGNUPLOADRESPONSE']._serialized_end=556
-  _globals['_UPLOADIMAGEHEADER']._serialized_start=559
-  _globals['_UPLOADIMAGEHEADER']._serialized_end=691
-  _globals['_UPLOADIMAGEREQUEST']._serialized_start=693
-  _globals['_UPLOADIMAGEREQUEST']._serialized_end=795
-  _globals['_UPLOADIMAGERESPONSE']._serialized_start=797
-  _globals['_UPLOADIMAGERESPONSE']._serialized_end=860
-  _globals['_DOWNLOADIMAGEREQUEST']._serialized_start=862
-  _globals['_DOWNLOADIMAGEREQUEST']._serialized_end=902
-  _globals['_DOWNLOADIMAGERESPONSE']._serialized_start=904
-  _globals['_DOWNLOADIMAGERESPONSE']._serialized_end=984
-  _globals['_GETIMAGEREQUEST']._serialized_start=986
-  _globals['_GETIMAGEREQUEST']._serialized_end=1021
-  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_start=1023
-  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_end=1078
-  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_start=1080
-  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_end=1147
-  _globals['_SIGNDOWNLOADREQUEST']._serialized_start=1149
-  _globals['_SIGNDOWNLOADREQUEST']._serialized_end=1209
-  _globals['_SIGNDOWNLOADRESPONSE']._serialized_start=1211
-  _globals['_SIGNDOWNLOADRESPONSE']._serialized_end=1294
-  _globals['_LISTSTYLESREQUEST']._serialized_start=1296
-  _globals['_LISTSTYLESREQUEST']._serialized_end=1388
-  _globals['_STYLE']._serialized_start=1391
-  _globals['_STYLE']._serialized_end=1578
-  _globals['_LISTSTYLESRESPONSE']._serialized_start=1580
-  _globals['_LISTSTYLESRESPONSE']._serialized_end=1668
-  _globals['_STORAGESERVICE']._serialized_start=1671
-  _globals['_STORAGESERVICE']._serialized_end=2438
+  _globals['_IMAGE']._serialized_end=395
+  _globals['_SIGNUPLOADREQUEST']._serialized_start=397
+  _globals['_SIGNUPLOADREQUEST']._serialized_end=470
+  _globals['_SIGNUPLOADRESPONSE']._serialized_start=472
+  _globals['_SIGNUPLOADRESPONSE']._serialized_end=596
+  _globals['_UPLOADIMAGEHEADER']._serialized_start=599
+  _globals['_UPLOADIMAGEHEADER']._serialized_end=731
+  _globals['_UPLOADIMAGEREQUEST']._serialized_start=733
+  _globals['_UPLOADIMAGEREQUEST']._serialized_end=835
+  _globals['_UPLOADIMAGERESPONSE']._serialized_start=837
+  _globals['_UPLOADIMAGERESPONSE']._serialized_end=900
+  _globals['_DOWNLOADIMAGEREQUEST']._serialized_start=902
+  _globals['_DOWNLOADIMAGEREQUEST']._serialized_end=942
+  _globals['_DOWNLOADIMAGERESPONSE']._serialized_start=944
+  _globals['_DOWNLOADIMAGERESPONSE']._serialized_end=1024
+  _globals['_GETIMAGEREQUEST']._serialized_start=1026
+  _globals['_GETIMAGEREQUEST']._serialized_end=1061
+  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_start=1063
+  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_end=1118
+  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_start=1120
+  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_end=1187
+  _globals['_SIGNDOWNLOADREQUEST']._serialized_start=1189
+  _globals['_SIGNDOWNLOADREQUEST']._serialized_end=1249
+  _globals['_SIGNDOWNLOADRESPONSE']._serialized_start=1251
+  _globals['_SIGNDOWNLOADRESPONSE']._serialized_end=1334
+  _globals['_LISTSTYLESREQUEST']._serialized_start=1336
+  _globals['_LISTSTYLESREQUEST']._serialized_end=1428
+  _globals['_STYLE']._serialized_start=1431
+  _globals['_STYLE']._serialized_end=1618
+  _globals['_LISTSTYLESRESPONSE']._serialized_start=1620
+  _globals['_LISTSTYLESRESPONSE']._serialized_end=1708
+  _globals['_STORAGESERVICE']._serialized_start=1711
+  _globals['_STORAGESERVICE']._serialized_end=2478
 # @@protoc_insertion_point(module_scope)

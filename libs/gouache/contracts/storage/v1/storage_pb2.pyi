@@ -36,6 +36,7 @@ class Image(_message.Message):
     FILE_URL_FIELD_NUMBER: _builtins.int
     CREATED_AT_FIELD_NUMBER: _builtins.int
     METADATA_JSON_FIELD_NUMBER: _builtins.int
+    NSFW_SCORE_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     owner_id: _builtins.str
     kind: _builtins.str
@@ -50,6 +51,12 @@ class Image(_message.Message):
     """URL to use in job requests (content_url, style_urls)."""
     metadata_json: _builtins.str
     """Free-form JSON metadata, e.g. the job parameters of a result."""
+    nsfw_score: _builtins.float
+    """Content safety: how likely (0 to 1) the storage service's NSFW classifier found the
+    image not safe for work when it was uploaded. Uploads at or above the service's
+    threshold are refused, so a stored image is below it. Absent for results and for
+    images stored while the check was off.
+    """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -66,12 +73,15 @@ class Image(_message.Message):
         file_url: _builtins.str = ...,
         created_at: _timestamp_pb2.Timestamp | None = ...,
         metadata_json: _builtins.str = ...,
+        nsfw_score: _builtins.float | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score", "created_at", b"created_at", "nsfw_score", b"nsfw_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "created_at", b"created_at", "file_url", b"file_url", "height", b"height", "image_id", b"image_id", "kind", b"kind", "metadata_json", b"metadata_json", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score", "content_type", b"content_type", "created_at", b"created_at", "file_url", b"file_url", "height", b"height", "image_id", b"image_id", "kind", b"kind", "metadata_json", b"metadata_json", "nsfw_score", b"nsfw_score", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
-    def WhichOneof(self, oneof_group: _Never) -> None: ...
+    _WhichOneofReturnType__nsfw_score: _TypeAlias = _typing.Literal["nsfw_score"]  # noqa: Y015
+    _WhichOneofArgType__nsfw_score: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score"]  # noqa: Y015
+    def WhichOneof(self, oneof_group: _WhichOneofArgType__nsfw_score) -> _WhichOneofReturnType__nsfw_score | None: ...
 
 Global___Image: _TypeAlias = Image  # noqa: Y015
 
