@@ -216,6 +216,9 @@ def test_sign_in_upload_stylize_see_and_rate(
     )
     page.get_by_label("Model").select_option("adain")
     page.get_by_label("Style strength").fill("0.8")
+    page.get_by_text("Advanced").click()
+    page.get_by_label("Output format").select_option("jpeg")
+    page.get_by_label("Seed").fill("7")
     shots.take(page, "ready")
 
     page.get_by_role("button", name="Stylize").click()
@@ -240,6 +243,7 @@ def test_sign_in_upload_stylize_see_and_rate(
     assert export["status"] == "succeeded"
     assert export["model_version"].startswith("adain")
     assert export["params"]["alpha"] == pytest.approx(0.8)
+    assert (export["params"]["output_format"], export["params"]["seed"]) == ("jpeg", 7)
     assert export["params"]["weights"] == pytest.approx([0.7143, 0.2857], abs=1e-3)
     assert any(job["lane"] == "preview" for job in jobs)
     stats = {row["model_version"]: row for row in _api(admin, mesh, "/v1/feedback/stats")["stats"]}

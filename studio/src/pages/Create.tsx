@@ -2,6 +2,8 @@ import { useEffect, useId, useRef, useState } from "react";
 import type { GouacheApi } from "../api/client";
 import { messageOf } from "../api/errors";
 import type { CreateJobRequest, Job, ListModelsResponse, Style } from "../api/types";
+import { ADVANCED_DEFAULTS, advancedParams, type AdvancedInput } from "../advanced";
+import { AdvancedControls } from "../components/AdvancedControls";
 import { Compare } from "../components/Compare";
 import { ImagePicker } from "../components/ImagePicker";
 import { JobProgress } from "../components/JobProgress";
@@ -51,6 +53,8 @@ export function Create({ api }: { api: GouacheApi }) {
   const [alpha, setAlpha] = useState(DEFAULTS.alpha);
   const [luminanceOnly, setLuminanceOnly] = useState(DEFAULTS.luminanceOnly);
   const [histogramMatch, setHistogramMatch] = useState(DEFAULTS.histogramMatch);
+  const [advanced, setAdvanced] = useState<AdvancedInput>(ADVANCED_DEFAULTS);
+  const [copied, setCopied] = useState<string | null>(null);
   const [preview, setPreview] = useState<Run>(IDLE);
   const [full, setFull] = useState<Run>(IDLE);
   const [running, setRunning] = useState(false);
@@ -79,6 +83,7 @@ export function Create({ api }: { api: GouacheApi }) {
         setAlpha(DEFAULTS.alpha);
         setLuminanceOnly(DEFAULTS.luminanceOnly);
         setHistogramMatch(DEFAULTS.histogramMatch);
+        setAdvanced(ADVANCED_DEFAULTS);
       }
     };
     window.addEventListener("keydown", onKey);
@@ -138,15 +143,16 @@ export function Create({ api }: { api: GouacheApi }) {
   }
 
   const weights = chosen.map((style) => style.weight);
+  const extra = advancedParams(advanced);
   const problem =
     content === null || content.fileUrl === null
       ? "upload a content image first"
       : chosen.length === 0
         ? "choose at least one style"
-        : weightsProblem(weights);
+        : (weightsProblem(weights) ?? extra.problem);
 
   async function stylize() {
-    if (problem !== null || content?.fileUrl == null) return;
+    if (problem !== null || content?.fileUrl == null || extra.params === null) return;
     abort.current?.abort();
     const controller = new AbortController();
     abort.current = controller;
@@ -155,6 +161,7 @@ export function Create({ api }: { api: GouacheApi }) {
       style_urls: chosen.map((style) => style.url),
       model_version: model,
       params: {
+        ...extra.params,
         alpha,
         luminance_only: luminanceOnly,
         histogram_match: histogramMatch,
@@ -162,6 +169,7 @@ export function Create({ api }: { api: GouacheApi }) {
       },
     };
     setRunning(true);
+    setCopied(null);
     setSubmitError(null);
     setPreview(IDLE);
     setFull(IDLE);
@@ -368,6 +376,7 @@ export function Create({ api }: { api: GouacheApi }) {
                 the settings.
               </p>
             </div>
+            <AdvancedControls value={advanced} problem={extra.problem} onChange={setAdvanced} />
           </section>
 
           <div className="actions">
@@ -416,7 +425,26 @@ export function Create({ api }: { api: GouacheApi }) {
                   className="button"
                 >
                   Download {shown.job.lane === "preview" ? "preview" : "result"}
-                </a>
+                </a>{" "}
+                <button
+                  type="button"
+                  onClick={() => {
+                    const url = new URL(shown.job.result_url ?? "", window.location.href).href;
+                    navigator.clipboard.writeText(url).then(
+                      () => {
+                        setCopied("Link copied: it works until its signature expires.");
+                      },
+                      () => {
+                        setCopied(`Copy this link: ${url}`);
+                      },
+                    );
+                  }}
+                >
+                  Copy link
+                </button>
+              </p>
+              <p className="hint" aria-live="polite">
+                {copied ?? ""}
               </p>
               {shown.job === full.job ? <Rating api={api} jobId={shown.job.job_id} /> : null}
             </>
