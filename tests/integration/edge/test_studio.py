@@ -77,6 +77,32 @@ async def test_built_files_byte_for_byte_with_type_and_caching(http: httpx.Async
     assert icon.headers["cache-control"] == "no-cache"
 
 
+async def test_text_files_are_gzipped_for_a_browser_that_accepts_it(
+    http: httpx.AsyncClient,
+) -> None:
+    zipped = await http.get("/assets/index-Ab12_x.js", headers={"accept-encoding": "gzip"})
+    plain = await http.get("/assets/index-Ab12_x.js", headers={"accept-encoding": "identity"})
+    picture = await http.get("/assets/photo-9f.png", headers={"accept-encoding": "gzip"})
+
+    assert zipped.headers["content-encoding"] == "gzip"
+    assert zipped.content == SCRIPT  # httpx decodes it
+    assert zipped.num_bytes_downloaded < len(SCRIPT) // 10
+    assert "content-encoding" not in plain.headers
+    assert plain.content == SCRIPT
+    assert "content-encoding" not in picture.headers
+
+
+async def test_api_answers_are_never_compressed(http: httpx.AsyncClient) -> None:
+    response = await http.post(
+        "/v1/jobs",
+        json={"content_url": ABORT_PREFIX + "NOT_FOUND"},
+        headers={"accept-encoding": "gzip"},
+    )
+
+    assert "content-encoding" not in response.headers
+    assert response.json()["code"] == 5
+
+
 async def test_head_answers_like_get_without_a_body(http: httpx.AsyncClient) -> None:
     response = await http.head("/assets/index-Ab12_x.js")
 
