@@ -92,8 +92,17 @@ def _quantiles(values: Sequence[float], qs: Sequence[int] = (50, 95, 99)) -> dic
 # --- the engine alone -----------------------------------------------------------------
 
 
-def engine_child(model: str, side: int, runs: int, threads: int) -> dict[str, Any]:
-    """In a subprocess: the model as inference builds it, stylizing back to back."""
+# Loading the model and warming up must end before the workers' common start.
+ENGINE_START_DELAY_S = 20.0
+
+
+def engine_child(
+    model: str, side: int, runs: int, threads: int, start_at: float | None = None
+) -> dict[str, Any]:
+    """In a subprocess: the model as inference builds it, stylizing back to back.
+
+    With `start_at` (a wall-clock time), the measured calls begin then, so that several
+    children measured together overlap (warm-up and model loading before it)."""
     import numpy as np
     import torch
     from PIL import Image
@@ -112,6 +121,9 @@ def engine_child(model: str, side: int, runs: int, threads: int) -> dict[str, An
     controls = StylizeControls()
     for _ in range(2):
         family.stylize(content, [style], [1.0], controls, style_keys=["bench-style"])
+    if start_at is not None:
+        time.sleep(max(0.0, start_at - time.time()))
+    began = time.time()
     seconds = []
     for _ in range(runs):
         started = time.perf_counter()
@@ -126,21 +138,40 @@ def engine_child(model: str, side: int, runs: int, threads: int) -> dict[str, An
         "median_s": round(median, 4),
         "min_s": round(min(seconds), 4),
         "images_per_s": round(1 / median, 2),
+        "began": began,
+        "ended": time.time(),
     }
 
 
-def measure_engine(model: str, side: int, runs: int, threads: int) -> dict[str, Any]:
-    command = [
-        sys.executable,
-        "-m",
-        "loadtests.rest_load",
-        "--engine-child",
-        json.dumps({"model": model, "side": side, "runs": runs, "threads": threads}),
+def measure_engine(
+    model: str, side: int, runs: int, threads: int, workers: int = 1
+) -> dict[str, Any]:
+    """The engine's throughput: one process (`workers` 1) timed call by call, or `workers`
+    processes stylizing at once from the same instant (as inference runs
+    GOUACHE_INFERENCE_MAX_CONCURRENCY computations side by side), counted over the wall time
+    from that instant to the last one's end."""
+    spec: dict[str, Any] = {"model": model, "side": side, "runs": runs, "threads": threads}
+    if workers > 1:
+        spec["start_at"] = time.time() + ENGINE_START_DELAY_S
+    command = [sys.executable, "-m", "loadtests.rest_load", "--engine-child", json.dumps(spec)]
+    children = [
+        subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        for _ in range(workers)
     ]
-    done = subprocess.run(command, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        raise RuntimeError(f"engine measurement failed:\n{done.stderr[-2000:]}")
-    result: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    results: list[dict[str, Any]] = []
+    for child in children:
+        out, err = child.communicate()
+        if child.returncode != 0:
+            raise RuntimeError(f"engine measurement failed:\n{err[-2000:]}")
+        results.append(json.loads(out.strip().splitlines()[-1]))
+    result = dict(results[0])
+    result["workers"] = workers
+    if workers > 1:
+        if max(r["began"] for r in results) - spec["start_at"] > 1.0:
+            raise RuntimeError("an engine worker started late: raise ENGINE_START_DELAY_S")
+        wall = max(r["ended"] for r in results) - spec["start_at"]
+        result["images_per_s"] = round(workers * runs / wall, 2)
+        result["median_s"] = round(statistics.median(r["median_s"] for r in results), 4)
     return result
 
 
@@ -320,8 +351,9 @@ def run_level(
 def markdown(engine: dict[str, Any], levels: list[Level]) -> str:
     ceiling = engine["images_per_s"]
     lines = [
-        f"Engine alone: {engine['model']} at {engine['side']} px, {engine['threads']} threads, "
-        f"median {engine['median_s'] * 1000:.0f} ms = {ceiling:.2f} images/s.",
+        f"Engine alone: {engine['model']} at {engine['side']} px, "
+        f"{engine.get('workers', 1)} x {engine['threads']} threads, "
+        f"median {engine['median_s'] * 1000:.0f} ms per image, {ceiling:.2f} images/s.",
         "",
         "| clients | jobs/s | % of engine | job latency p50 / p95 ms | create p50 / p99 ms "
         "| failed | CPU s in window (top) |",
@@ -369,6 +401,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     parser.add_argument("--engine-runs", type=int, default=20)
     parser.add_argument("--engine-threads", type=int, default=2)
+    parser.add_argument(
+        "--engine-workers",
+        type=int,
+        default=1,
+        help="engine processes stylizing at once (2 with --engine-threads 1: as inference runs)",
+    )
     parser.add_argument("--profile", action="store_true", help="py-spy every service")
     parser.add_argument(
         "--backend",
@@ -389,12 +427,20 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     if args.engine_child:
         spec = json.loads(args.engine_child)
-        print(json.dumps(engine_child(spec["model"], spec["side"], spec["runs"], spec["threads"])))
+        print(
+            json.dumps(
+                engine_child(
+                    spec["model"], spec["side"], spec["runs"], spec["threads"], spec.get("start_at")
+                )
+            )
+        )
         return 0
     if args.warmup >= args.duration - 1:
         parser.error("--warmup must leave at least a second of --duration")
     users = [int(part) for part in args.users.split(",") if part.strip()]
-    engine = measure_engine(args.model, args.side, args.engine_runs, args.engine_threads)
+    engine = measure_engine(
+        args.model, args.side, args.engine_runs, args.engine_threads, args.engine_workers
+    )
     print(
         f"engine: {engine['images_per_s']:.2f} images/s ({engine['median_s'] * 1000:.0f} ms)",
         file=sys.stderr,
