@@ -31,6 +31,9 @@ class ImageRecord:
     created_at: datetime
     filename: str = ""
     metadata_json: str = ""
+    # The content-safety classifier's score (0-1, how likely not safe for work), measured at
+    # upload; None for results and for images stored while the check was off.
+    nsfw_score: float | None = None
 
     @property
     def curated(self) -> bool:

@@ -10,6 +10,7 @@ from sqlalchemy import (
     BigInteger,
     Boolean,
     Column,
+    Float,
     ForeignKey,
     Index,
     Integer,
@@ -53,6 +54,8 @@ images = Table(
     Column("filename", String(255), nullable=False, default=""),
     Column("metadata_json", Text, nullable=False, default=""),
     Column("created_at", UtcDateTime, nullable=False),
+    # The content-safety score at upload (migration 0002); NULL for results.
+    Column("nsfw_score", Float, nullable=True),
 )
 
 upload_reservations = Table(
@@ -236,6 +239,7 @@ def _image_row(image: ImageRecord) -> dict[str, Any]:
         "filename": image.filename,
         "metadata_json": image.metadata_json,
         "created_at": image.created_at,
+        "nsfw_score": image.nsfw_score,
     }
 
 
