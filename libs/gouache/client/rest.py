@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import time
-from collections.abc import AsyncIterator, Generator, Iterator, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
 from typing import Any, TypeVar
 
 import httpx
@@ -84,10 +84,36 @@ def _raise_for_status(response: httpx.Response) -> None:
         raise rest_error(response)
 
 
-def _unreachable(base_url: str, exc: httpx.TransportError) -> UnavailableError:
-    return UnavailableError(
-        503, f"no answer from {base_url}: {type(exc).__name__}: {exc}", UNAVAILABLE
-    )
+class _NoAnswer(UnavailableError):
+    """No HTTP answer at all (connection refused or reset, a timeout): retried like a 503
+    for calls safe to repeat, then raised as the httpx error it was (`transport_error`), as
+    the REST client always has, so callers may tell "the edge is not there" apart."""
+
+    def __init__(self, base_url: str, exc: httpx.TransportError) -> None:
+        super().__init__(
+            503, f"no answer from {base_url}: {type(exc).__name__}: {exc}", UNAVAILABLE
+        )
+        self.transport_error = exc
+
+
+def _unreachable(base_url: str, exc: httpx.TransportError) -> _NoAnswer:
+    return _NoAnswer(base_url, exc)
+
+
+def _retrying(policy: RetryPolicy, attempt: Callable[[], T], *, repeatable: bool) -> T:
+    try:
+        return call_with_retries(policy, attempt, repeatable=repeatable)
+    except _NoAnswer as failed:
+        raise failed.transport_error from None
+
+
+async def _aretrying(
+    policy: RetryPolicy, attempt: Callable[[], Awaitable[T]], *, repeatable: bool
+) -> T:
+    try:
+        return await acall_with_retries(policy, attempt, repeatable=repeatable)
+    except _NoAnswer as failed:
+        raise failed.transport_error from None
 
 
 def _body(response: httpx.Response) -> Mapping[str, Any]:
@@ -166,7 +192,7 @@ class GouacheClient(_Rest, SyncApi):
 
     def _run(self, operation: Operation[T]) -> T:
         def attempt() -> T:
-            return call_with_retries(
+            return _retrying(
                 self._retry, lambda: self._send(operation), repeatable=operation.repeatable
             )
 
@@ -205,7 +231,7 @@ class GouacheClient(_Rest, SyncApi):
             _raise_for_status(response)
 
         # A PUT to the same signed URL stores the same image: safe to repeat.
-        call_with_retries(self._retry, put, repeatable=True)
+        _retrying(self._retry, put, repeatable=True)
         return str(signed["file_url"])
 
     def download(self, url: str) -> bytes:
@@ -219,7 +245,7 @@ class GouacheClient(_Rest, SyncApi):
             _raise_for_status(response)
             return response.content
 
-        return call_with_retries(self._retry, get, repeatable=True)
+        return _retrying(self._retry, get, repeatable=True)
 
     def download_result(self, job: Job) -> bytes:
         if not job.result_url:
@@ -309,7 +335,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
 
     async def _run(self, operation: Operation[T]) -> T:
         async def attempt() -> T:
-            return await acall_with_retries(
+            return await _aretrying(
                 self._retry, lambda: self._send(operation), repeatable=operation.repeatable
             )
 
@@ -346,7 +372,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
                 raise _unreachable(self.base_url, exc) from exc
             _raise_for_status(response)
 
-        await acall_with_retries(self._retry, put, repeatable=True)
+        await _aretrying(self._retry, put, repeatable=True)
         return str(signed["file_url"])
 
     async def download(self, url: str) -> bytes:
@@ -360,7 +386,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
             _raise_for_status(response)
             return response.content
 
-        return await acall_with_retries(self._retry, get, repeatable=True)
+        return await _aretrying(self._retry, get, repeatable=True)
 
     async def download_result(self, job: Job) -> bytes:
         if not job.result_url:
