@@ -1,6 +1,7 @@
 # The services auth, storage, jobs, tiling and feedback, the edge's config renderer
 # (python -m gouache.edge render), the bootstrap commands and the operator (gouache-operator).
-# No ML stack: inference has its own image (docker/inference.Dockerfile).
+# No ML stack: inference has its own image (docker/inference.Dockerfile). The `safety` extra
+# (ONNX Runtime on CPU and the NSFW classifier storage screens uploads with) is here.
 #   docker build -f docker/gouache.Dockerfile -t ghcr.io/gouache/gouache:0.1.0 .
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
@@ -11,7 +12,7 @@ COPY libs libs
 COPY services services
 COPY operator operator
 # Wheels of the project and every pinned dependency; nothing of the build stays behind.
-RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator]"
+RUN pip wheel --no-cache-dir --wheel-dir /wheels ".[operator,safety]"
 
 FROM ${PYTHON_IMAGE} AS runtime
 ARG GOUACHE_VERSION=0.1.0
@@ -20,7 +21,7 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     PIP_DISABLE_PIP_VERSION_CHECK=1
 RUN --mount=type=bind,from=builder,source=/wheels,target=/wheels \
-    pip install --no-cache-dir --no-index --find-links /wheels "gouache[operator]==${GOUACHE_VERSION}" \
+    pip install --no-cache-dir --no-index --find-links /wheels "gouache[operator,safety]==${GOUACHE_VERSION}" \
     && groupadd --gid 10001 gouache \
     && useradd --uid 10001 --gid 10001 --no-create-home --home-dir /nonexistent --shell /usr/sbin/nologin gouache
 WORKDIR /tmp

@@ -12,7 +12,7 @@ stamp=".venv/.installed-$(sha256sum pyproject.toml | cut -c1-16)"
 if [ ! -f "$stamp" ]; then
   .venv/bin/pip install -q --upgrade pip
   # torch from PyPI is the CUDA build (~3 GB); pip's cache makes reinstalls fast.
-  .venv/bin/pip install -q -e '.[ml,embedded,operator,dev]'
+  .venv/bin/pip install -q -e '.[ml,safety,embedded,operator,dev]'
   rm -f .venv/.installed-*
   touch "$stamp"
 fi

@@ -18,6 +18,7 @@ from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
 from gouache.runtime.tracing import configure_tracing
 from services.storage.catalog import ManifestError, run_imports
+from services.storage.safety import SafetyModelUnavailable
 from services.storage.server import build
 from services.storage.settings import StorageSettings
 from services.storage.store import StorageStore
@@ -66,7 +67,13 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("import-styles needs a directory, --shipped, or both")
         try:
             report = asyncio.run(run_imports(settings, directories))
-        except (FileNotFoundError, ManifestError, BlobStoreMisconfigured, BlobUnavailable) as exc:
+        except (
+            FileNotFoundError,
+            ManifestError,
+            BlobStoreMisconfigured,
+            BlobUnavailable,
+            SafetyModelUnavailable,
+        ) as exc:
             print(f"error: {exc}", file=sys.stderr)
             return 2
         if args.json:
@@ -89,6 +96,9 @@ def main(argv: list[str] | None = None) -> int:
         asyncio.run(_serve(settings))
     except (BlobStoreMisconfigured, BlobUnavailable) as exc:
         print(f"error: the object store is not usable: {exc}", file=sys.stderr)
+        return 2
+    except SafetyModelUnavailable as exc:
+        print(f"error: {exc}", file=sys.stderr)
         return 2
     return 0
 

@@ -15,7 +15,9 @@ from gouache.db import create_engine
 from gouache.runtime.errors import GouacheError
 from services.storage.blobs import open_blobs
 from services.storage.domain import CatalogEntry, ImageLibrary, title_from_filename
+from services.storage.domain.screening import ContentSafety
 from services.storage.records import STYLE
+from services.storage.safety import load_content_safety
 from services.storage.settings import StorageSettings
 from services.storage.store import StorageStore
 from services.storage.urls import UrlSigner
@@ -159,8 +161,14 @@ async def import_catalog(library: ImageLibrary, directory: Path) -> ImportReport
     return report
 
 
-async def run_import(settings: StorageSettings, directory: Path) -> ImportReport:
-    """import_catalog against the database and blob store that settings name."""
+async def run_import(
+    settings: StorageSettings, directory: Path, safety: ContentSafety | None = None
+) -> ImportReport:
+    """import_catalog against the database and blob store that settings name.
+
+    With `safety` (load_content_safety's), each style's NSFW score is recorded; a curated
+    style is never refused for it (an operator chose it), only logged.
+    """
     sqlite_file = settings.sqlite_path()
     if sqlite_file is not None:
         sqlite_file.parent.mkdir(parents=True, exist_ok=True)
@@ -178,6 +186,7 @@ async def run_import(settings: StorageSettings, directory: Path) -> ImportReport
             limits=settings.image_limits(),
             upload_ttl=settings.upload_ttl(),
             decode_concurrency=settings.decode_concurrency,
+            safety=safety,
         )
         return await import_catalog(library, Path(directory))
     finally:
@@ -188,8 +197,9 @@ async def run_import(settings: StorageSettings, directory: Path) -> ImportReport
 async def run_imports(settings: StorageSettings, directories: list[Path]) -> ImportReport:
     """run_import of each directory in turn, in one report (rejections named by file)."""
     total = ImportReport()
+    safety = await _content_safety(settings)
     for directory in directories:
-        report = await run_import(settings, directory)
+        report = await run_import(settings, directory, safety)
         total.imported += report.imported
         total.existing += report.existing
         total.rejected.update(report.rejected)
@@ -198,5 +208,14 @@ async def run_imports(settings: StorageSettings, directories: list[Path]) -> Imp
 
 async def import_styles(settings: StorageSettings, directory: Path | str) -> int:
     """Imports the curated styles of directory; returns how many were new (`gouache up`)."""
-    report = await run_import(settings, Path(directory))
+    report = await run_import(settings, Path(directory), await _content_safety(settings))
     return len(report.imported)
+
+
+async def _content_safety(settings: StorageSettings) -> ContentSafety | None:
+    return await asyncio.to_thread(
+        load_content_safety,
+        enabled=settings.nsfw_filter,
+        threshold=settings.nsfw_threshold,
+        threads=settings.nsfw_threads,
+    )

@@ -18,7 +18,9 @@ from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
 from services.storage.blobs import open_blobs
 from services.storage.domain import ImageLibrary
+from services.storage.domain.screening import ContentSafety, ContentScorer
 from services.storage.files import FileServer
+from services.storage.safety import load_content_safety
 from services.storage.servicer import POLICY, SERVICE_NAME, StorageServicer
 from services.storage.settings import StorageSettings
 from services.storage.store import StorageStore
@@ -49,14 +51,20 @@ async def build(
 
 
 async def build_service(
-    settings: StorageSettings, *, verifier: TokenVerifier | None = None
+    settings: StorageSettings,
+    *,
+    verifier: TokenVerifier | None = None,
+    scorer: ContentScorer | None = None,
 ) -> StorageService:
     """Builds the service; nothing connects or listens until the spec's start hooks run.
 
     Without a verifier, tokens are checked against the auth service's JWKS at
-    settings.auth_addr. Raises ValueError when no URL signing key is configured.
+    settings.auth_addr. With content safety on, the NSFW model is loaded (in a thread)
+    unless a loaded `scorer` is passed in. Raises ValueError when no URL signing key is
+    configured, and SafetyModelUnavailable when the model cannot be loaded.
     """
     signer = UrlSigner(settings.signing_key(), settings.public_url)
+    safety = await _content_safety(settings, scorer)
     store = StorageStore(create_engine(settings.database_url))
     blobs = open_blobs(settings)
     library = ImageLibrary(
@@ -66,6 +74,7 @@ async def build_service(
         limits=settings.image_limits(),
         upload_ttl=settings.upload_ttl(),
         decode_concurrency=settings.decode_concurrency,
+        safety=safety,
     )
     channel: grpc.aio.Channel | None = None
     if verifier is None:
@@ -121,6 +130,19 @@ async def build_service(
     spec.on_stop = [close_connections, files.stop, stop_housekeeping]
     limit_calls(spec, settings)
     return service
+
+
+async def _content_safety(
+    settings: StorageSettings, scorer: ContentScorer | None
+) -> ContentSafety | None:
+    if settings.nsfw_filter and scorer is not None:
+        return ContentSafety(scorer=scorer, threshold=settings.nsfw_threshold)
+    return await asyncio.to_thread(
+        load_content_safety,
+        enabled=settings.nsfw_filter,
+        threshold=settings.nsfw_threshold,
+        threads=settings.nsfw_threads,
+    )
 
 
 async def _purge_forever(library: ImageLibrary, retention: timedelta) -> None:

@@ -74,6 +74,13 @@ class StorageSettings(ServiceSettings):
     decode_concurrency: int = 2
     # Unused reservations are purged this long after they expire.
     reservation_retention_s: int = 24 * 3600
+    # Content safety: every uploaded content and style image is scored by an NSFW classifier
+    # (open_nsfw on ONNX Runtime, the `safety` extra); a score at or above the threshold
+    # (0-1; 0 refuses every image) refuses the upload. false stores uploads unscreened.
+    nsfw_filter: bool = True
+    nsfw_threshold: float = 0.8
+    # ONNX Runtime threads per scoring; up to decode_concurrency images are scored at once.
+    nsfw_threads: int = 1
 
     @model_validator(mode="before")
     @classmethod
@@ -93,6 +100,16 @@ class StorageSettings(ServiceSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("nsfw_threshold")
+    @classmethod
+    def _check_threshold(cls, value: float) -> float:
+        if not 0.0 <= value <= 1.0:
+            raise ValueError(
+                f"must be within 0 and 1 (a probability), got {value}; "
+                f"{ENV_PREFIX}NSFW_FILTER=false turns the check off"
+            )
+        return value
 
     @field_validator("s3_endpoint")
     @classmethod
@@ -135,6 +152,7 @@ class StorageSettings(ServiceSettings):
         "decode_concurrency",
         "s3_timeout_s",
         "s3_max_workers",
+        "nsfw_threads",
     )
     @classmethod
     def _check_positive(cls, value: float) -> float:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import logging
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
@@ -12,13 +11,7 @@ from typing import Protocol
 
 from gouache.blobs import BlobStore
 from gouache.db import new_id, utc_now
-from gouache.imaging.codec import (
-    DecodedImage,
-    ImageHeader,
-    ImageLimits,
-    inspect_header,
-    validate_and_decode,
-)
+from gouache.imaging.codec import ImageLimits
 from gouache.imaging.errors import ImageRejected
 from gouache.runtime.context import Principal
 from gouache.runtime.errors import (
@@ -47,6 +40,7 @@ from services.storage.domain.rules import (
     validate_metadata_json,
     validate_owner_id,
 )
+from services.storage.domain.screening import ContentSafety, Screening, unsafe_content
 from services.storage.records import (
     RESULT,
     STYLE,
@@ -143,6 +137,7 @@ class ImageLibrary:
         limits: ImageLimits,
         upload_ttl: timedelta,
         decode_concurrency: int = 2,
+        safety: ContentSafety | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
@@ -150,8 +145,7 @@ class ImageLibrary:
         self.signer = signer
         self.limits = limits
         self.upload_ttl = upload_ttl
-        # Each decode holds up to max_pixels * 3 bytes; this bounds how many at once.
-        self._decoding = asyncio.Semaphore(decode_concurrency)
+        self._screening = Screening(limits, concurrency=decode_concurrency, safety=safety)
         self._clock = clock
 
     def file_url(self, image_id: str) -> str:
@@ -299,30 +293,28 @@ class ImageLibrary:
     ) -> tuple[ImageRecord, bool]:
         """Validates, writes the blob, then the row; (image, False) if the id was taken.
 
-        Nothing is written for a rejected image. When the row cannot be inserted because
-        the id (or, for the catalog, the sha256) is taken, the blob just written is deleted
-        unless it is the very object the existing row names. `trusted` bytes (a service's
-        own result) get the header checks only; everything else is decoded in full.
+        Nothing is written for a rejected image, nor for one the content-safety filter
+        refuses (the curated catalog, which an operator chose, is scored but not refused).
+        When the row cannot be inserted because the id (or, for the catalog, the sha256) is
+        taken, the blob just written is deleted unless it is the very object the existing
+        row names. `trusted` bytes (a service's own result) get the header checks only;
+        everything else is decoded in full and scored.
         """
         try:
-            if trusted:
-                decoded: ImageHeader | DecodedImage = inspect_header(
-                    data, declared_content_type=declared_content_type, limits=self.limits
-                )
-            else:
-                async with self._decoding:
-                    decoded = await asyncio.to_thread(
-                        validate_and_decode,
-                        data,
-                        declared_content_type=declared_content_type,
-                        limits=self.limits,
-                    )
+            screened = await self._screening.screen(
+                data, declared_content_type=declared_content_type, trusted=trusted
+            )
         except ImageRejected as exc:
             logger.info(
                 "image rejected",
                 extra={"image_id": image_id, "owner_id": owner_id, "reason": exc.reason},
             )
             raise rejected_image(exc) from exc
+        if self._screening.refuses(screened):
+            self._log_refusal(image_id, owner_id, kind, screened.nsfw_score, curated=bool(catalog))
+            if catalog is None:
+                raise unsafe_content()
+        decoded = screened.header
         now = self._clock()
         key = blob_key(image_id, decoded.sha256, decoded.format)
         image = ImageRecord(
@@ -339,6 +331,7 @@ class ImageLibrary:
             created_at=now,
             filename=filename,
             metadata_json=metadata_json,
+            nsfw_score=screened.nsfw_score,
         )
         style = None
         if kind == STYLE:
@@ -366,6 +359,7 @@ class ImageLibrary:
                     "kind": kind,
                     "size_bytes": len(data),
                     "format": decoded.format,
+                    "nsfw_score": screened.nsfw_score,
                 },
             )
             return image, True
@@ -373,6 +367,17 @@ class ImageLibrary:
         if existing is None or existing.blob_key != key:
             await self.blobs.delete(key)
         return existing or image, False
+
+    def _log_refusal(
+        self, image_id: str, owner_id: str, kind: str, score: float | None, *, curated: bool
+    ) -> None:
+        safety = self._screening.safety
+        fields: dict[str, object] = {"image_id": image_id, "owner_id": owner_id, "kind": kind}
+        fields |= {"nsfw_score": score, "nsfw_threshold": safety.threshold if safety else None}
+        if curated:
+            logger.warning("curated style above the NSFW threshold, imported", extra=fields)
+        else:
+            logger.info("image refused by the content-safety filter", extra=fields)
 
     # --- the curated catalog -------------------------------------------------------------
 
