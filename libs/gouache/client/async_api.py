@@ -7,10 +7,11 @@ does), awaited; both build their requests with gouache.client.operations.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import inspect
 import time
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Mapping, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -54,7 +55,7 @@ class AsyncApi(ABC):
     @abstractmethod
     def _job_updates(
         self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
-    ) -> AsyncIterator[Job]:
+    ) -> AsyncGenerator[Job, None]:
         """As SyncApi._job_updates."""
 
     @abstractmethod
@@ -176,12 +177,13 @@ class AsyncApi(ABC):
         updates = self._job_updates(
             job_id, deadline=deadline, detailed=callback is not None, poll_s=poll_s
         )
-        async for job in updates:
-            last = job
-            if callback is not None:
-                await _call(callback, job)
-            if job.final:
-                return job
+        async with contextlib.aclosing(updates):
+            async for job in updates:
+                last = job
+                if callback is not None:
+                    await _call(callback, job)
+                if job.final:
+                    return job
         status = last.status if last else "unknown"
         raise TimeoutError(f"job {job_id} still {status} after {timeout_s:.0f} s")
 

@@ -13,7 +13,7 @@ import asyncio
 import contextlib
 import mimetypes
 import time
-from collections.abc import AsyncIterator, Iterable, Iterator, Sequence
+from collections.abc import AsyncGenerator, Generator, Iterable, Iterator, Sequence
 from typing import Any, TypeVar
 
 import grpc
@@ -242,7 +242,7 @@ class GouacheGrpcClient(_Grpc, SyncApi):
 
     def _job_updates(
         self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
-    ) -> Iterator[Job]:
+    ) -> Generator[Job, None, None]:
         """JobsService.WatchJob; reconnects when the stream breaks before a final state."""
         call = self.channel.unary_stream(
             _WATCH,
@@ -397,7 +397,7 @@ class AsyncGouacheGrpcClient(_Grpc, AsyncApi):
 
     async def _job_updates(
         self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
-    ) -> AsyncIterator[Job]:
+    ) -> AsyncGenerator[Job, None]:
         """As GouacheGrpcClient._job_updates."""
         call = self.channel.unary_stream(
             _WATCH,

@@ -10,7 +10,13 @@ from __future__ import annotations
 import asyncio
 import mimetypes
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable, Generator, Iterator, Mapping
+from collections.abc import (
+    AsyncGenerator,
+    Awaitable,
+    Callable,
+    Generator,
+    Mapping,
+)
 from typing import Any, TypeVar
 
 import httpx
@@ -254,7 +260,7 @@ class GouacheClient(_Rest, SyncApi):
 
     def _job_updates(
         self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
-    ) -> Iterator[Job]:
+    ) -> Generator[Job, None, None]:
         if detailed:
             streamed = yield from self._streamed(job_id, deadline)
             if streamed:
@@ -395,7 +401,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
 
     async def _job_updates(
         self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
-    ) -> AsyncIterator[Job]:
+    ) -> AsyncGenerator[Job, None]:
         if detailed:
             finished = False
             async for job in self._streamed(job_id, deadline):
@@ -416,7 +422,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
             if detailed:
                 await asyncio.sleep(min(poll_s, max(0.0, deadline - time.monotonic())))
 
-    async def _streamed(self, job_id: str, deadline: float) -> AsyncIterator[Job]:
+    async def _streamed(self, job_id: str, deadline: float) -> AsyncGenerator[Job, None]:
         """As GouacheClient._streamed: ends early (the caller polls on) when the stream is
         unavailable or cut."""
         path = JOB_EVENTS_PATH.format(job_id=job_id)

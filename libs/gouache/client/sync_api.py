@@ -7,9 +7,10 @@ job's updates arrive (`_job_updates`); everything else is here.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Generator, Iterator, Mapping, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
@@ -46,7 +47,7 @@ class SyncApi(ABC):
     @abstractmethod
     def _job_updates(
         self, job_id: str, *, deadline: float, detailed: bool, poll_s: float
-    ) -> Iterator[Job]:
+    ) -> Generator[Job, None, None]:
         """The job's states until it is final or the monotonic deadline passes; detailed:
         every change (for a progress callback), else at least the final state."""
 
@@ -184,12 +185,13 @@ class SyncApi(ABC):
         updates = self._job_updates(
             job_id, deadline=deadline, detailed=callback is not None, poll_s=poll_s
         )
-        for job in updates:
-            last = job
-            if callback is not None:
-                callback(job)
-            if job.final:
-                return job
+        with contextlib.closing(updates):
+            for job in updates:
+                last = job
+                if callback is not None:
+                    callback(job)
+                if job.final:
+                    return job
         status = last.status if last else "unknown"
         raise TimeoutError(f"job {job_id} still {status} after {timeout_s:.0f} s")
 
