@@ -4,10 +4,8 @@ import { messageOf } from "../api/errors";
 import type { CreateJobRequest, Job, ListModelsResponse, Style } from "../api/types";
 import { ADVANCED_DEFAULTS, advancedParams, type AdvancedInput } from "../advanced";
 import { AdvancedControls } from "../components/AdvancedControls";
-import { Compare } from "../components/Compare";
 import { ImagePicker } from "../components/ImagePicker";
-import { JobProgress } from "../components/JobProgress";
-import { Rating } from "../components/Rating";
+import { ResultPane, type Run } from "../components/ResultPane";
 import { StylePicker } from "../components/StylePicker";
 import { WeightsControl, type WeightedStyle } from "../components/WeightsControl";
 import { formatBytes } from "../files";
@@ -24,11 +22,6 @@ interface Upload {
 interface ChosenStyle extends WeightedStyle {
   /** What style_urls carries: a curated style's id, or an uploaded file_url. */
   url: string;
-}
-
-interface Run {
-  job: Job | null;
-  error: string | null;
 }
 
 const IDLE: Run = { job: null, error: null };
@@ -54,7 +47,6 @@ export function Create({ api }: { api: GouacheApi }) {
   const [luminanceOnly, setLuminanceOnly] = useState(DEFAULTS.luminanceOnly);
   const [histogramMatch, setHistogramMatch] = useState(DEFAULTS.histogramMatch);
   const [advanced, setAdvanced] = useState<AdvancedInput>(ADVANCED_DEFAULTS);
-  const [copied, setCopied] = useState<string | null>(null);
   const [preview, setPreview] = useState<Run>(IDLE);
   const [full, setFull] = useState<Run>(IDLE);
   const [running, setRunning] = useState(false);
@@ -169,7 +161,6 @@ export function Create({ api }: { api: GouacheApi }) {
       },
     };
     setRunning(true);
-    setCopied(null);
     setSubmitError(null);
     setPreview(IDLE);
     setFull(IDLE);
@@ -210,12 +201,6 @@ export function Create({ api }: { api: GouacheApi }) {
     }
   }
 
-  const shown =
-    full.job?.status === "succeeded" && full.job.result_url
-      ? { job: full.job, label: `full result, ${full.job.model_version}` }
-      : preview.job?.status === "succeeded" && preview.job.result_url
-        ? { job: preview.job, label: `preview, ${preview.job.model_version}` }
-        : null;
   const aliases = models?.routes.map((route) => route.alias) ?? [];
   const versions = models?.versions ?? [];
   const description = versions.find(
@@ -405,51 +390,13 @@ export function Create({ api }: { api: GouacheApi }) {
           </div>
         </div>
 
-        <section className="result" aria-labelledby={`${ids}-result`}>
-          <h2 id={`${ids}-result`}>Result</h2>
-          {preview !== IDLE || full !== IDLE || running ? (
-            <div aria-live="polite">
-              <JobProgress label="Preview" job={preview.job} error={preview.error} />
-              <JobProgress label="Full" job={full.job} error={full.error} />
-            </div>
-          ) : (
-            <p className="hint">Your result appears here, with a before/after slider.</p>
-          )}
-          {shown && content ? (
-            <>
-              <Compare before={content.preview} after={shown.job.result_url ?? ""} afterLabel={shown.label} />
-              <p className="downloads">
-                <a
-                  href={shown.job.result_url}
-                  download={`gouache-${shown.job.job_id}`}
-                  className="button"
-                >
-                  Download {shown.job.lane === "preview" ? "preview" : "result"}
-                </a>{" "}
-                <button
-                  type="button"
-                  onClick={() => {
-                    const url = new URL(shown.job.result_url ?? "", window.location.href).href;
-                    navigator.clipboard.writeText(url).then(
-                      () => {
-                        setCopied("Link copied: it works until its signature expires.");
-                      },
-                      () => {
-                        setCopied(`Copy this link: ${url}`);
-                      },
-                    );
-                  }}
-                >
-                  Copy link
-                </button>
-              </p>
-              <p className="hint" aria-live="polite">
-                {copied ?? ""}
-              </p>
-              {shown.job === full.job ? <Rating api={api} jobId={shown.job.job_id} /> : null}
-            </>
-          ) : null}
-        </section>
+        <ResultPane
+          api={api}
+          headingId={`${ids}-result`}
+          before={content?.preview ?? null}
+          preview={preview !== IDLE || running ? preview : null}
+          full={full !== IDLE || running ? full : null}
+        />
       </div>
     </main>
   );
