@@ -64,6 +64,8 @@ outcomes = Table(
     Index("ix_feedback_job_outcomes_model_version_status", "model_version", "status"),
     # Windowed stats (GetModelVersionStats.since) read one version's recent jobs.
     Index("ix_feedback_job_outcomes_model_version_finished_at", "model_version", "finished_at"),
+    # A user's usage (GetUsage) reads their outcomes in a window (migration 0004).
+    Index("ix_feedback_job_outcomes_owner_id_finished_at", "owner_id", "finished_at"),
 )
 
 ratings = Table(
