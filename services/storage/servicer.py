@@ -48,6 +48,7 @@ def image_to_proto(image: ImageRecord, file_url: str) -> storage_pb2.Image:
         file_url=file_url,
         created_at=_timestamp(image.created_at),
         metadata_json=image.metadata_json,
+        nsfw_score=image.nsfw_score,
     )
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import io
 import struct
 import zlib
@@ -17,6 +18,8 @@ from PIL import Image
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.runtime.auth import TokenVerifier
 from gouache.runtime.server import RunningService, start_service
+from services.storage.domain.screening import ContentScorer
+from services.storage.safety import OpenNsfwScorer
 from services.storage.server import StorageService, build_service
 from services.storage.settings import StorageSettings
 from tests.helpers.tokens import TestSigner
@@ -147,11 +150,22 @@ class Harness:
         return sorted(path for path in root.rglob("*") if path.is_file()) if root.exists() else []
 
 
-async def start_harness(root: Path, **overrides: Any) -> Harness:
-    """Builds and starts the service in-process with a TestSigner verifier."""
+@functools.cache
+def shared_scorer() -> OpenNsfwScorer:
+    """The real NSFW classifier, loaded once per test process rather than once per service."""
+    return OpenNsfwScorer.load()
+
+
+async def start_harness(
+    root: Path, *, scorer: ContentScorer | None = None, **overrides: Any
+) -> Harness:
+    """Builds and starts the service in-process with a TestSigner verifier and the real
+    content-safety classifier (shared by the services a test process starts, or `scorer`)."""
     signer = TestSigner()
     settings = settings_for(root, **overrides)
-    service = await build_service(settings, verifier=TokenVerifier(signer.fetch))
+    service = await build_service(
+        settings, verifier=TokenVerifier(signer.fetch), scorer=scorer or shared_scorer()
+    )
     running = await start_service(settings, service.spec, service.verifier)
     channel = grpc.aio.insecure_channel(f"127.0.0.1:{running.port}")
     return Harness(settings, service, running, channel, signer)
