@@ -71,7 +71,7 @@ def ensure_deps() -> None:
     """Copy google/api/*.proto from the googleapis-common-protos wheel for buf."""
     target = DEPS / "google" / "api"
     target.mkdir(parents=True, exist_ok=True)
-    for name in ("annotations.proto", "http.proto"):
+    for name in ("annotations.proto", "http.proto", "httpbody.proto"):
         shutil.copyfile(_site_packages() / "google" / "api" / name, target / name)
 
 

@@ -22,11 +22,12 @@ from services.auth.domain import (
     utc_now,
 )
 from services.auth.keys import KeyRing, keep_published_s
-from services.auth.servicer import AuthServicer
+from services.auth.servicer import AuthServicer, OAuth2Servicer
 from services.auth.settings import AuthSettings
 from services.auth.store import AuthDatabase
 
 SERVICE = auth_pb2.DESCRIPTOR.services_by_name["AuthService"].full_name
+OAUTH2_SERVICE = auth_pb2.DESCRIPTOR.services_by_name["OAuth2Service"].full_name
 
 POLICY: Mapping[str, str] = {
     f"/{SERVICE}/IssueToken": PUBLIC,
@@ -36,6 +37,7 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/CreateApiKey": AUTHENTICATED,
     f"/{SERVICE}/ListApiKeys": AUTHENTICATED,
     f"/{SERVICE}/RevokeApiKey": AUTHENTICATED,
+    f"/{OAUTH2_SERVICE}/IssueOAuth2Token": PUBLIC,
 }
 
 
@@ -95,13 +97,15 @@ async def build(
     """The service spec and the verifier for its RPCs (its own keys unless one is given)."""
     parts = open_components(settings, clock=clock)
     servicer = AuthServicer(parts.accounts, parts.keys)
+    oauth2 = OAuth2Servicer(parts.accounts)
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)
+        auth_pb2_grpc.add_OAuth2ServiceServicer_to_server(oauth2, server)
 
     spec = ServiceSpec(
         name="auth",
-        service_names=[SERVICE],
+        service_names=[SERVICE, OAUTH2_SERVICE],
         register=register,
         policy=POLICY,
         on_start=[parts.database.create_schema, parts.keys.ensure],

@@ -5,12 +5,18 @@ from __future__ import annotations
 from datetime import datetime
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gouache.contracts.auth.v1 import auth_pb2, auth_pb2_grpc
 from gouache.runtime.context import current_principal
 from services.auth.domain import Accounts, ApiKeyRecord
 from services.auth.keys import KeyRing
+from services.auth.oauth2 import answer_token_request
+
+# The response header that carries the HTTP status of an OAuth2 answer: the edge applies it
+# and removes it (gouache.edge.oauth2.STATUS_HEADER, which services may not import).
+STATUS_HEADER = "x-gouache-http-status"
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -43,7 +49,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             api_key=request.api_key,
             email=request.email,
             password=request.password,
-            scopes=list(request.scopes),
+            scopes=[*request.scopes, request.scope],
         )
         return auth_pb2.IssueTokenResponse(
             access_token=issued.access_token,
@@ -102,3 +108,27 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.RevokeApiKeyResponse:
         await self._accounts.revoke_api_key(current_principal(), request.key_id)
         return auth_pb2.RevokeApiKeyResponse()
+
+
+class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):
+    """The RFC 6749 token endpoint: the edge hands it the raw form body (services.auth.oauth2)."""
+
+    def __init__(self, accounts: Accounts) -> None:
+        self._accounts = accounts
+
+    async def IssueOAuth2Token(
+        self, request: auth_pb2.IssueOAuth2TokenRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        authorization = [
+            str(value)
+            for key, value in context.invocation_metadata() or ()
+            if key.lower() == "authorization"
+        ]
+        answer = await answer_token_request(
+            self._accounts,
+            content_type=request.body.content_type,
+            body=request.body.data,
+            authorization=authorization,
+        )
+        await context.send_initial_metadata(((STATUS_HEADER, str(answer.status)), *answer.headers))
+        return httpbody_pb2.HttpBody(content_type="application/json", data=answer.body)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import base64
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
@@ -10,10 +9,12 @@ from google.protobuf import descriptor_pb2
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, address, typed
 from gouache.edge.headers import grpc_safe_headers
+from gouache.edge.oauth2 import status_filter as oauth2_status
 from gouache.edge.routes import route_config
 from gouache.edge.studio import compressor as studio_compressor
 from gouache.edge.surface import FILES_PREFIX, GRPC_SERVICES
 from gouache.edge.tls import downstream_tls
+from gouache.edge.transcoder import transcoder_config
 
 if TYPE_CHECKING:
     from gouache.edge.config import EdgeConfig
@@ -58,6 +59,7 @@ def listener(config: EdgeConfig, descriptor: descriptor_pb2.FileDescriptorSet) -
             grpc_safe_headers(),
             studio_compressor(),
             _json_body_limit(config),
+            oauth2_status(),
             _transcoder(config, descriptor),
             _router(),
         ],
@@ -182,30 +184,7 @@ def _error_body(code: int, message: str) -> dict[str, Any]:
 def _transcoder(config: EdgeConfig, descriptor: descriptor_pb2.FileDescriptorSet) -> dict[str, Any]:
     return {
         "name": TRANSCODER,
-        "typed_config": typed(
-            "extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
-            proto_descriptor_bin=base64.b64encode(descriptor.SerializeToString()).decode(),
-            services=list(GRPC_SERVICES.values()),
-            print_options={
-                "add_whitespace": False,
-                "always_print_primitive_fields": True,
-                "always_print_enums_as_ints": False,
-                "preserve_proto_field_names": True,
-                # A server stream (WatchJob, GET /v1/jobs/{id}:events) answers
-                # text/event-stream, one `data: <json>` event per message, flushed as it comes.
-                "stream_sse_style_delimited": True,
-            },
-            match_incoming_request_route=False,
-            ignore_unknown_query_parameters=False,
-            convert_grpc_status=True,
-            request_validation_options={
-                "reject_unknown_method": True,
-                "reject_unknown_query_parameters": True,
-                "reject_binding_body_field_collisions": True,
-            },
-            max_request_body_size=config.max_json_body_bytes,
-            max_response_body_size=config.max_json_response_bytes,
-        ),
+        "typed_config": transcoder_config(config, descriptor, list(GRPC_SERVICES.values())),
     }
 
 

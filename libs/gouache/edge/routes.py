@@ -9,6 +9,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, disabled, seconds
+from gouache.edge.oauth2 import token_routes
 from gouache.edge.openapi import packaged_openapi
 from gouache.edge.openapi.route import document_route, largest_direct_response
 from gouache.edge.studio import max_direct_body_bytes, studio_routes
@@ -39,7 +40,7 @@ def route_config(
 
     Every route a native gRPC request can take turns the JSON buffer off: the buffer waits for
     the end of the request body, which a client or bidi stream sends only when it is done."""
-    routes = [*_file_routes(config)]
+    routes = [*token_routes(config, descriptor), *_file_routes(config)]
     for name, service in GRPC_SERVICES.items():
         routes += [
             _event_stream_route(name, path, config.stream_timeout_s)

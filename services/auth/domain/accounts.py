@@ -19,6 +19,7 @@ from gouache.runtime.errors import (
     Unauthenticated,
 )
 from services.auth.domain.credentials import (
+    ApiKeyParts,
     ScryptParams,
     api_secret_matches,
     hash_api_secret,
@@ -49,6 +50,8 @@ GRANT_CLIENT_CREDENTIALS = "client_credentials"
 GRANT_PASSWORD = "password"
 _BAD_CREDENTIALS_KEY = "the API key is not valid (unknown, revoked or mistyped); ask for a new one"
 _BAD_CREDENTIALS_PASSWORD = "wrong email or password"
+# Matches no secret: what a presented secret is compared with when its key does not exist.
+_UNKNOWN_KEY_HASH = "0" * 64
 
 
 def utc_now() -> datetime:
@@ -176,6 +179,14 @@ class Accounts:
             )
         return await self.token_for(user, scopes)
 
+    async def issue_client_token(
+        self, key_id: str, secret: str, scopes: Sequence[str] = ()
+    ) -> IssuedToken:
+        """A token for OAuth2 client credentials: client_id is the key's id, client_secret its
+        secret (the two halves of `gk_<key_id>_<secret>`)."""
+        user = await self._user_for_key(ApiKeyParts(key_id=key_id, secret=secret))
+        return await self.token_for(user, scopes, api_key_id=key_id)
+
     async def token_for(
         self, user: User, scopes: Sequence[str] = (), *, api_key_id: str = ""
     ) -> IssuedToken:
@@ -207,21 +218,24 @@ class Accounts:
                 "grant_type client_credentials needs api_key", field="api_key", reason="missing"
             )
         parts = parse_api_key(api_key)
+        return await self._user_for_key(parts), parts.key_id
+
+    async def _user_for_key(self, parts: ApiKeyParts) -> User:
+        """The owner of a live key whose secret matches, or Unauthenticated."""
         credential = f"key:{parts.key_id}"
         self._throttle.check(credential)
         record = await self._store.api_key(parts.key_id)
         user = await self._store.user_by_id(record.user_id) if record else None
-        if (
-            record is None
-            or user is None
-            or record.revoked
-            or not api_secret_matches(parts.secret, record.secret_hash)
-        ):
+        # The secret is compared even for an unknown key, so timing does not tell them apart.
+        matches = api_secret_matches(
+            parts.secret, record.secret_hash if record else _UNKNOWN_KEY_HASH
+        )
+        if record is None or user is None or record.revoked or not matches:
             self._throttle.record_failure(credential)
             logger.info("api key refused", extra={"key_id": parts.key_id})
             raise Unauthenticated(_BAD_CREDENTIALS_KEY, reason="invalid_credentials")
         self._throttle.reset(credential)
-        return user, parts.key_id
+        return user
 
     async def _user_for_password(self, email: str, password: str) -> User:
         if not email.strip() or not password:

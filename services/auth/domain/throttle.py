@@ -38,6 +38,7 @@ class FailureThrottle:
             raise ResourceExhausted(
                 f"too many failed attempts with these credentials; retry in {wait_s} s",
                 reason="too_many_failures",
+                retry_after_s=wait_s,
             )
 
     def record_failure(self, credential: str) -> None:

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from google.protobuf import descriptor as _descriptor
 from google.protobuf import message as _message
 from google.protobuf import timestamp_pb2 as _timestamp_pb2
@@ -20,6 +21,28 @@ else:
 DESCRIPTOR: _descriptor.FileDescriptor
 
 @_typing.final
+class IssueOAuth2TokenRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    BODY_FIELD_NUMBER: _builtins.int
+    @_builtins.property
+    def body(self) -> _httpbody_pb2.HttpBody:
+        """The request body as the client sent it (the form) and its content type."""
+
+    def __init__(
+        self,
+        *,
+        body: _httpbody_pb2.HttpBody | None = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["body", b"body"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___IssueOAuth2TokenRequest: _TypeAlias = IssueOAuth2TokenRequest  # noqa: Y015
+
+@_typing.final
 class IssueTokenRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -28,12 +51,15 @@ class IssueTokenRequest(_message.Message):
     EMAIL_FIELD_NUMBER: _builtins.int
     PASSWORD_FIELD_NUMBER: _builtins.int
     SCOPES_FIELD_NUMBER: _builtins.int
+    SCOPE_FIELD_NUMBER: _builtins.int
     grant_type: _builtins.str
     """"client_credentials" (api_key) or "password" (email and password)."""
     api_key: _builtins.str
     """The full API key, "gk_<id>_<secret>", for client_credentials."""
     email: _builtins.str
     password: _builtins.str
+    scope: _builtins.str
+    """Scopes requested, space-separated as in OAuth2 (RFC 6749 §3.3); added to scopes."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
         """Scopes requested; empty means every scope the user's role allows."""
@@ -46,10 +72,11 @@ class IssueTokenRequest(_message.Message):
         email: _builtins.str = ...,
         password: _builtins.str = ...,
         scopes: _abc.Iterable[_builtins.str] | None = ...,
+        scope: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "email", b"email", "grant_type", b"grant_type", "password", b"password", "scopes", b"scopes"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["api_key", b"api_key", "email", b"email", "grant_type", b"grant_type", "password", b"password", "scope", b"scope", "scopes", b"scopes"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

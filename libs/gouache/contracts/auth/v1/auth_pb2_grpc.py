@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from gouache.contracts.auth.v1 import auth_pb2 as gouache_dot_auth_dot_v1_dot_auth__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -356,6 +357,97 @@ class AuthService:
             '/gouache.auth.v1.AuthService/RevokeApiKey',
             gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
             gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+
+class OAuth2ServiceStub:
+    """The token endpoint of RFC 6749 for standard OAuth2 clients, beside AuthService.IssueToken on
+    the same path: the edge sends a POST /v1/auth/token whose body is
+    application/x-www-form-urlencoded here, and a JSON one to IssueToken. Only REST reaches it
+    (through the edge's transcoder); gRPC clients call IssueToken.
+    """
+
+    def __init__(self, channel):
+        """Constructor.
+
+        Args:
+            channel: A grpc.Channel.
+        """
+        self.IssueOAuth2Token = channel.unary_unary(
+                '/gouache.auth.v1.OAuth2Service/IssueOAuth2Token',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.IssueOAuth2TokenRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
+
+
+class OAuth2ServiceServicer:
+    """The token endpoint of RFC 6749 for standard OAuth2 clients, beside AuthService.IssueToken on
+    the same path: the edge sends a POST /v1/auth/token whose body is
+    application/x-www-form-urlencoded here, and a JSON one to IssueToken. Only REST reaches it
+    (through the edge's transcoder); gRPC clients call IssueToken.
+    """
+
+    def IssueOAuth2Token(self, request, context):
+        """Issues an access token for the client credentials grant (RFC 6749 §4.4): client_id is
+        the API key's id and client_secret its secret, in the form body or by HTTP Basic; an
+        optional scope narrows the token. Answers in the form of RFC 6749 §5.1, or §5.2 on error
+        (the HTTP status travels in the x-gouache-http-status response header, which the edge
+        applies and removes).
+        The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+
+def add_OAuth2ServiceServicer_to_server(servicer, server):
+    rpc_method_handlers = {
+            'IssueOAuth2Token': grpc.unary_unary_rpc_method_handler(
+                    servicer.IssueOAuth2Token,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.IssueOAuth2TokenRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+    }
+    generic_handler = grpc.method_handlers_generic_handler(
+            'gouache.auth.v1.OAuth2Service', rpc_method_handlers)
+    server.add_generic_rpc_handlers((generic_handler,))
+    server.add_registered_method_handlers('gouache.auth.v1.OAuth2Service', rpc_method_handlers)
+
+
+ # This class is part of an EXPERIMENTAL API.
+class OAuth2Service:
+    """The token endpoint of RFC 6749 for standard OAuth2 clients, beside AuthService.IssueToken on
+    the same path: the edge sends a POST /v1/auth/token whose body is
+    application/x-www-form-urlencoded here, and a JSON one to IssueToken. Only REST reaches it
+    (through the edge's transcoder); gRPC clients call IssueToken.
+    """
+
+    @staticmethod
+    def IssueOAuth2Token(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.OAuth2Service/IssueOAuth2Token',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.IssueOAuth2TokenRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from gouache.contracts.auth.v1 import auth_pb2 as _auth_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -140,3 +141,67 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         """Revokes one of the caller's API keys."""
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
+
+class OAuth2ServiceStub:
+    """The token endpoint of RFC 6749 for standard OAuth2 clients, beside AuthService.IssueToken on
+    the same path: the edge sends a POST /v1/auth/token whose body is
+    application/x-www-form-urlencoded here, and a JSON one to IssueToken. Only REST reaches it
+    (through the edge's transcoder); gRPC clients call IssueToken.
+    """
+
+    @_typing.overload
+    def __new__(cls, channel: _grpc.Channel) -> _Self: ...
+    @_typing.overload
+    def __new__(cls, channel: _aio.Channel) -> OAuth2ServiceAsyncStub: ...
+    IssueOAuth2Token: _grpc.UnaryUnaryMultiCallable[_auth_pb2.IssueOAuth2TokenRequest, _httpbody_pb2.HttpBody]
+    """Issues an access token for the client credentials grant (RFC 6749 §4.4): client_id is
+    the API key's id and client_secret its secret, in the form body or by HTTP Basic; an
+    optional scope narrows the token. Answers in the form of RFC 6749 §5.1, or §5.2 on error
+    (the HTTP status travels in the x-gouache-http-status response header, which the edge
+    applies and removes).
+    The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+
+@_typing.type_check_only
+class OAuth2ServiceAsyncStub(OAuth2ServiceStub):
+    """The token endpoint of RFC 6749 for standard OAuth2 clients, beside AuthService.IssueToken on
+    the same path: the edge sends a POST /v1/auth/token whose body is
+    application/x-www-form-urlencoded here, and a JSON one to IssueToken. Only REST reaches it
+    (through the edge's transcoder); gRPC clients call IssueToken.
+    """
+
+    def __init__(self, channel: _aio.Channel) -> None: ...
+    IssueOAuth2Token: _aio.UnaryUnaryMultiCallable[_auth_pb2.IssueOAuth2TokenRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """Issues an access token for the client credentials grant (RFC 6749 §4.4): client_id is
+    the API key's id and client_secret its secret, in the form body or by HTTP Basic; an
+    optional scope narrows the token. Answers in the form of RFC 6749 §5.1, or §5.2 on error
+    (the HTTP status travels in the x-gouache-http-status response header, which the edge
+    applies and removes).
+    The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    """
+
+class OAuth2ServiceServicer(metaclass=_abc_1.ABCMeta):
+    """The token endpoint of RFC 6749 for standard OAuth2 clients, beside AuthService.IssueToken on
+    the same path: the edge sends a POST /v1/auth/token whose body is
+    application/x-www-form-urlencoded here, and a JSON one to IssueToken. Only REST reaches it
+    (through the edge's transcoder); gRPC clients call IssueToken.
+    """
+
+    @_abc_1.abstractmethod
+    def IssueOAuth2Token(
+        self,
+        request: _auth_pb2.IssueOAuth2TokenRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_httpbody_pb2.HttpBody, _abc.Awaitable[_httpbody_pb2.HttpBody]]:
+        """Issues an access token for the client credentials grant (RFC 6749 §4.4): client_id is
+        the API key's id and client_secret its secret, in the form body or by HTTP Basic; an
+        optional scope narrows the token. Answers in the form of RFC 6749 §5.1, or §5.2 on error
+        (the HTTP status travels in the x-gouache-http-status response header, which the edge
+        applies and removes).
+        The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        """
+
+def add_OAuth2ServiceServicer_to_server(servicer: OAuth2ServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
