@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Builds gouache studio (studio/dist, which the edge serves at /): `npm ci` when
-# package-lock.json changed, then the type check and `vite build`. `--check` runs the
-# studio's CI checks instead of building: tsc --noEmit, eslint and the vitest tests.
+# Builds gouache studio into the package (libs/gouache/edge/studio_dist, which the edge serves
+# at /): `npm ci` when package-lock.json changed, then the type check and `vite build`.
+# `--check` runs the studio's CI checks instead: tsc --noEmit, eslint and the vitest tests.
 set -euo pipefail
 cd "$(dirname "$0")/../studio"
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then

@@ -16,8 +16,8 @@ if [ ! -f "$stamp" ]; then
   rm -f .venv/.installed-*
   touch "$stamp"
 fi
-# gouache studio, the web app the edge serves at / (studio/dist). Without npm the mesh still
-# runs, and / says how to build it.
+# gouache studio, the web app the edge serves at / (built into libs/gouache/edge/studio_dist).
+# Without npm the mesh still runs, and / says how to build it.
 if command -v npm >/dev/null 2>&1; then
   bash scripts/build-studio.sh
 else

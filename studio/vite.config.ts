@@ -1,5 +1,6 @@
 /// <reference types="vitest/config" />
-// The studio's build: static files in dist/, which the edge serves at / (libs/gouache/edge).
+// The studio's build: static files in the gouache.edge package (libs/gouache/edge/studio_dist),
+// which the edge serves at /; a wheel built after it carries them.
 import react from "@vitejs/plugin-react";
 import { defineConfig } from "vite";
 
@@ -9,7 +10,7 @@ const api = process.env.GOUACHE_URL ?? "http://127.0.0.1:8080";
 export default defineConfig({
   plugins: [react()],
   build: {
-    outDir: "dist",
+    outDir: "../libs/gouache/edge/studio_dist",
     emptyOutDir: true,
     sourcemap: false,
     // One small app: keep it to a handful of files, each one edge route.

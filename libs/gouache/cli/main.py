@@ -63,7 +63,7 @@ def _mesh_config(args: argparse.Namespace, *, ephemeral: bool = False) -> Any:
 
 
 def _studio_dir(args: argparse.Namespace) -> Path | None:
-    """`--studio-dir DIR`: a built studio elsewhere (MeshConfig finds this checkout's)."""
+    """`--studio-dir DIR`: a built studio elsewhere (MeshConfig finds the packaged one)."""
     directory = getattr(args, "studio_dir", None)
     if directory is None:
         return None
@@ -71,7 +71,7 @@ def _studio_dir(args: argparse.Namespace) -> Path | None:
     if not (path / "index.html").is_file():
         raise SystemExit(
             f"gouache up: --studio-dir {directory} holds no index.html; build the studio "
-            "with `cd studio && npm ci && npm run build` (it writes studio/dist)"
+            "with `bash scripts/build-studio.sh` (it writes libs/gouache/edge/studio_dist)"
         )
     return path
 
@@ -550,7 +550,7 @@ def build_parser() -> argparse.ArgumentParser:
     up.add_argument(
         "--studio-dir",
         metavar="DIR",
-        help="a built gouache studio to serve at / (default: studio/dist of this checkout)",
+        help="a built gouache studio to serve at / (default: the one built into the package)",
     )
     up.add_argument(
         "--rate-limit-plans",

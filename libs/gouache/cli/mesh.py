@@ -120,8 +120,8 @@ class MeshConfig:
     # keeps the services' defaults (free: 60 per minute, bursts of 20).
     rate_limit_plans: str = ""
     startup_timeout_s: float = 180.0
-    # The built web app the edge serves at / (studio/dist of this checkout when built); None
-    # serves a page that says how to build it.
+    # The built web app the edge serves at / (the one built into gouache.edge, when built);
+    # None serves a page that says how to build it.
     studio_dir: Path | None = field(default_factory=default_studio_dir)
 
     @property

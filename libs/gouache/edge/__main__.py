@@ -9,6 +9,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gouache.edge.config import EdgeConfig, Upstream, UpstreamTls, write
+from gouache.edge.studio import default_studio_dir
 
 _UPSTREAMS = ("auth", "storage", "jobs", "feedback", "storage-http")
 
@@ -46,11 +47,17 @@ def parser() -> argparse.ArgumentParser:
             f"--{name}", type=_upstream, required=True, metavar="HOST:PORT", help=f"{name} upstream"
         )
     render.add_argument("--max-upload-bytes", type=_positive, default=None)
-    render.add_argument(
+    studio = render.add_mutually_exclusive_group()
+    studio.add_argument(
         "--studio-dir",
         type=Path,
         metavar="DIR",
-        help="a built gouache studio (studio/dist) to serve at /; without it / says how to build one",
+        help="a built gouache studio to serve at / (default: the one built into this package)",
+    )
+    studio.add_argument(
+        "--no-studio",
+        action="store_true",
+        help="serve no studio: / says how to build one",
     )
     tls = render.add_argument_group("TLS on the public port (REST and gRPC, ALPN h2/http1.1)")
     tls.add_argument("--tls-cert", type=Path, metavar="FILE")
@@ -88,7 +95,7 @@ def config_from(args: argparse.Namespace) -> EdgeConfig:
         tls_cert=args.tls_cert,
         tls_key=args.tls_key,
         upstream_tls=upstream_tls,
-        studio_dir=args.studio_dir,
+        studio_dir=None if args.no_studio else (args.studio_dir or default_studio_dir()),
         **limits,
     )
 

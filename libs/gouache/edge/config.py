@@ -103,8 +103,8 @@ class EdgeConfig:
     tls_cert: Path | None = None
     tls_key: Path | None = None
     upstream_tls: UpstreamTls | None = None
-    # A built gouache studio (studio/dist) to serve at /; None serves a page saying how to
-    # build it.
+    # A built gouache studio (gouache.edge.studio.default_studio_dir) to serve at /; None
+    # serves a page saying how to build it.
     studio_dir: Path | None = None
 
     def __post_init__(self) -> None:

@@ -3,7 +3,7 @@
 pages, and, when the studio is not built, a page that says how to build it.
 
 Inline bodies keep the config whole: an Envoy container that has no studio files can serve
-it, and a rebuild of studio/dist (new hashed names) cannot break a running edge, which
+it, and a rebuild of the studio (new hashed names) cannot break a running edge, which
 restarts with the config it was given."""
 
 from __future__ import annotations
@@ -16,8 +16,9 @@ from typing import Any
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, disabled, typed
 
-# Where `npm run build` in studio/ writes the app, relative to a checkout.
-STUDIO_DIST = Path("studio") / "dist"
+# Where `npm run build` in studio/ writes the app: inside this package, so that an editable
+# install serves it and a wheel built after it (or the gouache image) carries it.
+PACKAGED_STUDIO = "studio_dist"
 API_PREFIX = "/v1/"
 # The app's own pages (/, /gallery, /admin, /jobs/...): paths without a dot, so never a
 # built file, a gRPC path (/package.Service/Method) or a document such as /openapi.json.
@@ -116,9 +117,8 @@ def compressor() -> dict[str, Any]:
 
 
 def default_studio_dir() -> Path | None:
-    """studio/dist of the checkout this package runs from (an editable install), when built."""
-    checkout = Path(__file__).resolve().parents[3]
-    dist = checkout / STUDIO_DIST
+    """The studio built into this package (gouache/edge/studio_dist), when it was built."""
+    dist = Path(__file__).resolve().parent / PACKAGED_STUDIO
     return dist if (dist / "index.html").is_file() else None
 
 
@@ -127,7 +127,7 @@ def studio_files(directory: Path) -> list[StudioFile]:
     if not (directory / "index.html").is_file():
         raise ValueError(
             f"{directory} holds no index.html: not a built studio "
-            "(cd studio && npm ci && npm run build writes studio/dist)"
+            "(bash scripts/build-studio.sh, or cd studio && npm ci && npm run build)"
         )
     files = []
     for source in sorted(directory.rglob("*")):

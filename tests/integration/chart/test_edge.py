@@ -62,8 +62,7 @@ def test_chart_and_gouache_up_render_the_same_edge(tmp_path: Path) -> None:
     chart = run_chart_render(
         init_command(render([CHART / "ci" / "default-values.yaml"])), tmp_path / "chart.json"
     )
-    # The chart's image carries no studio build, so neither side serves one here.
-    mesh = Mesh(MeshConfig(state_dir=tmp_path / "state", studio_dir=None))
+    mesh = Mesh(MeshConfig(state_dir=tmp_path / "state"))
     embedded = render_edge(mesh.edge_config())
     assert normalise(chart) == normalise(embedded)
     # The comparison would see a difference: the addresses really differ before normalising.
@@ -77,9 +76,7 @@ def test_a_different_upload_limit_is_a_difference(tmp_path: Path) -> None:
         ),
         tmp_path / "chart.json",
     )
-    embedded = render_edge(
-        Mesh(MeshConfig(state_dir=tmp_path / "state", studio_dir=None)).edge_config()
-    )
+    embedded = render_edge(Mesh(MeshConfig(state_dir=tmp_path / "state")).edge_config())
     assert normalise(chart) != normalise(embedded)
 
 

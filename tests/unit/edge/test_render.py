@@ -19,6 +19,7 @@ from gouache.edge import (
 )
 from gouache.edge.__main__ import main
 from gouache.edge.envoy_json import BUFFER, TRANSCODER
+from gouache.edge.studio import default_studio_dir
 
 UPSTREAMS = {
     "auth": Upstream("auth", 50051),
@@ -172,6 +173,7 @@ def test_cli_renders_what_render_renders(
         tls_cert=cert,
         tls_key=key,
         upstream_tls=UpstreamTls(ca=ca, cert=cert, key=key),
+        studio_dir=default_studio_dir(),
     )
     assert json.loads(out.read_text()) == render(expected)
     assert str(out) in capsys.readouterr().out
@@ -180,7 +182,7 @@ def test_cli_renders_what_render_renders(
 def test_cli_defaults_listen_and_admin_on_loopback(tmp_path: Path) -> None:
     out = tmp_path / "envoy.json"
     assert main(["render", f"--out={out}", *CLI_UPSTREAMS]) == 0
-    assert json.loads(out.read_text()) == render(_config())
+    assert json.loads(out.read_text()) == render(_config(studio_dir=default_studio_dir()))
 
 
 @pytest.mark.parametrize(

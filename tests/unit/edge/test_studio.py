@@ -4,14 +4,17 @@ before them, and the direct response bound raised to the largest file."""
 from __future__ import annotations
 
 import base64
+import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
 from gouache.edge import EdgeConfig, Upstream, render
+from gouache.edge.__main__ import main
 from gouache.edge.studio import (
     ENVOY_DEFAULT_DIRECT_BODY_BYTES,
+    default_studio_dir,
     max_direct_body_bytes,
     studio_files,
     studio_routes,
@@ -111,3 +114,46 @@ def test_studio_routes_come_after_every_api_route(tmp_path: Path) -> None:
         "studio-pages",
         "no-route",
     ]
+
+
+def test_the_cli_serves_the_packaged_studio_unless_told_otherwise(tmp_path: Path) -> None:
+    upstreams = [f"--{name}=127.0.0.1:1" for name in ("auth", "storage", "jobs", "feedback")]
+    args = ["render", *upstreams, "--storage-http=127.0.0.1:2"]
+    dist = _dist(tmp_path / "elsewhere")
+
+    def pages(*extra: str) -> str:
+        out = tmp_path / "envoy.json"
+        assert main([*args, f"--out={out}", *extra]) == 0
+        routes = json.loads(out.read_text())["static_resources"]["listeners"][0]
+        names = [
+            route["name"]
+            for route in routes["filter_chains"][0]["filters"][0]["typed_config"]["route_config"][
+                "virtual_hosts"
+            ][0]["routes"]
+        ]
+        return next(name for name in names if name.startswith("studio-"))
+
+    assert pages("--no-studio") == "studio-not-built"
+    assert pages(f"--studio-dir={dist}") == "studio-pages"
+    assert pages() == ("studio-pages" if default_studio_dir() is not None else "studio-not-built")
+
+
+def test_the_cli_refuses_a_directory_that_is_no_studio(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    upstreams = [f"--{name}=127.0.0.1:1" for name in ("auth", "storage", "jobs", "feedback")]
+    out = tmp_path / "envoy.json"
+
+    code = main(
+        [
+            "render",
+            *upstreams,
+            "--storage-http=127.0.0.1:2",
+            f"--out={out}",
+            f"--studio-dir={tmp_path}",
+        ]
+    )
+
+    assert code == 2
+    assert "holds no index.html: not a built studio" in capsys.readouterr().err
+    assert not out.exists()
