@@ -230,7 +230,9 @@ def test_sign_in_upload_stylize_see_and_rate(
         "() => [...document.querySelectorAll('.compare img')].every(i => i.complete && i.naturalWidth > 0)"
     )
     page.get_by_label("Before and after split").fill("30")
-    shots.take(page, "result")
+    # The window as a person sees it at the top of the page: the result stays in view.
+    page.evaluate("() => window.scrollTo(0, 0)")
+    shots.take(page, "result", full_page=False)
 
     page.get_by_role("radio", name="4 stars").check()
     expect(page.get_by_text("Thanks: rated 4 of 5.")).to_be_visible()
