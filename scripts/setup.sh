@@ -18,8 +18,10 @@ if [ ! -f "$stamp" ]; then
 fi
 # gouache studio, the web app the edge serves at / (built into libs/gouache/edge/studio_dist).
 # Without npm the mesh still runs, and / says how to build it.
+# A failed build (no registry, an old Node) leaves the API working: say so and go on; CI's
+# studio checks and browser test still fail on it.
 if command -v npm >/dev/null 2>&1; then
-  bash scripts/build-studio.sh
+  bash scripts/build-studio.sh || echo "warning: gouache studio did not build (see above); gouache up serves the API, and / says how to build the studio" >&2
 else
   echo "npm not found: gouache studio is not built (scripts/build-studio.sh needs Node.js 20.19+)" >&2
 fi
