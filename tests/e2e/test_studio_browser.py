@@ -277,12 +277,20 @@ def test_sign_in_upload_stylize_see_and_rate(
     assert unexpected == [], "\n".join(unexpected)
 
 
-def test_phone_width_is_usable_by_keyboard(mesh: Mesh, browser: Any, shots: Shots) -> None:
+def test_phone_width_in_the_dark_is_usable_by_keyboard(
+    mesh: Mesh, browser: Any, shots: Shots
+) -> None:
     _studio_built(mesh)
     assert mesh.credentials is not None
     expect = playwright_sync.expect
     context, page, problems = _open(
-        browser, mesh, viewport={"width": 375, "height": 812}, is_mobile=True, has_touch=True
+        browser,
+        mesh,
+        viewport={"width": 375, "height": 812},
+        is_mobile=True,
+        has_touch=True,
+        # The dark palette, so that axe checks its contrast too.
+        color_scheme="dark",
     )
     # Keyboard only: Tab to the key field, type, Enter.
     page.get_by_label("API key").wait_for()
