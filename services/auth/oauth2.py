@@ -5,7 +5,8 @@ The edge sends a POST /v1/auth/token whose body is application/x-www-form-urlenc
 OAuth2Service as the raw body; this module reads it, has Accounts check the API key and
 narrow the scopes, and says what to answer: HTTP status, headers and JSON document.
 client_id is the API key's id and client_secret its secret: the two halves of
-`gk_<key_id>_<secret>` (the whole key is accepted as the secret too).
+`gk_<key_id>_<secret>` (the whole key is accepted as the secret too). With single sign-on
+configured, the JWT bearer grant (RFC 7523) exchanges an external issuer's JWT instead.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from gouache.runtime.errors import (
     transient_cause,
 )
 from services.auth.domain import API_KEY_PREFIX, GRANT_CLIENT_CREDENTIALS, Accounts, IssuedToken
+from services.auth.oidc import JWT_BEARER_GRANT, OidcVerifier
 
 logger = logging.getLogger(__name__)
 
@@ -76,6 +78,14 @@ class ClientCredentialsRequest:
     secret: str
     scopes: tuple[str, ...]
     basic: bool
+
+
+@dataclass(frozen=True)
+class JwtBearerRequest:
+    """A JWT bearer grant (RFC 7523 §2.1): an external issuer's JWT, the scopes asked for."""
+
+    assertion: str
+    scopes: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -173,19 +183,43 @@ def parse_scope(value: str) -> tuple[str, ...]:
 
 
 def parse_token_request(
-    content_type: str, body: bytes, authorization: str | None
-) -> ClientCredentialsRequest:
-    """The client credentials request in a form body and maybe an Authorization header."""
+    content_type: str, body: bytes, authorization: str | None, *, sso: bool = False
+) -> ClientCredentialsRequest | JwtBearerRequest:
+    """The token request in a form body and maybe an Authorization header: client
+    credentials, or (with sso, when single sign-on is configured) a JWT bearer grant."""
     form = read_form(content_type, body)
     grant_type = form.get("grant_type", "")
     if not grant_type:
         raise _invalid_request(f"grant_type is required: grant_type={GRANT_CLIENT_CREDENTIALS}")
+    if grant_type == JWT_BEARER_GRANT and sso:
+        return _jwt_bearer(form, authorization)
     if grant_type != GRANT_CLIENT_CREDENTIALS:
+        also = f" or {JWT_BEARER_GRANT} (single sign-on)" if sso else ""
         raise OAuth2Error(
             "unsupported_grant_type",
             f"grant_type {grant_type!r} is not supported here; this endpoint issues tokens for "
-            f"grant_type={GRANT_CLIENT_CREDENTIALS} (an API key's id and secret)",
+            f"grant_type={GRANT_CLIENT_CREDENTIALS} (an API key's id and secret){also}",
         )
+    return _client_credentials(form, authorization)
+
+
+def _jwt_bearer(form: dict[str, str], authorization: str | None) -> JwtBearerRequest:
+    if authorization is not None or "client_secret" in form:
+        raise _invalid_request(
+            "the jwt-bearer grant takes the identity provider's JWT as assertion and no "
+            "client credentials"
+        )
+    assertion = form.get("assertion", "")
+    if not assertion:
+        raise _invalid_request(
+            "assertion is required: the JWT your identity provider issued for this audience"
+        )
+    return JwtBearerRequest(assertion=assertion, scopes=parse_scope(form.get("scope", "")))
+
+
+def _client_credentials(
+    form: dict[str, str], authorization: str | None
+) -> ClientCredentialsRequest:
     basic = authorization is not None
     if authorization is not None:
         client_id, secret = basic_credentials(authorization)
@@ -227,7 +261,9 @@ def parse_token_request(
 
 
 def refusal_for(exc: GouacheError, *, basic: bool) -> OAuth2Error:
-    """The RFC 6749 error for what Accounts refused."""
+    """The RFC 6749 error for what Accounts (or the single sign-on issuer's keys) refused."""
+    if exc.reason and exc.reason.startswith("assertion_"):
+        return OAuth2Error("invalid_grant", exc.message)
     if exc.reason in ("scope_unknown", "scope_not_allowed"):
         return OAuth2Error("invalid_scope", exc.message)
     if isinstance(exc, Unauthenticated):
@@ -273,23 +309,40 @@ def error_answer(refusal: OAuth2Error) -> Answer:
 
 
 async def answer_token_request(
-    accounts: Accounts, *, content_type: str, body: bytes, authorization: Sequence[str]
+    accounts: Accounts,
+    *,
+    content_type: str,
+    body: bytes,
+    authorization: Sequence[str],
+    oidc: OidcVerifier | None = None,
 ) -> Answer:
     """The whole exchange: read the request, issue the token or say why not, in RFC form.
 
-    authorization holds the request's Authorization headers (at most one is allowed)."""
+    authorization holds the request's Authorization headers (at most one is allowed); oidc,
+    when single sign-on is configured, verifies JWT bearer assertions."""
     try:
         if len(authorization) > 1:
             raise _invalid_client("send one Authorization header", basic=True)
         request = parse_token_request(
-            content_type, body, authorization[0] if authorization else None
+            content_type, body, authorization[0] if authorization else None, sso=oidc is not None
         )
         try:
-            issued = await accounts.issue_client_token(
-                request.key_id, request.secret, request.scopes
-            )
+            if isinstance(request, JwtBearerRequest):
+                assert oidc is not None
+                identity = await oidc.verify(request.assertion)
+                issued = await accounts.federated_token(
+                    identity.email,
+                    identity.name,
+                    request.scopes,
+                    create=oidc.config.create_users,
+                )
+            else:
+                issued = await accounts.issue_client_token(
+                    request.key_id, request.secret, request.scopes
+                )
         except GouacheError as exc:
-            raise refusal_for(exc, basic=request.basic) from exc
+            basic = isinstance(request, ClientCredentialsRequest) and request.basic
+            raise refusal_for(exc, basic=basic) from exc
         return token_answer(issued)
     except OAuth2Error as refusal:
         logger.info(

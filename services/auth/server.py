@@ -22,6 +22,7 @@ from services.auth.domain import (
     utc_now,
 )
 from services.auth.keys import KeyRing, keep_published_s
+from services.auth.oidc import OidcConfig, OidcVerifier
 from services.auth.servicer import AuthServicer, OAuth2Servicer
 from services.auth.settings import AuthSettings
 from services.auth.store import AuthDatabase
@@ -79,6 +80,23 @@ def open_components(settings: AuthSettings, *, clock: Clock = utc_now) -> AuthCo
     return AuthComponents(database=database, keys=keys, accounts=accounts)
 
 
+def oidc_verifier(settings: AuthSettings) -> OidcVerifier | None:
+    """The single sign-on issuer's verifier, when one is configured."""
+    if not settings.oidc_issuer:
+        return None
+    return OidcVerifier(
+        OidcConfig(
+            issuer=settings.oidc_issuer,
+            jwks_url=settings.oidc_jwks_url,
+            audience=settings.oidc_audience,
+            email_claim=settings.oidc_email_claim,
+            name_claim=settings.oidc_name_claim,
+            algorithms=settings.oidc_algorithm_list(),
+            create_users=settings.oidc_create_users,
+        )
+    )
+
+
 def local_verifier(settings: AuthSettings, keys: KeyRing) -> TokenVerifier:
     """Verifies tokens with this service's own keys, read from the database (no network)."""
 
@@ -97,7 +115,7 @@ async def build(
     """The service spec and the verifier for its RPCs (its own keys unless one is given)."""
     parts = open_components(settings, clock=clock)
     servicer = AuthServicer(parts.accounts, parts.keys)
-    oauth2 = OAuth2Servicer(parts.accounts)
+    oauth2 = OAuth2Servicer(parts.accounts, oidc_verifier(settings))
 
     def register(server: grpc.aio.Server) -> None:
         auth_pb2_grpc.add_AuthServiceServicer_to_server(servicer, server)

@@ -13,6 +13,7 @@ from gouache.runtime.context import current_principal
 from services.auth.domain import Accounts, ApiKeyRecord
 from services.auth.keys import KeyRing
 from services.auth.oauth2 import answer_token_request
+from services.auth.oidc import OidcVerifier
 
 # The response header that carries the HTTP status of an OAuth2 answer: the edge applies it
 # and removes it (gouache.edge.oauth2.STATUS_HEADER, which services may not import).
@@ -113,8 +114,9 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
 class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):
     """The RFC 6749 token endpoint: the edge hands it the raw form body (services.auth.oauth2)."""
 
-    def __init__(self, accounts: Accounts) -> None:
+    def __init__(self, accounts: Accounts, oidc: OidcVerifier | None = None) -> None:
         self._accounts = accounts
+        self._oidc = oidc
 
     async def IssueOAuth2Token(
         self, request: auth_pb2.IssueOAuth2TokenRequest, context: grpc.aio.ServicerContext
@@ -129,6 +131,7 @@ class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):
             content_type=request.body.content_type,
             body=request.body.data,
             authorization=authorization,
+            oidc=self._oidc,
         )
         await context.send_initial_metadata(((STATUS_HEADER, str(answer.status)), *answer.headers))
         return httpbody_pb2.HttpBody(content_type="application/json", data=answer.body)

@@ -12,6 +12,7 @@ from typing import Protocol
 
 from gouache.runtime.context import Principal
 from gouache.runtime.errors import (
+    AlreadyExists,
     FailedPrecondition,
     InvalidArgument,
     NotFound,
@@ -29,6 +30,7 @@ from services.auth.domain.credentials import (
     verify_password,
 )
 from services.auth.domain.rules import (
+    CREATABLE_ROLES,
     MAX_KEY_NAME_CHARS,
     MAX_NAME_CHARS,
     MAX_PASSWORD_CHARS,
@@ -186,6 +188,42 @@ class Accounts:
         secret (the two halves of `gk_<key_id>_<secret>`)."""
         user = await self._user_for_key(ApiKeyParts(key_id=key_id, secret=secret))
         return await self.token_for(user, scopes, api_key_id=key_id)
+
+    async def federated_token(
+        self, email: str, name: str, scopes: Sequence[str] = (), *, create: bool = True
+    ) -> IssuedToken:
+        """A token for the user with this email, whom an external identity provider vouches
+        for (single sign-on); a person unknown here becomes a user when create is set.
+
+        Refusals carry reasons starting with "assertion_": the token endpoint answers them
+        as invalid_grant."""
+        try:
+            address = normalize_email(email)
+        except InvalidArgument as exc:
+            raise Unauthenticated(
+                f"the identity provider's email is not usable: {exc.message}",
+                reason="assertion_email_invalid",
+            ) from None
+        user = await self._store.user_by_email(address)
+        if user is None and create:
+            try:
+                user, _ = await self.ensure_user(
+                    email=address, role="user", name=name.strip()[:MAX_NAME_CHARS]
+                )
+            except AlreadyExists:
+                # Signed in twice at once: the other sign-in made the user.
+                user = await self._store.user_by_email(address)
+        if user is None:
+            raise Unauthenticated(
+                f"{address} has no gouache account; ask an admin to create one",
+                reason="assertion_unknown_user",
+            )
+        if user.role not in CREATABLE_ROLES:
+            raise PermissionDenied(
+                f"{address} is a {user.role} account, which cannot sign in by single sign-on",
+                reason="assertion_role_refused",
+            )
+        return await self.token_for(user, scopes)
 
     async def token_for(
         self, user: User, scopes: Sequence[str] = (), *, api_key_id: str = ""
