@@ -52,6 +52,8 @@ export function Create({ api }: { api: GouacheApi }) {
   const [running, setRunning] = useState(false);
   const [submitError, setSubmitError] = useState<string | null>(null);
   const abort = useRef<AbortController | null>(null);
+  // Only the newest content upload may set the state: an older one can finish after it.
+  const uploads = useRef(0);
   const ids = useId();
 
   useEffect(() => {
@@ -85,6 +87,10 @@ export function Create({ api }: { api: GouacheApi }) {
   }, []);
 
   async function uploadContent(file: File) {
+    const turn = (uploads.current += 1);
+    // A new photo ends following the old one's jobs (they still finish, in the gallery).
+    abort.current?.abort();
+    setRunning(false);
     if (content) URL.revokeObjectURL(content.preview);
     const upload: Upload = {
       name: file.name,
@@ -98,9 +104,9 @@ export function Create({ api }: { api: GouacheApi }) {
     setFull(IDLE);
     try {
       const fileUrl = await api.upload(file, file.name, "content");
-      setContent({ ...upload, fileUrl });
+      if (turn === uploads.current) setContent({ ...upload, fileUrl });
     } catch (error) {
-      setContent({ ...upload, error: messageOf(error) });
+      if (turn === uploads.current) setContent({ ...upload, error: messageOf(error) });
     }
   }
 
