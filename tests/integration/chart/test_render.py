@@ -111,6 +111,8 @@ def test_settings_reach_each_service(rendered_matrix: dict[str, Rendered]) -> No
     assert storage["GOUACHE_STORAGE_S3_ENDPOINT"] == "s3.eu-west-1.amazonaws.com:443"
     assert storage["GOUACHE_STORAGE_S3_SECURE"] == "true"
     assert storage["GOUACHE_STORAGE_S3_CREATE_BUCKET"] == "false"
+    assert storage["GOUACHE_STORAGE_NSFW_FILTER"] == "true"
+    assert storage["GOUACHE_STORAGE_NSFW_THRESHOLD"] == "0.8"
     assert (
         config["auth"]["GOUACHE_AUTH_DATABASE_URL"]
         == "postgresql+asyncpg://db.example.internal:5432/gouache"
@@ -314,6 +316,7 @@ def test_labels_follow_the_recommended_set(rendered_matrix: dict[str, Rendered])
         (("postgresql.external.sslmode=maybe",), "/postgresql/external/sslmode'"),
         (("edge.tls.enabled=true",), "edge.tls.enabled needs edge.tls.secretName"),
         (("mtls.enabled=true",), "mtls.enabled needs mtls.secretName"),
+        (("storage.contentSafety.threshold=1.5",), "/storage/contentSafety/threshold'"),
     ],
 )
 def test_bad_values_are_refused_with_a_readable_error(sets: tuple[str, ...], message: str) -> None:
@@ -323,6 +326,15 @@ def test_bad_values_are_refused_with_a_readable_error(sets: tuple[str, ...], mes
     result = helm(*args, check=False)
     assert result.returncode != 0
     assert message in result.stderr, result.stderr
+
+
+def test_content_safety_settings_reach_storage(tmp_path: Path) -> None:
+    # A values file: `--set` passes 0.5 as a string, which the schema refuses (--set-json works).
+    values = tmp_path / "safety.yaml"
+    values.write_text("storage:\n  contentSafety: {enabled: false, threshold: 0.5}\n")
+    storage = render([*DEFAULT, values]).get("ConfigMap", "gouache-storage")["data"]
+    assert storage["GOUACHE_STORAGE_NSFW_FILTER"] == "false"
+    assert storage["GOUACHE_STORAGE_NSFW_THRESHOLD"] == "0.5"
 
 
 def test_production_profile_requires_external_stores() -> None:
