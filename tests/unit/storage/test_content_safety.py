@@ -8,6 +8,9 @@ them), never by shipping or fetching an explicit image.
 from __future__ import annotations
 
 import io
+import os
+import subprocess
+import sys
 import threading
 from collections.abc import AsyncIterator
 from pathlib import Path
@@ -307,3 +310,22 @@ def test_the_threshold_of_the_domain_is_a_probability_too() -> None:
         ContentSafety(scorer=shared_scorer(), threshold=2.0)
     assert ContentSafety(scorer=shared_scorer(), threshold=0.0).refuses(0.0)
     assert not ContentSafety(scorer=shared_scorer(), threshold=0.8).refuses(0.79)
+
+
+def test_the_service_names_a_bad_threshold_in_one_line(tmp_path: Path) -> None:
+    env = {key: value for key, value in os.environ.items() if not key.startswith("GOUACHE_")}
+    env |= {"GOUACHE_STORAGE_NSFW_THRESHOLD": "2", "GOUACHE_STORAGE_STATE_DIR": str(tmp_path)}
+    done = subprocess.run(
+        [sys.executable, "-m", "services.storage"],
+        cwd=Path(__file__).resolve().parents[3],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "error: GOUACHE_STORAGE_NSFW_THRESHOLD: must be within 0 and 1 (a probability), got "
+        "2.0; GOUACHE_STORAGE_NSFW_FILTER=false turns the check off"
+    )
