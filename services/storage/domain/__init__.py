@@ -1,8 +1,9 @@
-"""The storage rules (rules.py) and the ImageLibrary that applies them (library.py)."""
+"""The storage rules (rules.py), the ImageLibrary that applies them (library.py), what it
+works with (model.py) and the checks of an upload's bytes (screening.py)."""
 
-from services.storage.domain.library import (
+from services.storage.domain.library import ImageLibrary
+from services.storage.domain.model import (
     CatalogEntry,
-    ImageLibrary,
     ImageStore,
     StylePage,
     UploadHeader,
