@@ -1,5 +1,5 @@
 // The studio's REST client: every call goes to the API on the same origin as the page.
-import { ApiError, errorFrom, networkError } from "./errors";
+import { ApiError, errorFrom, errorOf, networkError } from "./errors";
 import { SseDecoder } from "./sse";
 import {
   FINAL_STATUSES,
@@ -106,11 +106,21 @@ export class GouacheApi {
     return styles;
   }
 
-  /** Uploads an image through a signed URL; returns the file_url that jobs accept. */
-  async upload(file: Blob, filename: string, kind: "content" | "style"): Promise<string> {
+  /** Uploads an image through a signed URL; returns the file_url that jobs accept. With
+   * onProgress, the bytes go by XMLHttpRequest, which reports how many have been sent. */
+  async upload(
+    file: Blob,
+    filename: string,
+    kind: "content" | "style",
+    onProgress?: (fraction: number) => void,
+  ): Promise<string> {
     const signed = await this.request<SignUploadResponse>("POST", "/v1/uploads/sign", {
       body: { filename, content_type: file.type, kind },
     });
+    if (onProgress !== undefined && typeof XMLHttpRequest !== "undefined") {
+      await putWithProgress(signed.upload_url, file, onProgress);
+      return signed.file_url;
+    }
     let response: Response;
     try {
       response = await this.fetchFn(signed.upload_url, {
@@ -284,6 +294,35 @@ export class GouacheApi {
       throw error;
     }
   }
+}
+
+function putWithProgress(
+  url: string,
+  file: Blob,
+  onProgress: (fraction: number) => void,
+): Promise<void> {
+  return new Promise((resolve, reject) => {
+    const xhr = new XMLHttpRequest();
+    xhr.open("PUT", url);
+    xhr.setRequestHeader("content-type", file.type);
+    xhr.upload.onprogress = (event) => {
+      if (event.lengthComputable && event.total > 0) onProgress(event.loaded / event.total);
+    };
+    xhr.onload = () => {
+      if (xhr.status >= 200 && xhr.status < 300) {
+        onProgress(1);
+        resolve();
+      } else {
+        reject(
+          errorOf(xhr.status, xhr.statusText, xhr.responseText, xhr.getResponseHeader("retry-after")),
+        );
+      }
+    };
+    xhr.onerror = () => {
+      reject(networkError(new Error("the upload was cut off")));
+    };
+    xhr.send(file);
+  });
 }
 
 function parseUpdate(data: string): Job | null {

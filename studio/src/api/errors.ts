@@ -45,11 +45,20 @@ export class ApiError extends Error {
 /** The ApiError a failed response carries: its JSON message when there is one, else its text,
  * else the HTTP status line. */
 export async function errorFrom(response: Response): Promise<ApiError> {
-  const retry = response.headers.get("retry-after");
-  const retryAfterS = retry !== null && /^\d+$/.test(retry) ? Number(retry) : null;
   const text = await response.text().catch(() => "");
+  return errorOf(response.status, response.statusText, text, response.headers.get("retry-after"));
+}
+
+/** The same from the parts of an answer (an XMLHttpRequest's, say). */
+export function errorOf(
+  status: number,
+  statusText: string,
+  text: string,
+  retryAfter: string | null,
+): ApiError {
+  const retryAfterS = retryAfter !== null && /^\d+$/.test(retryAfter) ? Number(retryAfter) : null;
   let message = "";
-  let code = `HTTP_${response.status}`;
+  let code = `HTTP_${status}`;
   try {
     const body: unknown = JSON.parse(text);
     if (typeof body === "object" && body !== null) {
@@ -60,10 +69,8 @@ export async function errorFrom(response: Response): Promise<ApiError> {
   } catch {
     message = text.trim().slice(0, 300);
   }
-  if (!message) {
-    message = `HTTP ${response.status}${response.statusText ? ` ${response.statusText}` : ""}`;
-  }
-  return new ApiError(response.status, message, code, retryAfterS);
+  if (!message) message = `HTTP ${status}${statusText ? ` ${statusText}` : ""}`;
+  return new ApiError(status, message, code, retryAfterS);
 }
 
 /** A network failure (the edge is down, the connection was cut) as an ApiError of status 0. */

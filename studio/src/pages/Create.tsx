@@ -17,6 +17,7 @@ interface Upload {
   preview: string;
   fileUrl: string | null;
   error: string | null;
+  sent: number;
 }
 
 interface ChosenStyle extends WeightedStyle {
@@ -98,13 +99,16 @@ export function Create({ api }: { api: GouacheApi }) {
       preview: URL.createObjectURL(file),
       fileUrl: null,
       error: null,
+      sent: 0,
     };
     setContent(upload);
     setPreview(IDLE);
     setFull(IDLE);
     try {
-      const fileUrl = await api.upload(file, file.name, "content");
-      if (turn === uploads.current) setContent({ ...upload, fileUrl });
+      const fileUrl = await api.upload(file, file.name, "content", (sent) => {
+        if (turn === uploads.current) setContent({ ...upload, sent });
+      });
+      if (turn === uploads.current) setContent({ ...upload, sent: 1, fileUrl });
     } catch (error) {
       if (turn === uploads.current) setContent({ ...upload, error: messageOf(error) });
     }
@@ -233,8 +237,19 @@ export function Create({ api }: { api: GouacheApi }) {
                 <img src={content.preview} alt={`Your content image, ${content.name}`} />
                 <span>
                   {content.name} ({formatBytes(content.size)}):{" "}
-                  {content.error ? "" : content.fileUrl ? "uploaded" : "uploading…"}
+                  {content.error
+                    ? ""
+                    : content.fileUrl
+                      ? "uploaded"
+                      : `uploading… ${Math.round(content.sent * 100)}%`}
                 </span>
+                {!content.fileUrl && !content.error ? (
+                  <progress
+                    max={100}
+                    value={Math.round(content.sent * 100)}
+                    aria-label="Upload progress"
+                  />
+                ) : null}
               </div>
             ) : null}
             {content?.error ? (
