@@ -23,6 +23,7 @@ import pytest
 from google.rpc import error_details_pb2, status_pb2
 from numpy.typing import NDArray
 from PIL import Image
+from prometheus_client import REGISTRY
 from pydantic import ValidationError
 from sqlalchemy import func, select
 
@@ -198,18 +199,32 @@ async def test_the_default_threshold_accepts_bundled_photos_and_records_their_sc
             assert record.nsfw_score == pytest.approx(expected, rel=1e-6)
 
 
+def _observed(name: str, **labels: str) -> float:
+    return REGISTRY.get_sample_value(name, labels) or 0.0
+
+
 async def test_a_threshold_between_two_scores_refuses_one_and_accepts_the_other(
     tmp_path: Path,
 ) -> None:
+    gray, noise = _gray_png(), image_bytes(size=(64, 64))
+    assert shared_scorer().score(validate_and_decode(gray).pixels) > 0.1
+    scored = _observed("gouache_storage_nsfw_seconds_count")
+    above = _observed("gouache_storage_nsfw_score_count") - _observed(
+        "gouache_storage_nsfw_score_bucket", le="0.1"
+    )
     storage = await start_harness(tmp_path, nsfw_threshold=0.1)
     try:
-        gray, noise = _gray_png(), image_bytes(size=(64, 64))
-        assert shared_scorer().score(validate_and_decode(gray).pixels) > 0.1
         await _refused_stream(storage, gray)
         accepted = await storage.upload(noise, metadata=storage.auth())
         assert accepted.nsfw_score < 0.1
         assert len(storage.stored_files()) == 1
         assert await _image_rows(storage) == 1
+        # Both were scored, the refused one included; the metrics show it above 0.1.
+        assert _observed("gouache_storage_nsfw_seconds_count") == scored + 2
+        now_above = _observed("gouache_storage_nsfw_score_count") - _observed(
+            "gouache_storage_nsfw_score_bucket", le="0.1"
+        )
+        assert now_above == above + 1
     finally:
         await stop_harness(storage)
 
