@@ -18,7 +18,8 @@ from typing import Any
 
 from gouache.edge.envoy_json import typed
 
-LUA = "envoy.filters.http.lua"
+# A name of its own: the OAuth2 route has a Lua filter of its own too (oauth2.py).
+LUA = "gouache.grpc_safe_headers"
 
 _DROP_UNCARRIABLE_HEADERS = """
 function envoy_on_request(handle)

@@ -26,6 +26,7 @@ _LOCAL_REPLY_CODES: Mapping[int, int] = {
     401: 16,  # UNAUTHENTICATED
     403: 7,  # PERMISSION_DENIED
     404: 5,  # NOT_FOUND
+    405: 12,  # UNIMPLEMENTED, as storage's file server answers a method it does not take
     408: 4,  # DEADLINE_EXCEEDED
     411: 3,  # INVALID_ARGUMENT
     413: 8,  # RESOURCE_EXHAUSTED, as a gRPC server answers an oversized message

@@ -9,6 +9,7 @@ from google.api import annotations_pb2
 from google.protobuf import descriptor_pb2
 
 from gouache.edge.envoy_json import BUFFER, TRANSCODER, disabled, seconds
+from gouache.edge.methods import method_not_allowed_routes
 from gouache.edge.oauth2 import token_routes
 from gouache.edge.openapi import packaged_openapi
 from gouache.edge.openapi.route import document_route, largest_direct_response
@@ -67,6 +68,7 @@ def route_config(
     routes += [
         _no_grpc_route(),
         document_route(packaged_openapi().read_text()),
+        *method_not_allowed_routes(descriptor),
         *studio_routes(config.studio_dir),
         _no_route(),
     ]

@@ -16,14 +16,3 @@ async def test_the_edge_serves_the_generated_document(client: httpx.AsyncClient)
     document = response.json()
     assert document["openapi"].startswith("3.")
     assert "/v1/jobs/{job_id}" in document["paths"]
-
-
-async def test_other_methods_on_the_document_are_404_json(client: httpx.AsyncClient) -> None:
-    response = await client.post("/openapi.json", json={})
-
-    assert response.status_code == 404
-    assert response.json() == {
-        "code": 5,
-        "message": "no route for /openapi.json",
-        "details": [],
-    }
