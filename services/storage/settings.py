@@ -70,7 +70,8 @@ class StorageSettings(ServiceSettings):
     max_image_height: int = 8192
     max_image_pixels: int = 40_000_000
     min_image_side: int = 16
-    # Images validated (decoded) at once; each may hold max_image_pixels * 3 bytes.
+    # Images validated (decoded, then scored for content safety) at once; each may hold
+    # max_image_pixels * 3 bytes, twice while Pillow converts it.
     decode_concurrency: int = 2
     # Unused reservations are purged this long after they expire.
     reservation_retention_s: int = 24 * 3600
