@@ -247,7 +247,9 @@ class ImageLibrary:
             )
             raise rejected_image(exc) from exc
         if self._screening.refuses(screened):
-            self._log_refusal(image_id, owner_id, kind, screened.nsfw_score, curated=bool(catalog))
+            self._log_refusal(
+                image_id, owner_id, kind, screened.nsfw_score, curated=catalog is not None
+            )
             if catalog is None:
                 raise unsafe_content()
         decoded = screened.header
