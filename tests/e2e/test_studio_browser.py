@@ -264,6 +264,9 @@ def test_sign_in_upload_stylize_see_and_rate(
 
     page.reload()  # the key survives a reload of the tab, and a page path is the app
     expect(page.get_by_role("heading", name="Admin")).to_be_visible()
+    page.get_by_role("link", name="Create").click()  # the settings used are the defaults now
+    expect(page.get_by_label("Model")).to_have_value("adain")
+    expect(page.get_by_label("Style strength")).to_have_value("0.8")
     page.get_by_role("button", name="Sign out").click()
     expect(page.get_by_label("API key")).to_be_visible()
     assert page.evaluate("() => sessionStorage.length") == 0

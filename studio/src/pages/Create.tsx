@@ -9,6 +9,7 @@ import { ResultPane, type Run } from "../components/ResultPane";
 import { StylePicker } from "../components/StylePicker";
 import { WeightsControl, type WeightedStyle } from "../components/WeightsControl";
 import { formatBytes } from "../files";
+import { DEFAULT_SETTINGS, loadSettings, saveSettings } from "../settings";
 import { apiWeights, DEFAULT_WEIGHT, MAX_STYLES, weightsProblem } from "../weights";
 
 interface Upload {
@@ -26,7 +27,6 @@ interface ChosenStyle extends WeightedStyle {
 }
 
 const IDLE: Run = { job: null, error: null };
-const DEFAULTS = { alpha: 1, luminanceOnly: false, histogramMatch: false };
 
 function newKey(): string {
   return crypto.randomUUID();
@@ -43,11 +43,12 @@ export function Create({ api }: { api: GouacheApi }) {
   });
   const [models, setModels] = useState<ListModelsResponse | null>(null);
   const [modelsError, setModelsError] = useState<string | null>(null);
-  const [model, setModel] = useState("default");
-  const [alpha, setAlpha] = useState(DEFAULTS.alpha);
-  const [luminanceOnly, setLuminanceOnly] = useState(DEFAULTS.luminanceOnly);
-  const [histogramMatch, setHistogramMatch] = useState(DEFAULTS.histogramMatch);
-  const [advanced, setAdvanced] = useState<AdvancedInput>(ADVANCED_DEFAULTS);
+  const [saved] = useState(loadSettings);
+  const [model, setModel] = useState(saved.model);
+  const [alpha, setAlpha] = useState(saved.alpha);
+  const [luminanceOnly, setLuminanceOnly] = useState(saved.luminanceOnly);
+  const [histogramMatch, setHistogramMatch] = useState(saved.histogramMatch);
+  const [advanced, setAdvanced] = useState<AdvancedInput>(saved.advanced);
   const [preview, setPreview] = useState<Run>(IDLE);
   const [full, setFull] = useState<Run>(IDLE);
   const [running, setRunning] = useState(false);
@@ -61,11 +62,27 @@ export function Create({ api }: { api: GouacheApi }) {
     api.listStyles(true).then(setCurated, (error: unknown) => {
       setCuratedError(messageOf(error));
     });
-    api.listModels().then(setModels, (error: unknown) => {
-      setModelsError(messageOf(error));
-    });
+    api.listModels().then(
+      (answer) => {
+        setModels(answer);
+        // A remembered model this mesh does not serve falls back to the default.
+        const known = new Set([
+          ...answer.routes.map((route) => route.alias),
+          ...answer.versions.map((version) => version.name),
+        ]);
+        setModel((current) => (known.has(current) ? current : DEFAULT_SETTINGS.model));
+      },
+      (error: unknown) => {
+        setModelsError(messageOf(error));
+      },
+    );
     return () => abort.current?.abort();
   }, [api]);
+
+  // What is set now is the default next time.
+  useEffect(() => {
+    saveSettings({ model, alpha, luminanceOnly, histogramMatch, advanced });
+  }, [model, alpha, luminanceOnly, histogramMatch, advanced]);
 
   useEffect(() => {
     const onKey = (event: KeyboardEvent) => {
@@ -75,9 +92,9 @@ export function Create({ api }: { api: GouacheApi }) {
         (target as HTMLInputElement).type !== "range" && (target as HTMLInputElement).type !== "checkbox";
       if (typing || event.ctrlKey || event.metaKey || event.altKey) return;
       if (event.key === "r" || event.key === "R") {
-        setAlpha(DEFAULTS.alpha);
-        setLuminanceOnly(DEFAULTS.luminanceOnly);
-        setHistogramMatch(DEFAULTS.histogramMatch);
+        setAlpha(DEFAULT_SETTINGS.alpha);
+        setLuminanceOnly(DEFAULT_SETTINGS.luminanceOnly);
+        setHistogramMatch(DEFAULT_SETTINGS.histogramMatch);
         setAdvanced(ADVANCED_DEFAULTS);
       }
     };
