@@ -20,20 +20,19 @@ from gouache.edge.openapi.operations import bindings
 from gouache.edge.surface import GRPC_SERVICES
 
 _VARIABLE = re.compile(r"\{[^}]*\}")
-# What a path variable matches: one segment (the transcoder's `*`).
-_SEGMENT = "[^/]+"
+# What a path variable matches: one segment without a colon, so that `{job_id}` does not
+# take `0:cancel` (a POST there is CancelJob's, which `{job_id}` alone would refuse).
+_SEGMENT = "[^/:]+"
 
 
 def method_not_allowed_routes(files: descriptor_pb2.FileDescriptorSet) -> list[dict[str, Any]]:
-    """One route per REST path template, answering 405 with the methods it takes. Templates
-    with a custom verb (`:cancel`) come first, as `{job_id}` alone would match `x:cancel`."""
+    """One route per REST path template, answering 405 with the methods it takes."""
     allowed: dict[str, tuple[str, set[str]]] = {}
     for binding in bindings(files, frozenset(GRPC_SERVICES.values())):
         regex = _path_regex(binding.template)
         allowed.setdefault(regex, (binding.path, set()))[1].add(binding.http_method.upper())
     allowed[re.escape(OPENAPI_PATH)] = (OPENAPI_PATH, {"GET"})
-    ordered = sorted(allowed.items(), key=lambda item: (":" not in item[1][0], item[0]))
-    return [_route(regex, path, methods) for regex, (path, methods) in ordered]
+    return [_route(regex, path, methods) for regex, (path, methods) in sorted(allowed.items())]
 
 
 def _path_regex(template: str) -> str:

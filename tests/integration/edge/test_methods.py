@@ -30,10 +30,14 @@ async def test_a_wrong_method_is_405_naming_the_methods(
 
 
 async def test_the_right_method_is_still_transcoded(client: httpx.AsyncClient) -> None:
-    response = await client.post("/v1/jobs", json={"content_url": "file:///a.png"})
+    created = await client.post("/v1/jobs", json={"content_url": "file:///a.png"})
+    # {job_id} alone must not take "job_1:cancel" and refuse the POST that CancelJob takes.
+    canceled = await client.post("/v1/jobs/job_1:cancel", json={})
 
-    assert response.status_code == 200
-    assert response.json()["job_id"] == "job_1"
+    assert created.status_code == 200
+    assert created.json()["job_id"] == "job_1"
+    # The test upstream has no CancelJob: its UNIMPLEMENTED shows the call was sent there.
+    assert canceled.status_code == 501
 
 
 async def test_an_unknown_path_is_still_404(client: httpx.AsyncClient) -> None:
