@@ -253,7 +253,14 @@ def test_sign_in_upload_stylize_see_and_rate(
 
     page.get_by_role("link", name="Gallery").click()
     expect(page).to_have_url(mesh.config.public_url + "/gallery")
-    expect(page.get_by_role("img", name=f"Result of job {export['job_id']}")).to_be_visible()
+    result = page.get_by_role("img", name=f"Result of job {export['job_id']}")
+    expect(result).to_be_visible()
+    card = page.get_by_role("listitem").filter(has=result)
+    card.get_by_role("button", name="Compare with the photo").click()
+    expect(card.get_by_role("img", name="Before: your content image")).to_be_visible()
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('.job-card img')].every(i => i.complete && i.naturalWidth > 0)"
+    )
     shots.take(page, "gallery")
     assert _accessibility_violations(page) == []
 

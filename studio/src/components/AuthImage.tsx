@@ -1,18 +1,13 @@
 import { useEffect, useState, type ImgHTMLAttributes } from "react";
 import type { GouacheApi } from "../api/client";
 
-interface Props extends Omit<ImgHTMLAttributes<HTMLImageElement>, "src"> {
-  api: GouacheApi;
-  src: string;
-}
-
-/** An image the API serves: a signed URL (expires, sig) loads as it is; an unsigned file_url
- * (a curated style's) needs the bearer token, which an <img> cannot send, so it is fetched
- * and shown from a blob. */
-export function AuthImage({ api, src, alt, ...rest }: Props) {
+/** A URL an <img> can load for an image the API serves: a signed URL (expires, sig) as it is;
+ * an unsigned file_url (a curated style's, a job's content) needs the bearer token, which an
+ * <img> cannot send, so it is fetched and shown from a blob. url is null while it loads or
+ * when it failed. */
+export function useImageUrl(api: GouacheApi, src: string): { url: string | null; failed: boolean } {
   const signed = /[?&]sig=/.test(src);
-  const [blobUrl, setBlobUrl] = useState<string | null>(null);
-  const [failed, setFailed] = useState(false);
+  const [fetched, setFetched] = useState<{ src: string; url: string | null } | null>(null);
 
   useEffect(() => {
     if (signed) return;
@@ -22,10 +17,10 @@ export function AuthImage({ api, src, alt, ...rest }: Props) {
       (blob) => {
         if (!live) return;
         made = URL.createObjectURL(blob);
-        setBlobUrl(made);
+        setFetched({ src, url: made });
       },
       () => {
-        if (live) setFailed(true);
+        if (live) setFetched({ src, url: null });
       },
     );
     return () => {
@@ -34,7 +29,18 @@ export function AuthImage({ api, src, alt, ...rest }: Props) {
     };
   }, [api, src, signed]);
 
-  if (signed) return <img src={src} alt={alt} {...rest} />;
+  if (signed) return { url: src, failed: false };
+  if (fetched?.src !== src) return { url: null, failed: false };
+  return { url: fetched.url, failed: fetched.url === null };
+}
+
+interface Props extends Omit<ImgHTMLAttributes<HTMLImageElement>, "src"> {
+  api: GouacheApi;
+  src: string;
+}
+
+export function AuthImage({ api, src, alt, ...rest }: Props) {
+  const { url, failed } = useImageUrl(api, src);
   if (failed) {
     return (
       <span className="image-missing" role="img" aria-label={alt ?? "image not available"}>
@@ -42,6 +48,6 @@ export function AuthImage({ api, src, alt, ...rest }: Props) {
       </span>
     );
   }
-  if (blobUrl === null) return <span className="image-loading" aria-hidden="true" />;
-  return <img src={blobUrl} alt={alt} {...rest} />;
+  if (url === null) return <span className="image-loading" aria-hidden="true" />;
+  return <img src={url} alt={alt} {...rest} />;
 }

@@ -3,6 +3,7 @@ import type { GouacheApi } from "../api/client";
 import { messageOf } from "../api/errors";
 import type { Job } from "../api/types";
 import { AuthImage } from "../components/AuthImage";
+import { JobCompare } from "../components/JobCompare";
 import { Rating } from "../components/Rating";
 
 const PAGE_SIZE = 12;
@@ -19,6 +20,7 @@ export function Gallery({ api }: { api: GouacheApi }) {
   const [jobs, setJobs] = useState<Job[]>([]);
   const [next, setNext] = useState<string | null>("");
   const [status, setStatus] = useState<string>("");
+  const [comparing, setComparing] = useState<string | null>(null);
   const [loading, setLoading] = useState(true);
   const [error, setError] = useState<string | null>(null);
   const filterId = useId();
@@ -126,9 +128,21 @@ export function Gallery({ api }: { api: GouacheApi }) {
             {job.error ? <p className="error">{job.error}</p> : null}
             {job.status === "succeeded" && job.result_url ? (
               <>
-                <a className="button" href={job.result_url} download={`gouache-${job.job_id}`}>
-                  Download
-                </a>
+                {comparing === job.job_id ? <JobCompare api={api} job={job} /> : null}
+                <div className="downloads">
+                  <a className="button" href={job.result_url} download={`gouache-${job.job_id}`}>
+                    Download
+                  </a>
+                  <button
+                    type="button"
+                    aria-expanded={comparing === job.job_id}
+                    onClick={() => {
+                      setComparing((current) => (current === job.job_id ? null : job.job_id));
+                    }}
+                  >
+                    {comparing === job.job_id ? "Hide the photo" : "Compare with the photo"}
+                  </button>
+                </div>
                 <Rating api={api} jobId={job.job_id} />
               </>
             ) : null}
