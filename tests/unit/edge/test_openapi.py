@@ -132,12 +132,32 @@ def test_comments_become_descriptions_without_lint_exceptions(document: dict[str
 
 
 def test_security_follows_the_method_policies(document: dict[str, Any]) -> None:
-    assert document["security"] == [{"bearerAuth": []}]
+    create = document["paths"]["/v1/jobs"]["post"]
+
+    assert document["security"] == [{"bearerAuth": []}, {"oauth2": []}]
     assert document["paths"]["/v1/auth/token"]["post"]["security"] == []
     assert "security" not in document["paths"]["/v1/auth/whoami"]["get"]
-    assert document["paths"]["/v1/jobs"]["post"]["x-required-scope"] == "write:jobs"
-    scheme = document["components"]["securitySchemes"]["bearerAuth"]
-    assert (scheme["type"], scheme["scheme"]) == ("http", "bearer")
+    assert create["security"] == [{"bearerAuth": []}, {"oauth2": ["write:jobs"]}]
+    assert create["x-required-scope"] == "write:jobs"
+    schemes = document["components"]["securitySchemes"]
+    assert (schemes["bearerAuth"]["type"], schemes["bearerAuth"]["scheme"]) == ("http", "bearer")
+    flow = schemes["oauth2"]["flows"]["clientCredentials"]
+    assert flow["tokenUrl"] == "/v1/auth/token"
+    assert "write:jobs" in flow["scopes"]
+
+
+def test_the_token_endpoint_takes_the_oauth2_form_too(document: dict[str, Any]) -> None:
+    token = document["paths"]["/v1/auth/token"]["post"]
+    form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]["schema"]
+
+    assert form["required"] == ["grant_type"]
+    assert {"client_id", "client_secret", "scope"} <= set(form["properties"])
+    assert "application/json" in token["requestBody"]["content"]
+    refusal = token["responses"]["401"]["content"]["application/json"]["schema"]
+    assert refusal["oneOf"] == [
+        {"$ref": "#/components/schemas/Error"},
+        {"$ref": "#/components/schemas/OAuth2Error"},
+    ]
 
 
 def test_errors_have_the_status_shape_envoy_answers(document: dict[str, Any]) -> None:
@@ -165,7 +185,7 @@ def test_file_transfers_and_the_document_itself_are_described(document: dict[str
         "$ref": "#/components/schemas/gouache.storage.v1.Image"
     }
     assert {"411", "413", "415"} <= set(files["put"]["responses"])
-    assert files["get"]["security"] == [{}, {"bearerAuth": []}]
+    assert files["get"]["security"] == [{}, {"bearerAuth": []}, {"oauth2": ["read:jobs"]}]
     assert document["paths"]["/openapi.json"]["get"]["security"] == []
 
 

@@ -9,7 +9,16 @@ from typing import Any
 
 from google.protobuf import descriptor_pb2
 
+from gouache.edge.oauth2 import TOKEN_PATH
 from gouache.edge.openapi.comments import Comments
+from gouache.edge.openapi.oauth2 import (
+    OAUTH2,
+    OAUTH2_ERROR,
+    add_form_to_token_operation,
+    security_for,
+)
+from gouache.edge.openapi.oauth2 import error_schema as oauth2_error_schema
+from gouache.edge.openapi.oauth2 import security_scheme as oauth2_scheme
 from gouache.edge.openapi.operations import Binding, OperationBuilder, bindings
 from gouache.edge.openapi.schemas import Direction, Schema, SchemaSet
 from gouache.edge.surface import FILES_PREFIX, GRPC_SERVICES
@@ -17,6 +26,8 @@ from gouache.edge.surface import FILES_PREFIX, GRPC_SERVICES
 OPENAPI_PATH = "/openapi.json"
 BEARER = "bearerAuth"
 ERROR = "#/components/schemas/Error"
+# The scope a bearer token needs to download an image (services/storage/files.py).
+DOWNLOAD_SCOPE = "read:jobs"
 
 _DESCRIPTION = """\
 gouache's public REST API: neural style transfer jobs, batches, images, styles, models,
@@ -90,6 +101,9 @@ def build(
         if binding.http_method in item:
             raise ValueError(f"two RPCs bind {binding.http_method.upper()} {binding.path}")
         item[binding.http_method] = builder.operation(binding)
+    token = paths.get(TOKEN_PATH, {}).get("post")
+    if token is not None:
+        add_form_to_token_operation(token)
     schemas.use(".gouache.storage.v1.Image", Direction.RESPONSE)
     paths[f"{FILES_PREFIX}{{image_id}}"] = _file_transfers(schemas)
     paths[OPENAPI_PATH] = _self_description()
@@ -97,11 +111,15 @@ def build(
         "openapi": "3.0.3",
         "info": {"title": "gouache REST API", "version": version, "description": _DESCRIPTION},
         "servers": [{"url": "/", "description": "the edge that serves this document"}],
-        "security": [{BEARER: []}],
+        "security": security_for(None),
         "tags": _tags(files, comments, found),
         "paths": dict(sorted(paths.items())),
         "components": {
-            "schemas": {**schemas.components(), "Error": _error_schema()},
+            "schemas": {
+                **schemas.components(),
+                "Error": _error_schema(),
+                OAUTH2_ERROR: oauth2_error_schema(),
+            },
             "responses": {
                 status: {
                     "description": text,
@@ -117,7 +135,8 @@ def build(
                     "description": "An access token from POST /v1/auth/token (EdDSA-signed "
                     "JWT, verifiable with GET /v1/auth/jwks). An operation's "
                     "x-required-scope names the scope the token must hold.",
-                }
+                },
+                OAUTH2: oauth2_scheme(),
             },
         },
     }
@@ -237,7 +256,7 @@ def _file_transfers(schemas: SchemaSet) -> dict[str, Any]:
             "operationId": "Files_Download",
             "tags": ["Files"],
             "summary": "Downloads an image's bytes: by signed URL, or with a bearer token.",
-            "security": [{}, {BEARER: []}],
+            "security": [{}, *security_for(DOWNLOAD_SCOPE)],
             "parameters": signature,
             "responses": {
                 "200": {

@@ -20,6 +20,7 @@ from google.api import annotations_pb2, http_pb2
 from google.protobuf import descriptor_pb2
 
 from gouache.edge.openapi.comments import Comments, summary
+from gouache.edge.openapi.oauth2 import security_for
 from gouache.edge.openapi.schemas import Direction, MessageInfo, Schema, SchemaSet
 
 FieldProto = descriptor_pb2.FieldDescriptorProto
@@ -216,13 +217,14 @@ class OperationBuilder:
         }
 
     def _security(self, binding: Binding) -> Operation:
-        """PUBLIC methods take no token; the others a bearer token, with the scope named."""
+        """PUBLIC methods take no token; the others a bearer token (the document's default),
+        with the scope named."""
         required = self.policies.get(binding.rpc)
         if required == "public":
             return {"security": []}
         if required in (None, "authenticated"):
             return {}
-        return {"x-required-scope": required}
+        return {"security": security_for(required), "x-required-scope": required}
 
     def _field(self, info: MessageInfo, dotted: str) -> FieldProto:
         head, _dot, rest = dotted.partition(".")
