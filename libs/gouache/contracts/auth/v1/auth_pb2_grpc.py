@@ -402,7 +402,9 @@ class OAuth2ServiceServicer:
         (the HTTP status travels in the x-gouache-http-status response header, which the edge
         applies and removes).
         The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+        HttpBody is also FeedbackService.ExportUsage's response (a raw CSV document).
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -160,7 +160,9 @@ class OAuth2ServiceStub:
     (the HTTP status travels in the x-gouache-http-status response header, which the edge
     applies and removes).
     The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+    HttpBody is also FeedbackService.ExportUsage's response (a raw CSV document).
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
 
 @_typing.type_check_only
@@ -179,7 +181,9 @@ class OAuth2ServiceAsyncStub(OAuth2ServiceStub):
     (the HTTP status travels in the x-gouache-http-status response header, which the edge
     applies and removes).
     The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+    HttpBody is also FeedbackService.ExportUsage's response (a raw CSV document).
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
 
 class OAuth2ServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -201,7 +205,9 @@ class OAuth2ServiceServicer(metaclass=_abc_1.ABCMeta):
         (the HTTP status travels in the x-gouache-http-status response header, which the edge
         applies and removes).
         The response is the raw JSON document: RFC 6749 fixes its members, success and error.
+        HttpBody is also FeedbackService.ExportUsage's response (a raw CSV document).
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
 def add_OAuth2ServiceServicer_to_server(servicer: OAuth2ServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

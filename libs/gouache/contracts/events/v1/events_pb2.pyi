@@ -188,6 +188,8 @@ class JobSucceeded(_message.Message):
     CACHED_FIELD_NUMBER: _builtins.int
     OUTPUT_WIDTH_FIELD_NUMBER: _builtins.int
     OUTPUT_HEIGHT_FIELD_NUMBER: _builtins.int
+    COMPUTE_MS_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     owner_id: _builtins.str
@@ -203,6 +205,14 @@ class JobSucceeded(_message.Message):
     ExecutionSucceeded); 0 when unknown: a cached result, or a worker that did not say.
     """
     output_height: _builtins.int
+    compute_ms: _builtins.int
+    """The worker's time on the job (ExecutionSucceeded.compute_ms), what usage bills and
+    plan quotas count; 0 for a cached result (no model ran) or a worker that did not say.
+    """
+    device: _builtins.str
+    """The kind of device the model ran on ("cpu" or "cuda", see ExecutionSucceeded.device):
+    compute on "cuda" is GPU time; empty when unknown (a cached result, an older worker).
+    """
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -218,10 +228,12 @@ class JobSucceeded(_message.Message):
         cached: _builtins.bool = ...,
         output_width: _builtins.int = ...,
         output_height: _builtins.int = ...,
+        compute_ms: _builtins.int = ...,
+        device: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "output_height", b"output_height", "output_width", b"output_width", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "compute_ms", b"compute_ms", "device", b"device", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "output_height", b"output_height", "output_width", b"output_width", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -322,6 +334,7 @@ class ExecutionSucceeded(_message.Message):
     TILES_FIELD_NUMBER: _builtins.int
     OUTPUT_WIDTH_FIELD_NUMBER: _builtins.int
     OUTPUT_HEIGHT_FIELD_NUMBER: _builtins.int
+    DEVICE_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     result_image_id: _builtins.str
@@ -331,6 +344,10 @@ class ExecutionSucceeded(_message.Message):
     output_width: _builtins.int
     """The result image's size in pixels (the content's, after params.max_side)."""
     output_height: _builtins.int
+    device: _builtins.str
+    """The kind of device the inference server ran the model on, as it reports it
+    (ListLoadedModels' device: "cpu" or "cuda"); empty when the worker could not tell.
+    """
     def __init__(
         self,
         *,
@@ -341,10 +358,11 @@ class ExecutionSucceeded(_message.Message):
         tiles: _builtins.int = ...,
         output_width: _builtins.int = ...,
         output_height: _builtins.int = ...,
+        device: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_ms", b"compute_ms", "event_id", b"event_id", "job_id", b"job_id", "output_height", b"output_height", "output_width", b"output_width", "result_image_id", b"result_image_id", "tiles", b"tiles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_ms", b"compute_ms", "device", b"device", "event_id", b"event_id", "job_id", b"job_id", "output_height", b"output_height", "output_width", b"output_width", "result_image_id", b"result_image_id", "tiles", b"tiles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

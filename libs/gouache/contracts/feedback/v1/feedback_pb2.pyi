@@ -189,8 +189,13 @@ class GetUsageRequest(_message.Message):
     SINCE_FIELD_NUMBER: _builtins.int
     UNTIL_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Only this user's usage. Admins: empty means every user. Others: empty or their own id."""
+    group_by: _builtins.str
+    """Splits the usage by the UTC calendar period a job finished in: "day" or "month";
+    empty (or "none") for one record per user and model version over the whole window.
+    """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """Only jobs that finished at or after it: at most 400 days ago and not in the future.
@@ -207,14 +212,47 @@ class GetUsageRequest(_message.Message):
         since: _timestamp_pb2.Timestamp | None = ...,
         until: _timestamp_pb2.Timestamp | None = ...,
         user_id: _builtins.str = ...,
+        group_by: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetUsageRequest: _TypeAlias = GetUsageRequest  # noqa: Y015
+
+@_typing.final
+class ExportUsageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    SINCE_FIELD_NUMBER: _builtins.int
+    UNTIL_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
+    GROUP_BY_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    group_by: _builtins.str
+    @_builtins.property
+    def since(self) -> _timestamp_pb2.Timestamp:
+        """As in GetUsageRequest."""
+
+    @_builtins.property
+    def until(self) -> _timestamp_pb2.Timestamp: ...
+    def __init__(
+        self,
+        *,
+        since: _timestamp_pb2.Timestamp | None = ...,
+        until: _timestamp_pb2.Timestamp | None = ...,
+        user_id: _builtins.str = ...,
+        group_by: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___ExportUsageRequest: _TypeAlias = ExportUsageRequest  # noqa: Y015
 
 @_typing.final
 class UsageRecord(_message.Message):
@@ -229,6 +267,9 @@ class UsageRecord(_message.Message):
     JOBS_CACHED_FIELD_NUMBER: _builtins.int
     LAST_FINISHED_AT_FIELD_NUMBER: _builtins.int
     OUTPUT_MEGAPIXELS_FIELD_NUMBER: _builtins.int
+    COMPUTE_SECONDS_FIELD_NUMBER: _builtins.int
+    GPU_SECONDS_FIELD_NUMBER: _builtins.int
+    PERIOD_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     model_version: _builtins.str
     """The concrete model version that ran (or whose cached result was returned)."""
@@ -240,6 +281,16 @@ class UsageRecord(_message.Message):
     output_megapixels: _builtins.float
     """Pixels of the results the model made for the succeeded jobs, in millions (jobs
     answered from the cache, and results made before workers reported sizes, add none).
+    """
+    compute_seconds: _builtins.float
+    """The workers' time on the succeeded jobs, in seconds: what plan quotas count. Jobs
+    answered from the cache, and jobs made before workers reported it, add none.
+    """
+    gpu_seconds: _builtins.float
+    """Of compute_seconds, the time of jobs whose model ran on a GPU (device "cuda")."""
+    period: _builtins.str
+    """The period the record covers when group_by is set: "2026-11" for a month,
+    "2026-11-30" for a day (UTC); empty otherwise.
     """
     @_builtins.property
     def last_finished_at(self) -> _timestamp_pb2.Timestamp:
@@ -255,10 +306,13 @@ class UsageRecord(_message.Message):
         jobs_cached: _builtins.int = ...,
         last_finished_at: _timestamp_pb2.Timestamp | None = ...,
         output_megapixels: _builtins.float = ...,
+        compute_seconds: _builtins.float = ...,
+        gpu_seconds: _builtins.float = ...,
+        period: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_finished_at", b"last_finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "output_megapixels", b"output_megapixels", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_seconds", b"compute_seconds", "gpu_seconds", b"gpu_seconds", "jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "output_megapixels", b"output_megapixels", "period", b"period", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,8 +325,8 @@ class GetUsageResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
-        """By user_id, then model_version; users and versions without jobs in the window are
-        left out.
+        """By period (when grouped), then user_id, then model_version; users and versions without
+        jobs in the window are left out.
         """
 
     def __init__(

@@ -3,6 +3,7 @@
 import grpc
 import warnings
 
+from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from gouache.contracts.feedback.v1 import feedback_pb2 as gouache_dot_feedback_dot_v1_dot_feedback__pb2
 
 GRPC_GENERATED_VERSION = '1.85.1'
@@ -56,6 +57,11 @@ class FeedbackServiceStub:
                 request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageRequest.SerializeToString,
                 response_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageResponse.FromString,
                 _registered_method=True)
+        self.ExportUsage = channel.unary_unary(
+                '/gouache.feedback.v1.FeedbackService/ExportUsage',
+                request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ExportUsageRequest.SerializeToString,
+                response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+                _registered_method=True)
 
 
 class FeedbackServiceServicer:
@@ -97,6 +103,19 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ExportUsage(self, request, context):
+        """The same usage as GetUsage, with the same access rules, as a CSV document for
+        invoicing (text/csv; charset=utf-8, RFC 4180, a header row; columns in the README's
+        "Usage" section): one row per period (when grouped), user and model version, in that
+        order. In REST, `GET /v1/usage:export?since=...&until=...&group_by=month`.
+        The response is the raw CSV document, not a message (HttpBody, like OAuth2Service's).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeedbackServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -119,6 +138,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     servicer.GetUsage,
                     request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageRequest.FromString,
                     response_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageResponse.SerializeToString,
+            ),
+            'ExportUsage': grpc.unary_unary_rpc_method_handler(
+                    servicer.ExportUsage,
+                    request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ExportUsageRequest.FromString,
+                    response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -231,6 +255,33 @@ class FeedbackService:
             '/gouache.feedback.v1.FeedbackService/GetUsage',
             gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageRequest.SerializeToString,
             gouache_dot_feedback_dot_v1_dot_feedback__pb2.GetUsageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ExportUsage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.feedback.v1.FeedbackService/ExportUsage',
+            gouache_dot_feedback_dot_v1_dot_feedback__pb2.ExportUsageRequest.SerializeToString,
+            google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
             options,
             channel_credentials,
             insecure,

@@ -4,6 +4,7 @@ isort:skip_file
 """
 
 from collections import abc as _abc
+from google.api import httpbody_pb2 as _httpbody_pb2
 from gouache.contracts.feedback.v1 import feedback_pb2 as _feedback_pb2
 from grpc import aio as _aio
 import abc as _abc_1
@@ -51,6 +52,15 @@ class FeedbackServiceStub:
     every user's, or one user's with user_id; anyone else sees only their own, and naming
     another user is PERMISSION_DENIED.
     """
+    ExportUsage: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.ExportUsageRequest, _httpbody_pb2.HttpBody]
+    """The same usage as GetUsage, with the same access rules, as a CSV document for
+    invoicing (text/csv; charset=utf-8, RFC 4180, a header row; columns in the README's
+    "Usage" section): one row per period (when grouped), user and model version, in that
+    order. In REST, `GET /v1/usage:export?since=...&until=...&group_by=month`.
+    The response is the raw CSV document, not a message (HttpBody, like OAuth2Service's).
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
 
 @_typing.type_check_only
 class FeedbackServiceAsyncStub(FeedbackServiceStub):
@@ -74,6 +84,15 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     succeeded were answered from the result cache), over an optional window. Admins see
     every user's, or one user's with user_id; anyone else sees only their own, and naming
     another user is PERMISSION_DENIED.
+    """
+    ExportUsage: _aio.UnaryUnaryMultiCallable[_feedback_pb2.ExportUsageRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
+    """The same usage as GetUsage, with the same access rules, as a CSV document for
+    invoicing (text/csv; charset=utf-8, RFC 4180, a header row; columns in the README's
+    "Usage" section): one row per period (when grouped), user and model version, in that
+    order. In REST, `GET /v1/usage:export?since=...&until=...&group_by=month`.
+    The response is the raw CSV document, not a message (HttpBody, like OAuth2Service's).
+    buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+    buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
 
 class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -119,6 +138,21 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         succeeded were answered from the result cache), over an optional window. Admins see
         every user's, or one user's with user_id; anyone else sees only their own, and naming
         another user is PERMISSION_DENIED.
+        """
+
+    @_abc_1.abstractmethod
+    def ExportUsage(
+        self,
+        request: _feedback_pb2.ExportUsageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_httpbody_pb2.HttpBody, _abc.Awaitable[_httpbody_pb2.HttpBody]]:
+        """The same usage as GetUsage, with the same access rules, as a CSV document for
+        invoicing (text/csv; charset=utf-8, RFC 4180, a header row; columns in the README's
+        "Usage" section): one row per period (when grouped), user and model version, in that
+        order. In REST, `GET /v1/usage:export?since=...&until=...&group_by=month`.
+        The response is the raw CSV document, not a message (HttpBody, like OAuth2Service's).
+        buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
+        buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
         """
 
 def add_FeedbackServiceServicer_to_server(servicer: FeedbackServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
