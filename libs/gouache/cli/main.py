@@ -1,4 +1,6 @@
-"""`gouache up | stylize | demo | token | train`: the embedded mesh and the public API from a terminal."""
+"""`gouache up | stylize | batch | demo | token | train | eval`: the embedded mesh and the
+public API from a terminal (the commands' parser and `up`, `demo`; api_commands.py and
+ml_commands.py hold the others)."""
 
 from __future__ import annotations
 
@@ -8,18 +10,23 @@ import os
 import signal
 import sys
 import time
-import uuid
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console
-from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
-
+from gouache.cli.api_commands import (
+    cmd_batch,
+    cmd_stylize,
+    cmd_token,
+    job_params,
+    parse_weights,
+    stylize,
+)
 from gouache.cli.defaults import DEFAULT_MODELS
+from gouache.cli.ml_commands import cmd_eval, cmd_train
+from gouache.cli.output import console
 from gouache.ratelimit.plans import parse_plans
 
-console = Console(stderr=True)
 DEFAULT_STATE = Path(".gouache")
 # Commands that call the API: whatever stops them is one `error: ...` line (cli/errors.py).
 API_COMMANDS = ("stylize", "batch", "demo", "token")
@@ -204,170 +211,6 @@ def _rate_limit_plans(text: str) -> str:
     return text
 
 
-def _weights(text: str) -> list[float]:
-    """--weights checked before anything is uploaded; argparse reports the error."""
-    try:
-        return [float(weight) for weight in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(
-            f"{text!r}: give numbers separated by commas, one per style, e.g. 0.7,0.3"
-        ) from None
-
-
-def _credentials(args: argparse.Namespace) -> tuple[str, str]:
-    base_url = args.url or os.environ.get("GOUACHE_URL")
-    api_key = args.api_key or os.environ.get("GOUACHE_API_KEY")
-    saved = Path(args.state_dir) / "credentials.json"
-    if (not api_key or not base_url) and saved.exists():
-        try:
-            stored = json.loads(saved.read_text())
-            api_key = api_key or str(stored["api_key"])
-            base_url = base_url or str(stored["base_url"])
-        except (ValueError, KeyError, TypeError) as exc:
-            raise SystemExit(
-                f"{saved} is not the credentials `gouache up` writes ({exc}); "
-                "run `gouache up` again or pass --url and --api-key"
-            ) from None
-    if not api_key:
-        raise SystemExit(
-            "no API key: pass --api-key, set GOUACHE_API_KEY, or run `gouache up` first"
-        )
-    return base_url or "http://127.0.0.1:8080", api_key
-
-
-def _params(args: argparse.Namespace) -> dict[str, Any]:
-    params: dict[str, Any] = {}
-    if args.alpha is not None:
-        params["alpha"] = args.alpha
-    if args.weights:
-        params["weights"] = args.weights
-    if args.seed is not None:
-        params["seed"] = args.seed
-    if args.luminance_only:
-        params["luminance_only"] = True
-    if args.histogram_match:
-        params["histogram_match"] = True
-    if args.tile_size is not None:
-        params["tile_size"] = args.tile_size
-    suffix = Path(args.output).suffix.lower()
-    params["output_format"] = {".jpg": "jpeg", ".jpeg": "jpeg", ".webp": "webp"}.get(suffix, "png")
-    return params
-
-
-def stylize(
-    base_url: str,
-    api_key: str,
-    content: str,
-    styles: Sequence[str],
-    output: Path,
-    *,
-    model: str,
-    params: Mapping[str, Any],
-    max_side: int | None,
-    timeout_s: float,
-    no_cache: bool = False,
-) -> dict[str, Any]:
-    """Uploads the images, runs one job through the public API, and writes the result.
-
-    A request the user ran before is answered from the result cache unless no_cache.
-    """
-    from gouache.cli.images import load_image_argument
-    from gouache.client import GouacheClient
-
-    with GouacheClient(base_url, api_key) as client:
-        name, data = load_image_argument(content, max_side=max_side)
-        content_url = client.upload(data, filename=name)
-        style_urls = []
-        for style in styles:
-            if style.startswith(("http://", "https://")):
-                style_urls.append(style)
-                continue
-            style_name, style_data = load_image_argument(style, max_side=max_side)
-            style_urls.append(client.upload(style_data, filename=style_name, kind="style"))
-        created = client.create_job(
-            content_url,
-            style_urls,
-            model_version=model,
-            params=params,
-            idempotency_key=uuid.uuid4().hex,
-            no_cache=no_cache,
-        )
-        job_id = created["job_id"]
-        cached = " from the result cache" if created.get("cached") else ""
-        console.print(f"job [bold]{job_id}[/bold] created ({created.get('model_version')}){cached}")
-        with Progress(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            TextColumn("{task.percentage:>3.0f}%"),
-            TimeElapsedColumn(),
-            console=console,
-        ) as progress:
-            task = progress.add_task("pending", total=1.0)
-
-            def update(job: Mapping[str, Any]) -> None:
-                progress.update(
-                    task,
-                    completed=float(job.get("progress", 0.0)),
-                    description=str(job.get("status")),
-                )
-
-            result = client.wait(job_id, timeout_s=timeout_s, on_update=update)
-        if result.status != "succeeded" or not result.result_url:
-            raise SystemExit(f"job {job_id} {result.status}: {result.error or 'no result'}")
-        output.write_bytes(client.download(result.result_url))
-        summary = {
-            "job_id": job_id,
-            "model_version": result.model_version,
-            "latency_ms": result.latency_ms,
-            "output": str(output),
-        }
-        console.print(
-            f"[green]✓[/green] {output}  job {job_id}  model {result.model_version}  latency {result.latency_ms} ms"
-        )
-        return summary
-
-
-def cmd_stylize(args: argparse.Namespace) -> int:
-    base_url, api_key = _credentials(args)
-    summary = stylize(
-        base_url,
-        api_key,
-        args.content,
-        args.style,
-        Path(args.output),
-        model=args.model,
-        params=_params(args),
-        max_side=args.max_side,
-        timeout_s=args.timeout,
-        no_cache=args.no_cache,
-    )
-    print(json.dumps(summary))
-    return 0
-
-
-def cmd_batch(args: argparse.Namespace) -> int:
-    from gouache.cli.batch import run_batch
-
-    base_url, api_key = _credentials(args)
-    directory = Path(args.directory)
-    summary = run_batch(
-        base_url,
-        api_key,
-        directory,
-        args.style or [],
-        Path(args.output or f"{directory.resolve()}-stylized"),
-        model=args.model,
-        params=_params(args),
-        lane=args.lane,
-        max_side=args.max_side,
-        timeout_s=args.timeout,
-        no_cache=args.no_cache,
-        console=console,
-    )
-    print(json.dumps(summary))
-    return 0 if summary["status"] == "succeeded" else 1
-
-
 def cmd_demo(args: argparse.Namespace) -> int:
     """Starts a private mesh on free ports, stylizes a bundled image through it, stops it."""
     from gouache.cli.mesh import Mesh
@@ -385,7 +228,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             args.style,
             Path(args.output),
             model=args.model,
-            params=_params(args),
+            params=job_params(args),
             max_side=args.max_side,
             timeout_s=args.timeout,
             no_cache=args.no_cache,
@@ -396,100 +239,6 @@ def cmd_demo(args: argparse.Namespace) -> int:
         mesh.stop()
 
 
-def cmd_token(args: argparse.Namespace) -> int:
-    from gouache.client import GouacheClient
-
-    base_url, api_key = _credentials(args)
-    with GouacheClient(base_url, api_key) as client:
-        print(client.token())
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    """Trains a family's network from image directories and exports it with a manifest."""
-    import importlib
-
-    trainer = importlib.import_module(f"gouache.nst.training.{args.family}")
-    exported = trainer.train(
-        Path(args.config),
-        Path(args.content_dir),
-        Path(args.style_dir),
-        Path(args.out),
-        resume=args.resume,
-        max_minutes=args.max_minutes,
-    )
-    console.print(f"[green]✓[/green] weights exported to {exported}")
-    print(json.dumps({"family": args.family, "exported": str(exported)}))
-    return 0
-
-
-def cmd_eval(args: argparse.Namespace) -> int:
-    """Stylizes the fixed evaluation grid with each model; writes the table and sheet."""
-    import shlex
-
-    import torch
-
-    from gouache.nst import registry
-    from gouache.nst.evaluate import GRID_CONTENTS, GRID_STYLES, EvalOptions, PairResult, run
-
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    names = (
-        tuple(n.strip() for n in args.models.split(",") if n.strip())
-        if args.models
-        else tuple(spec.name for spec in registry.all_models())
-    )
-    options = EvalOptions(
-        models=names,
-        data_dir=Path(args.data_dir) if args.data_dir else None,
-        contents=GRID_CONTENTS if args.contents is None else args.contents,
-        styles=GRID_STYLES if args.styles is None else args.styles,
-        seed=args.seed,
-        side=args.side,
-        runtime=args.runtime,
-        table=Path(args.table),
-        sheet=Path(args.sheet) if args.sheet else None,
-        results_json=Path(args.json) if args.json else None,
-        command=" ".join(["gouache", *map(shlex.quote, sys.argv[1:])]),
-        judge=args.judge == "lite1",
-    )
-
-    def progress(model: str, result: PairResult) -> None:
-        judged = (
-            f"(lite1 {result.judge_style:.3f} / {result.judge_content:.3f})  "
-            if result.judge_style is not None and result.judge_content is not None
-            else ""
-        )
-        console.print(
-            f"  {model:<24} {result.content:<22} x {result.style:<32} "
-            f"style {result.style_distance:.3f}  content {result.content_distance:.3f}  "
-            f"{judged}{result.seconds:.2f} s",
-            soft_wrap=True,
-        )
-
-    report = run(options, on_result=progress)
-    for row in report.summaries():
-        judged = (
-            f"; lite1 style {row.judge_style:.3f} ({row.judge_style_ratio:.2f}x), "
-            f"content {row.judge_content:.3f} ({row.judge_content_ratio:.2f}x)"
-            if row.judge_style is not None
-            and row.judge_content is not None
-            and row.judge_style_ratio is not None
-            and row.judge_content_ratio is not None
-            else ""
-        )
-        console.print(
-            f"[bold]{row.name}[/bold]: style {row.median_style:.3f} ({row.style_ratio:.2f}x "
-            f"baseline), content {row.median_content:.3f} ({row.content_ratio:.2f}x)"
-            f"{judged}, {row.median_seconds:.2f} s per image",
-            soft_wrap=True,
-        )
-    console.print(
-        f"[green]✓[/green] {options.table}" + (f", {options.sheet}" if options.sheet else "")
-    )
-    return 0
-
-
 def _add_job_options(parser: argparse.ArgumentParser, *, default_model: str) -> None:
     parser.add_argument(
         "--style",
@@ -498,7 +247,7 @@ def _add_job_options(parser: argparse.ArgumentParser, *, default_model: str) -> 
         help="style image: a path, skimage:NAME or a file URL (repeat for 2-4 styles)",
     )
     parser.add_argument(
-        "--weights", type=_weights, help="comma-separated weights, one per style, e.g. 0.7,0.3"
+        "--weights", type=parse_weights, help="comma-separated weights, one per style, e.g. 0.7,0.3"
     )
     parser.add_argument("--alpha", type=float, help="style strength 0-1")
     parser.add_argument("--model", default=default_model, help="model alias or version")
