@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import shutil
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -12,6 +15,7 @@ from google.protobuf import descriptor_pb2
 from gouache.edge import packaged_descriptor
 from gouache.edge.openapi import build, dumps, packaged_openapi
 
+CONTRACTS_SCRIPT = Path(__file__).resolve().parents[3] / "scripts" / "contracts.py"
 POLICIES = {
     "/gouache.auth.v1.AuthService/IssueToken": "public",
     "/gouache.auth.v1.AuthService/WhoAmI": "authenticated",
@@ -210,3 +214,24 @@ def test_the_document_is_deterministic(document: dict[str, Any]) -> None:
     files = descriptor_pb2.FileDescriptorSet.FromString(packaged_descriptor().read_bytes())
 
     assert dumps(build(files, policies=POLICIES, version="1.2.3")) == dumps(document)
+
+
+def test_a_stale_committed_document_fails_the_contracts_check(tmp_path: Path) -> None:
+    """scripts/contracts.py check compares a fresh generation with gouache/contracts, the
+    document included: one that no longer matches the protos is named."""
+    spec = importlib.util.spec_from_file_location("contracts_script", CONTRACTS_SCRIPT)
+    assert spec is not None
+    assert spec.loader is not None
+    contracts = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(contracts)
+    committed = tmp_path / "committed"
+    shutil.copytree(contracts.OUT, committed, ignore=shutil.ignore_patterns("__pycache__"))
+    fresh = tmp_path / "fresh"
+    contracts.generate(fresh)
+    assert contracts._same_tree(fresh, committed) == []
+
+    stale = json.loads((committed / "openapi.json").read_text())
+    del stale["paths"]["/v1/jobs"]
+    (committed / "openapi.json").write_text(dumps(stale))
+
+    assert contracts._same_tree(fresh, committed) == ["openapi.json"]
