@@ -31,7 +31,7 @@ def method_not_allowed_routes(files: descriptor_pb2.FileDescriptorSet) -> list[d
     for binding in bindings(files, frozenset(GRPC_SERVICES.values())):
         regex = _path_regex(binding.template)
         allowed.setdefault(regex, (binding.path, set()))[1].add(binding.http_method.upper())
-    allowed[re.escape(OPENAPI_PATH)] = (OPENAPI_PATH, {"GET"})
+    allowed[re.escape(OPENAPI_PATH)] = (OPENAPI_PATH, {"GET", "HEAD"})
     return [_route(regex, path, methods) for regex, (path, methods) in sorted(allowed.items())]
 
 

@@ -14,7 +14,7 @@ import pytest
         ("GET", "/v1/jobs/job_1:cancel", "POST"),
         ("PUT", "/v1/models/gatys/stats", "GET"),
         ("TRACE", "/v1/auth/token", "POST"),
-        ("POST", "/openapi.json", "GET"),
+        ("POST", "/openapi.json", "GET, HEAD"),
     ],
 )
 async def test_a_wrong_method_is_405_naming_the_methods(

@@ -16,3 +16,11 @@ async def test_the_edge_serves_the_generated_document(client: httpx.AsyncClient)
     document = response.json()
     assert document["openapi"].startswith("3.")
     assert "/v1/jobs/{job_id}" in document["paths"]
+
+
+async def test_head_answers_the_documents_headers(client: httpx.AsyncClient) -> None:
+    response = await client.head("/openapi.json")
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/json"
+    assert response.content == b""

@@ -9,14 +9,14 @@ from gouache.edge.openapi.document import OPENAPI_PATH
 
 
 def document_route(document: str) -> dict[str, Any]:
-    """GET /openapi.json answers the document from the config (inline: the Envoy container of
-    a cluster has no gouache package to read a file from). Other methods fall through to
-    the 404 of unknown paths."""
+    """GET (and HEAD) /openapi.json answers the document from the config (inline: the Envoy
+    container of a cluster has no gouache package to read a file from); other methods get
+    405 (gouache.edge.methods)."""
     return {
         "name": "openapi",
         "match": {
             "path": OPENAPI_PATH,
-            "headers": [{"name": ":method", "string_match": {"exact": "GET"}}],
+            "headers": [{"name": ":method", "string_match": {"safe_regex": {"regex": "GET|HEAD"}}}],
         },
         "direct_response": {"status": 200, "body": {"inline_string": document}},
         "response_headers_to_add": [
