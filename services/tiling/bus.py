@@ -93,6 +93,7 @@ class JetStreamExecutionEvents:
         tiles: int,
         output_width: int,
         output_height: int,
+        device: str = "",
     ) -> None:
         """Publishes ExecutionSucceeded."""
         message = events_pb2.ExecutionSucceeded(
@@ -103,6 +104,7 @@ class JetStreamExecutionEvents:
             tiles=tiles,
             output_width=output_width,
             output_height=output_height,
+            device=device,
         )
         await self._publish(subjects.EXECUTION_SUCCEEDED, message, event_id)
 

@@ -172,6 +172,11 @@ class GrpcInference:
         model = await self._model(model_version, endpoint)
         return model is not None and model.trained_styles_only
 
+    async def device(self, model_version: str, endpoint: str = "") -> str:
+        """The device kind the endpoint runs the version on ("cpu", "cuda"), "" if unknown."""
+        model = await self._model(model_version, endpoint)
+        return model.device if model is not None else ""
+
     async def stylize_batch(
         self,
         model_version: str,

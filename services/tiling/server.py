@@ -114,6 +114,7 @@ async def build(
             canceled=canceled,
             tile_size_for=tile_size_for or model_tile_size(inference, settings.default_tile_size),
             trained_styles_only=inference.trained_styles_only,
+            device_for=inference.device,
             default_overlap=settings.default_overlap,
             batch_size=settings.batch_size,
             # Leave a quarter of the gRPC message limit for framing and the response side.

@@ -138,8 +138,10 @@ class ExecutionEvents(Protocol):
         tiles: int,
         output_width: int,
         output_height: int,
+        device: str = "",
     ) -> None:
-        """Reports the stored result and its size in pixels."""
+        """Reports the stored result, its size in pixels and the device kind the model ran
+        on ("" when unknown)."""
         ...
 
     async def failed(

@@ -93,6 +93,7 @@ class JobRunner:
         canceled: CanceledJobs,
         tile_size_for: ModelQuery[int],
         trained_styles_only: ModelQuery[bool] | None = None,
+        device_for: ModelQuery[str] | None = None,
         default_overlap: int = 32,
         batch_size: int = 4,
         max_batch_bytes: int = 48 * 1024 * 1024,
@@ -109,6 +110,7 @@ class JobRunner:
         self._canceled = canceled
         self._tile_size_for = tile_size_for
         self._trained_styles_only = trained_styles_only or any_style
+        self._device_for = device_for
         self._default_overlap = default_overlap
         self._batch_size = batch_size
         self._max_batch_bytes = max_batch_bytes
@@ -147,6 +149,7 @@ class JobRunner:
                 tiles=done.tiles,
                 output_width=done.width,
                 output_height=done.height,
+                device=await self._device(job),
             )
         except _Canceled:
             logger.info("job canceled while running; dropping it")
@@ -293,6 +296,17 @@ class JobRunner:
             extra={"result_image_id": result_id, "compute_ms": compute_ms, **timings},
         )
         return _Executed(result_id, compute_ms, len(plan.tiles), content.width, content.height)
+
+    async def _device(self, job: Job) -> str:
+        """The device kind the job's model ran on, for usage ("" when it cannot be told:
+        usage must never fail a job that succeeded)."""
+        if self._device_for is None:
+            return ""
+        try:
+            return await self._device_for(job.model_version, job.inference_endpoint)
+        except Exception:  # a lookup failure only loses the device kind
+            logger.warning("could not tell the device of the job's model", exc_info=True)
+            return ""
 
     async def _style(self, image_id: str, role: str, tile_size: int) -> StyleInput:
         """A style image at the tile size, from the cache when an earlier job used it.

@@ -138,6 +138,7 @@ class FakeEvents:
         tiles: int,
         output_width: int,
         output_height: int,
+        device: str = "",
     ) -> None:
         self.published.append(
             (
@@ -150,6 +151,8 @@ class FakeEvents:
                     "tiles": tiles,
                     "output_width": output_width,
                     "output_height": output_height,
+                    # Only when the runner could tell it, so older assertions stay exact.
+                    **({"device": device} if device else {}),
                 },
             )
         )
