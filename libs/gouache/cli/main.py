@@ -176,6 +176,7 @@ def cmd_up(args: argparse.Namespace) -> int:
         )
         console.print(
             f"  token: curl -s -X POST {mesh.config.public_url}/v1/auth/token "
+            "-H 'content-type: application/json' "
             f'-d \'{{"grant_type":"client_credentials","api_key":"{credentials.admin_api_key}"}}\''
         )
         console.print(f"  operator API key and addresses: {mesh.config.state_dir}/operator.json")
