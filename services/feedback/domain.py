@@ -29,6 +29,11 @@ MAX_COMMENT_CHARS = 2000
 MAX_ID_CHARS = 64
 # How far back a stats window may start (GetModelVersionStats.since).
 MAX_STATS_WINDOW = timedelta(days=400)
+MAX_DEVICE_CHARS = 16
+# The device kind whose compute is GPU time (inference's device names).
+GPU_DEVICE = "cuda"
+# GetUsage.group_by: the UTC calendar periods usage can be split by ("" for none).
+GROUP_BY_PERIODS = ("day", "month")
 
 
 def utc_now() -> datetime:
@@ -55,6 +60,10 @@ class JobOutcome:
     # The result's width x height as its worker reported it; 0 when unknown (a failure, a
     # cached result, an event from before workers said).
     output_pixels: int = 0
+    # The worker's time on the job and the device kind its model ran on ("cuda" is GPU
+    # time); 0 and "" when unknown (a failure, a cached result, an older event).
+    compute_ms: int = 0
+    device: str = ""
 
     def __post_init__(self) -> None:
         for name in ("job_id", "owner_id", "model_version"):
@@ -67,6 +76,10 @@ class JobOutcome:
             raise InvalidOutcome(f"latency_ms must not be negative, got {self.latency_ms}")
         if self.output_pixels < 0:
             raise InvalidOutcome(f"output_pixels must not be negative, got {self.output_pixels}")
+        if self.compute_ms < 0:
+            raise InvalidOutcome(f"compute_ms must not be negative, got {self.compute_ms}")
+        if len(self.device) > MAX_DEVICE_CHARS:
+            raise InvalidOutcome(f"device must have at most {MAX_DEVICE_CHARS} characters")
 
 
 @dataclass(frozen=True)
@@ -223,6 +236,8 @@ class UsageQuery:
     user_id: str | None
     since: datetime | None
     until: datetime | None
+    # "day", "month", or None for one record per user and version over the window.
+    group_by: str | None = None
 
 
 @dataclass(frozen=True)
@@ -238,6 +253,11 @@ class UsageRecord:
     last_finished_at: datetime
     # Pixels of the results models made for the succeeded jobs, in millions.
     output_megapixels: float = 0.0
+    # The workers' time on the succeeded jobs, and the part of it on a GPU, in ms.
+    compute_ms: int = 0
+    gpu_ms: int = 0
+    # "2026-11" or "2026-11-30" when grouped by month or day; "" otherwise.
+    period: str = ""
 
 
 def usage_query(
@@ -247,6 +267,7 @@ def usage_query(
     since: datetime | None,
     until: datetime | None,
     now: datetime,
+    group_by: str = "",
 ) -> UsageQuery:
     """The usage an actor may see: admins (and services) any user's or everyone's; anyone
     else only their own, so naming another user is PERMISSION_DENIED rather than an empty
@@ -273,7 +294,24 @@ def usage_query(
             field="until",
             reason="until_before_since",
         )
-    return UsageQuery(user_id=wanted or None, since=start, until=until)
+    return UsageQuery(
+        user_id=wanted or None, since=start, until=until, group_by=usage_period(group_by)
+    )
+
+
+def usage_period(group_by: str) -> str | None:
+    """The period a usage query is split by, or None; INVALID_ARGUMENT naming the choices."""
+    wanted = group_by.strip().lower()
+    if wanted in ("", "none"):
+        return None
+    if wanted not in GROUP_BY_PERIODS:
+        raise InvalidArgument(
+            f"group_by must be {' or '.join(GROUP_BY_PERIODS)} (or empty for the whole "
+            f"window), got {group_by!r}",
+            field="group_by",
+            reason="unknown_group_by",
+        )
+    return wanted
 
 
 class FeedbackStore(Protocol):
@@ -302,8 +340,8 @@ class FeedbackStore(Protocol):
         ...
 
     async def usage(self, query: UsageQuery) -> list[UsageRecord]:
-        """Finished jobs per user and model version in the query's window, by user then
-        version; pairs without jobs in it are left out."""
+        """Finished jobs per user and model version in the query's window (and per period
+        when grouped), by period, user, then version; pairs without jobs are left out."""
         ...
 
 
@@ -376,9 +414,13 @@ class FeedbackService:
         user_id: str = "",
         since: datetime | None = None,
         until: datetime | None = None,
+        group_by: str = "",
     ) -> list[UsageRecord]:
         """Jobs succeeded, failed and cached per user and model version (usage_query says
-        whose); jobs answered from the cache count, unlike in version stats: the user got
-        the image."""
-        query = usage_query(actor, user_id=user_id, since=since, until=until, now=self._clock())
+        whose), with their output megapixels and compute, per period when group_by is set;
+        jobs answered from the cache count, unlike in version stats: the user got the image
+        (and they cost no compute)."""
+        query = usage_query(
+            actor, user_id=user_id, since=since, until=until, now=self._clock(), group_by=group_by
+        )
         return await self._store.usage(query)

@@ -11,7 +11,14 @@ from gouache.bus.consumer import DurableConsumer, Event, PermanentEventError
 from gouache.bus.subjects import JOBS_FAILED, JOBS_STREAM, JOBS_SUCCEEDED
 from gouache.contracts.events.v1 import events_pb2
 from gouache.runtime.context import job_id_var
-from services.feedback.domain import FAILED, SUCCEEDED, InvalidOutcome, JobOutcome, utc_now
+from services.feedback.domain import (
+    FAILED,
+    MAX_DEVICE_CHARS,
+    SUCCEEDED,
+    InvalidOutcome,
+    JobOutcome,
+    utc_now,
+)
 from services.feedback.store import FeedbackDatabase
 
 logger = logging.getLogger(__name__)
@@ -22,10 +29,15 @@ def outcome_of(event: Event) -> JobOutcome:
     message = event.message
     cached = False
     pixels = 0
+    compute_ms = 0
+    device = ""
     if isinstance(message, events_pb2.JobSucceeded):
         status = SUCCEEDED
         cached = message.cached
         pixels = max(0, message.output_width) * max(0, message.output_height)
+        # A cached result ran no model: it costs nothing whatever the event says.
+        compute_ms = 0 if cached else max(0, message.compute_ms)
+        device = "" if cached else message.device.strip().lower()[:MAX_DEVICE_CHARS]
     elif isinstance(message, events_pb2.JobFailed):
         status = FAILED
     else:
@@ -45,6 +57,8 @@ def outcome_of(event: Event) -> JobOutcome:
             finished_at=finished_at,
             cached=cached,
             output_pixels=pixels,
+            compute_ms=compute_ms,
+            device=device,
         )
     except InvalidOutcome as exc:
         raise PermanentEventError(f"event {event.event_id}: {exc}") from exc

@@ -32,6 +32,7 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/GetModelVersionStats": "read:models",
     f"/{SERVICE}/ListModelVersionStats": "read:models",
     f"/{SERVICE}/GetUsage": "read:jobs",
+    f"/{SERVICE}/ExportUsage": "read:jobs",
 }
 
 

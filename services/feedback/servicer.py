@@ -5,12 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime
 
 import grpc
+from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import InvalidArgument
 from services.feedback.domain import FeedbackService, ModelVersionStats, UsageRecord
+from services.feedback.usage_csv import CONTENT_TYPE, usage_csv
 
 
 def _timestamp(value: datetime) -> Timestamp:
@@ -50,7 +52,18 @@ def _usage(record: UsageRecord) -> feedback_pb2.UsageRecord:
         jobs_cached=record.jobs_cached,
         last_finished_at=_timestamp(record.last_finished_at),
         output_megapixels=record.output_megapixels,
+        compute_seconds=record.compute_ms / 1000,
+        gpu_seconds=record.gpu_ms / 1000,
+        period=record.period,
     )
+
+
+def _window(
+    request: feedback_pb2.GetUsageRequest | feedback_pb2.ExportUsageRequest,
+) -> tuple[datetime | None, datetime | None]:
+    since = _instant(request.since, "since") if request.HasField("since") else None
+    until = _instant(request.until, "until") if request.HasField("until") else None
+    return since, until
 
 
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
@@ -96,9 +109,25 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
     async def GetUsage(
         self, request: feedback_pb2.GetUsageRequest, context: grpc.aio.ServicerContext
     ) -> feedback_pb2.GetUsageResponse:
-        since = _instant(request.since, "since") if request.HasField("since") else None
-        until = _instant(request.until, "until") if request.HasField("until") else None
+        since, until = _window(request)
         records = await self._service.usage(
-            current_principal(), user_id=request.user_id, since=since, until=until
+            current_principal(),
+            user_id=request.user_id,
+            since=since,
+            until=until,
+            group_by=request.group_by,
         )
         return feedback_pb2.GetUsageResponse(usage=[_usage(record) for record in records])
+
+    async def ExportUsage(
+        self, request: feedback_pb2.ExportUsageRequest, context: grpc.aio.ServicerContext
+    ) -> httpbody_pb2.HttpBody:
+        since, until = _window(request)
+        records = await self._service.usage(
+            current_principal(),
+            user_id=request.user_id,
+            since=since,
+            until=until,
+            group_by=request.group_by,
+        )
+        return httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=usage_csv(records))

@@ -18,12 +18,13 @@ from sqlalchemy import (
     case,
     func,
     insert,
+    literal_column,
     select,
     update,
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
-from sqlalchemy.sql.expression import false
+from sqlalchemy.sql.expression import ColumnElement, false
 
 from gouache.bus.consumer import mark_processed, processed_events_table
 from gouache.db import (
@@ -35,6 +36,7 @@ from gouache.db import (
     new_metadata,
 )
 from services.feedback.domain import (
+    GPU_DEVICE,
     SUCCEEDED,
     JobOutcome,
     Rating,
@@ -58,6 +60,10 @@ outcomes = Table(
     Column("cached", Boolean, nullable=False, server_default=false()),
     # The result's width x height as its worker reported it; 0 when unknown (migration 0003).
     Column("output_pixels", BigInteger, nullable=False, server_default="0"),
+    # The worker's time on the job and the device kind its model ran on; 0 and "" when
+    # unknown (migration 0005).
+    Column("compute_ms", BigInteger, nullable=False, server_default="0"),
+    Column("device", String(16), nullable=False, server_default=""),
     # The event that last set this row, for tracing a number back to its source.
     Column("event_id", String(64), nullable=False),
     Column("recorded_at", UtcDateTime(), nullable=False),
@@ -93,6 +99,8 @@ def _outcome(row: RowMapping) -> JobOutcome:
         finished_at=row["finished_at"],
         cached=bool(row["cached"]),
         output_pixels=int(row["output_pixels"]),
+        compute_ms=int(row["compute_ms"]),
+        device=row["device"],
     )
 
 
@@ -136,6 +144,8 @@ class FeedbackDatabase(ServiceDatabase):
                 "finished_at": outcome.finished_at,
                 "cached": outcome.cached,
                 "output_pixels": outcome.output_pixels,
+                "compute_ms": outcome.compute_ms,
+                "device": outcome.device,
                 "event_id": event_id,
                 "recorded_at": at,
             }
@@ -265,14 +275,26 @@ class FeedbackDatabase(ServiceDatabase):
         ]
 
     async def usage(self, query: UsageQuery) -> list[UsageRecord]:
-        """Finished jobs per owner and model version in the window, by owner then version.
+        """Finished jobs per owner and model version in the window, by owner then version,
+        or by period, owner and version when the query groups by day or month (the UTC
+        calendar period each job finished in).
 
         Every outcome counts, those answered from the result cache too (jobs_cached says
-        how many): usage is what a user received, not what the models computed.
+        how many): usage is what a user received, not what the models computed. Compute
+        and megapixels are summed as integers (ms, pixels), so totals are exact.
         """
         succeeded = outcomes.c.status == SUCCEEDED
+        on_gpu = succeeded & (outcomes.c.device == GPU_DEVICE)
+        # Ungrouped, the period is an empty constant, left out of GROUP BY and ORDER BY
+        # (PostgreSQL refuses a constant there).
+        keys: tuple[ColumnElement[str], ...] = (outcomes.c.owner_id, outcomes.c.model_version)
+        period: ColumnElement[str] = literal_column("''")
+        if query.group_by:
+            period = _period(self.engine.dialect.name, query.group_by)
+            keys = (period, *keys)
         statement = (
             select(
+                period,
                 outcomes.c.owner_id,
                 outcomes.c.model_version,
                 func.count().filter(succeeded),
@@ -280,9 +302,11 @@ class FeedbackDatabase(ServiceDatabase):
                 func.coalesce(func.sum(case((succeeded & outcomes.c.cached, 1), else_=0)), 0),
                 func.max(outcomes.c.finished_at),
                 func.coalesce(func.sum(case((succeeded, outcomes.c.output_pixels), else_=0)), 0),
+                func.coalesce(func.sum(case((succeeded, outcomes.c.compute_ms), else_=0)), 0),
+                func.coalesce(func.sum(case((on_gpu, outcomes.c.compute_ms), else_=0)), 0),
             )
-            .group_by(outcomes.c.owner_id, outcomes.c.model_version)
-            .order_by(outcomes.c.owner_id, outcomes.c.model_version)
+            .group_by(*keys)
+            .order_by(*keys)
         )
         if query.user_id is not None:
             statement = statement.where(outcomes.c.owner_id == query.user_id)
@@ -301,6 +325,24 @@ class FeedbackDatabase(ServiceDatabase):
                 jobs_cached=int(cached),
                 last_finished_at=last,
                 output_megapixels=int(pixels) / 1e6,
+                compute_ms=int(compute),
+                gpu_ms=int(gpu),
+                period=str(when),
             )
-            for owner, version, ok, failed, cached, last, pixels in rows
+            for when, owner, version, ok, failed, cached, last, pixels, compute, gpu in rows
         ]
+
+
+def _period(dialect: str, group_by: str) -> ColumnElement[str]:
+    """The UTC day ("2026-11-30") or month ("2026-11") an outcome finished in, in SQL.
+
+    SQLite keeps UtcDateTime as naive UTC text ("2026-11-30 12:00:00.000000"), so the
+    period is its prefix; PostgreSQL formats the timestamptz in UTC.
+    """
+    chars = 10 if group_by == "day" else 7
+    if dialect == "sqlite":
+        return func.substr(outcomes.c.finished_at, 1, chars)
+    if dialect == "postgresql":
+        pattern = "YYYY-MM-DD" if group_by == "day" else "YYYY-MM"
+        return func.to_char(func.timezone("UTC", outcomes.c.finished_at), pattern)
+    raise ValueError(f"usage periods support sqlite and postgresql, not {dialect}")

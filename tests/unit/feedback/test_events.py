@@ -41,3 +41,19 @@ def test_failures_and_unsized_results_add_no_pixels() -> None:
     broken = events_pb2.JobSucceeded(job_id="", owner_id="usr_1", model_version="v1")
     with pytest.raises(PermanentEventError):
         outcome_of(_event(broken))
+
+
+def test_a_success_carries_its_compute_and_device_and_a_cached_one_costs_nothing() -> None:
+    ran = events_pb2.JobSucceeded(
+        job_id="job_1", owner_id="usr_1", model_version="v1", compute_ms=1234, device=" CUDA "
+    )
+    outcome = outcome_of(_event(ran))
+    assert (outcome.compute_ms, outcome.device) == (1234, "cuda")
+    cached = events_pb2.JobSucceeded(
+        job_id="job_2", owner_id="usr_1", model_version="v1", cached=True, compute_ms=99
+    )
+    assert (outcome_of(_event(cached)).compute_ms, outcome_of(_event(cached)).device) == (0, "")
+    negative = events_pb2.JobSucceeded(
+        job_id="job_3", owner_id="usr_1", model_version="v1", compute_ms=-5
+    )
+    assert outcome_of(_event(negative)).compute_ms == 0
