@@ -38,7 +38,8 @@ The edge (Envoy) transcodes each call to the gRPC service behind it, so bodies f
 proto3 JSON mapping: field names as in the protos (snake_case; lowerCamelCase is accepted in
 requests too), every field without presence present in responses even at its default,
 64-bit integers as strings, enums by name, timestamps as RFC 3339 strings and durations as
-`"10s"`. Unknown request fields and query parameters are refused with 400. Every error,
+`"10s"`; `null` stands for a field's default. Unknown request fields (unless null) and
+query parameters are refused with 400. Every error,
 whatever answers it, is `{"code": <google.rpc.Code>, "message": "...", "details": [...]}`
 with the HTTP status of the canonical gRPC mapping."""
 
