@@ -10,6 +10,7 @@ from gouache.db.migrate import add_migrate_command, run_migrate_command
 from gouache.runtime.logging import configure_logging
 from gouache.runtime.server import serve
 from gouache.runtime.tracing import configure_tracing
+from gouache.secretbox import SecretBoxError
 from services.jobs.server import build
 from services.jobs.settings import JobsSettings
 from services.jobs.store import JobStore
@@ -35,8 +36,17 @@ def main(argv: list[str] | None = None) -> int:
     configure_logging("jobs", level=settings.log_level, json_output=settings.log_json and serving)
     if args.command == "migrate":
         return run_migrate_command(args, settings.database_url, JobStore.migrations)
+    try:
+        settings.secret_box()
+    except ValueError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     configure_tracing("jobs", console=settings.otel_console)
-    asyncio.run(_main(settings))
+    try:
+        asyncio.run(_main(settings))
+    except SecretBoxError as exc:
+        print(f"error: webhook secrets: {exc}", file=sys.stderr)
+        return 2
     return 0
 
 

@@ -177,6 +177,7 @@ async def build(
     """Assembles the service; connections open in on_start, so SERVING means ready."""
     seed = settings.seed_models
     parse_seed(seed)  # a bad setting stops the service here, before it serves
+    secrets = settings.secret_box()  # so does a missing or malformed secrets key
     on_stop: list[Hook] = []
     auth_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
     on_stop.append(lambda: auth_channel.close())
@@ -197,7 +198,7 @@ async def build(
         images = images or storage
         downloads = downloads or storage
 
-    store = JobStore(create_engine(settings.database_url))
+    store = JobStore(create_engine(settings.database_url), secrets=secrets)
     deliverer = WebhookDeliverer(
         store,
         timeout_s=settings.webhook_timeout_s,
@@ -235,6 +236,9 @@ async def build(
     async def prepare_database() -> None:
         _ensure_sqlite_dir(settings.database_url)
         await store.create_schema()
+        sealed = await store.seal_webhook_secrets()
+        if sealed:
+            logger.info("webhook secrets sealed under the first key", extra={"count": sealed})
         await app.seed_models(seed)
 
     in_flight = InFlightSampler(

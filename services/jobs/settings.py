@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, model_validator
+from pydantic import Field, SecretStr, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gouache import catalogue
 from gouache.runtime.settings import ServiceSettings
+from gouache.secretbox import SecretBox, generate_key
 
 # The catalogue's shipped versions (encoder as the engine's key, e.g. "lite0") and aliases.
 DEFAULT_SEED_MODELS: dict[str, Any] = catalogue.jobs_seed()
@@ -76,6 +78,10 @@ class JobsSettings(ServiceSettings):
     style_resolve_ttl_s: float = Field(default=60.0, ge=0, le=3600)
     # The most content images one CreateBatch may carry (each becomes a job).
     max_batch_items: int = Field(default=500, ge=1, le=10_000)
+    # Encrypts webhook secrets at rest (gouache.secretbox): the base64 of 32 random bytes, or
+    # several comma-separated, the first sealing and all opening (rotation). Required on
+    # PostgreSQL; on SQLite without it, one is generated once into <state_dir>/jobs-secrets.key.
+    secrets_key: SecretStr = SecretStr("")
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
 
@@ -88,3 +94,29 @@ class JobsSettings(ServiceSettings):
             state_dir = Path(data.get("state_dir") or _default_state_dir()).expanduser()
             data["database_url"] = f"sqlite+aiosqlite:///{state_dir / 'jobs.db'}"
         return data
+
+    def secret_box(self) -> SecretBox:
+        """The webhook-secret keys; ValueError naming GOUACHE_JOBS_SECRETS_KEY when unusable."""
+        value = self.secrets_key.get_secret_value()
+        if not value.strip():
+            if not self.database_url.startswith("sqlite"):
+                raise ValueError(
+                    "GOUACHE_JOBS_SECRETS_KEY must be set on this database (it encrypts webhook "
+                    "secrets at rest): the base64 of 32 random bytes, e.g. `python -c 'import "
+                    "base64,os; print(base64.b64encode(os.urandom(32)).decode())'`"
+                )
+            value = _embedded_key(Path(self.state_dir).expanduser() / "jobs-secrets.key")
+        return SecretBox.from_setting(value, variable="GOUACHE_JOBS_SECRETS_KEY")
+
+
+def _embedded_key(path: Path) -> str:
+    """The key of a SQLite deployment without one, made once (mode 0600) and then reused."""
+    if not path.exists():
+        path.parent.mkdir(parents=True, exist_ok=True)
+        try:
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        except FileExistsError:
+            return path.read_text().strip()
+        with os.fdopen(fd, "w") as file:
+            file.write(generate_key())
+    return path.read_text().strip()

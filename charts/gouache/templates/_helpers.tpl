@@ -114,6 +114,9 @@ app.kubernetes.io/component: {{ .component }}
 {{- define "gouache.urlSigningSecret" -}}
 {{- default (printf "%s-url-signing" (include "gouache.fullname" .)) .Values.secrets.urlSigningKey.existingSecret -}}
 {{- end -}}
+{{- define "gouache.jobsSecretsSecret" -}}
+{{- default (printf "%s-jobs-secrets" (include "gouache.fullname" .)) .Values.secrets.jobsSecretsKey.existingSecret -}}
+{{- end -}}
 {{- define "gouache.serviceKeysSecret" -}}
 {{- default (printf "%s-service-keys" (include "gouache.fullname" .)) .Values.secrets.serviceKeys.existingSecret -}}
 {{- end -}}

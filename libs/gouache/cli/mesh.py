@@ -33,6 +33,7 @@ from gouache.cli.local_postgres import LocalPostgres, PostgresUnavailable
 from gouache.edge import EdgeConfig, EnvoyProcess, Upstream
 from gouache.edge.studio import default_studio_dir
 from gouache.runtime.ports import free_ports
+from gouache.secretbox import generate_key
 
 logger = logging.getLogger(__name__)
 
@@ -526,6 +527,7 @@ class Mesh:
         if name == "jobs":
             # One machine: webhook receivers are local processes too.
             env["ALLOW_PRIVATE_WEBHOOK_URLS"] = "true"
+            env["SECRETS_KEY"] = self._secrets["jobs_secrets_key"]
         if name == "auth":
             env["SIGNING_KEY_PASSPHRASE"] = self._secrets["key_encryption_secret"]
         if name in PUBLIC_SERVICES:
@@ -688,11 +690,12 @@ class Mesh:
         state directory made by the local backend gains them on its first postgres run."""
         path = self.config.state_dir / "secrets.json"
         loaded: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        wanted = ["url_signing_key", "key_encryption_secret"]
+        wanted = ["url_signing_key", "key_encryption_secret", "jobs_secrets_key"]
         if self.config.backend == "postgres":
             wanted += ["postgres_password", "minio_root_user", "minio_root_password"]
+        made = {"minio_root_user": lambda: secrets.token_hex(10), "jobs_secrets_key": generate_key}
         missing = {
-            name: secrets.token_hex(10) if name == "minio_root_user" else secrets.token_urlsafe(32)
+            name: made.get(name, lambda: secrets.token_urlsafe(32))()
             for name in wanted
             if name not in loaded
         }

@@ -15,12 +15,14 @@ from sqlalchemy import (
     select,
     update,
 )
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from gouache.db import (
     Migrations,
     ServiceDatabase,
     is_unique_violation,
 )
+from gouache.secretbox import Sealed, SecretBox
 from services.jobs.convert import OutgoingEvent
 from services.jobs.domain import batches as batch_rules
 from services.jobs.domain.batches import Batch
@@ -65,11 +67,66 @@ class JobStore(ServiceDatabase):
 
     migrations = Migrations("jobs", Path(__file__).parents[1] / "migrations", metadata)
 
+    def __init__(self, engine: AsyncEngine, *, secrets: SecretBox | None = None) -> None:
+        super().__init__(engine)
+        # Seals and opens webhook secrets (None: a store that never touches webhooks).
+        self.secrets = secrets
+
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[UnitOfWork]:
         """A unit of work that commits on success and rolls back on any error."""
         async with self.sessions.begin() as session:
-            yield UnitOfWork(session)
+            yield UnitOfWork(session, self.secrets)
+
+    async def seal_webhook_secrets(self, *, batch_size: int = 200) -> int:
+        """Seals, under the first key, every secret not yet under it; returns how many.
+
+        Rows from before migration 0007 hold plaintext (no key id); rows sealed under an
+        older key (rotation) are opened with it and sealed again. Runs at start, before
+        serving, in batches of `batch_size` rows, each its own transaction, so a crash
+        midway leaves every row readable and the next start carries on. A row under a
+        key no longer configured raises SecretBoxError naming that key id.
+        """
+        box = self._box()
+        done = 0
+        stale = or_(
+            webhooks_table.c.secret_key_id.is_(None),
+            webhooks_table.c.secret_key_id != box.primary_id,
+        )
+        while True:
+            async with self.transaction() as uow:
+                query = (
+                    select(
+                        webhooks_table.c.webhook_id,
+                        webhooks_table.c.secret,
+                        webhooks_table.c.secret_key_id,
+                    )
+                    .where(stale)
+                    .order_by(webhooks_table.c.webhook_id)
+                    .limit(batch_size)
+                    .with_for_update()
+                )
+                rows = list(await uow.session.execute(query))
+                for row in rows:
+                    plaintext = (
+                        row.secret
+                        if row.secret_key_id is None
+                        else box.open(Sealed(row.secret_key_id, row.secret), row.webhook_id)
+                    )
+                    sealed = box.seal(plaintext, row.webhook_id)
+                    await uow.session.execute(
+                        update(webhooks_table)
+                        .where(webhooks_table.c.webhook_id == row.webhook_id)
+                        .values(secret=sealed.token, secret_key_id=sealed.key_id)
+                    )
+            done += len(rows)
+            if len(rows) < batch_size:
+                return done
+
+    def _box(self) -> SecretBox:
+        if self.secrets is None:
+            raise RuntimeError("this JobStore has no secret keys: it cannot read webhook secrets")
+        return self.secrets
 
     async def get_job(self, job_id: str) -> Job | None:
         """A job by id, whoever owns it."""
@@ -322,7 +379,12 @@ class JobStore(ServiceDatabase):
     ) -> list[DeliveryTask]:
         """Due deliveries, leased for a while so no other replica sends them meanwhile."""
         query = (
-            select(deliveries_table, webhooks_table.c.url, webhooks_table.c.secret)
+            select(
+                deliveries_table,
+                webhooks_table.c.url,
+                webhooks_table.c.secret,
+                webhooks_table.c.secret_key_id,
+            )
             .join(webhooks_table, webhooks_table.c.webhook_id == deliveries_table.c.webhook_id)
             .where(
                 deliveries_table.c.status == DeliveryStatus.PENDING.value,
@@ -340,7 +402,15 @@ class JobStore(ServiceDatabase):
                     .where(deliveries_table.c.delivery_id.in_([row.delivery_id for row in rows]))
                     .values(next_attempt_at=now + lease)
                 )
-        return [DeliveryTask(delivery_from_row(row), row.url, row.secret) for row in rows]
+        box = self._box()
+        return [
+            DeliveryTask(
+                delivery_from_row(row),
+                row.url,
+                box.open(Sealed(row.secret_key_id, row.secret), row.webhook_id),
+            )
+            for row in rows
+        ]
 
     async def next_delivery_due(self) -> datetime | None:
         """When the next pending delivery is due, if any."""

@@ -198,11 +198,12 @@ def job_counts(rows: Any) -> dict[JobStatus, int]:
 
 
 def webhook_from_row(row: Row[Any]) -> Webhook:
+    """A webhook without its secret: it stays sealed; only JobStore.claim_deliveries opens it."""
     return Webhook(
         webhook_id=row.webhook_id,
         owner_id=row.owner_id,
         url=row.url,
-        secret=row.secret,
+        secret="",
         events=tuple(row.events),
         created_at=row.created_at,
     )

@@ -113,7 +113,10 @@ webhooks_table = Table(
     Column("webhook_id", String(40), primary_key=True),
     Column("owner_id", String(64), nullable=False, index=True),
     Column("url", Text, nullable=False),
-    Column("secret", String(256), nullable=False),
+    # Sealed (gouache.secretbox): the token, and the id of the key that sealed it; NULL
+    # only on a row from before 0007 until the service's start seals it.
+    Column("secret", Text, nullable=False),
+    Column("secret_key_id", String(16), nullable=True),
     Column("events", PortableJSON, nullable=False),
     Column("created_at", UtcDateTime, nullable=False),
 )

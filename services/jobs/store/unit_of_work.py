@@ -18,6 +18,7 @@ from gouache.bus.outbox import add_event
 from gouache.db import (
     new_id,
 )
+from gouache.secretbox import SecretBox
 from services.jobs.convert import OutgoingEvent, batch_finished_event
 from services.jobs.domain import batches as batch_rules
 from services.jobs.domain.batches import Batch
@@ -62,8 +63,10 @@ from services.jobs.store.tables import (
 class UnitOfWork:
     """One transaction: a state change, its outbox events and webhook deliveries together."""
 
-    def __init__(self, session: AsyncSession) -> None:
+    def __init__(self, session: AsyncSession, secrets: SecretBox | None = None) -> None:
         self.session = session
+        # Seals webhook secrets; a store built without keys cannot add webhooks.
+        self._secrets = secrets
 
     async def job_for_update(self, job_id: str) -> Job | None:
         """The job, locked until commit (PostgreSQL; SQLite transactions are exclusive)."""
@@ -375,13 +378,17 @@ class UnitOfWork:
         return int((await self.session.execute(query)).scalar_one())
 
     async def insert_webhook(self, webhook: Webhook) -> None:
-        """Adds a webhook."""
+        """Adds a webhook, its secret sealed under the first key (bound to its id)."""
+        if self._secrets is None:
+            raise RuntimeError("this JobStore has no secret keys: it cannot store webhooks")
+        sealed = self._secrets.seal(webhook.secret, webhook.webhook_id)
         await self.session.execute(
             insert(webhooks_table).values(
                 webhook_id=webhook.webhook_id,
                 owner_id=webhook.owner_id,
                 url=webhook.url,
-                secret=webhook.secret,
+                secret=sealed.token,
+                secret_key_id=sealed.key_id,
                 events=list(webhook.events),
                 created_at=webhook.created_at,
             )

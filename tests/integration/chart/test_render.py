@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import base64
 import json
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from gouache.secretbox import SecretBox
 from tests.integration.chart.conftest import CHART, MATRIX, Rendered, helm, render
 
 GRPC_PORTS = {
@@ -217,8 +219,21 @@ def test_external_secrets_are_referenced_not_generated(
         "name": "gouache-service-keys-premade",
         "key": "storage",
     }
+    jobs = rendered.get("Deployment", "gouache-jobs")["spec"]["template"]["spec"]["containers"][0]
+    jobs_refs = {e["name"]: e["valueFrom"]["secretKeyRef"] for e in jobs["env"] if "valueFrom" in e}
+    assert jobs_refs["GOUACHE_JOBS_SECRETS_KEY"] == {"name": "jobs-webhook-keys", "key": "keys"}
     roles = {r["metadata"]["namespace"] for r in rendered.of_kind("Role")}
     assert roles == {"gouache-models", "gouache-canary"}
+
+
+def test_the_generated_jobs_secrets_key_is_an_aes_256_key(
+    rendered_matrix: dict[str, Rendered],
+) -> None:
+    rendered = rendered_matrix["default-values"]
+    secret = rendered.get("Secret", "gouache-jobs-secrets")
+    value = base64.b64decode(secret["data"]["secrets-key"]).decode()
+    box = SecretBox.from_setting(value, variable="GOUACHE_JOBS_SECRETS_KEY")
+    assert box.open(box.seal("webhook-secret-16", "wh_1"), "wh_1") == "webhook-secret-16"
 
 
 def test_two_gpu_pools_become_gpupool_resources(rendered_matrix: dict[str, Rendered]) -> None:

@@ -19,6 +19,7 @@ from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from gouache.runtime.auth import TokenVerifier
 from gouache.runtime.server import RunningService, start_service
+from gouache.secretbox import generate_key
 from services.jobs.server import JobsService, build
 from services.jobs.settings import JobsSettings
 from tests.fixtures.nats import NatsServer
@@ -101,6 +102,10 @@ async def wait_until(
         await asyncio.sleep(0.02)
 
 
+# The webhook-secret key of every replica these tests start (they share one database).
+SECRETS_KEY = generate_key()
+
+
 @pytest.fixture
 async def mesh(db_url: str, nats_server: NatsServer) -> AsyncIterator[Mesh]:
     signer = TestSigner()
@@ -114,6 +119,7 @@ async def mesh(db_url: str, nats_server: NatsServer) -> AsyncIterator[Mesh]:
         webhook_poll_interval_s=0.05,
         webhook_timeout_s=2.0,
         allow_private_webhook_urls=True,
+        secrets_key=SECRETS_KEY,
     )
     service = await build(
         settings, verifier=TokenVerifier(signer.fetch), images=images, downloads=images

@@ -18,7 +18,7 @@ from services.jobs.domain.jobs import ExecutionSucceeded
 from services.jobs.server import build
 from services.jobs.settings import JobsSettings
 from tests.fixtures.nats import NatsServer
-from tests.integration.jobs.conftest import Mesh
+from tests.integration.jobs.conftest import SECRETS_KEY, Mesh
 
 pytestmark = pytest.mark.slow
 
@@ -29,7 +29,11 @@ async def other_replica(
 ) -> AsyncIterator[jobs_pb2_grpc.JobsServiceStub]:
     """A second jobs replica on the same database and NATS that re-reads only every 30 s."""
     settings = JobsSettings(
-        port=0, database_url=db_url, nats_url=nats_server.url, watch_poll_interval_s=30.0
+        port=0,
+        database_url=db_url,
+        nats_url=nats_server.url,
+        watch_poll_interval_s=30.0,
+        secrets_key=SECRETS_KEY,
     )
     service = await build(
         settings,

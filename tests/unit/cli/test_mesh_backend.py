@@ -15,6 +15,7 @@ from gouache.cli.local_minio import LocalMinio
 from gouache.cli.local_postgres import LocalPostgres, find_postgres_bin
 from gouache.cli.main import _mesh_config, build_parser, main
 from gouache.cli.mesh import SERVICES, BackendUnavailable, Mesh, MeshConfig, MeshPorts
+from gouache.secretbox import SecretBox
 
 
 def _postgres_mesh(state: Path) -> Mesh:
@@ -66,10 +67,12 @@ def test_local_backend_keeps_sqlite_files_and_the_blob_directory(tmp_path: Path)
     assert env["GOUACHE_STORAGE_BLOB_ROOT"] == str(tmp_path / "blobs")
     assert "GOUACHE_STORAGE_BLOB_BACKEND" not in env
     assert "PostgreSQL" not in mesh.planned_ports().values()
-    assert set(json.loads((tmp_path / "secrets.json").read_text())) == {
-        "url_signing_key",
-        "key_encryption_secret",
-    }
+    kept = json.loads((tmp_path / "secrets.json").read_text())
+    assert set(kept) == {"url_signing_key", "key_encryption_secret", "jobs_secrets_key"}
+    # jobs gets the webhook-secret key from there, an AES-256 key it accepts.
+    jobs = mesh._service_env("jobs")
+    assert jobs["GOUACHE_JOBS_SECRETS_KEY"] == kept["jobs_secrets_key"]
+    SecretBox.from_setting(kept["jobs_secrets_key"], variable="GOUACHE_JOBS_SECRETS_KEY")
 
 
 def test_a_local_state_dir_gains_the_stores_secrets_and_keeps_its_own(tmp_path: Path) -> None:

@@ -16,6 +16,7 @@ from gouache.db import create_engine
 from gouache.runtime.auth import TokenVerifier
 from gouache.runtime.interceptors import CallGuard
 from gouache.runtime.server import RunningService, start_service
+from gouache.secretbox import SecretBox, generate_key
 from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.server import service_spec
 from services.jobs.settings import JobsSettings
@@ -111,7 +112,10 @@ async def make_app(
     config: JobsConfig | None = None,
     seed: dict[str, Any] | None = None,
 ) -> JobsApp:
-    store = JobStore(create_engine(database_url))
+    store = JobStore(
+        create_engine(database_url),
+        secrets=SecretBox.from_setting(generate_key(), variable="GOUACHE_JOBS_SECRETS_KEY"),
+    )
     await store.create_schema()
     app = JobsApp(
         store,
