@@ -43,6 +43,7 @@ from services.jobs.domain.jobs import (
 )
 from services.jobs.domain.lanes import PreviewPolicy, needs_preview_model, preview_params
 from services.jobs.domain.paging import PageCursor, check_id, page_size
+from services.jobs.domain.quota import QuotaPolicy
 from services.jobs.domain.requests import (
     JobRequest,
     check_overlap,
@@ -56,6 +57,7 @@ from services.jobs.domain.routing import (
 from services.jobs.inputs_app import JobInputs
 from services.jobs.models_app import ModelRoutingUseCases
 from services.jobs.notifier import JobNotifier
+from services.jobs.quota_app import QuotaGate
 from services.jobs.routing_cache import RoutingCache
 from services.jobs.store import JobStore, UnitOfWork
 from services.jobs.webhooks_app import WebhookUseCases
@@ -95,6 +97,8 @@ class JobsConfig:
     max_batch_items: int = DEFAULT_MAX_ITEMS
     # A style URL an owner resolved is reused this long by this replica (0: every time).
     style_resolve_ttl_s: float = 60.0
+    # Each plan's monthly compute-seconds (domain.quota), checked by CreateJob and CreateBatch.
+    quotas: QuotaPolicy = dataclasses.field(default_factory=QuotaPolicy)
 
 
 def _nothing() -> None:
@@ -137,6 +141,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
         self._on_deliveries = on_deliveries
         self._now = now
         self._routing = RoutingCache(store.routing_table, ttl_s=config.routing_cache_ttl_s)
+        self.quota = QuotaGate(store, config.quotas)
         self._init_inputs()
         self.batches = BatchesApp(
             self,
@@ -165,6 +170,8 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
         written in one transaction; a key reused for a different request is refused.
         `batch` makes the job an item of a batch (its id and the item's position);
         `images` are the request's content and style images when already resolved.
+        A job that would run is refused once the owner's plan quota is used; one the result
+        cache answers is not (it costs no compute); a batch is checked once, up front.
         """
         owner = principal.user_id
         key = choose_idempotency_key(request.idempotency_key, header_key)
@@ -213,6 +220,8 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
                 batch_index=batch[1] if batch else None,
             )
             hit = await self._cached_answer(job, bypass=valid.no_cache, now=now)
+            if hit is None and batch is None:
+                await self.quota.check(principal, now)
             if hit is not None:
                 job = answered_from(job, hit)
                 event = status_event(job)
@@ -437,6 +446,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
                 deliveries = await self.record_change(uow, change, now)
                 if change.entered is JobStatus.SUCCEEDED:
                     await self._remember(uow, change.job, now)
+                    await self.quota.count(uow.session, change.job, now)
             self.after_change(change, deliveries)
             if change.entered is JobStatus.SUCCEEDED:
                 await self._trim_cache_when_due(now)

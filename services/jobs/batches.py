@@ -107,6 +107,7 @@ class BatchesApp:
         refused naming its field, and nothing is created. The batch row is written, then
         each item as a job whose idempotency key is derived from the batch, so a retry
         with the batch's key after an interruption creates only the items still missing.
+        An owner whose plan's monthly compute is used is refused before anything is made.
         """
         store = self._jobs.store
         owner = principal.user_id
@@ -121,6 +122,7 @@ class BatchesApp:
             existing = await store.find_batch_by_key(owner, key)
             if existing is not None and existing.created_at >= key_expired_before:
                 return await self._resume(principal, existing, fingerprint)
+        await self._jobs.quota.check(principal, now)
         contents, styles = await self._resolve_images(valid, owner)
         await self._preflight(valid, styles)
         batch = Batch(

@@ -285,6 +285,8 @@ def status_event(job: Job) -> OutgoingEvent | None:
             cached=job.cached,
             output_width=job.output_width or 0,
             output_height=job.output_height or 0,
+            compute_ms=job.compute_ms,
+            device=job.device,
         )
         return OutgoingEvent(subjects.JOBS_SUCCEEDED, succeeded, event_id)
     if job.status is JobStatus.FAILED:
@@ -338,6 +340,8 @@ def execution_outcome(subject: str, message: Message) -> tuple[str, ExecutionOut
             result_image_id=message.result_image_id,
             output_width=max(0, message.output_width),
             output_height=max(0, message.output_height),
+            compute_ms=max(0, message.compute_ms),
+            device=message.device.strip().lower()[:16],
         )
     elif isinstance(message, events_pb2.ExecutionFailed):
         outcome = ExecutionFailed(

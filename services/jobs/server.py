@@ -34,6 +34,7 @@ from services.jobs.consumer import (
 from services.jobs.deliverer import WebhookDeliverer
 from services.jobs.domain.cache import CachePolicy
 from services.jobs.domain.lanes import PreviewPolicy
+from services.jobs.domain.quota import QuotaPolicy
 from services.jobs.domain.routing import parse_seed
 from services.jobs.metrics import InFlightSampler
 from services.jobs.servicer import JobsServicer
@@ -223,6 +224,7 @@ async def build(
             routing_cache_ttl_s=settings.routing_cache_ttl_s,
             style_resolve_ttl_s=settings.style_resolve_ttl_s,
             max_batch_items=settings.max_batch_items,
+            quotas=QuotaPolicy(settings.compute_quotas),
             result_cache=CachePolicy(
                 max_entries=settings.result_cache_max_entries,
                 ttl_s=settings.result_cache_ttl_s,

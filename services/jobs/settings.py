@@ -6,12 +6,13 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pydantic import Field, SecretStr, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 
 from gouache import catalogue
 from gouache.runtime.settings import ServiceSettings
 from gouache.secretbox import SecretBox, generate_key
+from services.jobs.domain.quota import DEFAULT_COMPUTE_QUOTAS_S, check_quotas
 
 # The catalogue's shipped versions (encoder as the engine's key, e.g. "lite0") and aliases.
 DEFAULT_SEED_MODELS: dict[str, Any] = catalogue.jobs_seed()
@@ -78,12 +79,20 @@ class JobsSettings(ServiceSettings):
     style_resolve_ttl_s: float = Field(default=60.0, ge=0, le=3600)
     # The most content images one CreateBatch may carry (each becomes a job).
     max_batch_items: int = Field(default=500, ge=1, le=10_000)
+    # Monthly compute-seconds per plan, 0 unlimited (JSON, e.g. GOUACHE_JOBS_COMPUTE_QUOTAS=
+    # '{"free":600,"pro":36000,"enterprise":0}'); plans left out keep these defaults.
+    compute_quotas: dict[str, int] = Field(default_factory=lambda: dict(DEFAULT_COMPUTE_QUOTAS_S))
     # Encrypts webhook secrets at rest (gouache.secretbox): the base64 of 32 random bytes, or
     # several comma-separated, the first sealing and all opening (rotation). Required on
     # PostgreSQL; on SQLite without it, one is generated once into <state_dir>/jobs-secrets.key.
     secrets_key: SecretStr = SecretStr("")
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
+
+    @field_validator("compute_quotas")
+    @classmethod
+    def _known_plans(cls, value: dict[str, int]) -> dict[str, int]:
+        return check_quotas(value)
 
     @model_validator(mode="before")
     @classmethod

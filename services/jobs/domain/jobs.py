@@ -110,6 +110,11 @@ class Job:
     # when unknown: not succeeded, answered from the cache, or made before workers said.
     output_width: int | None = None
     output_height: int | None = None
+    # The worker's time on the job and the kind of device its model ran on, from the
+    # success event; carried into JobSucceeded and the owner's compute counter, not stored
+    # on the job (0 and "" once read back).
+    compute_ms: int = 0
+    device: str = ""
 
 
 @dataclass(frozen=True)
@@ -127,6 +132,9 @@ class ExecutionSucceeded:
     result_image_id: str
     output_width: int = 0
     output_height: int = 0
+    # The worker's time on the job, and the device kind its model ran on ("" unknown).
+    compute_ms: int = 0
+    device: str = ""
 
 
 @dataclass(frozen=True)
@@ -194,6 +202,8 @@ def apply_execution(job: Job, outcome: ExecutionOutcome, now: datetime) -> JobCh
             result_image_id=outcome.result_image_id,
             output_width=outcome.output_width or None,
             output_height=outcome.output_height or None,
+            compute_ms=max(0, outcome.compute_ms),
+            device=outcome.device,
         )
         return JobChange(job=succeeded, entered=JobStatus.SUCCEEDED)
     failed = replace(

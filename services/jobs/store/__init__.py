@@ -1,7 +1,8 @@
 """The jobs database: this service's tables only, and the reads and writes on them.
 
 `tables` (the schema), `rows` (rows to domain objects and back), `unit_of_work` (one
-transaction's reads and writes), `database` (JobStore: transactions and reads outside them).
+transaction's reads and writes), `database` (JobStore: transactions and reads outside them),
+`usage` (compute used per owner and month, for plan quotas).
 """
 
 from services.jobs.store.database import JobStore
@@ -20,6 +21,7 @@ from services.jobs.store.tables import (
     webhooks_table,
 )
 from services.jobs.store.unit_of_work import UnitOfWork
+from services.jobs.store.usage import compute_usage_table
 
 __all__ = [
     "Delivery",
@@ -27,6 +29,7 @@ __all__ = [
     "JobStore",
     "UnitOfWork",
     "batches_table",
+    "compute_usage_table",
     "deliveries_table",
     "endpoints_table",
     "jobs_table",
