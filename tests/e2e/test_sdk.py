@@ -230,6 +230,9 @@ def test_admins_read_everyones_usage_over_rest(mesh: Mesh, admin: GouacheClient)
         "jobs_cached",
         "last_finished_at",
         "output_megapixels",
+        "compute_seconds",
+        "gpu_seconds",
+        "period",
     }
     assert row["output_megapixels"] == pytest.approx(0.001024)
 

@@ -314,7 +314,12 @@ class AsyncApi(ABC):
         return await self._run(ops.list_model_stats())
 
     async def get_usage(
-        self, *, since: datetime | None = None, until: datetime | None = None, user_id: str = ""
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user_id: str = "",
+        group_by: str = "",
     ) -> list[UsageRecord]:
         """As SyncApi.get_usage."""
-        return await self._run(ops.get_usage(since, until, user_id))
+        return await self._run(ops.get_usage(since, until, user_id, group_by))

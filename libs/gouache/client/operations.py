@@ -458,9 +458,10 @@ def list_model_stats() -> Operation[list[ModelVersionStats]]:
 
 
 def get_usage(
-    since: datetime | None, until: datetime | None, user_id: str
+    since: datetime | None, until: datetime | None, user_id: str, group_by: str = ""
 ) -> Operation[list[UsageRecord]]:
-    """GET /v1/usage: jobs per user and model version in the window."""
+    """GET /v1/usage: jobs per user and model version in the window (per day or month
+    with group_by)."""
     fields: dict[str, Any] = {}
     if since is not None:
         fields["since"] = rfc3339(since)
@@ -468,6 +469,8 @@ def get_usage(
         fields["until"] = rfc3339(until)
     if user_id:
         fields["user_id"] = user_id
+    if group_by:
+        fields["group_by"] = group_by
     return Operation(
         FEEDBACK, "GetUsage", "GET /v1/usage", fields, _listing("usage", UsageRecord.from_json)
     )

@@ -327,8 +327,14 @@ class SyncApi(ABC):
         return self._run(ops.list_model_stats())
 
     def get_usage(
-        self, *, since: datetime | None = None, until: datetime | None = None, user_id: str = ""
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        user_id: str = "",
+        group_by: str = "",
     ) -> list[UsageRecord]:
-        """Jobs succeeded, failed and cached per user and model version, finished in
-        [since, until). Admins see everyone (or user_id); others only themselves."""
-        return self._run(ops.get_usage(since, until, user_id))
+        """Jobs succeeded, failed and cached, output megapixels and compute seconds per user
+        and model version, finished in [since, until), per UTC "day" or "month" with
+        group_by. Admins see everyone (or user_id); others only themselves."""
+        return self._run(ops.get_usage(since, until, user_id, group_by))

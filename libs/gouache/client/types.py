@@ -418,6 +418,12 @@ class UsageRecord(_Wire):
     last_finished_at: datetime | None
     # Pixels of the results models made for the succeeded jobs, in millions.
     output_megapixels: float
+    # The workers' time on the succeeded jobs (what plan quotas count), and the part of it
+    # on a GPU, in seconds.
+    compute_seconds: float
+    gpu_seconds: float
+    # "2026-11" or "2026-11-30" with group_by month or day; "" otherwise.
+    period: str
     raw: Mapping[str, Any] = field(repr=False)
 
     @classmethod
@@ -430,6 +436,9 @@ class UsageRecord(_Wire):
             jobs_cached=_int(data.get("jobs_cached")),
             last_finished_at=_time(data.get("last_finished_at")),
             output_megapixels=float(data.get("output_megapixels") or 0.0),
+            compute_seconds=float(data.get("compute_seconds") or 0.0),
+            gpu_seconds=float(data.get("gpu_seconds") or 0.0),
+            period=str(data.get("period", "")),
             raw=data,
         )
 
