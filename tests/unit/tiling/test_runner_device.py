@@ -2,18 +2,33 @@
 
 from __future__ import annotations
 
-from tests.unit.tiling.test_runner import Harness, _image
+from collections.abc import Awaitable, Callable
+
+from services.tiling.domain.runner import JobRunner
+from tests.unit.tiling.test_runner import Harness, _constant, _image
+
+
+def _harness(device_for: Callable[[str, str], Awaitable[str]]) -> Harness:
+    harness = Harness(_image(64, 48))
+    harness.runner = JobRunner(
+        harness.storage,
+        harness.inference,
+        harness.events,
+        canceled=harness.canceled,
+        tile_size_for=_constant(256),
+        device_for=device_for,
+    )
+    return harness
 
 
 async def test_the_success_names_the_device_the_endpoint_reports() -> None:
-    harness = Harness(_image(64, 48))
     asked: list[tuple[str, str]] = []
 
     async def device_for(version: str, endpoint: str) -> str:
         asked.append((version, endpoint))
         return "cuda"
 
-    harness.runner._device_for = device_for
+    harness = _harness(device_for)
     await harness.runner.run(harness.job())
 
     kind, fields = harness.events.published[-1]
@@ -24,12 +39,10 @@ async def test_the_success_names_the_device_the_endpoint_reports() -> None:
 
 
 async def test_a_device_lookup_that_fails_loses_only_the_device() -> None:
-    harness = Harness(_image(64, 48))
-
     async def broken(version: str, endpoint: str) -> str:
         raise ConnectionError("inference went away")
 
-    harness.runner._device_for = broken
+    harness = _harness(broken)
     await harness.runner.run(harness.job())
 
     kind, fields = harness.events.published[-1]
