@@ -23,7 +23,7 @@ from gouache.runtime.errors import (
 )
 from services.jobs import metrics as job_metrics
 from services.jobs.batches import BatchesApp
-from services.jobs.clients import DownloadSigner, ImageResolver, ResolvedImage
+from services.jobs.clients import DownloadSigner, ImageResolver, ResolvedImage, ResultExpired
 from services.jobs.convert import job_created_event, status_event
 from services.jobs.domain import jobs as job_rules
 from services.jobs.domain.batches import DEFAULT_MAX_ITEMS
@@ -58,6 +58,7 @@ from services.jobs.inputs_app import JobInputs
 from services.jobs.models_app import ModelRoutingUseCases
 from services.jobs.notifier import JobNotifier
 from services.jobs.quota_app import QuotaGate
+from services.jobs.removal_app import JobRemoval
 from services.jobs.routing_cache import RoutingCache
 from services.jobs.store import JobStore, UnitOfWork
 from services.jobs.webhooks_app import WebhookUseCases
@@ -74,10 +75,12 @@ MAX_WAIT_S = 60.0
 
 @dataclass(frozen=True)
 class JobView:
-    """A job and, once it succeeded, a fresh signed URL of its result."""
+    """A job and, once it succeeded, a fresh signed URL of its result (or why it is gone)."""
 
     job: Job
     result_url: str | None = None
+    # The result's retention period ended: when (None if storage no longer knows).
+    result_expired: ResultExpired | None = None
 
 
 @dataclass(frozen=True)
@@ -113,7 +116,7 @@ def _trained_styles(version: ModelVersion) -> tuple[TrainedStyle, ...] | None:
         return None
 
 
-class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
+class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
     """Jobs, webhooks and routing, independent of gRPC: the servicer only converts.
 
     Webhook and routing calls live in their own modules (webhooks_app, models_app), the
@@ -319,6 +322,8 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases):
             url = await self._downloads.sign_download(
                 job.result_image_id, self._config.download_url_ttl_s
             )
+        except ResultExpired as expired:
+            return JobView(job, result_expired=expired)
         except NotFound:
             logger.warning(
                 "result image of a succeeded job is missing",

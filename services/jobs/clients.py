@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Protocol
 
 import grpc
+from google.rpc import error_details_pb2, status_pb2
 
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.runtime.clients import CallOptions
@@ -28,6 +30,15 @@ _CALLER_ERRORS: dict[grpc.StatusCode, type[GouacheError]] = {
 _REFUSALS = (grpc.StatusCode.PERMISSION_DENIED, grpc.StatusCode.UNAUTHENTICATED)
 
 
+class ResultExpired(NotFound):
+    """sign_download's answer for a result whose retention period ended (storage said
+    FAILED_PRECONDITION, reason `expired`); a NotFound to callers that only need the URL."""
+
+    def __init__(self, message: str, expired_at: datetime | None) -> None:
+        super().__init__(message, reason="expired")
+        self.expired_at = expired_at
+
+
 @dataclass(frozen=True)
 class ResolvedImage:
     """The image a URL (or image or style id) named: its id and the sha256 of its bytes."""
@@ -48,15 +59,40 @@ class DownloadSigner(Protocol):
     """Makes time-limited download URLs for result images."""
 
     async def sign_download(self, image_id: str, ttl_s: int) -> str:
-        """A URL to GET the image's bytes without a token for ttl_s seconds."""
+        """A URL to GET the image's bytes without a token for ttl_s seconds; NotFound, or
+        ResultExpired when its retention period ended."""
         ...
+
+    async def delete_image(self, image_id: str) -> None:
+        """Deletes a result image from storage; NotFound when it is already gone."""
+        ...
+
+
+def _error_info(exc: grpc.aio.AioRpcError) -> error_details_pb2.ErrorInfo | None:
+    """The ErrorInfo detail a gouache service sends with an error, if any."""
+    raw = dict(exc.trailing_metadata() or ()).get("grpc-status-details-bin")
+    if not isinstance(raw, bytes):
+        return None
+    for detail in status_pb2.Status.FromString(raw).details:
+        info = error_details_pb2.ErrorInfo()
+        if detail.Unpack(info):
+            return info
+    return None
 
 
 def _storage_error(exc: grpc.aio.AioRpcError, what: str) -> GouacheError:
     code = exc.code()
     cls = _CALLER_ERRORS.get(code)
+    info = _error_info(exc)
+    if (
+        code == grpc.StatusCode.FAILED_PRECONDITION
+        and info is not None
+        and info.reason == "expired"
+    ):
+        at = info.metadata.get("expired_at")
+        return ResultExpired(exc.details() or code.name, datetime.fromisoformat(at) if at else None)
     if cls is not None:
-        return cls(exc.details() or code.name)
+        return cls(exc.details() or code.name, reason=info.reason if info else None)
     if code in _REFUSALS:
         return Unavailable(
             f"jobs may not {what} at storage ({code.name}: {exc.details()}); "
@@ -94,3 +130,12 @@ class StorageClient:
             raise _storage_error(exc, "sign the result URL") from exc
         url: str = response.url
         return url
+
+    async def delete_image(self, image_id: str) -> None:
+        """Deletes a result image (jobs acts as a service, so any owner's)."""
+        try:
+            await self._stub.DeleteImage(
+                storage_pb2.DeleteImageRequest(image_id=image_id), **await self._calls()
+            )
+        except grpc.aio.AioRpcError as exc:
+            raise _storage_error(exc, "delete the result image") from exc

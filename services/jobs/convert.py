@@ -15,6 +15,7 @@ from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
 from gouache.db import new_id
+from services.jobs.clients import ResultExpired
 from services.jobs.domain.batches import Batch, BatchRequest, counts_dict
 from services.jobs.domain.jobs import (
     ExecutionFailed,
@@ -99,8 +100,10 @@ def job_request_from_pb(request: jobs_pb2.CreateJobRequest) -> JobRequest:
     )
 
 
-def job_to_pb(job: Job, result_url: str | None = None) -> jobs_pb2.Job:
-    """A job as its owner sees it."""
+def job_to_pb(
+    job: Job, result_url: str | None = None, *, expired: ResultExpired | None = None
+) -> jobs_pb2.Job:
+    """A job as its owner sees it (`expired`: its result's retention period ended)."""
     message = jobs_pb2.Job(
         job_id=job.job_id,
         status=job.status.value,
@@ -120,6 +123,10 @@ def job_to_pb(job: Job, result_url: str | None = None) -> jobs_pb2.Job:
     )
     if result_url is not None:
         message.result_url = result_url
+    if expired is not None:
+        message.result_gone = "expired"
+        if expired.expired_at is not None:
+            message.result_expires_at.CopyFrom(timestamp(expired.expired_at))
     if job.error is not None:
         message.error = job.error
     if job.error_code is not None:

@@ -72,6 +72,7 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/CreateWebhook": "write:webhooks",
     f"/{SERVICE_NAME}/ListWebhooks": "write:webhooks",
     f"/{SERVICE_NAME}/DeleteWebhook": "write:webhooks",
+    f"/{SERVICE_NAME}/DeleteJob": "write:jobs",
     f"/{SERVICE_NAME}/ListModels": "read:models",
     f"/{SERVICE_NAME}/RegisterModelVersion": WRITE_MODELS,
     f"/{SERVICE_NAME}/SetModelRoute": WRITE_MODELS,

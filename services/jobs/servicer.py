@@ -68,7 +68,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
         self, request: jobs_pb2.GetJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> jobs_pb2.Job:
         view = await self._app.get_job(current_principal(), request.job_id)
-        return job_to_pb(view.job, view.result_url)
+        return job_to_pb(view.job, view.result_url, expired=view.result_expired)
 
     async def ListJobs(
         self, request: jobs_pb2.ListJobsRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -80,7 +80,9 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
             status=request.status,
         )
         return jobs_pb2.ListJobsResponse(
-            jobs=[job_to_pb(view.job, view.result_url) for view in views],
+            jobs=[
+                job_to_pb(view.job, view.result_url, expired=view.result_expired) for view in views
+            ],
             next_page_token=next_token,
         )
 
@@ -88,13 +90,15 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
         self, request: jobs_pb2.CancelJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> jobs_pb2.Job:
         view = await self._app.cancel_job(current_principal(), request.job_id)
-        return job_to_pb(view.job, view.result_url)
+        return job_to_pb(view.job, view.result_url, expired=view.result_expired)
 
     async def WatchJob(
         self, request: jobs_pb2.WatchJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> AsyncIterator[jobs_pb2.WatchJobResponse]:
         async for view in self._app.watch_job(current_principal(), request.job_id):
-            yield jobs_pb2.WatchJobResponse(job=job_to_pb(view.job, view.result_url))
+            yield jobs_pb2.WatchJobResponse(
+                job=job_to_pb(view.job, view.result_url, expired=view.result_expired)
+            )
 
     async def WaitJob(
         self, request: jobs_pb2.WaitJobRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -103,7 +107,7 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
         if request.HasField("timeout"):
             timeout_s = request.timeout.ToTimedelta().total_seconds() or DEFAULT_WAIT_S
         view = await self._app.wait_job(current_principal(), request.job_id, timeout_s)
-        return job_to_pb(view.job, view.result_url)
+        return job_to_pb(view.job, view.result_url, expired=view.result_expired)
 
     async def CreateBatch(
         self, request: jobs_pb2.CreateBatchRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -155,6 +159,12 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     ) -> jobs_pb2.ListWebhooksResponse:
         webhooks = await self._app.list_webhooks(current_principal())
         return jobs_pb2.ListWebhooksResponse(webhooks=[webhook_to_pb(w) for w in webhooks])
+
+    async def DeleteJob(
+        self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.DeleteJobResponse:
+        job = await self._app.delete_job(current_principal(), request.job_id)
+        return jobs_pb2.DeleteJobResponse(job_id=job.job_id)
 
     async def DeleteWebhook(
         self, request: jobs_pb2.DeleteWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -61,6 +61,8 @@ _HTTP_STATUS_BY_REASON: Mapping[str, int] = {
     "unsupported_format": 415,
     "content_type_mismatch": 415,
     "unsupported_content_type": 415,
+    # The image's retention period ended (domain/lifecycle.py): Gone, not Not Found.
+    "expired": 410,
 }
 # gRPC codes for the errors aiohttp raises by itself (no route, bad request line, ...).
 _CODE_BY_HTTP_STATUS: Mapping[int, grpc.StatusCode] = {

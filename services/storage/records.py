@@ -13,6 +13,15 @@ KINDS = (CONTENT, STYLE, RESULT)
 # Owner of the curated catalog's images; reserved, so no upload may claim it.
 SYSTEM_OWNER = "system"
 
+# ImageRecord.removal: how far an image's removal went (None: it is there). "deleting" (a
+# DeleteImage or an erasure: the row goes after the blob), "expiring" (its retention ended:
+# the blob goes, the row stays as a tombstone) and "expired" (the tombstone: the bytes are
+# gone, the row says since when, until the sweep forgets it). Every removal is one of these
+# before its blob is touched, so a crash midway leaves a row the next sweep finishes.
+DELETING = "deleting"
+EXPIRING = "expiring"
+EXPIRED = "expired"
+
 
 @dataclass(frozen=True)
 class ImageRecord:
@@ -34,6 +43,11 @@ class ImageRecord:
     # The content-safety classifier's score (0-1, how likely not safe for work), measured at
     # upload; None for results and for images stored while the check was off.
     nsfw_score: float | None = None
+    # When the retention period ends (None: kept until deleted, as curated styles are).
+    expires_at: datetime | None = None
+    # DELETING, EXPIRING or EXPIRED once its removal began, and when it did.
+    removal: str | None = None
+    removed_at: datetime | None = None
 
     @property
     def curated(self) -> bool:
@@ -52,6 +66,8 @@ class Reservation:
     filename: str
     expires_at: datetime
     created_at: datetime
+    # The uploader's plan (a token's `plan` claim), which sets the image's retention.
+    plan: str = ""
 
 
 @dataclass(frozen=True)

@@ -18,6 +18,7 @@ from gouache.runtime.clients import jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
 from services.storage.blobs import open_blobs
 from services.storage.domain import ImageLibrary
+from services.storage.domain.lifecycle import ImageLifecycle, RetentionPolicy
 from services.storage.domain.screening import ContentSafety, ContentScorer
 from services.storage.files import FileServer
 from services.storage.safety import load_content_safety
@@ -39,6 +40,7 @@ class StorageService:
     verifier: TokenVerifier
     library: ImageLibrary
     files: FileServer
+    lifecycle: ImageLifecycle
     _tasks: list[asyncio.Task[None]] = field(default_factory=list)
 
 
@@ -75,6 +77,16 @@ async def build_service(
         upload_ttl=settings.upload_ttl(),
         decode_concurrency=settings.decode_concurrency,
         safety=safety,
+        retention=RetentionPolicy(
+            days=settings.retention_days, per_plan=settings.retention_days_per_plan
+        ),
+    )
+    lifecycle = ImageLifecycle(
+        store,
+        blobs.store,
+        batch_size=settings.retention_sweep_batch,
+        stall_s=settings.retention_stall_s,
+        tombstone_days=settings.expired_tombstone_days,
     )
     channel: grpc.aio.Channel | None = None
     if verifier is None:
@@ -90,7 +102,7 @@ async def build_service(
         port=settings.http_port,
         shutdown_timeout_s=settings.grace_s,
     )
-    servicer = StorageServicer(library)
+    servicer = StorageServicer(library, lifecycle)
     spec = ServiceSpec(
         name="storage",
         service_names=[SERVICE_NAME],
@@ -99,7 +111,9 @@ async def build_service(
         ),
         policy=POLICY,
     )
-    service = StorageService(spec=spec, verifier=verifier, library=library, files=files)
+    service = StorageService(
+        spec=spec, verifier=verifier, library=library, files=files, lifecycle=lifecycle
+    )
     retention = timedelta(seconds=settings.reservation_retention_s)
 
     async def prepare_storage() -> None:
@@ -111,6 +125,9 @@ async def build_service(
 
     async def start_housekeeping() -> None:
         service._tasks.append(asyncio.create_task(_purge_forever(library, retention)))
+        service._tasks.append(
+            asyncio.create_task(_sweep_forever(lifecycle, settings.retention_sweep_interval_s))
+        )
 
     async def stop_housekeeping() -> None:
         for task in service._tasks:
@@ -152,3 +169,13 @@ async def _purge_forever(library: ImageLibrary, retention: timedelta) -> None:
         except Exception:
             logger.exception("purging expired upload reservations failed")
         await asyncio.sleep(PURGE_INTERVAL_S)
+
+
+async def _sweep_forever(lifecycle: ImageLifecycle, interval_s: float) -> None:
+    """The retention sweep, once per interval, each run bounded by its batch size."""
+    while True:
+        try:
+            await lifecycle.sweep()
+        except Exception:
+            logger.exception("the retention sweep failed; it runs again after the interval")
+        await asyncio.sleep(interval_s)

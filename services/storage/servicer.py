@@ -13,6 +13,7 @@ from gouache.runtime.auth import MethodPolicy
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import InvalidArgument
 from services.storage.domain import ImageLibrary, UploadHeader
+from services.storage.domain.lifecycle import ImageLifecycle
 from services.storage.records import ImageRecord, StyleView
 
 SERVICE_NAME = "gouache.storage.v1.StorageService"
@@ -25,6 +26,7 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/ResolveImageUrl": "read:jobs",
     f"/{SERVICE_NAME}/SignDownload": "read:jobs",
     f"/{SERVICE_NAME}/ListStyles": "read:jobs",
+    f"/{SERVICE_NAME}/DeleteImage": "write:jobs",
 }
 
 
@@ -49,14 +51,16 @@ def image_to_proto(image: ImageRecord, file_url: str) -> storage_pb2.Image:
         created_at=_timestamp(image.created_at),
         metadata_json=image.metadata_json,
         nsfw_score=image.nsfw_score,
+        expires_at=None if image.expires_at is None else _timestamp(image.expires_at),
     )
 
 
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     """One method per RPC; every rule lives in the library."""
 
-    def __init__(self, library: ImageLibrary) -> None:
+    def __init__(self, library: ImageLibrary, lifecycle: ImageLifecycle) -> None:
         self._library = library
+        self._lifecycle = lifecycle
 
     def _image(self, image: ImageRecord) -> storage_pb2.Image:
         return image_to_proto(image, self._library.file_url(image.image_id))
@@ -152,6 +156,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
         return storage_pb2.SignDownloadResponse(
             url=signed.url, expires_at=_timestamp(signed.expires_at)
         )
+
+    async def DeleteImage(
+        self, request: storage_pb2.DeleteImageRequest, context: Any
+    ) -> storage_pb2.DeleteImageResponse:
+        image = await self._lifecycle.delete_image(current_principal(), request.image_id)
+        return storage_pb2.DeleteImageResponse(image_id=image.image_id)
 
     async def ListStyles(
         self, request: storage_pb2.ListStylesRequest, context: Any

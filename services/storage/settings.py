@@ -7,7 +7,7 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, field_validator, model_validator
 from pydantic_settings import SettingsConfigDict
 from sqlalchemy.engine import make_url
 
@@ -75,6 +75,19 @@ class StorageSettings(ServiceSettings):
     decode_concurrency: int = 2
     # Unused reservations are purged this long after they expire.
     reservation_retention_s: int = 24 * 3600
+    # Retention (services/storage/domain/lifecycle.py): uploads (content, user styles) and
+    # results are removed this many days after they are stored (0 keeps them until deleted;
+    # curated styles are always kept); per plan, JSON, e.g. '{"enterprise": 90}', plans left
+    # out getting retention_days. An expired image answers 410 (reason "expired") for
+    # expired_tombstone_days more, then 404.
+    retention_days: int = Field(default=30, ge=0, le=36_500)
+    retention_days_per_plan: dict[str, int] = Field(default_factory=dict)
+    expired_tombstone_days: int = Field(default=30, ge=0, le=36_500)
+    # The sweep: how often it runs, how many images it handles per kind of work and run, and
+    # how old an unfinished removal (a crash midway) must be before the sweep finishes it.
+    retention_sweep_interval_s: float = Field(default=300.0, gt=0)
+    retention_sweep_batch: int = Field(default=100, ge=1, le=10_000)
+    retention_stall_s: float = Field(default=300.0, ge=0)
     # Content safety: every uploaded content and style image is scored by an NSFW classifier
     # (open_nsfw on ONNX Runtime, the `safety` extra); a score at or above the threshold
     # (0-1; 0 refuses every image) refuses the upload. false stores uploads unscreened.
@@ -101,6 +114,14 @@ class StorageSettings(ServiceSettings):
         if not value.startswith(("http://", "https://")):
             raise ValueError("public_url must start with http:// or https://")
         return value.rstrip("/")
+
+    @field_validator("retention_days_per_plan")
+    @classmethod
+    def _check_plan_days(cls, value: dict[str, int]) -> dict[str, int]:
+        bad = {plan: days for plan, days in value.items() if not 0 <= days <= 36_500}
+        if bad:
+            raise ValueError(f"days must be within 0 and 36500 (0 keeps forever), got {bad}")
+        return value
 
     @field_validator("nsfw_threshold")
     @classmethod

@@ -23,6 +23,7 @@ from sqlalchemy import (
     or_,
     select,
     true,
+    update,
 )
 from sqlalchemy.exc import IntegrityError
 
@@ -34,7 +35,16 @@ from gouache.db import (
     is_unique_violation,
     new_metadata,
 )
-from services.storage.records import ImageRecord, Reservation, StyleCursor, StyleRecord, StyleView
+from services.storage.records import (
+    DELETING,
+    EXPIRED,
+    EXPIRING,
+    ImageRecord,
+    Reservation,
+    StyleCursor,
+    StyleRecord,
+    StyleView,
+)
 
 metadata = new_metadata()
 
@@ -56,6 +66,11 @@ images = Table(
     Column("created_at", UtcDateTime, nullable=False),
     # The content-safety score at upload (migration 0002); NULL for results.
     Column("nsfw_score", Float, nullable=True),
+    # Retention and removal (migration 0003; records.py says what the states mean).
+    Column("expires_at", UtcDateTime, nullable=True, index=True),
+    Column("removal", String(16), nullable=True),
+    Column("removed_at", UtcDateTime, nullable=True),
+    Index("ix_images_removal", "removal", "removed_at"),
 )
 
 upload_reservations = Table(
@@ -68,6 +83,7 @@ upload_reservations = Table(
     Column("filename", String(255), nullable=False),
     Column("expires_at", UtcDateTime, nullable=False, index=True),
     Column("created_at", UtcDateTime, nullable=False),
+    Column("plan", String(64), nullable=False, server_default=""),
 )
 
 styles = Table(
@@ -184,7 +200,11 @@ class StorageStore(ServiceDatabase):
         Ordered by curated entries first, then by style id (creation order); `after`
         continues from the last entry of the previous page.
         """
-        own = and_(styles.c.curated == false(), images.c.owner_id == owner_id)
+        own = and_(
+            styles.c.curated == false(),
+            images.c.owner_id == owner_id,
+            images.c.removal.is_(None),
+        )
         catalog = styles.c.curated == true()
         visible = catalog if curated is True else own if curated is False else or_(catalog, own)
         query = _style_query().where(visible)
@@ -204,6 +224,93 @@ class StorageStore(ServiceDatabase):
         async with self.reads() as session:
             rows = (await session.execute(query)).mappings().all()
         return [_style_view(row) for row in rows]
+
+    # --- retention and removal (domain/lifecycle.py) -------------------------------------
+
+    async def begin_removal(
+        self, image_id: str, removal: str, at: datetime, *, only_if_expired: bool = False
+    ) -> bool:
+        """Marks a present image DELETING or EXPIRING (hidden from then on); False when it
+        is gone or already being removed (a DELETING mark may replace any other one).
+
+        `only_if_expired` marks it only while its expires_at has passed `at`."""
+        condition = images.c.image_id == image_id
+        if removal == DELETING:
+            condition = and_(
+                condition, or_(images.c.removal.is_(None), images.c.removal != DELETING)
+            )
+        else:
+            condition = and_(condition, images.c.removal.is_(None))
+        if only_if_expired:
+            condition = and_(condition, images.c.expires_at <= at)
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                update(images).where(condition).values(removal=removal, removed_at=at)
+            )
+        return bool(getattr(result, "rowcount", 0))
+
+    async def finish_removal(self, image: ImageRecord) -> None:
+        """After the blob is gone: a DELETING row (and its style entry) goes, an EXPIRING
+        one stays as an EXPIRED tombstone without its description."""
+        async with self.sessions() as session, session.begin():
+            if image.removal == DELETING:
+                await session.execute(delete(styles).where(styles.c.image_id == image.image_id))
+                await session.execute(delete(images).where(images.c.image_id == image.image_id))
+            else:
+                await session.execute(
+                    update(images)
+                    .where(images.c.image_id == image.image_id, images.c.removal == EXPIRING)
+                    .values(removal=EXPIRED, filename="", metadata_json="")
+                )
+
+    async def images_to_expire(self, now: datetime, limit: int) -> list[str]:
+        """Ids of present images whose retention ended, oldest expiry first."""
+        query = (
+            select(images.c.image_id)
+            .where(images.c.removal.is_(None), images.c.expires_at <= now)
+            .order_by(images.c.expires_at)
+            .limit(limit)
+        )
+        async with self.reads() as session:
+            return [row[0] for row in await session.execute(query)]
+
+    async def unfinished_removals(self, started_before: datetime, limit: int) -> list[ImageRecord]:
+        """Images whose removal began before `started_before` and did not finish."""
+        query = (
+            select(images)
+            .where(images.c.removal.in_([DELETING, EXPIRING]))
+            .where(images.c.removed_at <= started_before)
+            .order_by(images.c.removed_at)
+            .limit(limit)
+        )
+        async with self.reads() as session:
+            return [_image(row) for row in (await session.execute(query)).mappings()]
+
+    async def forget_tombstones(self, expired_before: datetime, limit: int) -> int:
+        """Deletes up to `limit` EXPIRED tombstones older than `expired_before`."""
+        ids = (
+            select(images.c.image_id)
+            .where(images.c.removal == EXPIRED, images.c.removed_at < expired_before)
+            .limit(limit)
+        )
+        async with self.sessions() as session, session.begin():
+            chosen = [row[0] for row in await session.execute(ids)]
+            if not chosen:
+                return 0
+            await session.execute(delete(styles).where(styles.c.image_id.in_(chosen)))
+            await session.execute(delete(images).where(images.c.image_id.in_(chosen)))
+        return len(chosen)
+
+    async def owner_image_ids(self, owner_id: str, limit: int) -> list[str]:
+        """Ids of an owner's images not yet marked DELETING (for an erasure)."""
+        query = (
+            select(images.c.image_id)
+            .where(images.c.owner_id == owner_id)
+            .where(or_(images.c.removal.is_(None), images.c.removal != DELETING))
+            .limit(limit)
+        )
+        async with self.reads() as session:
+            return [row[0] for row in await session.execute(query)]
 
 
 def _style_query() -> Any:
@@ -240,6 +347,9 @@ def _image_row(image: ImageRecord) -> dict[str, Any]:
         "metadata_json": image.metadata_json,
         "created_at": image.created_at,
         "nsfw_score": image.nsfw_score,
+        "expires_at": image.expires_at,
+        "removal": image.removal,
+        "removed_at": image.removed_at,
     }
 
 
@@ -252,6 +362,7 @@ def _reservation_row(reservation: Reservation) -> dict[str, Any]:
         "filename": reservation.filename,
         "expires_at": reservation.expires_at,
         "created_at": reservation.created_at,
+        "plan": reservation.plan,
     }
 
 

@@ -19,6 +19,7 @@ from gouache.runtime.errors import (
     NotFound,
     PermissionDenied,
 )
+from services.storage.domain.lifecycle import RetentionPolicy, present
 from services.storage.domain.model import (
     CatalogEntry,
     ImageStore,
@@ -74,6 +75,7 @@ class ImageLibrary:
         upload_ttl: timedelta,
         decode_concurrency: int = 2,
         safety: ContentSafety | None = None,
+        retention: RetentionPolicy | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
@@ -82,6 +84,7 @@ class ImageLibrary:
         self.limits = limits
         self.upload_ttl = upload_ttl
         self._screening = Screening(limits, concurrency=decode_concurrency, safety=safety)
+        self.retention = retention or RetentionPolicy()
         self._clock = clock
 
     def file_url(self, image_id: str) -> str:
@@ -109,6 +112,7 @@ class ImageLibrary:
                 filename=filename,
                 expires_at=signed.expires_at,
                 created_at=now,
+                plan=principal.plan,
             )
         )
         logger.info(
@@ -152,6 +156,7 @@ class ImageLibrary:
             declared_content_type=reservation.content_type,
             filename=reservation.filename,
             metadata_json="",
+            plan=reservation.plan,
         )
         if not created:
             raise _already_uploaded(reservation.image_id)
@@ -195,6 +200,7 @@ class ImageLibrary:
             # A worker's result is bytes our own encoder wrote (tiling, authenticated as a
             # service): its header is checked, its pixels are not decoded again.
             trusted=principal.is_service and kind == RESULT,
+            plan="" if principal.is_service else principal.plan,
         )
         if not created:
             return _same_image_or_conflict(image, owner_id, kind, hashlib.sha256(data).hexdigest())
@@ -226,6 +232,7 @@ class ImageLibrary:
         metadata_json: str,
         catalog: CatalogEntry | None = None,
         trusted: bool = False,
+        plan: str = "",
     ) -> tuple[ImageRecord, bool]:
         """Validates, writes the blob, then the row; (image, False) if the id was taken.
 
@@ -270,6 +277,7 @@ class ImageLibrary:
             filename=filename,
             metadata_json=metadata_json,
             nsfw_score=screened.nsfw_score,
+            expires_at=self.retention.expires_at(now, plan=plan, curated=catalog is not None),
         )
         style = None
         if kind == STYLE:
@@ -350,7 +358,7 @@ class ImageLibrary:
         image = await self.store.get_image(image_id)
         if image is None or not may_read(principal, image):
             raise NotFound(f"image {image_id} not found")
-        return image
+        return present(image, image_id)
 
     async def open_image(self, image: ImageRecord) -> AsyncGenerator[bytes, None]:
         """The image's bytes in chunks of 1 MiB; `aclose()` it if you stop early."""
@@ -362,10 +370,7 @@ class ImageLibrary:
     ) -> ImageRecord:
         """The image a signed GET names, after checking its signature and expiry."""
         self.signer.verify("GET", image_id, expires, sig, now=self._clock())
-        image = await self.store.get_image(image_id)
-        if image is None:
-            raise NotFound(f"image {image_id} not found")
-        return image
+        return present(await self.store.get_image(image_id), image_id)
 
     async def sign_download(
         self, principal: Principal, image_id: str, ttl_seconds: int
@@ -389,7 +394,7 @@ class ImageLibrary:
         image = await self.store.get_image(image_id)
         if image is not None:
             if acting is None or image.curated or image.owner_id == acting:
-                return image
+                return present(image, image_id)
             raise NotFound(f"image {image_id} not found")
         reservation = await self.store.get_reservation(image_id)
         if reservation is not None and (acting is None or reservation.owner_id == acting):
@@ -413,7 +418,7 @@ class ImageLibrary:
             raise NotFound(
                 f"style {style_id} not found; GET /v1/styles lists the curated styles and yours"
             )
-        return view.image
+        return present(view.image, view.image.image_id)
 
     @staticmethod
     def _acting_owner(principal: Principal, owner_id: str) -> str | None:

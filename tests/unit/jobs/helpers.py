@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from datetime import datetime
 from typing import Any
 
 import grpc
@@ -13,7 +14,7 @@ from google.rpc import error_details_pb2, status_pb2
 
 from gouache.db import new_id
 from gouache.runtime.errors import FailedPrecondition, NotFound
-from services.jobs.clients import ResolvedImage
+from services.jobs.clients import ResolvedImage, ResultExpired
 
 PUBLIC = "http://127.0.0.1:8080/v1/files"
 
@@ -26,6 +27,8 @@ class InMemoryImages:
     pending: set[str] = field(default_factory=set)
     resolved: list[tuple[str, str]] = field(default_factory=list)
     digests: dict[str, str] = field(default_factory=dict)
+    deleted: list[str] = field(default_factory=list)
+    expired: dict[str, datetime] = field(default_factory=dict)
 
     def add(self, owner: str | None, *, pending: bool = False, sha256: str | None = None) -> str:
         """A new image of owner (None: curated, usable by all); returns its file URL.
@@ -62,7 +65,21 @@ class InMemoryImages:
         return ResolvedImage(found[0], self.digests[url])
 
     async def sign_download(self, image_id: str, ttl_s: int) -> str:
+        if image_id in self.expired:
+            raise ResultExpired(f"image {image_id} expired", self.expired[image_id])
         return f"{PUBLIC}/{image_id}?expires={ttl_s}&sig=test"
+
+    async def delete_image(self, image_id: str) -> None:
+        """Storage's DeleteImage as jobs calls it: NOT_FOUND when already gone."""
+        if f"{PUBLIC}/{image_id}" not in self.images:
+            raise NotFound(f"image {image_id} not found")
+        self.deleted.append(image_id)
+        self.delete(image_id)
+
+    def expire(self, image_id: str, at: datetime) -> None:
+        """The image's retention period ended at `at`, as storage's sweep would have it."""
+        self.expired[image_id] = at
+        self.delete(image_id)
 
 
 def error_field(error: grpc.aio.AioRpcError) -> str | None:

@@ -45,6 +45,8 @@ class Job(_message.Message):
     RESULT_IMAGE_ID_FIELD_NUMBER: _builtins.int
     CACHED_FIELD_NUMBER: _builtins.int
     LANE_FIELD_NUMBER: _builtins.int
+    RESULT_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RESULT_GONE_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     """"pending", "running", "succeeded", "failed" or "canceled"."""
@@ -72,6 +74,10 @@ class Job(_message.Message):
     """
     lane: _builtins.str
     """"preview" or "export" (see CreateJobRequest.lane)."""
+    result_gone: _builtins.str
+    """Set on a succeeded job whose result is gone, which is why result_url is absent:
+    "expired" (its retention period ended at result_expires_at; run the job again).
+    """
     @_builtins.property
     def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -80,6 +86,12 @@ class Job(_message.Message):
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     @_builtins.property
     def updated_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def result_expires_at(self) -> _timestamp_pb2.Timestamp:
+        """Set with result_gone "expired": when the result's retention period ended. (While the
+        result is there, GET /v1/images/{result_image_id} says when it will expire.)
+        """
+
     def __init__(
         self,
         *,
@@ -101,10 +113,12 @@ class Job(_message.Message):
         result_image_id: _builtins.str = ...,
         cached: _builtins.bool = ...,
         lane: _builtins.str = ...,
+        result_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        result_gone: _builtins.str = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "params", b"params", "result_url", b"result_url", "updated_at", b"updated_at"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "params", b"params", "result_expires_at", b"result_expires_at", "result_url", b"result_url", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "lane", b"lane", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "lane", b"lane", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_expires_at", b"result_expires_at", "result_gone", b"result_gone", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
     _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
@@ -777,6 +791,44 @@ class ListWebhooksResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___ListWebhooksResponse: _TypeAlias = ListWebhooksResponse  # noqa: Y015
+
+@_typing.final
+class DeleteJobRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteJobRequest: _TypeAlias = DeleteJobRequest  # noqa: Y015
+
+@_typing.final
+class DeleteJobResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    JOB_ID_FIELD_NUMBER: _builtins.int
+    job_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        job_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["job_id", b"job_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteJobResponse: _TypeAlias = DeleteJobResponse  # noqa: Y015
 
 @_typing.final
 class DeleteWebhookRequest(_message.Message):

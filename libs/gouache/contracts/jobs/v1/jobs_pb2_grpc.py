@@ -95,6 +95,11 @@ class JobsServiceStub:
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListWebhooksRequest.SerializeToString,
                 response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListWebhooksResponse.FromString,
                 _registered_method=True)
+        self.DeleteJob = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/DeleteJob',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
+                _registered_method=True)
         self.DeleteWebhook = channel.unary_unary(
                 '/gouache.jobs.v1.JobsService/DeleteWebhook',
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteWebhookRequest.SerializeToString,
@@ -234,6 +239,15 @@ class JobsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteJob(self, request, context):
+        """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
+        webhook deliveries and any result-cache entry that hands out that image. A job that has
+        not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteWebhook(self, request, context):
         """Deletes one of the caller's webhooks.
         """
@@ -333,6 +347,11 @@ def add_JobsServiceServicer_to_server(servicer, server):
                     servicer.ListWebhooks,
                     request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListWebhooksRequest.FromString,
                     response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListWebhooksResponse.SerializeToString,
+            ),
+            'DeleteJob': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteJob,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobResponse.SerializeToString,
             ),
             'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteWebhook,
@@ -685,6 +704,33 @@ class JobsService:
             '/gouache.jobs.v1.JobsService/ListWebhooks',
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListWebhooksRequest.SerializeToString,
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.ListWebhooksResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteJob(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/DeleteJob',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
             options,
             channel_credentials,
             insecure,

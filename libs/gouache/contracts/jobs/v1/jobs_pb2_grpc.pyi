@@ -89,6 +89,11 @@ class JobsServiceStub:
     """Registers a webhook for the caller's job events."""
     ListWebhooks: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListWebhooksRequest, _jobs_pb2.ListWebhooksResponse]
     """Lists the caller's webhooks."""
+    DeleteJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.DeleteJobRequest, _jobs_pb2.DeleteJobResponse]
+    """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
+    webhook deliveries and any result-cache entry that hands out that image. A job that has
+    not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+    """
     DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.DeleteWebhookRequest, _jobs_pb2.DeleteWebhookResponse]
     """Deletes one of the caller's webhooks."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListModelsRequest, _jobs_pb2.ListModelsResponse]
@@ -164,6 +169,11 @@ class JobsServiceAsyncStub(JobsServiceStub):
     """Registers a webhook for the caller's job events."""
     ListWebhooks: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListWebhooksRequest, _jobs_pb2.ListWebhooksResponse]  # type: ignore[assignment]
     """Lists the caller's webhooks."""
+    DeleteJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.DeleteJobRequest, _jobs_pb2.DeleteJobResponse]  # type: ignore[assignment]
+    """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
+    webhook deliveries and any result-cache entry that hands out that image. A job that has
+    not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+    """
     DeleteWebhook: _aio.UnaryUnaryMultiCallable[_jobs_pb2.DeleteWebhookRequest, _jobs_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
     """Deletes one of the caller's webhooks."""
     ListModels: _aio.UnaryUnaryMultiCallable[_jobs_pb2.ListModelsRequest, _jobs_pb2.ListModelsResponse]  # type: ignore[assignment]
@@ -308,6 +318,17 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_jobs_pb2.ListWebhooksResponse, _abc.Awaitable[_jobs_pb2.ListWebhooksResponse]]:
         """Lists the caller's webhooks."""
+
+    @_abc_1.abstractmethod
+    def DeleteJob(
+        self,
+        request: _jobs_pb2.DeleteJobRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.DeleteJobResponse, _abc.Awaitable[_jobs_pb2.DeleteJobResponse]]:
+        """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
+        webhook deliveries and any result-cache entry that hands out that image. A job that has
+        not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def DeleteWebhook(

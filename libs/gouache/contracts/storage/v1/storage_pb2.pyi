@@ -37,6 +37,7 @@ class Image(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     METADATA_JSON_FIELD_NUMBER: _builtins.int
     NSFW_SCORE_FIELD_NUMBER: _builtins.int
+    EXPIRES_AT_FIELD_NUMBER: _builtins.int
     image_id: _builtins.str
     owner_id: _builtins.str
     kind: _builtins.str
@@ -59,6 +60,12 @@ class Image(_message.Message):
     """
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def expires_at(self) -> _timestamp_pb2.Timestamp:
+        """When the retention period ends and the image (bytes and description) is removed;
+        absent for images kept until deleted (curated styles, or retention turned off).
+        """
+
     def __init__(
         self,
         *,
@@ -74,10 +81,11 @@ class Image(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         metadata_json: _builtins.str = ...,
         nsfw_score: _builtins.float | None = ...,
+        expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score", "created_at", b"created_at", "nsfw_score", b"nsfw_score"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score", "created_at", b"created_at", "expires_at", b"expires_at", "nsfw_score", b"nsfw_score"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score", "content_type", b"content_type", "created_at", b"created_at", "file_url", b"file_url", "height", b"height", "image_id", b"image_id", "kind", b"kind", "metadata_json", b"metadata_json", "nsfw_score", b"nsfw_score", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "width", b"width"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score", "content_type", b"content_type", "created_at", b"created_at", "expires_at", b"expires_at", "file_url", b"file_url", "height", b"height", "image_id", b"image_id", "kind", b"kind", "metadata_json", b"metadata_json", "nsfw_score", b"nsfw_score", "owner_id", b"owner_id", "sha256", b"sha256", "size_bytes", b"size_bytes", "width", b"width"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__nsfw_score: _TypeAlias = _typing.Literal["nsfw_score"]  # noqa: Y015
     _WhichOneofArgType__nsfw_score: _TypeAlias = _typing.Literal["_nsfw_score", b"_nsfw_score"]  # noqa: Y015
@@ -286,6 +294,44 @@ class GetImageRequest(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___GetImageRequest: _TypeAlias = GetImageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteImageRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    image_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        image_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_id", b"image_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteImageRequest: _TypeAlias = DeleteImageRequest  # noqa: Y015
+
+@_typing.final
+class DeleteImageResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    IMAGE_ID_FIELD_NUMBER: _builtins.int
+    image_id: _builtins.str
+    def __init__(
+        self,
+        *,
+        image_id: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["image_id", b"image_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___DeleteImageResponse: _TypeAlias = DeleteImageResponse  # noqa: Y015
 
 @_typing.final
 class ResolveImageUrlRequest(_message.Message):

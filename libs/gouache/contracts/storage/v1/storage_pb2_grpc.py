@@ -66,6 +66,11 @@ class StorageServiceStub:
                 request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.SignDownloadRequest.SerializeToString,
                 response_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.SignDownloadResponse.FromString,
                 _registered_method=True)
+        self.DeleteImage = channel.unary_unary(
+                '/gouache.storage.v1.StorageService/DeleteImage',
+                request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageRequest.SerializeToString,
+                response_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageResponse.FromString,
+                _registered_method=True)
         self.ListStyles = channel.unary_unary(
                 '/gouache.storage.v1.StorageService/ListStyles',
                 request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.ListStylesRequest.SerializeToString,
@@ -124,6 +129,15 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteImage(self, request, context):
+        """Deletes one of the caller's images (content or style) with its bytes; an admin may
+        delete anyone's, a service a result for the user it acts for. A result is deleted with
+        its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListStyles(self, request, context):
         """Lists style images: the curated catalog, the caller's own, or both.
         """
@@ -163,6 +177,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.SignDownload,
                     request_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.SignDownloadRequest.FromString,
                     response_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.SignDownloadResponse.SerializeToString,
+            ),
+            'DeleteImage': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteImage,
+                    request_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageRequest.FromString,
+                    response_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageResponse.SerializeToString,
             ),
             'ListStyles': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStyles,
@@ -334,6 +353,33 @@ class StorageService:
             '/gouache.storage.v1.StorageService/SignDownload',
             gouache_dot_storage_dot_v1_dot_storage__pb2.SignDownloadRequest.SerializeToString,
             gouache_dot_storage_dot_v1_dot_storage__pb2.SignDownloadResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteImage(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.storage.v1.StorageService/DeleteImage',
+            gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageRequest.SerializeToString,
+            gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -53,6 +53,11 @@ class StorageServiceStub:
     """
     SignDownload: _grpc.UnaryUnaryMultiCallable[_storage_pb2.SignDownloadRequest, _storage_pb2.SignDownloadResponse]
     """Returns a time-limited URL to GET an image's bytes without a token."""
+    DeleteImage: _grpc.UnaryUnaryMultiCallable[_storage_pb2.DeleteImageRequest, _storage_pb2.DeleteImageResponse]
+    """Deletes one of the caller's images (content or style) with its bytes; an admin may
+    delete anyone's, a service a result for the user it acts for. A result is deleted with
+    its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
+    """
     ListStyles: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListStylesRequest, _storage_pb2.ListStylesResponse]
     """Lists style images: the curated catalog, the caller's own, or both."""
 
@@ -81,6 +86,11 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """
     SignDownload: _aio.UnaryUnaryMultiCallable[_storage_pb2.SignDownloadRequest, _storage_pb2.SignDownloadResponse]  # type: ignore[assignment]
     """Returns a time-limited URL to GET an image's bytes without a token."""
+    DeleteImage: _aio.UnaryUnaryMultiCallable[_storage_pb2.DeleteImageRequest, _storage_pb2.DeleteImageResponse]  # type: ignore[assignment]
+    """Deletes one of the caller's images (content or style) with its bytes; an admin may
+    delete anyone's, a service a result for the user it acts for. A result is deleted with
+    its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
+    """
     ListStyles: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListStylesRequest, _storage_pb2.ListStylesResponse]  # type: ignore[assignment]
     """Lists style images: the curated catalog, the caller's own, or both."""
 
@@ -142,6 +152,17 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_storage_pb2.SignDownloadResponse, _abc.Awaitable[_storage_pb2.SignDownloadResponse]]:
         """Returns a time-limited URL to GET an image's bytes without a token."""
+
+    @_abc_1.abstractmethod
+    def DeleteImage(
+        self,
+        request: _storage_pb2.DeleteImageRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.DeleteImageResponse, _abc.Awaitable[_storage_pb2.DeleteImageResponse]]:
+        """Deletes one of the caller's images (content or style) with its bytes; an admin may
+        delete anyone's, a service a result for the user it acts for. A result is deleted with
+        its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
+        """
 
     @_abc_1.abstractmethod
     def ListStyles(
