@@ -27,6 +27,12 @@ FieldProto = descriptor_pb2.FieldDescriptorProto
 Operation = dict[str, Any]
 
 HTTP_METHODS = ("get", "put", "post", "delete", "patch")
+HTTP_BODY = ".google.api.HttpBody"
+# The media type of each RPC answering a raw google.api.HttpBody (the proto cannot say);
+# one not named here is documented as application/octet-stream.
+RAW_MEDIA_TYPES: Mapping[str, str] = {
+    "/gouache.feedback.v1.FeedbackService/ExportUsage": "text/csv",
+}
 _VARIABLE = re.compile(r"\{([a-zA-Z0-9_.]+)(=[^}]*)?\}")
 
 
@@ -191,6 +197,12 @@ class OperationBuilder:
 
     def _success(self, binding: Binding) -> Schema:
         output = binding.method.output_type
+        if output == HTTP_BODY and not binding.method.server_streaming:
+            media = RAW_MEDIA_TYPES.get(binding.rpc, "application/octet-stream")
+            return {
+                "description": "The document itself (not JSON), as the Content-Type says.",
+                "content": {media: {"schema": {"type": "string"}}},
+            }
         self.schemas.use(output, Direction.RESPONSE)
         ref = self.schemas.ref(output, Direction.RESPONSE)
         if binding.method.server_streaming:
