@@ -38,6 +38,7 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/CreateApiKey": AUTHENTICATED,
     f"/{SERVICE}/ListApiKeys": AUTHENTICATED,
     f"/{SERVICE}/RevokeApiKey": AUTHENTICATED,
+    f"/{SERVICE}/DeleteAccount": "internal",
     f"/{OAUTH2_SERVICE}/IssueOAuth2Token": PUBLIC,
 }
 

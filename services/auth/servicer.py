@@ -110,6 +110,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         await self._accounts.revoke_api_key(current_principal(), request.key_id)
         return auth_pb2.RevokeApiKeyResponse()
 
+    async def DeleteAccount(
+        self, request: auth_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.DeleteAccountResponse:
+        deleted, keys = await self._accounts.delete_account(request.user_id)
+        return auth_pb2.DeleteAccountResponse(deleted=deleted, api_keys_deleted=keys)
+
 
 class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):
     """The RFC 6749 token endpoint: the edge hands it the raw form body (services.auth.oauth2)."""

@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    delete,
     insert,
     select,
     update,
@@ -181,6 +182,16 @@ class AuthDatabase(ServiceDatabase):
                 .where(api_keys.c.key_id == key_id, api_keys.c.revoked_at.is_(None))
                 .values(revoked_at=at)
             )
+
+    async def delete_account(self, user_id: str) -> tuple[bool, int]:
+        """Deletes the user's API keys, then the user, in one transaction."""
+        async with self.sessions.begin() as session:
+            keys = await session.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
+            user = await session.execute(delete(users).where(users.c.user_id == user_id))
+        return (
+            bool(getattr(user, "rowcount", 0)),
+            int(getattr(keys, "rowcount", 0) or 0),
+        )
 
     async def signing_keys(self) -> list[StoredSigningKey]:
         async with self.reads() as session:

@@ -314,6 +314,10 @@ def usage_period(group_by: str) -> str | None:
     return wanted
 
 
+# The owner of the outcomes of erased users (feedback's EraseUser).
+ERASED_USER = "erased"
+
+
 class FeedbackStore(Protocol):
     """What the use cases need from the database (store.FeedbackDatabase implements it)."""
 
@@ -337,6 +341,10 @@ class FeedbackStore(Protocol):
 
     async def knows_version(self, model_version: str) -> bool:
         """Whether any job of the version has finished, ever."""
+        ...
+
+    async def erase_user(self, user_id: str, anonymous_id: str) -> tuple[int, int]:
+        """Deletes the user's ratings and hands their outcomes to `anonymous_id`."""
         ...
 
     async def usage(self, query: UsageQuery) -> list[UsageRecord]:
@@ -406,6 +414,16 @@ class FeedbackService:
     async def all_stats(self) -> list[ModelVersionStats]:
         """Aggregates of every model version with a finished job, by name."""
         return [aggregate(records) for records in await self._store.version_records(None)]
+
+    async def erase_user(self, user_id: str) -> tuple[int, int]:
+        """A user's erasure: ratings and comments deleted, outcomes kept as ERASED_USER's
+        (version statistics and totals stay right; nothing ties them to the person).
+        Returns (ratings deleted, outcomes anonymised); idempotent."""
+        if not user_id.strip():
+            raise InvalidArgument("user_id is required: the user to erase", field="user_id")
+        if user_id == ERASED_USER:
+            raise InvalidArgument(f"user_id {ERASED_USER!r} is reserved", field="user_id")
+        return await self._store.erase_user(user_id, ERASED_USER)
 
     async def usage(
         self,

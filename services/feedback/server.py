@@ -33,6 +33,7 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/ListModelVersionStats": "read:models",
     f"/{SERVICE}/GetUsage": "read:jobs",
     f"/{SERVICE}/ExportUsage": "read:jobs",
+    f"/{SERVICE}/EraseUser": "internal",
 }
 
 

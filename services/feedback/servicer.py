@@ -72,6 +72,14 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
     def __init__(self, service: FeedbackService) -> None:
         self._service = service
 
+    async def EraseUser(
+        self, request: feedback_pb2.EraseUserRequest, context: grpc.aio.ServicerContext
+    ) -> feedback_pb2.EraseUserResponse:
+        deleted, anonymised = await self._service.erase_user(request.user_id)
+        return feedback_pb2.EraseUserResponse(
+            ratings_deleted=deleted, outcomes_anonymised=anonymised
+        )
+
     async def SubmitFeedback(
         self, request: feedback_pb2.SubmitFeedbackRequest, context: grpc.aio.ServicerContext
     ) -> feedback_pb2.SubmitFeedbackResponse:

@@ -16,6 +16,7 @@ from sqlalchemy import (
     Table,
     Text,
     case,
+    delete,
     func,
     insert,
     literal_column,
@@ -273,6 +274,18 @@ class FeedbackDatabase(ServiceDatabase):
             )
             for version, by_status in sorted(status_counts.items())
         ]
+
+    async def erase_user(self, user_id: str, anonymous_id: str) -> tuple[int, int]:
+        """Deletes the user's ratings and hands their outcomes to `anonymous_id`, together."""
+        async with self.sessions() as session, session.begin():
+            deleted = await session.execute(delete(ratings).where(ratings.c.owner_id == user_id))
+            moved = await session.execute(
+                update(outcomes).where(outcomes.c.owner_id == user_id).values(owner_id=anonymous_id)
+            )
+        return (
+            int(getattr(deleted, "rowcount", 0) or 0),
+            int(getattr(moved, "rowcount", 0) or 0),
+        )
 
     async def usage(self, query: UsageQuery) -> list[UsageRecord]:
         """Finished jobs per owner and model version in the window, by owner then version,

@@ -9,6 +9,8 @@ from typing import Protocol
 import grpc
 from google.rpc import error_details_pb2, status_pb2
 
+from gouache.contracts.auth.v1 import auth_pb2, auth_pb2_grpc
+from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.runtime.clients import CallOptions
 from gouache.runtime.errors import (
@@ -37,6 +39,10 @@ class ResultExpired(NotFound):
     def __init__(self, message: str, expired_at: datetime | None) -> None:
         super().__init__(message, reason="expired")
         self.expired_at = expired_at
+
+
+# EraseOwner calls one erasure attempt makes before it gives up until the next attempt.
+_MAX_ERASE_CALLS = 10_000
 
 
 @dataclass(frozen=True)
@@ -139,3 +145,46 @@ class StorageClient:
             )
         except grpc.aio.AioRpcError as exc:
             raise _storage_error(exc, "delete the result image") from exc
+
+
+class ErasureClients:
+    """An erasure's shares at auth, storage and feedback (erasure.ErasureParticipants)."""
+
+    def __init__(
+        self,
+        *,
+        auth: grpc.aio.Channel,
+        storage: grpc.aio.Channel,
+        feedback: grpc.aio.Channel,
+        calls: CallOptions,
+        batch: int = 100,
+    ) -> None:
+        self._auth = auth_pb2_grpc.AuthServiceStub(auth)
+        self._storage = storage_pb2_grpc.StorageServiceStub(storage)
+        self._feedback = feedback_pb2_grpc.FeedbackServiceStub(feedback)
+        self._calls = calls
+        self._batch = batch
+
+    async def delete_account(self, user_id: str) -> None:
+        await self._auth.DeleteAccount(
+            auth_pb2.DeleteAccountRequest(user_id=user_id), **await self._calls()
+        )
+
+    async def erase_images(self, user_id: str) -> None:
+        """EraseOwner in bounded calls until storage says nothing of the user is left."""
+        for _ in range(_MAX_ERASE_CALLS):
+            reply = await self._storage.EraseOwner(
+                storage_pb2.EraseOwnerRequest(owner_id=user_id, limit=self._batch),
+                **await self._calls(),
+            )
+            if reply.done:
+                return
+        raise RuntimeError(
+            f"storage still holds images of the user after {_MAX_ERASE_CALLS} calls; "
+            "the erasure is retried"
+        )
+
+    async def erase_feedback(self, user_id: str) -> None:
+        await self._feedback.EraseUser(
+            feedback_pb2.EraseUserRequest(user_id=user_id), **await self._calls()
+        )

@@ -20,11 +20,11 @@ from gouache.contracts.jobs.v1 import jobs_pb2_grpc
 from gouache.contracts.storage.v1 import storage_pb2
 from gouache.db import create_engine
 from gouache.ratelimit.calls import limit_calls
-from gouache.runtime.auth import MethodPolicy, TokenSettings, TokenVerifier
+from gouache.runtime.auth import AUTHENTICATED, MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
 from gouache.runtime.server import Hook, ServiceSpec
 from services.jobs.app import JobsApp, JobsConfig
-from services.jobs.clients import DownloadSigner, ImageResolver, StorageClient
+from services.jobs.clients import DownloadSigner, ErasureClients, ImageResolver, StorageClient
 from services.jobs.consumer import (
     ConsumerOptions,
     FinalStateWakeups,
@@ -36,6 +36,7 @@ from services.jobs.domain.cache import CachePolicy
 from services.jobs.domain.lanes import PreviewPolicy
 from services.jobs.domain.quota import QuotaPolicy
 from services.jobs.domain.routing import parse_seed
+from services.jobs.erasure import ErasureParticipants, UserErasures
 from services.jobs.metrics import InFlightSampler
 from services.jobs.servicer import JobsServicer
 from services.jobs.settings import JobsSettings
@@ -73,6 +74,7 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/ListWebhooks": "write:webhooks",
     f"/{SERVICE_NAME}/DeleteWebhook": "write:webhooks",
     f"/{SERVICE_NAME}/DeleteJob": "write:jobs",
+    f"/{SERVICE_NAME}/EraseUser": AUTHENTICATED,
     f"/{SERVICE_NAME}/ListModels": "read:models",
     f"/{SERVICE_NAME}/RegisterModelVersion": WRITE_MODELS,
     f"/{SERVICE_NAME}/SetModelRoute": WRITE_MODELS,
@@ -81,12 +83,16 @@ POLICY: MethodPolicy = {
 
 
 def service_spec(
-    app: JobsApp, *, on_start: Sequence[Hook] = (), on_stop: Sequence[Hook] = ()
+    app: JobsApp,
+    *,
+    on_start: Sequence[Hook] = (),
+    on_stop: Sequence[Hook] = (),
+    erasures: UserErasures | None = None,
 ) -> ServiceSpec:
     """The ServiceSpec for a JobsApp (tests use it without the bus)."""
 
     def register(server: grpc.aio.Server) -> None:
-        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(app), server)
+        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(app, erasures), server)
 
     return ServiceSpec(
         name="jobs",
@@ -161,6 +167,7 @@ class JobsService:
     app: JobsApp
     store: JobStore
     deliverer: WebhookDeliverer
+    erasures: UserErasures
 
 
 def _ensure_sqlite_dir(database_url: str) -> None:
@@ -175,6 +182,7 @@ async def build(
     verifier: TokenVerifier | None = None,
     images: ImageResolver | None = None,
     downloads: DownloadSigner | None = None,
+    participants: ErasureParticipants | None = None,
 ) -> JobsService:
     """Assembles the service; connections open in on_start, so SERVING means ready."""
     seed = settings.seed_models
@@ -188,17 +196,25 @@ async def build(
             jwks_fetcher(auth_channel),
             TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         )
+    calls = CallOptions(
+        ServiceTokenSource(auth_channel, settings.service_api_key), settings.call_timeout_s
+    )
+    storage_channel = open_channel(
+        settings.storage_addr, credentials=settings.channel_credentials()
+    )
+    on_stop.append(lambda: storage_channel.close())
     if images is None or downloads is None:
-        storage_channel = open_channel(
-            settings.storage_addr, credentials=settings.channel_credentials()
-        )
-        on_stop.append(lambda: storage_channel.close())
-        calls = CallOptions(
-            ServiceTokenSource(auth_channel, settings.service_api_key), settings.call_timeout_s
-        )
         storage = StorageClient(storage_channel, calls)
         images = images or storage
         downloads = downloads or storage
+    feedback_channel = open_channel(
+        settings.feedback_addr, credentials=settings.channel_credentials()
+    )
+    on_stop.append(lambda: feedback_channel.close())
+    if participants is None:
+        participants = ErasureClients(
+            auth=auth_channel, storage=storage_channel, feedback=feedback_channel, calls=calls
+        )
 
     store = JobStore(create_engine(settings.database_url), secrets=secrets)
     deliverer = WebhookDeliverer(
@@ -235,6 +251,13 @@ async def build(
         on_deliveries=deliverer.notify,
     )
     bus.app = app
+    erasures = UserErasures(
+        app,
+        store,
+        participants,
+        poll_interval_s=settings.erasure_poll_interval_s,
+        retry_s=settings.erasure_retry_s,
+    )
 
     async def prepare_database() -> None:
         _ensure_sqlite_dir(settings.database_url)
@@ -249,10 +272,18 @@ async def build(
     )
     spec = service_spec(
         app,
-        on_start=[prepare_database, bus.start, deliverer.start, in_flight.start],
+        on_start=[prepare_database, bus.start, deliverer.start, in_flight.start, erasures.start],
         # Reversed at stop: the in-flight count, deliverer, bus (consumer, relay, NATS), then
         # the engine and channels.
-        on_stop=[*on_stop, store.close, bus.stop, deliverer.stop, in_flight.stop],
+        on_stop=[*on_stop, store.close, bus.stop, deliverer.stop, in_flight.stop, erasures.stop],
+        erasures=erasures,
     )
     limit_calls(spec, settings)
-    return JobsService(spec=spec, verifier=verifier, app=app, store=store, deliverer=deliverer)
+    return JobsService(
+        spec=spec,
+        verifier=verifier,
+        app=app,
+        store=store,
+        deliverer=deliverer,
+        erasures=erasures,
+    )

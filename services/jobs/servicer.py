@@ -9,6 +9,7 @@ import grpc
 
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from gouache.runtime.context import current_principal
+from gouache.runtime.errors import Unavailable
 from services.jobs.app import DEFAULT_WAIT_S, JobsApp
 from services.jobs.batches import BatchView
 from services.jobs.convert import (
@@ -18,11 +19,13 @@ from services.jobs.convert import (
     job_to_pb,
     route_to_pb,
     targets_from_pb,
+    timestamp,
     version_from_pb,
     version_to_pb,
     webhook_to_pb,
 )
 from services.jobs.domain.routing import RoutingTable
+from services.jobs.erasure import UserErasures
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 
@@ -43,8 +46,9 @@ def _batch_pb(view: BatchView) -> jobs_pb2.Batch:
 class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     """One method per RPC; rules and errors live in JobsApp and the domain."""
 
-    def __init__(self, app: JobsApp) -> None:
+    def __init__(self, app: JobsApp, erasures: UserErasures | None = None) -> None:
         self._app = app
+        self._erasures = erasures
         # ListModels' answer, converted once per routing table the app hands out.
         self._models: tuple[RoutingTable, jobs_pb2.ListModelsResponse] | None = None
 
@@ -165,6 +169,22 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     ) -> jobs_pb2.DeleteJobResponse:
         job = await self._app.delete_job(current_principal(), request.job_id)
         return jobs_pb2.DeleteJobResponse(job_id=job.job_id)
+
+    async def EraseUser(
+        self, request: jobs_pb2.EraseUserRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> jobs_pb2.EraseUserResponse:
+        if self._erasures is None:
+            raise Unavailable("user erasure is not configured on this jobs server")
+        erasure = await self._erasures.request(current_principal(), request.user_id)
+        reply = jobs_pb2.EraseUserResponse(
+            user_id=request.user_id.strip(),
+            status=erasure.status,
+            requested_at=timestamp(erasure.requested_at),
+            last_error=erasure.last_error or "",
+        )
+        if erasure.finished_at is not None:
+            reply.finished_at.CopyFrom(timestamp(erasure.finished_at))
+        return reply
 
     async def DeleteWebhook(
         self, request: jobs_pb2.DeleteWebhookRequest, context: grpc.aio.ServicerContext[Any, Any]

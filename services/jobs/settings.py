@@ -86,6 +86,12 @@ class JobsSettings(ServiceSettings):
     # several comma-separated, the first sealing and all opening (rotation). Required on
     # PostgreSQL; on SQLite without it, one is generated once into <state_dir>/jobs-secrets.key.
     secrets_key: SecretStr = SecretStr("")
+    # The feedback service (EraseUser, for a user's erasure).
+    feedback_addr: str = "127.0.0.1:50056"
+    # User erasures (services/jobs/erasure.py): how often pending ones are looked for, and
+    # the first wait before a failed attempt is retried (doubling, up to an hour).
+    erasure_poll_interval_s: float = Field(default=30.0, gt=0)
+    erasure_retry_s: float = Field(default=5.0, gt=0)
     # Model versions and aliases registered at first start; existing ones are never changed.
     seed_models: dict[str, Any] = Field(default_factory=lambda: DEFAULT_SEED_MODELS)
 

@@ -27,6 +27,7 @@ POLICY: MethodPolicy = {
     f"/{SERVICE_NAME}/SignDownload": "read:jobs",
     f"/{SERVICE_NAME}/ListStyles": "read:jobs",
     f"/{SERVICE_NAME}/DeleteImage": "write:jobs",
+    f"/{SERVICE_NAME}/EraseOwner": "internal",
 }
 
 
@@ -162,6 +163,15 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     ) -> storage_pb2.DeleteImageResponse:
         image = await self._lifecycle.delete_image(current_principal(), request.image_id)
         return storage_pb2.DeleteImageResponse(image_id=image.image_id)
+
+    async def EraseOwner(
+        self, request: storage_pb2.EraseOwnerRequest, context: Any
+    ) -> storage_pb2.EraseOwnerResponse:
+        limit = request.limit
+        if not 0 <= limit <= 10_000:
+            raise InvalidArgument(f"limit must be within 0 and 10000, got {limit}", field="limit")
+        removed, done = await self._lifecycle.erase_owner(request.owner_id, limit or 100)
+        return storage_pb2.EraseOwnerResponse(removed=removed, done=done)
 
     async def ListStyles(
         self, request: storage_pb2.ListStylesRequest, context: Any

@@ -301,14 +301,17 @@ class StorageStore(ServiceDatabase):
             await session.execute(delete(images).where(images.c.image_id.in_(chosen)))
         return len(chosen)
 
+    async def delete_reservations(self, owner_id: str) -> int:
+        """Deletes every upload reservation of an owner (for an erasure)."""
+        async with self.sessions() as session, session.begin():
+            result = await session.execute(
+                delete(upload_reservations).where(upload_reservations.c.owner_id == owner_id)
+            )
+        return int(getattr(result, "rowcount", 0) or 0)
+
     async def owner_image_ids(self, owner_id: str, limit: int) -> list[str]:
-        """Ids of an owner's images not yet marked DELETING (for an erasure)."""
-        query = (
-            select(images.c.image_id)
-            .where(images.c.owner_id == owner_id)
-            .where(or_(images.c.removal.is_(None), images.c.removal != DELETING))
-            .limit(limit)
-        )
+        """Ids of an owner's images in any state, tombstones included (for an erasure)."""
+        query = select(images.c.image_id).where(images.c.owner_id == owner_id).limit(limit)
         async with self.reads() as session:
             return [row[0] for row in await session.execute(query)]
 

@@ -507,6 +507,7 @@ class Mesh:
             "AUTH_ADDR": f"127.0.0.1:{ports.grpc['auth']}",
             "STORAGE_ADDR": f"127.0.0.1:{ports.grpc['storage']}",
             "INFERENCE_ADDR": f"127.0.0.1:{ports.grpc['inference']}",
+            "FEEDBACK_ADDR": f"127.0.0.1:{ports.grpc['feedback']}",
             "STATE_DIR": str(state),
         }
         if name == "storage":

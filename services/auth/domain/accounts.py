@@ -124,6 +124,10 @@ class AuthStore(Protocol):
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> None: ...
 
+    async def delete_account(self, user_id: str) -> tuple[bool, int]:
+        """Deletes the user's API keys and the user; (user deleted, keys deleted)."""
+        ...
+
 
 @dataclass(frozen=True)
 class TokenPolicy:
@@ -405,3 +409,15 @@ class Accounts:
         if not record.revoked:
             await self._store.revoke_api_key(key_id, self._clock())
             logger.info("api key revoked", extra={"key_id": key_id, "user_id": record.user_id})
+
+    async def delete_account(self, user_id: str) -> tuple[bool, int]:
+        """A user's erasure (called by jobs, which coordinates it): the API keys and the
+        account go; tokens already issued lapse within their lifetime. Idempotent."""
+        user_id = user_id.strip()
+        if not user_id:
+            raise InvalidArgument("user_id is required: the user to erase", field="user_id")
+        deleted, keys = await self._store.delete_account(user_id)
+        logger.info(
+            "account deleted", extra={"user_id": user_id, "deleted": deleted, "api_keys": keys}
+        )
+        return deleted, keys

@@ -2,10 +2,12 @@
 
 `tables` (the schema), `rows` (rows to domain objects and back), `unit_of_work` (one
 transaction's reads and writes), `database` (JobStore: transactions and reads outside them),
-`usage` (compute used per owner and month, for plan quotas).
+`usage` (compute used per owner and month, for plan quotas), `erasure` (user erasures
+and jobs' share of one).
 """
 
 from services.jobs.store.database import JobStore
+from services.jobs.store.erasure import erasures_table
 from services.jobs.store.rows import Delivery, DeliveryTask
 from services.jobs.store.tables import (
     batches_table,
@@ -32,6 +34,7 @@ __all__ = [
     "compute_usage_table",
     "deliveries_table",
     "endpoints_table",
+    "erasures_table",
     "jobs_table",
     "metadata",
     "outbox",

@@ -25,8 +25,8 @@ from typing import Protocol
 from gouache.blobs import BlobStore
 from gouache.db import utc_now
 from gouache.runtime.context import Principal
-from gouache.runtime.errors import FailedPrecondition, NotFound, PermissionDenied
-from services.storage.domain.rules import validate_image_id
+from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from services.storage.domain.rules import validate_image_id, validate_owner_id
 from services.storage.records import (
     DELETING,
     EXPIRED,
@@ -58,6 +58,10 @@ class LifecycleStore(Protocol):
     ) -> list[ImageRecord]: ...
 
     async def forget_tombstones(self, expired_before: datetime, limit: int) -> int: ...
+
+    async def owner_image_ids(self, owner_id: str, limit: int) -> list[str]: ...
+
+    async def delete_reservations(self, owner_id: str) -> int: ...
 
 
 @dataclass(frozen=True)
@@ -165,6 +169,27 @@ class ImageLifecycle:
     async def _finish(self, image: ImageRecord) -> None:
         await self.blobs.delete(image.blob_key)
         await self.store.finish_removal(image)
+
+    async def erase_owner(self, owner_id: str, limit: int) -> tuple[int, bool]:
+        """Removes up to `limit` of an owner's images (any kind and state) and all their
+        reservations; (how many, whether nothing of the owner is left)."""
+        if not owner_id:
+            raise InvalidArgument(
+                "owner_id is required: the user whose images to erase", field="owner_id"
+            )
+        validate_owner_id(owner_id)
+        await self.store.delete_reservations(owner_id)
+        removed = 0
+        for image_id in await self.store.owner_image_ids(owner_id, limit):
+            if not await self.remove(image_id, DELETING):
+                # Marked DELETING by an earlier call that did not finish: finish it now.
+                image = await self.store.get_image(image_id)
+                if image is not None:
+                    await self._finish(image)
+            removed += 1
+        done = not await self.store.owner_image_ids(owner_id, 1)
+        logger.info("owner erased", extra={"owner_id": owner_id, "removed": removed, "done": done})
+        return removed, done
 
     async def sweep(self) -> SweepReport:
         """One bounded pass: at most `batch_size` images of each kind of work."""

@@ -12,6 +12,7 @@ import pytest
 from google.protobuf.message import DecodeError, Message
 from nats.aio.client import Client as NATS
 from nats.js import JetStreamContext
+from pydantic import SecretStr
 
 from gouache.bus import subjects
 from gouache.bus.jetstream import connect, publish
@@ -103,7 +104,7 @@ async def wait_until(
 
 
 # The webhook-secret key of every replica these tests start (they share one database).
-SECRETS_KEY = generate_key()
+SECRETS_KEY = SecretStr(generate_key())
 
 
 @pytest.fixture

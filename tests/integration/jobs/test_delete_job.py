@@ -67,9 +67,7 @@ async def test_a_job_goes_with_its_result_and_cache_entry(mesh: Mesh) -> None:
 async def test_an_unfinished_job_must_be_canceled_first(mesh: Mesh) -> None:
     pending = await _create(mesh, Inputs(mesh, "usr_alice", *_digests()).request())
     error = await expect_error(
-        mesh.stub.DeleteJob(
-            jobs_pb2.DeleteJobRequest(job_id=pending.job_id), metadata=mesh.auth()
-        ),
+        mesh.stub.DeleteJob(jobs_pb2.DeleteJobRequest(job_id=pending.job_id), metadata=mesh.auth()),
         grpc.StatusCode.FAILED_PRECONDITION,
         contains=["cancel it first", f"/v1/jobs/{pending.job_id}:cancel"],
     )

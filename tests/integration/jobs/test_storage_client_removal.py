@@ -63,5 +63,6 @@ async def test_an_expired_result_is_result_expired(setup: tuple[Harness, Storage
     with pytest.raises(ResultExpired, match="expired on") as expired:
         await client.sign_download(image_id, 600)
     stored = await lifecycle.store.get_image(image_id)
-    assert stored is not None and stored.expires_at is not None
+    assert stored is not None
+    assert stored.expires_at is not None
     assert expired.value.expired_at == stored.expires_at

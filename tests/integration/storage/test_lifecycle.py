@@ -15,7 +15,7 @@ from gouache.blobs import LocalBlobStore
 from gouache.db import create_engine
 from gouache.imaging.codec import ImageLimits
 from gouache.runtime.context import Principal
-from gouache.runtime.errors import FailedPrecondition, NotFound, PermissionDenied
+from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
 from services.storage.domain import CatalogEntry, ImageLibrary, UploadHeader
 from services.storage.domain.lifecycle import ImageLifecycle, RetentionPolicy
 from services.storage.records import DELETING, EXPIRING
@@ -132,7 +132,8 @@ async def test_retention_by_plan_then_410_then_forgotten(world: World) -> None:
         image_bytes(seed=12), CatalogEntry("Sky"), filename="sky.png"
     )
     stored = await world.store.get_image(plain)
-    assert stored is not None and stored.expires_at == T0 + timedelta(days=30)
+    assert stored is not None
+    assert stored.expires_at == T0 + timedelta(days=30)
     assert curated.image.expires_at is None
 
     world.clock.now = T0 + timedelta(days=30, seconds=1)
@@ -148,7 +149,8 @@ async def test_retention_by_plan_then_410_then_forgotten(world: World) -> None:
     with pytest.raises(NotFound):
         await world.library.get_image(BOB, plain)
     tombstone = await world.store.get_image(plain)
-    assert tombstone is not None and tombstone.filename == ""
+    assert tombstone is not None
+    assert tombstone.filename == ""
 
     world.clock.now = T0 + timedelta(days=61)
     report = await world.lifecycle.sweep()
@@ -189,3 +191,28 @@ async def test_a_removal_interrupted_midway_is_finished_by_the_sweep(
     assert world.blobs() == []
     row = await world.store.get_image(image_id)
     assert row is None if removal == DELETING else row is not None and row.removal == "expired"
+
+
+async def test_erase_owner_removes_everything_of_theirs_in_bounded_calls(world: World) -> None:
+    for seed in range(3):
+        await _upload(world, ALICE, 40 + seed)
+    result = await _upload(world, TILING, 43, kind="result", owner=ALICE.user_id)
+    bobs = await _upload(world, BOB, 44)
+    # One of hers is a tombstone already, one was being deleted when a process died.
+    world.clock.now = T0 + timedelta(days=31)
+    assert await world.store.begin_removal(result, EXPIRING, world.clock.now)
+    await world.library.sign_upload(
+        ALICE, filename="x.png", content_type="image/png", kind="content"
+    )
+
+    removed, done = await world.lifecycle.erase_owner(ALICE.user_id, 2)
+    assert (removed, done) == (2, False)
+    removed, done = await world.lifecycle.erase_owner(ALICE.user_id, 2)
+    assert (removed, done) == (2, True)
+    assert await world.lifecycle.erase_owner(ALICE.user_id, 2) == (0, True)
+    assert await world.store.owner_image_ids(ALICE.user_id, 10) == []
+    assert await world.store.delete_reservations(ALICE.user_id) == 0
+    assert [await world.store.get_image(bobs)] != [None]
+    assert len(world.blobs()) == 1
+    with pytest.raises(InvalidArgument, match="owner_id is required"):
+        await world.lifecycle.erase_owner("", 2)

@@ -67,7 +67,8 @@ async def test_an_expired_image_is_410_gone_with_its_reason(
     assert gone.status_code == 410
     body = gone.json()
     assert body["code"] == grpc.StatusCode.FAILED_PRECONDITION.value[0]
-    assert "expired on" in body["message"] and "upload it again" in body["message"]
+    assert "expired on" in body["message"]
+    assert "upload it again" in body["message"]
     assert body["details"][0]["reason"] == "expired"
     with pytest.raises(grpc.aio.AioRpcError) as rpc:
         await storage.stub.GetImage(

@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agouache/auth/v1/auth.proto\x12\x0fgouache.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"=\n\x17IssueOAuth2TokenRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"x\n\x11IssueTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\r\n\x05scope\x18\x06 \x01(\t\"a\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\r\n\x05scope\x18\x04 \x01(\t\"\x10\n\x0eGetJwksRequest\"Q\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\"5\n\x0fGetJwksResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.gouache.auth.v1.Jwk\"\x0f\n\rWhoAmIRequest\"N\n\x0eWhoAmIResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\"P\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\"B\n\x12\x43reateUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"4\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"u\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x04 \x01(\x08\"\x14\n\x12ListApiKeysRequest\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.gouache.auth.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse2\x97\x06\n\x0b\x41uthService\x12p\n\nIssueToken\x12\".gouache.auth.v1.IssueTokenRequest\x1a#.gouache.auth.v1.IssueTokenResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/token:\x01*\x12\x63\n\x07GetJwks\x12\x1f.gouache.auth.v1.GetJwksRequest\x1a .gouache.auth.v1.GetJwksResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks\x12\x62\n\x06WhoAmI\x12\x1e.gouache.auth.v1.WhoAmIRequest\x1a\x1f.gouache.auth.v1.WhoAmIResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auth/whoami\x12k\n\nCreateUser\x12\".gouache.auth.v1.CreateUserRequest\x1a#.gouache.auth.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12t\n\x0c\x43reateApiKey\x12$.gouache.auth.v1.CreateApiKeyRequest\x1a%.gouache.auth.v1.CreateApiKeyResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/api-keys:\x01*\x12n\n\x0bListApiKeys\x12#.gouache.auth.v1.ListApiKeysRequest\x1a$.gouache.auth.v1.ListApiKeysResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/api-keys\x12z\n\x0cRevokeApiKey\x12$.gouache.auth.v1.RevokeApiKeyRequest\x1a%.gouache.auth.v1.RevokeApiKeyResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/api-keys/{key_id}2\x81\x01\n\rOAuth2Service\x12p\n\x10IssueOAuth2Token\x12(.gouache.auth.v1.IssueOAuth2TokenRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/auth/token:\x04\x62odyb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1agouache/auth/v1/auth.proto\x12\x0fgouache.auth.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\'\n\x14\x44\x65leteAccountRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"B\n\x15\x44\x65leteAccountResponse\x12\x0f\n\x07\x64\x65leted\x18\x01 \x01(\x08\x12\x18\n\x10\x61pi_keys_deleted\x18\x02 \x01(\x05\"=\n\x17IssueOAuth2TokenRequest\x12\"\n\x04\x62ody\x18\x01 \x01(\x0b\x32\x14.google.api.HttpBody\"x\n\x11IssueTokenRequest\x12\x12\n\ngrant_type\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\r\n\x05\x65mail\x18\x03 \x01(\t\x12\x10\n\x08password\x18\x04 \x01(\t\x12\x0e\n\x06scopes\x18\x05 \x03(\t\x12\r\n\x05scope\x18\x06 \x01(\t\"a\n\x12IssueTokenResponse\x12\x14\n\x0c\x61\x63\x63\x65ss_token\x18\x01 \x01(\t\x12\x12\n\ntoken_type\x18\x02 \x01(\t\x12\x12\n\nexpires_in\x18\x03 \x01(\x05\x12\r\n\x05scope\x18\x04 \x01(\t\"\x10\n\x0eGetJwksRequest\"Q\n\x03Jwk\x12\x0b\n\x03kty\x18\x01 \x01(\t\x12\x0b\n\x03\x63rv\x18\x02 \x01(\t\x12\t\n\x01x\x18\x03 \x01(\t\x12\x0b\n\x03kid\x18\x04 \x01(\t\x12\x0b\n\x03\x61lg\x18\x05 \x01(\t\x12\x0b\n\x03use\x18\x06 \x01(\t\"5\n\x0fGetJwksResponse\x12\"\n\x04keys\x18\x01 \x03(\x0b\x32\x14.gouache.auth.v1.Jwk\"\x0f\n\rWhoAmIRequest\"N\n\x0eWhoAmIResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\x12\x0e\n\x06scopes\x18\x04 \x03(\t\"P\n\x11\x43reateUserRequest\x12\r\n\x05\x65mail\x18\x01 \x01(\t\x12\x10\n\x08password\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12\x0c\n\x04role\x18\x04 \x01(\t\"B\n\x12\x43reateUserResponse\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\r\n\x05\x65mail\x18\x02 \x01(\t\x12\x0c\n\x04role\x18\x03 \x01(\t\"4\n\x13\x43reateApiKeyRequest\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x0f\n\x07user_id\x18\x02 \x01(\t\"u\n\x14\x43reateApiKeyResponse\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0f\n\x07\x61pi_key\x18\x02 \x01(\t\x12\x0c\n\x04name\x18\x03 \x01(\t\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"g\n\x06\x41piKey\x12\x0e\n\x06key_id\x18\x01 \x01(\t\x12\x0c\n\x04name\x18\x02 \x01(\t\x12.\n\ncreated_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07revoked\x18\x04 \x01(\x08\"\x14\n\x12ListApiKeysRequest\"<\n\x13ListApiKeysResponse\x12%\n\x04keys\x18\x01 \x03(\x0b\x32\x17.gouache.auth.v1.ApiKey\"%\n\x13RevokeApiKeyRequest\x12\x0e\n\x06key_id\x18\x01 \x01(\t\"\x16\n\x14RevokeApiKeyResponse2\xf7\x06\n\x0b\x41uthService\x12p\n\nIssueToken\x12\".gouache.auth.v1.IssueTokenRequest\x1a#.gouache.auth.v1.IssueTokenResponse\"\x19\x82\xd3\xe4\x93\x02\x13\"\x0e/v1/auth/token:\x01*\x12\x63\n\x07GetJwks\x12\x1f.gouache.auth.v1.GetJwksRequest\x1a .gouache.auth.v1.GetJwksResponse\"\x15\x82\xd3\xe4\x93\x02\x0f\x12\r/v1/auth/jwks\x12\x62\n\x06WhoAmI\x12\x1e.gouache.auth.v1.WhoAmIRequest\x1a\x1f.gouache.auth.v1.WhoAmIResponse\"\x17\x82\xd3\xe4\x93\x02\x11\x12\x0f/v1/auth/whoami\x12k\n\nCreateUser\x12\".gouache.auth.v1.CreateUserRequest\x1a#.gouache.auth.v1.CreateUserResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\"\t/v1/users:\x01*\x12t\n\x0c\x43reateApiKey\x12$.gouache.auth.v1.CreateApiKeyRequest\x1a%.gouache.auth.v1.CreateApiKeyResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/api-keys:\x01*\x12n\n\x0bListApiKeys\x12#.gouache.auth.v1.ListApiKeysRequest\x1a$.gouache.auth.v1.ListApiKeysResponse\"\x14\x82\xd3\xe4\x93\x02\x0e\x12\x0c/v1/api-keys\x12z\n\x0cRevokeApiKey\x12$.gouache.auth.v1.RevokeApiKeyRequest\x1a%.gouache.auth.v1.RevokeApiKeyResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/api-keys/{key_id}\x12^\n\rDeleteAccount\x12%.gouache.auth.v1.DeleteAccountRequest\x1a&.gouache.auth.v1.DeleteAccountResponse2\x81\x01\n\rOAuth2Service\x12p\n\x10IssueOAuth2Token\x12(.gouache.auth.v1.IssueOAuth2TokenRequest\x1a\x14.google.api.HttpBody\"\x1c\x82\xd3\xe4\x93\x02\x16\"\x0e/v1/auth/token:\x04\x62odyb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -50,42 +50,46 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHSERVICE'].methods_by_name['RevokeApiKey']._serialized_options = b'\202\323\344\223\002\027*\025/v1/api-keys/{key_id}'
   _globals['_OAUTH2SERVICE'].methods_by_name['IssueOAuth2Token']._loaded_options = None
   _globals['_OAUTH2SERVICE'].methods_by_name['IssueOAuth2Token']._serialized_options = b'\202\323\344\223\002\026\"\016/v1/auth/token:\004body'
-  _globals['_ISSUEOAUTH2TOKENREQUEST']._serialized_start=137
-  _globals['_ISSUEOAUTH2TOKENREQUEST']._serialized_end=198
-  _globals['_ISSUETOKENREQUEST']._serialized_start=200
-  _globals['_ISSUETOKENREQUEST']._serialized_end=320
-  _globals['_ISSUETOKENRESPONSE']._serialized_start=322
-  _globals['_ISSUETOKENRESPONSE']._serialized_end=419
-  _globals['_GETJWKSREQUEST']._serialized_start=421
-  _globals['_GETJWKSREQUEST']._serialized_end=437
-  _globals['_JWK']._serialized_start=439
-  _globals['_JWK']._serialized_end=520
-  _globals['_GETJWKSRESPONSE']._serialized_start=522
-  _globals['_GETJWKSRESPONSE']._serialized_end=575
-  _globals['_WHOAMIREQUEST']._serialized_start=577
-  _globals['_WHOAMIREQUEST']._serialized_end=592
-  _globals['_WHOAMIRESPONSE']._serialized_start=594
-  _globals['_WHOAMIRESPONSE']._serialized_end=672
-  _globals['_CREATEUSERREQUEST']._serialized_start=674
-  _globals['_CREATEUSERREQUEST']._serialized_end=754
-  _globals['_CREATEUSERRESPONSE']._serialized_start=756
-  _globals['_CREATEUSERRESPONSE']._serialized_end=822
-  _globals['_CREATEAPIKEYREQUEST']._serialized_start=824
-  _globals['_CREATEAPIKEYREQUEST']._serialized_end=876
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=878
-  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=995
-  _globals['_APIKEY']._serialized_start=997
-  _globals['_APIKEY']._serialized_end=1100
-  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1102
-  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1122
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1124
-  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1184
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1186
-  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1223
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=1225
-  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1247
-  _globals['_AUTHSERVICE']._serialized_start=1250
-  _globals['_AUTHSERVICE']._serialized_end=2041
-  _globals['_OAUTH2SERVICE']._serialized_start=2044
-  _globals['_OAUTH2SERVICE']._serialized_end=2173
+  _globals['_DELETEACCOUNTREQUEST']._serialized_start=137
+  _globals['_DELETEACCOUNTREQUEST']._serialized_end=176
+  _globals['_DELETEACCOUNTRESPONSE']._serialized_start=178
+  _globals['_DELETEACCOUNTRESPONSE']._serialized_end=244
+  _globals['_ISSUEOAUTH2TOKENREQUEST']._serialized_start=246
+  _globals['_ISSUEOAUTH2TOKENREQUEST']._serialized_end=307
+  _globals['_ISSUETOKENREQUEST']._serialized_start=309
+  _globals['_ISSUETOKENREQUEST']._serialized_end=429
+  _globals['_ISSUETOKENRESPONSE']._serialized_start=431
+  _globals['_ISSUETOKENRESPONSE']._serialized_end=528
+  _globals['_GETJWKSREQUEST']._serialized_start=530
+  _globals['_GETJWKSREQUEST']._serialized_end=546
+  _globals['_JWK']._serialized_start=548
+  _globals['_JWK']._serialized_end=629
+  _globals['_GETJWKSRESPONSE']._serialized_start=631
+  _globals['_GETJWKSRESPONSE']._serialized_end=684
+  _globals['_WHOAMIREQUEST']._serialized_start=686
+  _globals['_WHOAMIREQUEST']._serialized_end=701
+  _globals['_WHOAMIRESPONSE']._serialized_start=703
+  _globals['_WHOAMIRESPONSE']._serialized_end=781
+  _globals['_CREATEUSERREQUEST']._serialized_start=783
+  _globals['_CREATEUSERREQUEST']._serialized_end=863
+  _globals['_CREATEUSERRESPONSE']._serialized_start=865
+  _globals['_CREATEUSERRESPONSE']._serialized_end=931
+  _globals['_CREATEAPIKEYREQUEST']._serialized_start=933
+  _globals['_CREATEAPIKEYREQUEST']._serialized_end=985
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_start=987
+  _globals['_CREATEAPIKEYRESPONSE']._serialized_end=1104
+  _globals['_APIKEY']._serialized_start=1106
+  _globals['_APIKEY']._serialized_end=1209
+  _globals['_LISTAPIKEYSREQUEST']._serialized_start=1211
+  _globals['_LISTAPIKEYSREQUEST']._serialized_end=1231
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_start=1233
+  _globals['_LISTAPIKEYSRESPONSE']._serialized_end=1293
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_start=1295
+  _globals['_REVOKEAPIKEYREQUEST']._serialized_end=1332
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_start=1334
+  _globals['_REVOKEAPIKEYRESPONSE']._serialized_end=1356
+  _globals['_AUTHSERVICE']._serialized_start=1359
+  _globals['_AUTHSERVICE']._serialized_end=2246
+  _globals['_OAUTH2SERVICE']._serialized_start=2249
+  _globals['_OAUTH2SERVICE']._serialized_end=2378
 # @@protoc_insertion_point(module_scope)

@@ -71,6 +71,11 @@ class AuthServiceStub:
                 request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
                 response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
                 _registered_method=True)
+        self.DeleteAccount = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/DeleteAccount',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -128,6 +133,14 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def DeleteAccount(self, request, context):
+        """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+        user's API keys and the account itself. Idempotent (an unknown user is not an error).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -165,6 +178,11 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RevokeApiKey,
                     request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.FromString,
                     response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.SerializeToString,
+            ),
+            'DeleteAccount': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteAccount,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -357,6 +375,33 @@ class AuthService:
             '/gouache.auth.v1.AuthService/RevokeApiKey',
             gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyRequest.SerializeToString,
             gouache_dot_auth_dot_v1_dot_auth__pb2.RevokeApiKeyResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteAccount(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/DeleteAccount',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -52,6 +52,10 @@ class AuthServiceStub:
     """Lists the caller's API keys, without secrets."""
     RevokeApiKey: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiKeyRequest, _auth_pb2.RevokeApiKeyResponse]
     """Revokes one of the caller's API keys."""
+    DeleteAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]
+    """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+    user's API keys and the account itself. Idempotent (an unknown user is not an error).
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -76,6 +80,10 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Lists the caller's API keys, without secrets."""
     RevokeApiKey: _aio.UnaryUnaryMultiCallable[_auth_pb2.RevokeApiKeyRequest, _auth_pb2.RevokeApiKeyResponse]  # type: ignore[assignment]
     """Revokes one of the caller's API keys."""
+    DeleteAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]  # type: ignore[assignment]
+    """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+    user's API keys and the account itself. Idempotent (an unknown user is not an error).
+    """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     """Users, API keys and short-lived access tokens (EdDSA-signed JWTs)."""
@@ -139,6 +147,16 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.RevokeApiKeyResponse, _abc.Awaitable[_auth_pb2.RevokeApiKeyResponse]]:
         """Revokes one of the caller's API keys."""
+
+    @_abc_1.abstractmethod
+    def DeleteAccount(
+        self,
+        request: _auth_pb2.DeleteAccountRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.DeleteAccountResponse, _abc.Awaitable[_auth_pb2.DeleteAccountResponse]]:
+        """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+        user's API keys and the account itself. Idempotent (an unknown user is not an error).
+        """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
 

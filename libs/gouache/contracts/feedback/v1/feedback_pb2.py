@@ -27,7 +27,7 @@ from google.api import httpbody_pb2 as google_dot_api_dot_httpbody__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gouache/feedback/v1/feedback.proto\x12\x13gouache.feedback.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"I\n\x15SubmitFeedbackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x05\x12\x10\n\x08\x63omments\x18\x03 \x01(\t\"}\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdf\x01\n\x11ModelVersionStats\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0ejobs_succeeded\x18\x02 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x03 \x01(\x03\x12\x12\n\nerror_rate\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x15\n\rratings_count\x18\x07 \x01(\x03\x12\x13\n\x0brating_mean\x18\x08 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\t \x01(\x01\"_\n\x1bGetModelVersionStatsRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x1cListModelVersionStatsRequest\"V\n\x1dListModelVersionStatsResponse\x12\x35\n\x05stats\x18\x01 \x03(\x0b\x32&.gouache.feedback.v1.ModelVersionStats\"\x8a\x01\n\x0fGetUsageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x01(\t\"\x8d\x01\n\x12\x45xportUsageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x01(\t\"\x86\x02\n\x0bUsageRecord\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x16\n\x0ejobs_succeeded\x18\x03 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x04 \x01(\x03\x12\x13\n\x0bjobs_cached\x18\x05 \x01(\x03\x12\x34\n\x10last_finished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11output_megapixels\x18\x07 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x08 \x01(\x01\x12\x13\n\x0bgpu_seconds\x18\t \x01(\x01\x12\x0e\n\x06period\x18\n \x01(\t\"C\n\x10GetUsageResponse\x12/\n\x05usage\x18\x01 \x03(\x0b\x32 .gouache.feedback.v1.UsageRecord2\xa4\x05\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x82\x01\n\x0eSubmitFeedback\x12*.gouache.feedback.v1.SubmitFeedbackRequest\x1a+.gouache.feedback.v1.SubmitFeedbackResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/feedback:\x01*\x12\x9a\x01\n\x14GetModelVersionStats\x12\x30.gouache.feedback.v1.GetModelVersionStatsRequest\x1a&.gouache.feedback.v1.ModelVersionStats\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/models/{model_version}/stats\x12\x9a\x01\n\x15ListModelVersionStats\x12\x31.gouache.feedback.v1.ListModelVersionStatsRequest\x1a\x32.gouache.feedback.v1.ListModelVersionStatsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/feedback/stats\x12j\n\x08GetUsage\x12$.gouache.feedback.v1.GetUsageRequest\x1a%.gouache.feedback.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12\x66\n\x0b\x45xportUsage\x12\'.gouache.feedback.v1.ExportUsageRequest\x1a\x14.google.api.HttpBody\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/usage:exportb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\"gouache/feedback/v1/feedback.proto\x12\x13gouache.feedback.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x19google/api/httpbody.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"#\n\x10\x45raseUserRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\"I\n\x11\x45raseUserResponse\x12\x17\n\x0fratings_deleted\x18\x01 \x01(\x05\x12\x1b\n\x13outcomes_anonymised\x18\x02 \x01(\x05\"I\n\x15SubmitFeedbackRequest\x12\x0e\n\x06job_id\x18\x01 \x01(\t\x12\x0e\n\x06rating\x18\x02 \x01(\x05\x12\x10\n\x08\x63omments\x18\x03 \x01(\t\"}\n\x16SubmitFeedbackResponse\x12\x13\n\x0b\x66\x65\x65\x64\x62\x61\x63k_id\x18\x01 \x01(\t\x12\x0e\n\x06job_id\x18\x02 \x01(\t\x12\x0e\n\x06rating\x18\x03 \x01(\x05\x12.\n\ncreated_at\x18\x04 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\xdf\x01\n\x11ModelVersionStats\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12\x16\n\x0ejobs_succeeded\x18\x02 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x03 \x01(\x03\x12\x12\n\nerror_rate\x18\x04 \x01(\x01\x12\x16\n\x0elatency_p50_ms\x18\x05 \x01(\x01\x12\x16\n\x0elatency_p95_ms\x18\x06 \x01(\x01\x12\x15\n\rratings_count\x18\x07 \x01(\x03\x12\x13\n\x0brating_mean\x18\x08 \x01(\x01\x12\x16\n\x0elatency_p99_ms\x18\t \x01(\x01\"_\n\x1bGetModelVersionStatsRequest\x12\x15\n\rmodel_version\x18\x01 \x01(\t\x12)\n\x05since\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\x1e\n\x1cListModelVersionStatsRequest\"V\n\x1dListModelVersionStatsResponse\x12\x35\n\x05stats\x18\x01 \x03(\x0b\x32&.gouache.feedback.v1.ModelVersionStats\"\x8a\x01\n\x0fGetUsageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x01(\t\"\x8d\x01\n\x12\x45xportUsageRequest\x12)\n\x05since\x18\x01 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12)\n\x05until\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x0f\n\x07user_id\x18\x03 \x01(\t\x12\x10\n\x08group_by\x18\x04 \x01(\t\"\x86\x02\n\x0bUsageRecord\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x15\n\rmodel_version\x18\x02 \x01(\t\x12\x16\n\x0ejobs_succeeded\x18\x03 \x01(\x03\x12\x13\n\x0bjobs_failed\x18\x04 \x01(\x03\x12\x13\n\x0bjobs_cached\x18\x05 \x01(\x03\x12\x34\n\x10last_finished_at\x18\x06 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x19\n\x11output_megapixels\x18\x07 \x01(\x01\x12\x17\n\x0f\x63ompute_seconds\x18\x08 \x01(\x01\x12\x13\n\x0bgpu_seconds\x18\t \x01(\x01\x12\x0e\n\x06period\x18\n \x01(\t\"C\n\x10GetUsageResponse\x12/\n\x05usage\x18\x01 \x03(\x0b\x32 .gouache.feedback.v1.UsageRecord2\x80\x06\n\x0f\x46\x65\x65\x64\x62\x61\x63kService\x12\x82\x01\n\x0eSubmitFeedback\x12*.gouache.feedback.v1.SubmitFeedbackRequest\x1a+.gouache.feedback.v1.SubmitFeedbackResponse\"\x17\x82\xd3\xe4\x93\x02\x11\"\x0c/v1/feedback:\x01*\x12\x9a\x01\n\x14GetModelVersionStats\x12\x30.gouache.feedback.v1.GetModelVersionStatsRequest\x1a&.gouache.feedback.v1.ModelVersionStats\"(\x82\xd3\xe4\x93\x02\"\x12 /v1/models/{model_version}/stats\x12\x9a\x01\n\x15ListModelVersionStats\x12\x31.gouache.feedback.v1.ListModelVersionStatsRequest\x1a\x32.gouache.feedback.v1.ListModelVersionStatsResponse\"\x1a\x82\xd3\xe4\x93\x02\x14\x12\x12/v1/feedback/stats\x12j\n\x08GetUsage\x12$.gouache.feedback.v1.GetUsageRequest\x1a%.gouache.feedback.v1.GetUsageResponse\"\x11\x82\xd3\xe4\x93\x02\x0b\x12\t/v1/usage\x12\x66\n\x0b\x45xportUsage\x12\'.gouache.feedback.v1.ExportUsageRequest\x1a\x14.google.api.HttpBody\"\x18\x82\xd3\xe4\x93\x02\x12\x12\x10/v1/usage:export\x12Z\n\tEraseUser\x12%.gouache.feedback.v1.EraseUserRequest\x1a&.gouache.feedback.v1.EraseUserResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -44,26 +44,30 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FEEDBACKSERVICE'].methods_by_name['GetUsage']._serialized_options = b'\202\323\344\223\002\013\022\t/v1/usage'
   _globals['_FEEDBACKSERVICE'].methods_by_name['ExportUsage']._loaded_options = None
   _globals['_FEEDBACKSERVICE'].methods_by_name['ExportUsage']._serialized_options = b'\202\323\344\223\002\022\022\020/v1/usage:export'
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=149
-  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=222
-  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=224
-  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=349
-  _globals['_MODELVERSIONSTATS']._serialized_start=352
-  _globals['_MODELVERSIONSTATS']._serialized_end=575
-  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_start=577
-  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_end=672
-  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_start=674
-  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_end=704
-  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_start=706
-  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_end=792
-  _globals['_GETUSAGEREQUEST']._serialized_start=795
-  _globals['_GETUSAGEREQUEST']._serialized_end=933
-  _globals['_EXPORTUSAGEREQUEST']._serialized_start=936
-  _globals['_EXPORTUSAGEREQUEST']._serialized_end=1077
-  _globals['_USAGERECORD']._serialized_start=1080
-  _globals['_USAGERECORD']._serialized_end=1342
-  _globals['_GETUSAGERESPONSE']._serialized_start=1344
-  _globals['_GETUSAGERESPONSE']._serialized_end=1411
-  _globals['_FEEDBACKSERVICE']._serialized_start=1414
-  _globals['_FEEDBACKSERVICE']._serialized_end=2090
+  _globals['_ERASEUSERREQUEST']._serialized_start=149
+  _globals['_ERASEUSERREQUEST']._serialized_end=184
+  _globals['_ERASEUSERRESPONSE']._serialized_start=186
+  _globals['_ERASEUSERRESPONSE']._serialized_end=259
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_start=261
+  _globals['_SUBMITFEEDBACKREQUEST']._serialized_end=334
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_start=336
+  _globals['_SUBMITFEEDBACKRESPONSE']._serialized_end=461
+  _globals['_MODELVERSIONSTATS']._serialized_start=464
+  _globals['_MODELVERSIONSTATS']._serialized_end=687
+  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_start=689
+  _globals['_GETMODELVERSIONSTATSREQUEST']._serialized_end=784
+  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_start=786
+  _globals['_LISTMODELVERSIONSTATSREQUEST']._serialized_end=816
+  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_start=818
+  _globals['_LISTMODELVERSIONSTATSRESPONSE']._serialized_end=904
+  _globals['_GETUSAGEREQUEST']._serialized_start=907
+  _globals['_GETUSAGEREQUEST']._serialized_end=1045
+  _globals['_EXPORTUSAGEREQUEST']._serialized_start=1048
+  _globals['_EXPORTUSAGEREQUEST']._serialized_end=1189
+  _globals['_USAGERECORD']._serialized_start=1192
+  _globals['_USAGERECORD']._serialized_end=1454
+  _globals['_GETUSAGERESPONSE']._serialized_start=1456
+  _globals['_GETUSAGERESPONSE']._serialized_end=1523
+  _globals['_FEEDBACKSERVICE']._serialized_start=1526
+  _globals['_FEEDBACKSERVICE']._serialized_end=2294
 # @@protoc_insertion_point(module_scope)

@@ -62,6 +62,11 @@ class FeedbackServiceStub:
                 request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ExportUsageRequest.SerializeToString,
                 response_deserializer=google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
                 _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/gouache.feedback.v1.FeedbackService/EraseUser',
+                request_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.EraseUserResponse.FromString,
+                _registered_method=True)
 
 
 class FeedbackServiceServicer:
@@ -116,6 +121,15 @@ class FeedbackServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseUser(self, request, context):
+        """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+        user's ratings and comments, and turns their job outcomes into anonymous ones (user
+        "erased"), which keep counting in the model versions' statistics. Idempotent.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_FeedbackServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -143,6 +157,11 @@ def add_FeedbackServiceServicer_to_server(servicer, server):
                     servicer.ExportUsage,
                     request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.ExportUsageRequest.FromString,
                     response_serializer=google_dot_api_dot_httpbody__pb2.HttpBody.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.EraseUserRequest.FromString,
+                    response_serializer=gouache_dot_feedback_dot_v1_dot_feedback__pb2.EraseUserResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -282,6 +301,33 @@ class FeedbackService:
             '/gouache.feedback.v1.FeedbackService/ExportUsage',
             gouache_dot_feedback_dot_v1_dot_feedback__pb2.ExportUsageRequest.SerializeToString,
             google_dot_api_dot_httpbody__pb2.HttpBody.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.feedback.v1.FeedbackService/EraseUser',
+            gouache_dot_feedback_dot_v1_dot_feedback__pb2.EraseUserRequest.SerializeToString,
+            gouache_dot_feedback_dot_v1_dot_feedback__pb2.EraseUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

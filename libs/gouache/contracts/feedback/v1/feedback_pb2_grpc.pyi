@@ -61,6 +61,11 @@ class FeedbackServiceStub:
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
     """
+    EraseUser: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.EraseUserRequest, _feedback_pb2.EraseUserResponse]
+    """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+    user's ratings and comments, and turns their job outcomes into anonymous ones (user
+    "erased"), which keep counting in the model versions' statistics. Idempotent.
+    """
 
 @_typing.type_check_only
 class FeedbackServiceAsyncStub(FeedbackServiceStub):
@@ -93,6 +98,11 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     The response is the raw CSV document, not a message (HttpBody, like OAuth2Service's).
     buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
     buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+    """
+    EraseUser: _aio.UnaryUnaryMultiCallable[_feedback_pb2.EraseUserRequest, _feedback_pb2.EraseUserResponse]  # type: ignore[assignment]
+    """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+    user's ratings and comments, and turns their job outcomes into anonymous ones (user
+    "erased"), which keep counting in the model versions' statistics. Idempotent.
     """
 
 class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -153,6 +163,17 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         The response is the raw CSV document, not a message (HttpBody, like OAuth2Service's).
         buf:lint:ignore RPC_RESPONSE_STANDARD_NAME
         buf:lint:ignore RPC_REQUEST_RESPONSE_UNIQUE
+        """
+
+    @_abc_1.abstractmethod
+    def EraseUser(
+        self,
+        request: _feedback_pb2.EraseUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_feedback_pb2.EraseUserResponse, _abc.Awaitable[_feedback_pb2.EraseUserResponse]]:
+        """For a user's erasure (jobs coordinates it; services and admins only): deletes the
+        user's ratings and comments, and turns their job outcomes into anonymous ones (user
+        "erased"), which keep counting in the model versions' statistics. Idempotent.
         """
 
 def add_FeedbackServiceServicer_to_server(servicer: FeedbackServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...

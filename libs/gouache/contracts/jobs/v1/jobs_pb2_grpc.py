@@ -100,6 +100,11 @@ class JobsServiceStub:
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
                 response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
                 _registered_method=True)
+        self.EraseUser = channel.unary_unary(
+                '/gouache.jobs.v1.JobsService/EraseUser',
+                request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.EraseUserRequest.SerializeToString,
+                response_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.EraseUserResponse.FromString,
+                _registered_method=True)
         self.DeleteWebhook = channel.unary_unary(
                 '/gouache.jobs.v1.JobsService/DeleteWebhook',
                 request_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteWebhookRequest.SerializeToString,
@@ -248,6 +253,17 @@ class JobsServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseUser(self, request, context):
+        """Erases everything gouache holds of a user (GDPR): images and results with their bytes,
+        jobs, batches, webhooks and their deliveries, result-cache entries, ratings, the API
+        keys and the account; job outcomes stay as anonymous statistics. For the user themself
+        or an admin. Accepted at once and carried out in the background, retried until done
+        (calling again reports where it stands).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def DeleteWebhook(self, request, context):
         """Deletes one of the caller's webhooks.
         """
@@ -352,6 +368,11 @@ def add_JobsServiceServicer_to_server(servicer, server):
                     servicer.DeleteJob,
                     request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobRequest.FromString,
                     response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobResponse.SerializeToString,
+            ),
+            'EraseUser': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseUser,
+                    request_deserializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.EraseUserRequest.FromString,
+                    response_serializer=gouache_dot_jobs_dot_v1_dot_jobs__pb2.EraseUserResponse.SerializeToString,
             ),
             'DeleteWebhook': grpc.unary_unary_rpc_method_handler(
                     servicer.DeleteWebhook,
@@ -731,6 +752,33 @@ class JobsService:
             '/gouache.jobs.v1.JobsService/DeleteJob',
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobRequest.SerializeToString,
             gouache_dot_jobs_dot_v1_dot_jobs__pb2.DeleteJobResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseUser(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.jobs.v1.JobsService/EraseUser',
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.EraseUserRequest.SerializeToString,
+            gouache_dot_jobs_dot_v1_dot_jobs__pb2.EraseUserResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -94,6 +94,13 @@ class JobsServiceStub:
     webhook deliveries and any result-cache entry that hands out that image. A job that has
     not finished is canceled first. Deleting a job already gone is NOT_FOUND.
     """
+    EraseUser: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.EraseUserRequest, _jobs_pb2.EraseUserResponse]
+    """Erases everything gouache holds of a user (GDPR): images and results with their bytes,
+    jobs, batches, webhooks and their deliveries, result-cache entries, ratings, the API
+    keys and the account; job outcomes stay as anonymous statistics. For the user themself
+    or an admin. Accepted at once and carried out in the background, retried until done
+    (calling again reports where it stands).
+    """
     DeleteWebhook: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.DeleteWebhookRequest, _jobs_pb2.DeleteWebhookResponse]
     """Deletes one of the caller's webhooks."""
     ListModels: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.ListModelsRequest, _jobs_pb2.ListModelsResponse]
@@ -173,6 +180,13 @@ class JobsServiceAsyncStub(JobsServiceStub):
     """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
     webhook deliveries and any result-cache entry that hands out that image. A job that has
     not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+    """
+    EraseUser: _aio.UnaryUnaryMultiCallable[_jobs_pb2.EraseUserRequest, _jobs_pb2.EraseUserResponse]  # type: ignore[assignment]
+    """Erases everything gouache holds of a user (GDPR): images and results with their bytes,
+    jobs, batches, webhooks and their deliveries, result-cache entries, ratings, the API
+    keys and the account; job outcomes stay as anonymous statistics. For the user themself
+    or an admin. Accepted at once and carried out in the background, retried until done
+    (calling again reports where it stands).
     """
     DeleteWebhook: _aio.UnaryUnaryMultiCallable[_jobs_pb2.DeleteWebhookRequest, _jobs_pb2.DeleteWebhookResponse]  # type: ignore[assignment]
     """Deletes one of the caller's webhooks."""
@@ -328,6 +342,19 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
         webhook deliveries and any result-cache entry that hands out that image. A job that has
         not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseUser(
+        self,
+        request: _jobs_pb2.EraseUserRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_jobs_pb2.EraseUserResponse, _abc.Awaitable[_jobs_pb2.EraseUserResponse]]:
+        """Erases everything gouache holds of a user (GDPR): images and results with their bytes,
+        jobs, batches, webhooks and their deliveries, result-cache entries, ratings, the API
+        keys and the account; job outcomes stay as anonymous statistics. For the user themself
+        or an admin. Accepted at once and carried out in the background, retried until done
+        (calling again reports where it stands).
         """
 
     @_abc_1.abstractmethod

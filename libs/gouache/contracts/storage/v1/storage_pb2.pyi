@@ -334,6 +334,51 @@ class DeleteImageResponse(_message.Message):
 Global___DeleteImageResponse: _TypeAlias = DeleteImageResponse  # noqa: Y015
 
 @_typing.final
+class EraseOwnerRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    OWNER_ID_FIELD_NUMBER: _builtins.int
+    LIMIT_FIELD_NUMBER: _builtins.int
+    owner_id: _builtins.str
+    limit: _builtins.int
+    """At most this many images per call (0: 100)."""
+    def __init__(
+        self,
+        *,
+        owner_id: _builtins.str = ...,
+        limit: _builtins.int = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["limit", b"limit", "owner_id", b"owner_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseOwnerRequest: _TypeAlias = EraseOwnerRequest  # noqa: Y015
+
+@_typing.final
+class EraseOwnerResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    REMOVED_FIELD_NUMBER: _builtins.int
+    DONE_FIELD_NUMBER: _builtins.int
+    removed: _builtins.int
+    done: _builtins.bool
+    def __init__(
+        self,
+        *,
+        removed: _builtins.int = ...,
+        done: _builtins.bool = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["done", b"done", "removed", b"removed"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___EraseOwnerResponse: _TypeAlias = EraseOwnerResponse  # noqa: Y015
+
+@_typing.final
 class ResolveImageUrlRequest(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 

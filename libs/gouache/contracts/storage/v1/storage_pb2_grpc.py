@@ -71,6 +71,11 @@ class StorageServiceStub:
                 request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageRequest.SerializeToString,
                 response_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageResponse.FromString,
                 _registered_method=True)
+        self.EraseOwner = channel.unary_unary(
+                '/gouache.storage.v1.StorageService/EraseOwner',
+                request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.EraseOwnerRequest.SerializeToString,
+                response_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.EraseOwnerResponse.FromString,
+                _registered_method=True)
         self.ListStyles = channel.unary_unary(
                 '/gouache.storage.v1.StorageService/ListStyles',
                 request_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.ListStylesRequest.SerializeToString,
@@ -138,6 +143,15 @@ class StorageServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def EraseOwner(self, request, context):
+        """Removes up to `limit` of an owner's images (every kind, tombstones included) with their
+        bytes, and the owner's upload reservations; `done` once nothing of the owner is left.
+        For a user's erasure (jobs coordinates it); services and admins only.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
     def ListStyles(self, request, context):
         """Lists style images: the curated catalog, the caller's own, or both.
         """
@@ -182,6 +196,11 @@ def add_StorageServiceServicer_to_server(servicer, server):
                     servicer.DeleteImage,
                     request_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageRequest.FromString,
                     response_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageResponse.SerializeToString,
+            ),
+            'EraseOwner': grpc.unary_unary_rpc_method_handler(
+                    servicer.EraseOwner,
+                    request_deserializer=gouache_dot_storage_dot_v1_dot_storage__pb2.EraseOwnerRequest.FromString,
+                    response_serializer=gouache_dot_storage_dot_v1_dot_storage__pb2.EraseOwnerResponse.SerializeToString,
             ),
             'ListStyles': grpc.unary_unary_rpc_method_handler(
                     servicer.ListStyles,
@@ -380,6 +399,33 @@ class StorageService:
             '/gouache.storage.v1.StorageService/DeleteImage',
             gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageRequest.SerializeToString,
             gouache_dot_storage_dot_v1_dot_storage__pb2.DeleteImageResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def EraseOwner(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.storage.v1.StorageService/EraseOwner',
+            gouache_dot_storage_dot_v1_dot_storage__pb2.EraseOwnerRequest.SerializeToString,
+            gouache_dot_storage_dot_v1_dot_storage__pb2.EraseOwnerResponse.FromString,
             options,
             channel_credentials,
             insecure,

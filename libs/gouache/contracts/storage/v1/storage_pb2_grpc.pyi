@@ -58,6 +58,11 @@ class StorageServiceStub:
     delete anyone's, a service a result for the user it acts for. A result is deleted with
     its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
     """
+    EraseOwner: _grpc.UnaryUnaryMultiCallable[_storage_pb2.EraseOwnerRequest, _storage_pb2.EraseOwnerResponse]
+    """Removes up to `limit` of an owner's images (every kind, tombstones included) with their
+    bytes, and the owner's upload reservations; `done` once nothing of the owner is left.
+    For a user's erasure (jobs coordinates it); services and admins only.
+    """
     ListStyles: _grpc.UnaryUnaryMultiCallable[_storage_pb2.ListStylesRequest, _storage_pb2.ListStylesResponse]
     """Lists style images: the curated catalog, the caller's own, or both."""
 
@@ -90,6 +95,11 @@ class StorageServiceAsyncStub(StorageServiceStub):
     """Deletes one of the caller's images (content or style) with its bytes; an admin may
     delete anyone's, a service a result for the user it acts for. A result is deleted with
     its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
+    """
+    EraseOwner: _aio.UnaryUnaryMultiCallable[_storage_pb2.EraseOwnerRequest, _storage_pb2.EraseOwnerResponse]  # type: ignore[assignment]
+    """Removes up to `limit` of an owner's images (every kind, tombstones included) with their
+    bytes, and the owner's upload reservations; `done` once nothing of the owner is left.
+    For a user's erasure (jobs coordinates it); services and admins only.
     """
     ListStyles: _aio.UnaryUnaryMultiCallable[_storage_pb2.ListStylesRequest, _storage_pb2.ListStylesResponse]  # type: ignore[assignment]
     """Lists style images: the curated catalog, the caller's own, or both."""
@@ -162,6 +172,17 @@ class StorageServiceServicer(metaclass=_abc_1.ABCMeta):
         """Deletes one of the caller's images (content or style) with its bytes; an admin may
         delete anyone's, a service a result for the user it acts for. A result is deleted with
         its job (DELETE /v1/jobs/{job_id}). Deleting an image already gone is NOT_FOUND.
+        """
+
+    @_abc_1.abstractmethod
+    def EraseOwner(
+        self,
+        request: _storage_pb2.EraseOwnerRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_storage_pb2.EraseOwnerResponse, _abc.Awaitable[_storage_pb2.EraseOwnerResponse]]:
+        """Removes up to `limit` of an owner's images (every kind, tombstones included) with their
+        bytes, and the owner's upload reservations; `done` once nothing of the owner is left.
+        For a user's erasure (jobs coordinates it); services and admins only.
         """
 
     @_abc_1.abstractmethod
