@@ -13,6 +13,7 @@ from gouache.db import create_engine, new_id
 from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.auth import AUTHENTICATED, PUBLIC, TokenSettings, TokenVerifier
 from gouache.runtime.server import ServiceSpec
+from services.auth.audit import AuditLog
 from services.auth.domain import (
     Accounts,
     Clock,
@@ -39,6 +40,8 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/ListApiKeys": AUTHENTICATED,
     f"/{SERVICE}/RevokeApiKey": AUTHENTICATED,
     f"/{SERVICE}/DeleteAccount": "internal",
+    f"/{SERVICE}/ListAuditEvents": "admin:*",
+    f"/{SERVICE}/RecordAuditEvents": "internal",
     f"/{OAUTH2_SERVICE}/IssueOAuth2Token": PUBLIC,
 }
 
@@ -115,7 +118,7 @@ async def build(
 ) -> tuple[ServiceSpec, TokenVerifier]:
     """The service spec and the verifier for its RPCs (its own keys unless one is given)."""
     parts = open_components(settings, clock=clock)
-    servicer = AuthServicer(parts.accounts, parts.keys)
+    servicer = AuthServicer(parts.accounts, parts.keys, AuditLog(parts.database))
     oauth2 = OAuth2Servicer(parts.accounts, oidc_verifier(settings))
 
     def register(server: grpc.aio.Server) -> None:

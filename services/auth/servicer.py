@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import UTC, datetime
 
 import grpc
 from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gouache.contracts.auth.v1 import auth_pb2, auth_pb2_grpc
+from gouache.runtime.audit import pseudonym
 from gouache.runtime.context import current_principal
+from gouache.runtime.errors import InvalidArgument
+from services.auth.audit import AuditEvent, AuditLog
 from services.auth.domain import Accounts, ApiKeyRecord
 from services.auth.keys import KeyRing
 from services.auth.oauth2 import answer_token_request
@@ -35,12 +38,49 @@ def _api_key(record: ApiKeyRecord) -> auth_pb2.ApiKey:
     )
 
 
+def _audit_pb(event: AuditEvent) -> auth_pb2.AuditEvent:
+    at = Timestamp()
+    at.FromDatetime(event.at)
+    return auth_pb2.AuditEvent(
+        event_id=event.event_id,
+        at=at,
+        actor_id=event.actor_id,
+        action=event.action,
+        target=event.target,
+        subject_id=event.subject_id,
+        service=event.service,
+        detail=event.detail,
+    )
+
+
+def _audit_event(index: int, item: auth_pb2.AuditEvent, service: str) -> AuditEvent:
+    """A reported event, checked: an id and an action are needed, the time defaults to now."""
+    where = f"events[{index}]"
+    if not 1 <= len(item.event_id) <= 64:
+        raise InvalidArgument(
+            f"{where}.event_id must be 1-64 characters", field=f"{where}.event_id"
+        )
+    if not 1 <= len(item.action) <= 64:
+        raise InvalidArgument(f"{where}.action must be 1-64 characters", field=f"{where}.action")
+    return AuditEvent(
+        event_id=item.event_id,
+        at=item.at.ToDatetime(UTC) if item.HasField("at") else datetime.now(UTC),
+        actor_id=item.actor_id,
+        action=item.action,
+        target=item.target,
+        subject_id=item.subject_id,
+        service=service,
+        detail=item.detail,
+    )
+
+
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """One method per RPC; rules live in Accounts and KeyRing."""
 
-    def __init__(self, accounts: Accounts, keys: KeyRing) -> None:
+    def __init__(self, accounts: Accounts, keys: KeyRing, audit: AuditLog) -> None:
         self._accounts = accounts
         self._keys = keys
+        self._audit = audit
 
     async def IssueToken(
         self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
@@ -83,6 +123,13 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         user = await self._accounts.create_user(
             email=request.email, password=request.password, name=request.name, role=request.role
         )
+        await self._audit.record(
+            current_principal(),
+            "user.created",
+            target=f"user:{user.user_id}",
+            subject_id=user.user_id,
+            detail=f"role={user.role}",
+        )
         return auth_pb2.CreateUserResponse(user_id=user.user_id, email=user.email, role=user.role)
 
     async def CreateApiKey(
@@ -90,6 +137,12 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     ) -> auth_pb2.CreateApiKeyResponse:
         created = await self._accounts.create_api_key(
             current_principal(), name=request.name, user_id=request.user_id
+        )
+        await self._audit.record(
+            current_principal(),
+            "api_key.created",
+            target=f"api_key:{created.record.key_id}",
+            subject_id=created.record.user_id,
         )
         return auth_pb2.CreateApiKeyResponse(
             key_id=created.record.key_id,
@@ -108,13 +161,48 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         self, request: auth_pb2.RevokeApiKeyRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.RevokeApiKeyResponse:
         await self._accounts.revoke_api_key(current_principal(), request.key_id)
+        await self._audit.record(
+            current_principal(), "api_key.revoked", target=f"api_key:{request.key_id.strip()}"
+        )
         return auth_pb2.RevokeApiKeyResponse()
 
     async def DeleteAccount(
         self, request: auth_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.DeleteAccountResponse:
         deleted, keys = await self._accounts.delete_account(request.user_id)
+        user_id = request.user_id.strip()
+        await self._audit.pseudonymise(user_id)
+        if deleted:
+            await self._audit.record(
+                current_principal(),
+                "account.deleted",
+                target=f"user:{pseudonym(user_id)}",
+                subject_id=pseudonym(user_id),
+                detail=f"api_keys={keys}",
+            )
         return auth_pb2.DeleteAccountResponse(deleted=deleted, api_keys_deleted=keys)
+
+    async def ListAuditEvents(
+        self, request: auth_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListAuditEventsResponse:
+        since = request.since.ToDatetime(UTC) if request.HasField("since") else None
+        events, token = await self._audit.list(
+            since=since,
+            actor_id=request.actor_id.strip(),
+            action=request.action.strip(),
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return auth_pb2.ListAuditEventsResponse(
+            events=[_audit_pb(event) for event in events], next_page_token=token
+        )
+
+    async def RecordAuditEvents(
+        self, request: auth_pb2.RecordAuditEventsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RecordAuditEventsResponse:
+        service = current_principal().user_id
+        events = [_audit_event(index, item, service) for index, item in enumerate(request.events)]
+        return auth_pb2.RecordAuditEventsResponse(recorded=await self._audit.append(events))
 
 
 class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):

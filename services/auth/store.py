@@ -14,6 +14,7 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Table,
+    Text,
     delete,
     insert,
     select,
@@ -92,6 +93,25 @@ def _key(row: RowMapping) -> ApiKeyRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
+
+
+# The audit log (services/auth/audit.py; migration 0002): appended to, never changed except
+# to pseudonymise an erased user.
+ACTION_CHARS = 64
+audit_table = Table(
+    "auth_audit_log",
+    metadata,
+    Column("event_id", String(64), primary_key=True),
+    Column("at", UtcDateTime, nullable=False),
+    Column("actor_id", String(128), nullable=False),
+    Column("action", String(ACTION_CHARS), nullable=False),
+    Column("target", String(256), nullable=False),
+    Column("subject_id", String(128), nullable=False),
+    Column("service", String(64), nullable=False),
+    Column("detail", Text, nullable=False),
+    Index("ix_auth_audit_log_at_event_id", "at", "event_id"),
+    Index("ix_auth_audit_log_actor_id", "actor_id"),
+)
 
 
 class AuthDatabase(ServiceDatabase):

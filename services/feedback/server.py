@@ -14,8 +14,9 @@ from gouache.bus.jetstream import connect, disconnect, ensure_streams
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.db import create_engine
 from gouache.ratelimit.calls import limit_calls
+from gouache.runtime.audit import AuditReporter
 from gouache.runtime.auth import TokenSettings, TokenVerifier
-from gouache.runtime.clients import jwks_fetcher, open_channel
+from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
 from services.feedback.domain import Clock, FeedbackService, utc_now
 from services.feedback.events import outcome_consumer
@@ -62,7 +63,17 @@ async def build(
             jwks_fetcher(auth_channel),
             TokenSettings(issuer=settings.jwt_issuer, audience=settings.jwt_audience),
         )
-    servicer = FeedbackServicer(FeedbackService(database, clock=clock))
+    audit: AuditReporter | None = None
+    if settings.service_api_key:
+        audit_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
+        opened.channels.append(audit_channel)
+        audit = AuditReporter(
+            audit_channel,
+            CallOptions(
+                ServiceTokenSource(audit_channel, settings.service_api_key), settings.call_timeout_s
+            ),
+        )
+    servicer = FeedbackServicer(FeedbackService(database, clock=clock), audit)
 
     async def start() -> None:
         await database.create_schema()

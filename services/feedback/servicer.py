@@ -9,7 +9,8 @@ from google.api import httpbody_pb2
 from google.protobuf.timestamp_pb2 import Timestamp
 
 from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
-from gouache.runtime.context import current_principal
+from gouache.runtime.audit import AuditReporter
+from gouache.runtime.context import Principal, current_principal
 from gouache.runtime.errors import InvalidArgument
 from services.feedback.domain import FeedbackService, ModelVersionStats, UsageRecord
 from services.feedback.usage_csv import CONTENT_TYPE, usage_csv
@@ -69,8 +70,21 @@ def _window(
 class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
     """One method per RPC; rules live in FeedbackService."""
 
-    def __init__(self, service: FeedbackService) -> None:
+    def __init__(self, service: FeedbackService, audit: AuditReporter | None = None) -> None:
         self._service = service
+        self._audit = audit
+
+    async def _audit_read(self, principal: Principal, user_id: str, what: str) -> None:
+        """An admin reading usage that is not only their own goes to the audit log."""
+        if self._audit is None or not principal.is_admin or user_id.strip() == principal.user_id:
+            return
+        await self._audit.report(
+            principal,
+            "usage.read_other",
+            target=f"usage:{user_id.strip() or '*'}",
+            subject_id=user_id.strip(),
+            detail=what,
+        )
 
     async def EraseUser(
         self, request: feedback_pb2.EraseUserRequest, context: grpc.aio.ServicerContext
@@ -118,24 +132,28 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self, request: feedback_pb2.GetUsageRequest, context: grpc.aio.ServicerContext
     ) -> feedback_pb2.GetUsageResponse:
         since, until = _window(request)
+        principal = current_principal()
         records = await self._service.usage(
-            current_principal(),
+            principal,
             user_id=request.user_id,
             since=since,
             until=until,
             group_by=request.group_by,
         )
+        await self._audit_read(principal, request.user_id, "GetUsage")
         return feedback_pb2.GetUsageResponse(usage=[_usage(record) for record in records])
 
     async def ExportUsage(
         self, request: feedback_pb2.ExportUsageRequest, context: grpc.aio.ServicerContext
     ) -> httpbody_pb2.HttpBody:
         since, until = _window(request)
+        principal = current_principal()
         records = await self._service.usage(
-            current_principal(),
+            principal,
             user_id=request.user_id,
             since=since,
             until=until,
             group_by=request.group_by,
         )
+        await self._audit_read(principal, request.user_id, "ExportUsage")
         return httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=usage_csv(records))

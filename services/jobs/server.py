@@ -20,6 +20,7 @@ from gouache.contracts.jobs.v1 import jobs_pb2_grpc
 from gouache.contracts.storage.v1 import storage_pb2
 from gouache.db import create_engine
 from gouache.ratelimit.calls import limit_calls
+from gouache.runtime.audit import AuditReporter
 from gouache.runtime.auth import AUTHENTICATED, MethodPolicy, TokenSettings, TokenVerifier
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
 from gouache.runtime.server import Hook, ServiceSpec
@@ -88,11 +89,13 @@ def service_spec(
     on_start: Sequence[Hook] = (),
     on_stop: Sequence[Hook] = (),
     erasures: UserErasures | None = None,
+    audit: AuditReporter | None = None,
 ) -> ServiceSpec:
     """The ServiceSpec for a JobsApp (tests use it without the bus)."""
 
     def register(server: grpc.aio.Server) -> None:
-        jobs_pb2_grpc.add_JobsServiceServicer_to_server(JobsServicer(app, erasures), server)
+        servicer = JobsServicer(app, erasures, audit)
+        jobs_pb2_grpc.add_JobsServiceServicer_to_server(servicer, server)
 
     return ServiceSpec(
         name="jobs",
@@ -277,6 +280,7 @@ async def build(
         # the engine and channels.
         on_stop=[*on_stop, store.close, bus.stop, deliverer.stop, in_flight.stop, erasures.stop],
         erasures=erasures,
+        audit=AuditReporter(auth_channel, calls) if settings.service_api_key else None,
     )
     limit_calls(spec, settings)
     return JobsService(

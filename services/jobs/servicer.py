@@ -8,6 +8,7 @@ from typing import Any
 import grpc
 
 from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
+from gouache.runtime.audit import AuditReporter, pseudonym
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import Unavailable
 from services.jobs.app import DEFAULT_WAIT_S, JobsApp
@@ -46,9 +47,15 @@ def _batch_pb(view: BatchView) -> jobs_pb2.Batch:
 class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     """One method per RPC; rules and errors live in JobsApp and the domain."""
 
-    def __init__(self, app: JobsApp, erasures: UserErasures | None = None) -> None:
+    def __init__(
+        self,
+        app: JobsApp,
+        erasures: UserErasures | None = None,
+        audit: AuditReporter | None = None,
+    ) -> None:
         self._app = app
         self._erasures = erasures
+        self._audit = audit
         # ListModels' answer, converted once per routing table the app hands out.
         self._models: tuple[RoutingTable, jobs_pb2.ListModelsResponse] | None = None
 
@@ -167,7 +174,12 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     async def DeleteJob(
         self, request: jobs_pb2.DeleteJobRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> jobs_pb2.DeleteJobResponse:
-        job = await self._app.delete_job(current_principal(), request.job_id)
+        principal = current_principal()
+        job = await self._app.delete_job(principal, request.job_id)
+        if self._audit is not None:
+            await self._audit.report(
+                principal, "job.deleted", target=f"job:{job.job_id}", subject_id=job.owner_id
+            )
         return jobs_pb2.DeleteJobResponse(job_id=job.job_id)
 
     async def EraseUser(
@@ -175,7 +187,14 @@ class JobsServicer(jobs_pb2_grpc.JobsServiceServicer):
     ) -> jobs_pb2.EraseUserResponse:
         if self._erasures is None:
             raise Unavailable("user erasure is not configured on this jobs server")
-        erasure = await self._erasures.request(current_principal(), request.user_id)
+        principal = current_principal()
+        erasure = await self._erasures.request(principal, request.user_id)
+        if self._audit is not None:
+            # Named by pseudonym from the start: the erasure may finish before this lands.
+            alias = pseudonym(request.user_id.strip())
+            await self._audit.report(
+                principal, "user.erasure_requested", target=f"user:{alias}", subject_id=alias
+            )
         reply = jobs_pb2.EraseUserResponse(
             user_id=request.user_id.strip(),
             status=erasure.status,

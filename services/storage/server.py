@@ -13,8 +13,9 @@ import grpc
 from gouache.contracts.storage.v1 import storage_pb2_grpc
 from gouache.db import create_engine
 from gouache.ratelimit.calls import limit_calls
+from gouache.runtime.audit import AuditReporter
 from gouache.runtime.auth import TokenSettings, TokenVerifier
-from gouache.runtime.clients import jwks_fetcher, open_channel
+from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
 from services.storage.blobs import open_blobs
 from services.storage.domain import ImageLibrary
@@ -102,7 +103,17 @@ async def build_service(
         port=settings.http_port,
         shutdown_timeout_s=settings.grace_s,
     )
-    servicer = StorageServicer(library, lifecycle)
+    audit: AuditReporter | None = None
+    audit_channel: grpc.aio.Channel | None = None
+    if settings.service_api_key:
+        audit_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
+        audit = AuditReporter(
+            audit_channel,
+            CallOptions(
+                ServiceTokenSource(audit_channel, settings.service_api_key), settings.call_timeout_s
+            ),
+        )
+    servicer = StorageServicer(library, lifecycle, audit)
     spec = ServiceSpec(
         name="storage",
         service_names=[SERVICE_NAME],
@@ -137,8 +148,9 @@ async def build_service(
         service._tasks.clear()
 
     async def close_connections() -> None:
-        if channel is not None:
-            await channel.close()
+        for opened in (channel, audit_channel):
+            if opened is not None:
+                await opened.close()
         await store.close()
         await blobs.close()
 

@@ -9,6 +9,7 @@ from typing import Any
 from google.protobuf import timestamp_pb2
 
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
+from gouache.runtime.audit import AuditReporter
 from gouache.runtime.auth import MethodPolicy
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import InvalidArgument
@@ -59,9 +60,15 @@ def image_to_proto(image: ImageRecord, file_url: str) -> storage_pb2.Image:
 class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     """One method per RPC; every rule lives in the library."""
 
-    def __init__(self, library: ImageLibrary, lifecycle: ImageLifecycle) -> None:
+    def __init__(
+        self,
+        library: ImageLibrary,
+        lifecycle: ImageLifecycle,
+        audit: AuditReporter | None = None,
+    ) -> None:
         self._library = library
         self._lifecycle = lifecycle
+        self._audit = audit
 
     def _image(self, image: ImageRecord) -> storage_pb2.Image:
         return image_to_proto(image, self._library.file_url(image.image_id))
@@ -161,7 +168,16 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
     async def DeleteImage(
         self, request: storage_pb2.DeleteImageRequest, context: Any
     ) -> storage_pb2.DeleteImageResponse:
-        image = await self._lifecycle.delete_image(current_principal(), request.image_id)
+        principal = current_principal()
+        image = await self._lifecycle.delete_image(principal, request.image_id)
+        if self._audit is not None and not principal.is_service:  # jobs reports job.deleted
+            await self._audit.report(
+                principal,
+                "image.deleted",
+                target=f"image:{image.image_id}",
+                subject_id=image.owner_id,
+                detail=f"kind={image.kind}",
+            )
         return storage_pb2.DeleteImageResponse(image_id=image.image_id)
 
     async def EraseOwner(

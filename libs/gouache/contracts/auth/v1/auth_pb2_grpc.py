@@ -76,6 +76,16 @@ class AuthServiceStub:
                 request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
                 response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
                 _registered_method=True)
+        self.ListAuditEvents = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/ListAuditEvents',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.FromString,
+                _registered_method=True)
+        self.RecordAuditEvents = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/RecordAuditEvents',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -141,6 +151,22 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def ListAuditEvents(self, request, context):
+        """The audit log (admins only), newest first, filtered by time, actor and action; paged.
+        Append-only: there is no call to change or remove an entry.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RecordAuditEvents(self, request, context):
+        """Appends other services' security-relevant actions to the audit log (services only);
+        an event_id already recorded is ignored, so a retried call records each event once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -183,6 +209,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.DeleteAccount,
                     request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.FromString,
                     response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.SerializeToString,
+            ),
+            'ListAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListAuditEvents,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.SerializeToString,
+            ),
+            'RecordAuditEvents': grpc.unary_unary_rpc_method_handler(
+                    servicer.RecordAuditEvents,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -402,6 +438,60 @@ class AuthService:
             '/gouache.auth.v1.AuthService/DeleteAccount',
             gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountRequest.SerializeToString,
             gouache_dot_auth_dot_v1_dot_auth__pb2.DeleteAccountResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/ListAuditEvents',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.ListAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RecordAuditEvents(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/RecordAuditEvents',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -56,6 +56,14 @@ class AuthServiceStub:
     """For a user's erasure (jobs coordinates it; services and admins only): deletes the
     user's API keys and the account itself. Idempotent (an unknown user is not an error).
     """
+    ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListAuditEventsRequest, _auth_pb2.ListAuditEventsResponse]
+    """The audit log (admins only), newest first, filtered by time, actor and action; paged.
+    Append-only: there is no call to change or remove an entry.
+    """
+    RecordAuditEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RecordAuditEventsRequest, _auth_pb2.RecordAuditEventsResponse]
+    """Appends other services' security-relevant actions to the audit log (services only);
+    an event_id already recorded is ignored, so a retried call records each event once.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -83,6 +91,14 @@ class AuthServiceAsyncStub(AuthServiceStub):
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]  # type: ignore[assignment]
     """For a user's erasure (jobs coordinates it; services and admins only): deletes the
     user's API keys and the account itself. Idempotent (an unknown user is not an error).
+    """
+    ListAuditEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListAuditEventsRequest, _auth_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
+    """The audit log (admins only), newest first, filtered by time, actor and action; paged.
+    Append-only: there is no call to change or remove an entry.
+    """
+    RecordAuditEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.RecordAuditEventsRequest, _auth_pb2.RecordAuditEventsResponse]  # type: ignore[assignment]
+    """Appends other services' security-relevant actions to the audit log (services only);
+    an event_id already recorded is ignored, so a retried call records each event once.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -156,6 +172,26 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.DeleteAccountResponse, _abc.Awaitable[_auth_pb2.DeleteAccountResponse]]:
         """For a user's erasure (jobs coordinates it; services and admins only): deletes the
         user's API keys and the account itself. Idempotent (an unknown user is not an error).
+        """
+
+    @_abc_1.abstractmethod
+    def ListAuditEvents(
+        self,
+        request: _auth_pb2.ListAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListAuditEventsResponse, _abc.Awaitable[_auth_pb2.ListAuditEventsResponse]]:
+        """The audit log (admins only), newest first, filtered by time, actor and action; paged.
+        Append-only: there is no call to change or remove an entry.
+        """
+
+    @_abc_1.abstractmethod
+    def RecordAuditEvents(
+        self,
+        request: _auth_pb2.RecordAuditEventsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RecordAuditEventsResponse, _abc.Awaitable[_auth_pb2.RecordAuditEventsResponse]]:
+        """Appends other services' security-relevant actions to the audit log (services only);
+        an event_id already recorded is ignored, so a retried call records each event once.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
