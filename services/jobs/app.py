@@ -18,6 +18,7 @@ from gouache.runtime.context import Principal, job_id_var
 from gouache.runtime.errors import (
     Aborted,
     AlreadyExists,
+    FailedPrecondition,
     InvalidArgument,
     NotFound,
 )
@@ -193,10 +194,8 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
         job_id = new_id("job")
         token = job_id_var.set(job_id)
         try:
-            table = await self.store.routing_table()
-            valid, version = self.fit_version(
-                table, valid, table.resolve(valid.model_version, job_id), job_id
-            )
+            table, chosen = await self._route(valid.model_version, job_id)
+            valid, version = self.fit_version(table, valid, chosen, job_id)
             content, styles = images or await self._resolve_images(valid, owner)
             self.check_style_images(version, styles)
             job = Job(
@@ -268,6 +267,21 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
             return job, True
         finally:
             job_id_var.reset(token)
+
+    async def _route(self, requested: str, job_id: str) -> tuple[RoutingTable, ModelVersion]:
+        """The routing table and the version a job runs on.
+
+        From the replica's copy (at most `routing_cache_ttl_s` old; reading the table was
+        three queries per job): a route or weight changed through another replica applies
+        to this one's jobs within that time. A name the copy cannot route is asked of the
+        database before it is refused, so a version just registered elsewhere is found.
+        """
+        table = await self._routing.get()
+        try:
+            return table, table.resolve(requested, job_id)
+        except (InvalidArgument, FailedPrecondition):
+            table = await self.store.routing_table()
+            return table, table.resolve(requested, job_id)
 
     def fit_version(
         self, table: RoutingTable, valid: JobRequest, version: ModelVersion, job_id: str

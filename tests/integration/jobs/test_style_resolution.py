@@ -1,10 +1,13 @@
-"""CreateJob asks storage about a style URL once per owner and TTL, never across owners."""
+"""What CreateJob reads once and reuses: a style URL per owner and TTL (never across owners),
+the routing table per replica (the database asked before a name is refused)."""
 
 from __future__ import annotations
 
 import grpc
 
 from gouache.contracts.jobs.v1 import jobs_pb2
+from gouache.db import utc_now
+from services.jobs.domain.routing import ModelVersion
 from tests.integration.jobs.conftest import Mesh
 from tests.unit.jobs.helpers import expect_error
 
@@ -63,4 +66,30 @@ async def test_a_refusal_is_not_remembered(mesh: Mesh) -> None:
     mesh.images.pending.discard(style)
     await mesh.stub.CreateJob(
         _request(mesh.images.add("usr_alice"), style), metadata=mesh.auth(), timeout=10
+    )
+
+
+async def test_a_version_registered_through_another_replica_is_found(mesh: Mesh) -> None:
+    """CreateJob routes from the replica's copy of the table; a name the copy lacks is
+    looked up in the database before it is refused."""
+    await mesh.stub.CreateJob(
+        _request(mesh.images.add("usr_alice"), mesh.images.add("usr_alice")),
+        metadata=mesh.auth(),
+        timeout=10,
+    )  # the copy is loaded now
+    version = ModelVersion(
+        name="adain.other-replica", family="adain", encoder="lite0", tile_size=512
+    )
+    async with mesh.service.store.transaction() as uow:  # another replica's write
+        await uow.insert_version(version, utc_now())
+    request = _request(mesh.images.add("usr_alice"), mesh.images.add("usr_alice"))
+    request.model_version = version.name
+    created = await mesh.stub.CreateJob(request, metadata=mesh.auth(), timeout=10)
+    job = await mesh.get(created.job_id)
+    assert job.model_version == version.name
+    request.model_version = "adain.nowhere"
+    await expect_error(
+        mesh.stub.CreateJob(request, metadata=mesh.auth(), timeout=10),
+        grpc.StatusCode.INVALID_ARGUMENT,
+        field="model_version",
     )
