@@ -11,6 +11,7 @@ from gouache.edge.envoy_json import BUFFER, TRANSCODER, address, typed
 from gouache.edge.headers import grpc_safe_headers
 from gouache.edge.oauth2 import status_filter as oauth2_status
 from gouache.edge.routes import route_config
+from gouache.edge.status import http_status_filter
 from gouache.edge.studio import compressor as studio_compressor
 from gouache.edge.surface import FILES_PREFIX, GRPC_SERVICES
 from gouache.edge.tls import downstream_tls
@@ -61,6 +62,7 @@ def listener(config: EdgeConfig, descriptor: descriptor_pb2.FileDescriptorSet) -
             studio_compressor(),
             _json_body_limit(config),
             oauth2_status(),
+            http_status_filter(),
             _transcoder(config, descriptor),
             _router(),
         ],

@@ -59,12 +59,21 @@ def _status_details(error: GouacheError) -> bytes:
     return serialized
 
 
+# HTTP statuses more precise than the transcoder's mapping of the gRPC code, by reason: sent
+# as x-gouache-http-status, which the edge applies to REST answers (gouache.edge.status).
+HTTP_STATUS_BY_REASON = {"expired": "410"}
+
+
 def _error_metadata(error: GouacheError) -> tuple[tuple[str, str | bytes], ...]:
-    """Trailing metadata: the status details, and `retry-after` (whole seconds, rounded up),
-    which Envoy's transcoder passes on as the HTTP Retry-After header."""
+    """Trailing metadata: the status details, `retry-after` (whole seconds, rounded up),
+    which Envoy's transcoder passes on as the HTTP Retry-After header, and the HTTP status a
+    REST caller should see when the reason asks for one (410 for `expired`)."""
     entries: list[tuple[str, str | bytes]] = [("grpc-status-details-bin", _status_details(error))]
     if error.retry_after_s is not None:
         entries.append(("retry-after", str(max(1, math.ceil(error.retry_after_s)))))
+    http_status = HTTP_STATUS_BY_REASON.get(error.reason or "")
+    if http_status is not None:
+        entries.append(("x-gouache-http-status", http_status))
     return tuple(entries)
 
 

@@ -10,7 +10,7 @@ import pytest
     ("method", "path", "allow"),
     [
         ("PATCH", "/v1/jobs", "GET, POST"),
-        ("DELETE", "/v1/jobs/job_1", "GET"),
+        ("PUT", "/v1/jobs/job_1", "DELETE, GET"),
         ("GET", "/v1/jobs/job_1:cancel", "POST"),
         ("PUT", "/v1/models/gatys/stats", "GET"),
         ("TRACE", "/v1/auth/token", "POST"),
