@@ -16,6 +16,7 @@ from gouache.ratelimit.calls import limit_calls
 from gouache.runtime.audit import AuditReporter
 from gouache.runtime.auth import TokenSettings, TokenVerifier
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
+from gouache.runtime.context import Principal
 from gouache.runtime.server import ServiceSpec
 from services.storage.blobs import open_blobs
 from services.storage.domain import ImageLibrary
@@ -67,6 +68,27 @@ async def build_service(
     configured, and SafetyModelUnavailable when the model cannot be loaded.
     """
     signer = UrlSigner(settings.signing_key(), settings.public_url)
+    audit: AuditReporter | None = None
+    audit_channel: grpc.aio.Channel | None = None
+    if settings.service_api_key:
+        audit_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
+        audit = AuditReporter(
+            audit_channel,
+            CallOptions(
+                ServiceTokenSource(audit_channel, settings.service_api_key), settings.call_timeout_s
+            ),
+        )
+
+    async def refused(owner_id: str, image_id: str, score: float | None) -> None:
+        if audit is not None:
+            await audit.report(
+                Principal(user_id=owner_id, role="user"),
+                "upload.refused_unsafe",
+                target=f"image:{image_id}",
+                subject_id=owner_id,
+                detail=f"nsfw_score={score:.3f}" if score is not None else "",
+            )
+
     safety = await _content_safety(settings, scorer)
     store = StorageStore(create_engine(settings.database_url))
     blobs = open_blobs(settings)
@@ -81,6 +103,7 @@ async def build_service(
         retention=RetentionPolicy(
             days=settings.retention_days, per_plan=settings.retention_days_per_plan
         ),
+        on_refused=refused,
     )
     lifecycle = ImageLifecycle(
         store,
@@ -103,16 +126,6 @@ async def build_service(
         port=settings.http_port,
         shutdown_timeout_s=settings.grace_s,
     )
-    audit: AuditReporter | None = None
-    audit_channel: grpc.aio.Channel | None = None
-    if settings.service_api_key:
-        audit_channel = open_channel(settings.auth_addr, credentials=settings.channel_credentials())
-        audit = AuditReporter(
-            audit_channel,
-            CallOptions(
-                ServiceTokenSource(audit_channel, settings.service_api_key), settings.call_timeout_s
-            ),
-        )
     servicer = StorageServicer(library, lifecycle, audit)
     spec = ServiceSpec(
         name="storage",

@@ -78,6 +78,18 @@ def test_a_threshold_of_zero_refuses_every_upload_with_its_reason(strict_mesh: M
             assert caught.value.code == 3
             assert caught.value.reason == "unsafe_content"
             assert "refused by the content-safety filter" in caught.value.message
+        # Each refusal is in the audit log, with its score.
+        audit = httpx.get(
+            f"{strict_mesh.config.public_url}/v1/audit",
+            params={"action": "upload.refused_unsafe"},
+            headers={"authorization": f"Bearer {admin.token()}"},
+            timeout=10,
+        )
+        assert audit.status_code == 200, audit.text
+        refusals = audit.json()["events"]
+        assert len(refusals) == 2
+        assert all(e["detail"].startswith("nsfw_score=") for e in refusals)
+        assert all(e["service"] and e["subject_id"] == e["actor_id"] for e in refusals)
 
 
 def test_the_cli_says_why_in_one_line(strict_mesh: Mesh, tmp_path: Path) -> None:

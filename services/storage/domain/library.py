@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 from gouache.blobs import BlobStore
@@ -61,6 +61,9 @@ from services.storage.urls import SignedUrl, UrlSigner, is_style_id, parse_image
 
 logger = logging.getLogger(__name__)
 
+# (owner id, image id, score) of an upload the content-safety filter refused.
+RefusalHook = Callable[[str, str, float | None], Awaitable[None]]
+
 
 class ImageLibrary:
     """Everything the storage service does, independent of gRPC and HTTP."""
@@ -76,6 +79,7 @@ class ImageLibrary:
         decode_concurrency: int = 2,
         safety: ContentSafety | None = None,
         retention: RetentionPolicy | None = None,
+        on_refused: RefusalHook | None = None,
         clock: Callable[[], datetime] = utc_now,
     ) -> None:
         self.store = store
@@ -85,6 +89,7 @@ class ImageLibrary:
         self.upload_ttl = upload_ttl
         self._screening = Screening(limits, concurrency=decode_concurrency, safety=safety)
         self.retention = retention or RetentionPolicy()
+        self._on_refused = on_refused
         self._clock = clock
 
     def file_url(self, image_id: str) -> str:
@@ -258,6 +263,8 @@ class ImageLibrary:
                 image_id, owner_id, kind, screened.nsfw_score, curated=catalog is not None
             )
             if catalog is None:
+                if self._on_refused is not None:
+                    await self._on_refused(owner_id, image_id, screened.nsfw_score)
                 raise unsafe_content()
         decoded = screened.header
         now = self._clock()

@@ -344,3 +344,19 @@ def test_the_service_names_a_bad_threshold_in_one_line(tmp_path: Path) -> None:
         "error: GOUACHE_STORAGE_NSFW_THRESHOLD: must be within 0 and 1 (a probability), got "
         "2.0; GOUACHE_STORAGE_NSFW_FILTER=false turns the check off"
     )
+
+
+async def test_a_refused_upload_is_told_to_the_refusal_hook(strict: Harness) -> None:
+    """The service passes this hook to the audit log (upload.refused_unsafe)."""
+    told: list[tuple[str, str, float | None]] = []
+
+    async def hook(owner_id: str, image_id: str, score: float | None) -> None:
+        told.append((owner_id, image_id, score))
+
+    strict.service.library._on_refused = hook
+    await _refused_stream(strict, small("astronaut", 128), kind="content")
+    ((owner, image_id, score),) = told
+    assert owner == "usr_alice"
+    assert image_id.startswith("img_")
+    assert score is not None
+    assert score >= 0.0
