@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import math
+import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -186,6 +187,17 @@ def validate_rating(job_id: str, rating: int, comments: str) -> tuple[str, str]:
             f"comments must have at most {MAX_COMMENT_CHARS} characters, got {len(text)}",
             field="comments",
             reason="comments_too_long",
+        )
+    bad = next(
+        (c for c in text if c not in "\n\t" and unicodedata.category(c) in ("Cc", "Cs")), None
+    )
+    if bad is not None:
+        # PostgreSQL cannot store NUL in text, and the other controls are never prose.
+        raise InvalidArgument(
+            f"comments must be text (lines and tabs allowed); they contain U+{ord(bad):04X}, "
+            "a control or unpaired surrogate character",
+            field="comments",
+            reason="comments_invalid",
         )
     return job, text
 

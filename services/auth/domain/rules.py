@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 import uuid
 from collections.abc import Sequence
 from datetime import datetime
@@ -62,7 +63,8 @@ def validate_password(password: str) -> None:
 
 
 def validate_label(value: str, *, field_name: str, max_chars: int) -> str:
-    """A trimmed free-text label of at most max_chars characters."""
+    """A trimmed free-text label of at most max_chars characters, none of them a control
+    character (PostgreSQL cannot store NUL in text; a label is one line)."""
     value = value.strip()
     if len(value) > max_chars:
         raise InvalidArgument(
@@ -70,7 +72,19 @@ def validate_label(value: str, *, field_name: str, max_chars: int) -> str:
             field=field_name,
             reason=f"{field_name}_too_long",
         )
+    bad = next((char for char in value if unicodedata.category(char) in _REFUSED), None)
+    if bad is not None:
+        raise InvalidArgument(
+            f"{field_name} must be printable text; it contains U+{ord(bad):04X}, a control "
+            "or unpaired surrogate character",
+            field=field_name,
+            reason=f"{field_name}_invalid",
+        )
     return value
+
+
+# Unicode categories a label may not hold: controls (NUL, newlines, escapes) and surrogates.
+_REFUSED = frozenset({"Cc", "Cs"})
 
 
 def validate_new_role(role: str) -> str:

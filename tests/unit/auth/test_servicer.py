@@ -360,6 +360,20 @@ async def test_key_name_too_long_is_invalid_argument(auth: AuthHarness) -> None:
     assert "name" in details
 
 
+@pytest.mark.parametrize("name", ["nul\x00", "line\nbreak", "bell\x07"])
+async def test_key_name_with_a_control_character_is_invalid_argument(
+    auth: AuthHarness, name: str
+) -> None:
+    """Found by schemathesis: a NUL in the name was a 500 on PostgreSQL."""
+    details = await _fails(
+        auth.stub.CreateApiKey(
+            auth_pb2.CreateApiKeyRequest(name=name), metadata=bearer(auth.user_token)
+        ),
+        grpc.StatusCode.INVALID_ARGUMENT,
+    )
+    assert "printable text" in details
+
+
 async def test_another_users_key_cannot_be_revoked(auth: AuthHarness) -> None:
     admin_key_id = auth.admin_key.split("_")[1]
     details = await _fails(

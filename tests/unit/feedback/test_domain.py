@@ -87,6 +87,9 @@ def test_aggregate_without_data_is_zero_not_nan() -> None:
         ("  ", 3, "", "job_id"),
         ("j" * 65, 3, "", "job_id"),
         ("job_1", 3, "c" * 2001, "comments"),
+        ("job_1", 3, "nul\x00inside", "comments"),
+        ("job_1", 3, "escape \x1b[31m", "comments"),
+        ("job_1", 3, "half \udbed pair", "comments"),
     ],
 )
 def test_bad_rating_names_the_field(job_id: str, rating: int, comments: str, field: str) -> None:
@@ -98,6 +101,10 @@ def test_bad_rating_names_the_field(job_id: str, rating: int, comments: str, fie
 
 def test_good_rating_is_trimmed() -> None:
     assert validate_rating(" job_1 ", 5, " nice \n") == ("job_1", "nice")
+    assert validate_rating("job_1", 5, "two\nlines\tand a tab") == (
+        "job_1",
+        "two\nlines\tand a tab",
+    )
     assert validate_rating("job_1", 1, "c" * 2000) == ("job_1", "c" * 2000)
 
 
