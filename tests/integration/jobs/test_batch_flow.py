@@ -131,8 +131,14 @@ async def test_execution_events_end_the_batch_and_one_webhook_is_posted(
     )
     assert done.status == "partially_succeeded"
     assert (done.counts.succeeded, done.counts.failed) == (2, 1)
-    (delivery,) = await mesh.service.store.deliveries_for_job(batch.batch_id)
-    assert delivery.status == "delivered"
+
+    async def marked() -> bool:
+        # The deliverer marks the row once the receiver's answer is back, just after the
+        # POST the receiver already saw.
+        (delivery,) = await mesh.service.store.deliveries_for_job(batch.batch_id)
+        return bool(delivery.status == "delivered")
+
+    await wait_until(marked, what="the delivery marked delivered")
     assert len(received) == 1
     headers, body = received[0]
     assert headers["X-Gouache-Event"] == "batch.finished"
