@@ -280,6 +280,21 @@ class RolloutReconciler:
         meta = body["metadata"]
         namespace, name = meta["namespace"], meta["name"]
         path = custom_path("modelversions", namespace, name)
+        # Act, then report: the status never says what the cluster and the mesh do not do
+        # yet (a rollback's "back on stable" with the canary still routed). A failure
+        # between the two leaves the old status, and the next pass finds the work done.
+        spec = obs.spec
+        if isinstance(spec, VersionSpec):
+            if decision.replicas is not None:
+                await self._ensure_objects(body, spec, pool, decision)
+            if decision.register:
+                await self._ensure_registered(spec, obs.endpoint)
+            if decision.route is not None and not _same_route(decision.route, obs.route):
+                await self._mesh.set_route(spec.alias, decision.route)
+                logger.info(
+                    "route set",
+                    extra={"alias": spec.alias, "route": dict(decision.route)},
+                )
         before, after = status_to_json(obs.status), status_to_json(decision.status)
         if before != after:
             await self._kube.patch(f"{path}/status", {"status": after})
@@ -293,18 +308,6 @@ class RolloutReconciler:
                         "weight": decision.status.weight,
                         "detail": decision.status.message,
                     },
-                )
-        spec = obs.spec
-        if isinstance(spec, VersionSpec):
-            if decision.replicas is not None:
-                await self._ensure_objects(body, spec, pool, decision)
-            if decision.register:
-                await self._ensure_registered(spec, obs.endpoint)
-            if decision.route is not None and not _same_route(decision.route, obs.route):
-                await self._mesh.set_route(spec.alias, decision.route)
-                logger.info(
-                    "route set",
-                    extra={"alias": spec.alias, "route": dict(decision.route)},
                 )
         for event in decision.events:
             try:
