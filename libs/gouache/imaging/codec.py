@@ -123,12 +123,7 @@ def validate_and_decode(
     uses `warnings.catch_warnings`, which is process-wide before Python 3.14; the
     pixel limit checked here from the header is the guard that does not depend on it.
     """
-    _check_byte_size(len(data), limits)
-    fmt = sniff_format(data)
-    if declared_content_type is not None:
-        _check_declared_content_type(declared_content_type, fmt)
-    if fmt == "webp":
-        _check_riff_complete(data)
+    fmt = _check_container(data, declared_content_type, limits)
     pixels = _decode_pixels(data, fmt, limits)
     pixels.flags.writeable = False
     height, width = pixels.shape[:2]
@@ -167,12 +162,7 @@ def inspect_header(
     per job. Untrusted input must go through `validate_and_decode`, which also finds
     truncated and corrupt pixel data.
     """
-    _check_byte_size(len(data), limits)
-    fmt = sniff_format(data)
-    if declared_content_type is not None:
-        _check_declared_content_type(declared_content_type, fmt)
-    if fmt == "webp":
-        _check_riff_complete(data)
+    fmt = _check_container(data, declared_content_type, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("error", Image.DecompressionBombWarning)
@@ -192,6 +182,18 @@ def inspect_header(
         height=height,
         sha256=hashlib.sha256(data).hexdigest(),
     )
+
+
+def _check_container(data: bytes, declared_content_type: str | None, limits: ImageLimits) -> str:
+    """The checks before any header is parsed: byte size, format from the signature, the
+    declared content type, a complete RIFF container for WebP. Returns the format."""
+    _check_byte_size(len(data), limits)
+    fmt = sniff_format(data)
+    if declared_content_type is not None:
+        _check_declared_content_type(declared_content_type, fmt)
+    if fmt == "webp":
+        _check_riff_complete(data)
+    return fmt
 
 
 def sniff_format(data: bytes) -> str:
