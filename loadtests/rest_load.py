@@ -435,6 +435,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
         )
         return 0
+    if args.engine_workers < 1 or args.engine_threads < 1:
+        parser.error("--engine-workers and --engine-threads must be at least 1")
     if args.warmup >= args.duration - 1:
         parser.error("--warmup must leave at least a second of --duration")
     users = [int(part) for part in args.users.split(",") if part.strip()]
