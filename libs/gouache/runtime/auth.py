@@ -149,6 +149,8 @@ class TokenVerifier:
             token=token,
             plan=str(claims.get("plan") or DEFAULT_PLAN),
             api_key_id=str(claims.get("api_key_id", "")),
+            project=str(claims.get("project", "")),
+            project_role=str(claims.get("project_role") or "owner"),
         )
         if self._cache_size > 0:
             self._verified[token] = (principal, float(claims["exp"]), str(header["kid"]), key)

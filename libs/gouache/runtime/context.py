@@ -16,6 +16,9 @@ ADMIN_SCOPE = "admin:*"
 INTERNAL_SCOPE = "internal"
 # The plan of a token without a `plan` claim: it decides the caller's rate limit.
 DEFAULT_PLAN = "free"
+# Roles in a project, strongest first: owners manage members, editors create and delete,
+# viewers only read (their tokens carry no write:* scope).
+PROJECT_ROLES = ("owner", "editor", "viewer")
 
 
 @dataclass(frozen=True)
@@ -30,6 +33,17 @@ class Principal:
     plan: str = DEFAULT_PLAN
     # The API key the token was exchanged for ("" for a password login).
     api_key_id: str = ""
+    # The project the token acts in ("" before the `project` claim existed: the personal
+    # project) and the caller's role in it. Images, jobs, batches and webhooks belong to a
+    # project; a user's personal project has the user's own id, so tokens without the claim
+    # and rows from before projects keep meaning what they meant.
+    project: str = ""
+    project_role: str = "owner"
+
+    @property
+    def project_id(self) -> str:
+        """The project whose resources this call sees and creates."""
+        return self.project or self.user_id
 
     @property
     def is_admin(self) -> bool:
