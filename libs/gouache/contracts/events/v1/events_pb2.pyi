@@ -190,6 +190,7 @@ class JobSucceeded(_message.Message):
     OUTPUT_HEIGHT_FIELD_NUMBER: _builtins.int
     COMPUTE_MS_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     owner_id: _builtins.str
@@ -213,6 +214,10 @@ class JobSucceeded(_message.Message):
     """The kind of device the model ran on ("cpu" or "cuda", see ExecutionSucceeded.device):
     compute on "cuda" is GPU time; empty when unknown (a cached result, an older worker).
     """
+    user_id: _builtins.str
+    """The user who created the job; owner_id is the project it belongs to (the user's own id
+    for their personal project). Empty in events from before projects: owner_id is the user.
+    """
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -230,10 +235,11 @@ class JobSucceeded(_message.Message):
         output_height: _builtins.int = ...,
         compute_ms: _builtins.int = ...,
         device: _builtins.str = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "compute_ms", b"compute_ms", "device", b"device", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "output_height", b"output_height", "output_width", b"output_width", "owner_id", b"owner_id", "result_image_id", b"result_image_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["cached", b"cached", "compute_ms", b"compute_ms", "device", b"device", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "output_height", b"output_height", "output_width", b"output_width", "owner_id", b"owner_id", "result_image_id", b"result_image_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -253,6 +259,7 @@ class JobFailed(_message.Message):
     ERROR_MESSAGE_FIELD_NUMBER: _builtins.int
     LATENCY_MS_FIELD_NUMBER: _builtins.int
     FINISHED_AT_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     owner_id: _builtins.str
@@ -261,6 +268,8 @@ class JobFailed(_message.Message):
     """Canonical gRPC status code name of the cause, e.g. "INVALID_ARGUMENT"."""
     error_message: _builtins.str
     latency_ms: _builtins.int
+    user_id: _builtins.str
+    """As in JobSucceeded: the user who created the job (owner_id is its project)."""
     @_builtins.property
     def finished_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -274,10 +283,11 @@ class JobFailed(_message.Message):
         error_message: _builtins.str = ...,
         latency_ms: _builtins.int = ...,
         finished_at: _timestamp_pb2.Timestamp | None = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["finished_at", b"finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "owner_id", b"owner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["error_code", b"error_code", "error_message", b"error_message", "event_id", b"event_id", "finished_at", b"finished_at", "job_id", b"job_id", "latency_ms", b"latency_ms", "model_version", b"model_version", "owner_id", b"owner_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -231,11 +231,17 @@ class GetUsageRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Only this user's usage. Admins: empty means every user. Others: empty or their own id."""
     group_by: _builtins.str
     """Splits the usage by the UTC calendar period a job finished in: "day" or "month";
     empty (or "none") for one record per user and model version over the whole window.
+    """
+    project_id: _builtins.str
+    """Only this project's usage (a "prj_..." id, or a user id for that user's personal
+    project). Admins: any project. Others: the project of their token, as its owner; with
+    it, user_id may name any member (or be empty for all of them).
     """
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
@@ -254,10 +260,11 @@ class GetUsageRequest(_message.Message):
         until: _timestamp_pb2.Timestamp | None = ...,
         user_id: _builtins.str = ...,
         group_by: _builtins.str = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "project_id", b"project_id", "since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -271,8 +278,10 @@ class ExportUsageRequest(_message.Message):
     UNTIL_FIELD_NUMBER: _builtins.int
     USER_ID_FIELD_NUMBER: _builtins.int
     GROUP_BY_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     group_by: _builtins.str
+    project_id: _builtins.str
     @_builtins.property
     def since(self) -> _timestamp_pb2.Timestamp:
         """As in GetUsageRequest."""
@@ -286,10 +295,11 @@ class ExportUsageRequest(_message.Message):
         until: _timestamp_pb2.Timestamp | None = ...,
         user_id: _builtins.str = ...,
         group_by: _builtins.str = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["since", b"since", "until", b"until"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["group_by", b"group_by", "project_id", b"project_id", "since", b"since", "until", b"until", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -297,7 +307,7 @@ Global___ExportUsageRequest: _TypeAlias = ExportUsageRequest  # noqa: Y015
 
 @_typing.final
 class UsageRecord(_message.Message):
-    """What one user did with one model version in the window."""
+    """What one user did in one project with one model version in the window."""
 
     DESCRIPTOR: _descriptor.Descriptor
 
@@ -311,7 +321,9 @@ class UsageRecord(_message.Message):
     COMPUTE_SECONDS_FIELD_NUMBER: _builtins.int
     GPU_SECONDS_FIELD_NUMBER: _builtins.int
     PERIOD_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
+    """The user who created the jobs ("erased" for users whose data was erased)."""
     model_version: _builtins.str
     """The concrete model version that ran (or whose cached result was returned)."""
     jobs_succeeded: _builtins.int
@@ -333,6 +345,10 @@ class UsageRecord(_message.Message):
     """The period the record covers when group_by is set: "2026-11" for a month,
     "2026-11-30" for a day (UTC); empty otherwise.
     """
+    project_id: _builtins.str
+    """The project the jobs belong to: a "prj_..." id, or the user's id for their personal
+    project (every job from before projects is in its creator's personal project).
+    """
     @_builtins.property
     def last_finished_at(self) -> _timestamp_pb2.Timestamp:
         """When the last of these jobs finished."""
@@ -350,10 +366,11 @@ class UsageRecord(_message.Message):
         compute_seconds: _builtins.float = ...,
         gpu_seconds: _builtins.float = ...,
         period: _builtins.str = ...,
+        project_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["last_finished_at", b"last_finished_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_seconds", b"compute_seconds", "gpu_seconds", b"gpu_seconds", "jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "output_megapixels", b"output_megapixels", "period", b"period", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_seconds", b"compute_seconds", "gpu_seconds", b"gpu_seconds", "jobs_cached", b"jobs_cached", "jobs_failed", b"jobs_failed", "jobs_succeeded", b"jobs_succeeded", "last_finished_at", b"last_finished_at", "model_version", b"model_version", "output_megapixels", b"output_megapixels", "period", b"period", "project_id", b"project_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -366,7 +383,7 @@ class GetUsageResponse(_message.Message):
     USAGE_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def usage(self) -> _containers.RepeatedCompositeFieldContainer[Global___UsageRecord]:
-        """By period (when grouped), then user_id, then model_version; users and versions without
+        """By period (when grouped), project_id, user_id, then model_version; those without
         jobs in the window are left out.
         """
 

@@ -99,10 +99,12 @@ class FeedbackServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetUsage(self, request, context):
-        """Usage per user and model version: jobs succeeded and failed (and how many of the
-        succeeded were answered from the result cache), over an optional window. Admins see
-        every user's, or one user's with user_id; anyone else sees only their own, and naming
-        another user is PERMISSION_DENIED.
+        """Usage per project, user and model version: jobs succeeded and failed (and how many of
+        the succeeded were answered from the result cache), over an optional window. Admins see
+        everyone's, or one project's (project_id) or user's (user_id). Anyone else sees the
+        jobs they created themselves, or, with project_id set to the project their token acts
+        in and the owner role in it, that project's usage (all its members'); naming another
+        user or project is PERMISSION_DENIED.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

@@ -47,10 +47,12 @@ class FeedbackServiceStub:
     ListModelVersionStats: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.ListModelVersionStatsRequest, _feedback_pb2.ListModelVersionStatsResponse]
     """Aggregates for every model version seen."""
     GetUsage: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.GetUsageRequest, _feedback_pb2.GetUsageResponse]
-    """Usage per user and model version: jobs succeeded and failed (and how many of the
-    succeeded were answered from the result cache), over an optional window. Admins see
-    every user's, or one user's with user_id; anyone else sees only their own, and naming
-    another user is PERMISSION_DENIED.
+    """Usage per project, user and model version: jobs succeeded and failed (and how many of
+    the succeeded were answered from the result cache), over an optional window. Admins see
+    everyone's, or one project's (project_id) or user's (user_id). Anyone else sees the
+    jobs they created themselves, or, with project_id set to the project their token acts
+    in and the owner role in it, that project's usage (all its members'); naming another
+    user or project is PERMISSION_DENIED.
     """
     ExportUsage: _grpc.UnaryUnaryMultiCallable[_feedback_pb2.ExportUsageRequest, _httpbody_pb2.HttpBody]
     """The same usage as GetUsage, with the same access rules, as a CSV document for
@@ -85,10 +87,12 @@ class FeedbackServiceAsyncStub(FeedbackServiceStub):
     ListModelVersionStats: _aio.UnaryUnaryMultiCallable[_feedback_pb2.ListModelVersionStatsRequest, _feedback_pb2.ListModelVersionStatsResponse]  # type: ignore[assignment]
     """Aggregates for every model version seen."""
     GetUsage: _aio.UnaryUnaryMultiCallable[_feedback_pb2.GetUsageRequest, _feedback_pb2.GetUsageResponse]  # type: ignore[assignment]
-    """Usage per user and model version: jobs succeeded and failed (and how many of the
-    succeeded were answered from the result cache), over an optional window. Admins see
-    every user's, or one user's with user_id; anyone else sees only their own, and naming
-    another user is PERMISSION_DENIED.
+    """Usage per project, user and model version: jobs succeeded and failed (and how many of
+    the succeeded were answered from the result cache), over an optional window. Admins see
+    everyone's, or one project's (project_id) or user's (user_id). Anyone else sees the
+    jobs they created themselves, or, with project_id set to the project their token acts
+    in and the owner role in it, that project's usage (all its members'); naming another
+    user or project is PERMISSION_DENIED.
     """
     ExportUsage: _aio.UnaryUnaryMultiCallable[_feedback_pb2.ExportUsageRequest, _httpbody_pb2.HttpBody]  # type: ignore[assignment]
     """The same usage as GetUsage, with the same access rules, as a CSV document for
@@ -144,10 +148,12 @@ class FeedbackServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _feedback_pb2.GetUsageRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_feedback_pb2.GetUsageResponse, _abc.Awaitable[_feedback_pb2.GetUsageResponse]]:
-        """Usage per user and model version: jobs succeeded and failed (and how many of the
-        succeeded were answered from the result cache), over an optional window. Admins see
-        every user's, or one user's with user_id; anyone else sees only their own, and naming
-        another user is PERMISSION_DENIED.
+        """Usage per project, user and model version: jobs succeeded and failed (and how many of
+        the succeeded were answered from the result cache), over an optional window. Admins see
+        everyone's, or one project's (project_id) or user's (user_id). Anyone else sees the
+        jobs they created themselves, or, with project_id set to the project their token acts
+        in and the owner role in it, that project's usage (all its members'); naming another
+        user or project is PERMISSION_DENIED.
         """
 
     @_abc_1.abstractmethod

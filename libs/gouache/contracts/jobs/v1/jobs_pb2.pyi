@@ -47,6 +47,8 @@ class Job(_message.Message):
     LANE_FIELD_NUMBER: _builtins.int
     RESULT_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     RESULT_GONE_FIELD_NUMBER: _builtins.int
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    USER_ID_FIELD_NUMBER: _builtins.int
     job_id: _builtins.str
     status: _builtins.str
     """"pending", "running", "succeeded", "failed" or "canceled"."""
@@ -78,6 +80,11 @@ class Job(_message.Message):
     """Set on a succeeded job whose result is gone, which is why result_url is absent:
     "expired" (its retention period ended at result_expires_at; run the job again).
     """
+    project_id: _builtins.str
+    """The project the job belongs to (a "prj_..." id, or the creator's user id for their
+    personal project), and the user who created it.
+    """
+    user_id: _builtins.str
     @_builtins.property
     def style_urls(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     @_builtins.property
@@ -115,10 +122,12 @@ class Job(_message.Message):
         lane: _builtins.str = ...,
         result_expires_at: _timestamp_pb2.Timestamp | None = ...,
         result_gone: _builtins.str = ...,
+        project_id: _builtins.str = ...,
+        user_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "params", b"params", "result_expires_at", b"result_expires_at", "result_url", b"result_url", "updated_at", b"updated_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "lane", b"lane", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "requested_model_version", b"requested_model_version", "result_expires_at", b"result_expires_at", "result_gone", b"result_gone", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["_error", b"_error", "_error_code", b"_error_code", "_result_url", b"_result_url", "cached", b"cached", "content_url", b"content_url", "created_at", b"created_at", "error", b"error", "error_code", b"error_code", "eta_seconds", b"eta_seconds", "job_id", b"job_id", "lane", b"lane", "latency_ms", b"latency_ms", "model_version", b"model_version", "params", b"params", "progress", b"progress", "project_id", b"project_id", "requested_model_version", b"requested_model_version", "result_expires_at", b"result_expires_at", "result_gone", b"result_gone", "result_image_id", b"result_image_id", "result_url", b"result_url", "status", b"status", "style_urls", b"style_urls", "updated_at", b"updated_at", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     _WhichOneofReturnType__error: _TypeAlias = _typing.Literal["error"]  # noqa: Y015
     _WhichOneofArgType__error: _TypeAlias = _typing.Literal["_error", b"_error"]  # noqa: Y015
