@@ -86,6 +86,31 @@ class AuthServiceStub:
                 request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsRequest.SerializeToString,
                 response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsResponse.FromString,
                 _registered_method=True)
+        self.CreateProject = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/CreateProject',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.CreateProjectRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.CreateProjectResponse.FromString,
+                _registered_method=True)
+        self.ListProjects = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/ListProjects',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListProjectsRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListProjectsResponse.FromString,
+                _registered_method=True)
+        self.GetProject = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/GetProject',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.GetProjectRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.GetProjectResponse.FromString,
+                _registered_method=True)
+        self.PutProjectMember = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/PutProjectMember',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.PutProjectMemberRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.PutProjectMemberResponse.FromString,
+                _registered_method=True)
+        self.RemoveProjectMember = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/RemoveProjectMember',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -145,7 +170,7 @@ class AuthServiceServicer:
 
     def DeleteAccount(self, request, context):
         """For a user's erasure (jobs coordinates it; services and admins only): deletes the
-        user's API keys and the account itself. Idempotent (an unknown user is not an error).
+        user's API keys, project memberships and the account itself. Idempotent (an unknown user is not an error).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -162,6 +187,46 @@ class AuthServiceServicer:
     def RecordAuditEvents(self, request, context):
         """Appends other services' security-relevant actions to the audit log (services only);
         an event_id already recorded is ignored, so a retried call records each event once.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateProject(self, request, context):
+        """Creates a shared project; the caller becomes its owner. Images, styles, jobs, batches
+        and webhooks belong to a project: a token issued with `project` acts in it.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListProjects(self, request, context):
+        """The caller's projects with the caller's role, the personal project first (its id is the
+        user's own id); admins may list every shared project with `all`. Paged.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetProject(self, request, context):
+        """One project and its members; a project the caller is not a member of is NOT_FOUND
+        (admins see any).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def PutProjectMember(self, request, context):
+        """Adds a member or changes a member's role (owners and admins only). The last owner
+        cannot be demoted, and the personal project takes no members (FAILED_PRECONDITION).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def RemoveProjectMember(self, request, context):
+        """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
+        The last owner cannot be removed (FAILED_PRECONDITION).
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -219,6 +284,31 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RecordAuditEvents,
                     request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsRequest.FromString,
                     response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsResponse.SerializeToString,
+            ),
+            'CreateProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateProject,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.CreateProjectRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.CreateProjectResponse.SerializeToString,
+            ),
+            'ListProjects': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListProjects,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListProjectsRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.ListProjectsResponse.SerializeToString,
+            ),
+            'GetProject': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetProject,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.GetProjectRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.GetProjectResponse.SerializeToString,
+            ),
+            'PutProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.PutProjectMember,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.PutProjectMemberRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.PutProjectMemberResponse.SerializeToString,
+            ),
+            'RemoveProjectMember': grpc.unary_unary_rpc_method_handler(
+                    servicer.RemoveProjectMember,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -492,6 +582,141 @@ class AuthService:
             '/gouache.auth.v1.AuthService/RecordAuditEvents',
             gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsRequest.SerializeToString,
             gouache_dot_auth_dot_v1_dot_auth__pb2.RecordAuditEventsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/CreateProject',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.CreateProjectRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.CreateProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListProjects(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/ListProjects',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.ListProjectsRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.ListProjectsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetProject(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/GetProject',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.GetProjectRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.GetProjectResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def PutProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/PutProjectMember',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.PutProjectMemberRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.PutProjectMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RemoveProjectMember(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/RemoveProjectMember',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberResponse.FromString,
             options,
             channel_credentials,
             insecure,

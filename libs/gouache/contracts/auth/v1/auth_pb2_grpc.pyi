@@ -54,7 +54,7 @@ class AuthServiceStub:
     """Revokes one of the caller's API keys."""
     DeleteAccount: _grpc.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]
     """For a user's erasure (jobs coordinates it; services and admins only): deletes the
-    user's API keys and the account itself. Idempotent (an unknown user is not an error).
+    user's API keys, project memberships and the account itself. Idempotent (an unknown user is not an error).
     """
     ListAuditEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListAuditEventsRequest, _auth_pb2.ListAuditEventsResponse]
     """The audit log (admins only), newest first, filtered by time, actor and action; paged.
@@ -63,6 +63,26 @@ class AuthServiceStub:
     RecordAuditEvents: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RecordAuditEventsRequest, _auth_pb2.RecordAuditEventsResponse]
     """Appends other services' security-relevant actions to the audit log (services only);
     an event_id already recorded is ignored, so a retried call records each event once.
+    """
+    CreateProject: _grpc.UnaryUnaryMultiCallable[_auth_pb2.CreateProjectRequest, _auth_pb2.CreateProjectResponse]
+    """Creates a shared project; the caller becomes its owner. Images, styles, jobs, batches
+    and webhooks belong to a project: a token issued with `project` acts in it.
+    """
+    ListProjects: _grpc.UnaryUnaryMultiCallable[_auth_pb2.ListProjectsRequest, _auth_pb2.ListProjectsResponse]
+    """The caller's projects with the caller's role, the personal project first (its id is the
+    user's own id); admins may list every shared project with `all`. Paged.
+    """
+    GetProject: _grpc.UnaryUnaryMultiCallable[_auth_pb2.GetProjectRequest, _auth_pb2.GetProjectResponse]
+    """One project and its members; a project the caller is not a member of is NOT_FOUND
+    (admins see any).
+    """
+    PutProjectMember: _grpc.UnaryUnaryMultiCallable[_auth_pb2.PutProjectMemberRequest, _auth_pb2.PutProjectMemberResponse]
+    """Adds a member or changes a member's role (owners and admins only). The last owner
+    cannot be demoted, and the personal project takes no members (FAILED_PRECONDITION).
+    """
+    RemoveProjectMember: _grpc.UnaryUnaryMultiCallable[_auth_pb2.RemoveProjectMemberRequest, _auth_pb2.RemoveProjectMemberResponse]
+    """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
+    The last owner cannot be removed (FAILED_PRECONDITION).
     """
 
 @_typing.type_check_only
@@ -90,7 +110,7 @@ class AuthServiceAsyncStub(AuthServiceStub):
     """Revokes one of the caller's API keys."""
     DeleteAccount: _aio.UnaryUnaryMultiCallable[_auth_pb2.DeleteAccountRequest, _auth_pb2.DeleteAccountResponse]  # type: ignore[assignment]
     """For a user's erasure (jobs coordinates it; services and admins only): deletes the
-    user's API keys and the account itself. Idempotent (an unknown user is not an error).
+    user's API keys, project memberships and the account itself. Idempotent (an unknown user is not an error).
     """
     ListAuditEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListAuditEventsRequest, _auth_pb2.ListAuditEventsResponse]  # type: ignore[assignment]
     """The audit log (admins only), newest first, filtered by time, actor and action; paged.
@@ -99,6 +119,26 @@ class AuthServiceAsyncStub(AuthServiceStub):
     RecordAuditEvents: _aio.UnaryUnaryMultiCallable[_auth_pb2.RecordAuditEventsRequest, _auth_pb2.RecordAuditEventsResponse]  # type: ignore[assignment]
     """Appends other services' security-relevant actions to the audit log (services only);
     an event_id already recorded is ignored, so a retried call records each event once.
+    """
+    CreateProject: _aio.UnaryUnaryMultiCallable[_auth_pb2.CreateProjectRequest, _auth_pb2.CreateProjectResponse]  # type: ignore[assignment]
+    """Creates a shared project; the caller becomes its owner. Images, styles, jobs, batches
+    and webhooks belong to a project: a token issued with `project` acts in it.
+    """
+    ListProjects: _aio.UnaryUnaryMultiCallable[_auth_pb2.ListProjectsRequest, _auth_pb2.ListProjectsResponse]  # type: ignore[assignment]
+    """The caller's projects with the caller's role, the personal project first (its id is the
+    user's own id); admins may list every shared project with `all`. Paged.
+    """
+    GetProject: _aio.UnaryUnaryMultiCallable[_auth_pb2.GetProjectRequest, _auth_pb2.GetProjectResponse]  # type: ignore[assignment]
+    """One project and its members; a project the caller is not a member of is NOT_FOUND
+    (admins see any).
+    """
+    PutProjectMember: _aio.UnaryUnaryMultiCallable[_auth_pb2.PutProjectMemberRequest, _auth_pb2.PutProjectMemberResponse]  # type: ignore[assignment]
+    """Adds a member or changes a member's role (owners and admins only). The last owner
+    cannot be demoted, and the personal project takes no members (FAILED_PRECONDITION).
+    """
+    RemoveProjectMember: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemoveProjectMemberRequest, _auth_pb2.RemoveProjectMemberResponse]  # type: ignore[assignment]
+    """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
+    The last owner cannot be removed (FAILED_PRECONDITION).
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -171,7 +211,7 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
         context: _ServicerContext,
     ) -> _typing.Union[_auth_pb2.DeleteAccountResponse, _abc.Awaitable[_auth_pb2.DeleteAccountResponse]]:
         """For a user's erasure (jobs coordinates it; services and admins only): deletes the
-        user's API keys and the account itself. Idempotent (an unknown user is not an error).
+        user's API keys, project memberships and the account itself. Idempotent (an unknown user is not an error).
         """
 
     @_abc_1.abstractmethod
@@ -192,6 +232,56 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.RecordAuditEventsResponse, _abc.Awaitable[_auth_pb2.RecordAuditEventsResponse]]:
         """Appends other services' security-relevant actions to the audit log (services only);
         an event_id already recorded is ignored, so a retried call records each event once.
+        """
+
+    @_abc_1.abstractmethod
+    def CreateProject(
+        self,
+        request: _auth_pb2.CreateProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.CreateProjectResponse, _abc.Awaitable[_auth_pb2.CreateProjectResponse]]:
+        """Creates a shared project; the caller becomes its owner. Images, styles, jobs, batches
+        and webhooks belong to a project: a token issued with `project` acts in it.
+        """
+
+    @_abc_1.abstractmethod
+    def ListProjects(
+        self,
+        request: _auth_pb2.ListProjectsRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.ListProjectsResponse, _abc.Awaitable[_auth_pb2.ListProjectsResponse]]:
+        """The caller's projects with the caller's role, the personal project first (its id is the
+        user's own id); admins may list every shared project with `all`. Paged.
+        """
+
+    @_abc_1.abstractmethod
+    def GetProject(
+        self,
+        request: _auth_pb2.GetProjectRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.GetProjectResponse, _abc.Awaitable[_auth_pb2.GetProjectResponse]]:
+        """One project and its members; a project the caller is not a member of is NOT_FOUND
+        (admins see any).
+        """
+
+    @_abc_1.abstractmethod
+    def PutProjectMember(
+        self,
+        request: _auth_pb2.PutProjectMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.PutProjectMemberResponse, _abc.Awaitable[_auth_pb2.PutProjectMemberResponse]]:
+        """Adds a member or changes a member's role (owners and admins only). The last owner
+        cannot be demoted, and the personal project takes no members (FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
+    def RemoveProjectMember(
+        self,
+        request: _auth_pb2.RemoveProjectMemberRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.RemoveProjectMemberResponse, _abc.Awaitable[_auth_pb2.RemoveProjectMemberResponse]]:
+        """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
+        The last owner cannot be removed (FAILED_PRECONDITION).
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
