@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import math
+import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -16,6 +18,7 @@ from gouache.runtime.errors import (
     InvalidArgument,
     NotFound,
     PermissionDenied,
+    Unavailable,
 )
 
 logger = logging.getLogger(__name__)
@@ -24,6 +27,8 @@ Clock = Callable[[], datetime]
 
 SUCCEEDED = "succeeded"
 FAILED = "failed"
+# Job statuses after which nothing more happens to a job.
+FINISHED = (SUCCEEDED, FAILED, "canceled")
 MIN_RATING = 1
 MAX_RATING = 5
 MAX_COMMENT_CHARS = 2000
@@ -365,23 +370,62 @@ class FeedbackStore(Protocol):
         ...
 
 
+class JobLookup(Protocol):
+    """Asks the jobs service about a job as the caller (clients.JobsClient implements it)."""
+
+    async def job_status(self, job_id: str) -> str | None:
+        """The job's status, or None when the caller's project has no such job (jobs checks
+        the caller's token, so another project's job is None too). Unavailable when jobs
+        cannot say."""
+        ...
+
+
+@dataclass(frozen=True)
+class OutcomeWait:
+    """How long a rating waits for the outcome event of a job jobs says has just succeeded.
+
+    Jobs answers `succeeded` as soon as its transaction commits; the outcome event reaches
+    feedback through the outbox and JetStream a moment later (milliseconds when idle, longer
+    under load), so a rating sent right after GetJob would otherwise miss it.
+    """
+
+    timeout_s: float = 10.0
+    poll_s: float = 0.05
+
+
+def _no_job(job: str) -> NotFound:
+    return NotFound(
+        f"no finished job {job} in this project; a job can be rated once GetJob says it "
+        "succeeded, with a token of the project it belongs to",
+        reason="job_not_found",
+    )
+
+
 class FeedbackService:
     """The feedback use cases over a store."""
 
-    def __init__(self, store: FeedbackStore, *, clock: Clock = utc_now) -> None:
+    def __init__(
+        self,
+        store: FeedbackStore,
+        *,
+        clock: Clock = utc_now,
+        jobs: JobLookup | None = None,
+        outcome_wait: OutcomeWait = OutcomeWait(),
+    ) -> None:
         self._store = store
         self._clock = clock
+        self._jobs = jobs
+        self._outcome_wait = outcome_wait
 
     async def submit(self, actor: Principal, *, job_id: str, rating: int, comments: str) -> Rating:
-        """Records the owner's rating of a succeeded job; a second rating replaces the first."""
+        """Records a rating of a succeeded job of the caller's project; a second replaces the
+        first. A job jobs calls succeeded whose outcome event is still on its way is waited for."""
         job, text = validate_rating(job_id, rating, comments)
         outcome = await self._store.outcome(job)
-        if outcome is None or outcome.owner_id != actor.user_id:
-            raise NotFound(
-                f"no finished job {job} for this user; feedback knows a job once it has "
-                "finished (succeeded or failed), so retry when GetJob says it is done",
-                reason="job_not_found",
-            )
+        if outcome is None:
+            outcome = await self._outcome_on_its_way(actor, job)
+        if outcome.owner_id != actor.project_id:
+            raise _no_job(job)
         if outcome.status != SUCCEEDED:
             raise FailedPrecondition(
                 f"job {job} {outcome.status}; only succeeded jobs can be rated",
@@ -400,6 +444,40 @@ class FeedbackService:
             },
         )
         return saved
+
+    async def _outcome_on_its_way(self, actor: Principal, job: str) -> JobOutcome:
+        """The outcome of a job feedback has not heard of yet, once its event arrives.
+
+        Jobs is asked first, as the caller, so that an unknown job, another project's job or
+        one still running is answered at once; only a job that has succeeded is waited for.
+        """
+        status = None if self._jobs is None else await self._jobs.job_status(job)
+        if status is None:
+            raise _no_job(job)
+        if status != SUCCEEDED:
+            later = "" if status in FINISHED else ", so rate it once GetJob says succeeded"
+            raise FailedPrecondition(
+                f"job {job} is {status}; only succeeded jobs can be rated{later}",
+                reason="job_not_succeeded",
+            )
+        deadline = time.monotonic() + self._outcome_wait.timeout_s
+        while True:
+            outcome = await self._store.outcome(job)
+            if outcome is not None:
+                return outcome
+            if time.monotonic() >= deadline:
+                break
+            await asyncio.sleep(self._outcome_wait.poll_s)
+        logger.warning(
+            "job outcome not yet recorded",
+            extra={"job_id": job, "waited_s": self._outcome_wait.timeout_s},
+        )
+        raise Unavailable(
+            f"job {job} has finished but its outcome has not reached feedback within "
+            f"{self._outcome_wait.timeout_s:g} s; retry in a few seconds",
+            reason="outcome_pending",
+            retry_after_s=2.0,
+        )
 
     async def stats(
         self, model_version: str, *, since: datetime | None = None

@@ -18,7 +18,8 @@ from gouache.runtime.audit import AuditReporter
 from gouache.runtime.auth import TokenSettings, TokenVerifier
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, jwks_fetcher, open_channel
 from gouache.runtime.server import ServiceSpec
-from services.feedback.domain import Clock, FeedbackService, utc_now
+from services.feedback.clients import JobsClient
+from services.feedback.domain import Clock, FeedbackService, OutcomeWait, utc_now
 from services.feedback.events import outcome_consumer
 from services.feedback.servicer import FeedbackServicer
 from services.feedback.settings import FeedbackSettings
@@ -73,7 +74,13 @@ async def build(
                 ServiceTokenSource(audit_channel, settings.service_api_key), settings.call_timeout_s
             ),
         )
-    servicer = FeedbackServicer(FeedbackService(database, clock=clock), audit)
+    jobs_channel = open_channel(settings.jobs_addr, credentials=settings.channel_credentials())
+    opened.channels.append(jobs_channel)
+    jobs = JobsClient(jobs_channel, CallOptions(None, settings.call_timeout_s))
+    service = FeedbackService(
+        database, clock=clock, jobs=jobs, outcome_wait=OutcomeWait(settings.outcome_wait_s)
+    )
+    servicer = FeedbackServicer(service, audit)
 
     async def start() -> None:
         await database.create_schema()

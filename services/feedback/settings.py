@@ -35,6 +35,10 @@ class FeedbackSettings(ServiceSettings):
     consumer_retry_initial_s: float = Field(default=1.0, gt=0)
     consumer_retry_max_s: float = Field(default=60.0, gt=0)
     consumer_ack_wait_s: float = Field(default=30.0, gt=0)
+    # Jobs, asked (with the caller's token) about a job rated before its outcome event came.
+    jobs_addr: str = "127.0.0.1:50053"
+    # How long such a rating waits for the outcome event of a job that has succeeded.
+    outcome_wait_s: float = Field(default=10.0, ge=0, le=60)
 
     @model_validator(mode="before")
     @classmethod

@@ -508,6 +508,7 @@ class Mesh:
             "STORAGE_ADDR": f"127.0.0.1:{ports.grpc['storage']}",
             "INFERENCE_ADDR": f"127.0.0.1:{ports.grpc['inference']}",
             "FEEDBACK_ADDR": f"127.0.0.1:{ports.grpc['feedback']}",
+            "JOBS_ADDR": f"127.0.0.1:{ports.grpc['jobs']}",
             "STATE_DIR": str(state),
         }
         if name == "storage":

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import random
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
@@ -10,13 +11,20 @@ import numpy as np
 import pytest
 
 from gouache.runtime.context import Principal
-from gouache.runtime.errors import FailedPrecondition, InvalidArgument, NotFound, PermissionDenied
+from gouache.runtime.errors import (
+    FailedPrecondition,
+    InvalidArgument,
+    NotFound,
+    PermissionDenied,
+    Unavailable,
+)
 from services.feedback.domain import (
     FAILED,
     SUCCEEDED,
     FeedbackService,
     InvalidOutcome,
     JobOutcome,
+    OutcomeWait,
     Rating,
     UsageQuery,
     UsageRecord,
@@ -229,14 +237,100 @@ async def test_second_rating_replaces_the_first(service: FeedbackService) -> Non
 
 
 async def test_only_the_owner_may_rate(service: FeedbackService) -> None:
-    with pytest.raises(NotFound, match="no finished job job_ok for this user") as other:
+    with pytest.raises(NotFound, match="no finished job job_ok in this project") as other:
         await service.submit(STRANGER, job_id="job_ok", rating=3, comments="")
     with pytest.raises(NotFound) as unknown:
         await service.submit(OWNER, job_id="job_missing", rating=3, comments="")
     assert other.value.message.replace("job_ok", "X") == unknown.value.message.replace(
         "job_missing", "X"
     )
-    assert "finished" in unknown.value.message
+    assert "succeeded" in unknown.value.message
+
+
+class _Jobs:
+    """JobLookup as jobs answers it for OWNER: a status per job id, None for any other."""
+
+    def __init__(self, statuses: dict[str, str]) -> None:
+        self.statuses = statuses
+        self.asked: list[str] = []
+
+    async def job_status(self, job_id: str) -> str | None:
+        self.asked.append(job_id)
+        return self.statuses.get(job_id)
+
+
+def _waiting_service(jobs: _Jobs, timeout_s: float = 2.0) -> tuple[FeedbackService, _MemoryStore]:
+    store = _MemoryStore([])
+    service = FeedbackService(
+        store, clock=lambda: NOW, jobs=jobs, outcome_wait=OutcomeWait(timeout_s, poll_s=0.01)
+    )
+    return service, store
+
+
+async def test_a_rating_just_after_success_waits_for_the_outcome_event() -> None:
+    # Jobs says succeeded before the outcome event has reached feedback (outbox, JetStream).
+    service, store = _waiting_service(_Jobs({"job_new": SUCCEEDED}))
+
+    async def event_arrives() -> None:
+        await asyncio.sleep(0.05)
+        store.outcomes["job_new"] = JobOutcome("job_new", "usr_owner", "m", SUCCEEDED, 10, NOW)
+
+    arrival = asyncio.create_task(event_arrives())
+    saved = await service.submit(OWNER, job_id="job_new", rating=4, comments="")
+    await arrival
+    assert (saved.job_id, saved.rating) == ("job_new", 4)
+
+
+async def test_an_outcome_that_never_comes_is_unavailable_with_a_retry_hint() -> None:
+    service, _ = _waiting_service(_Jobs({"job_new": SUCCEEDED}), timeout_s=0.05)
+    with pytest.raises(Unavailable, match="retry in a few seconds") as late:
+        await service.submit(OWNER, job_id="job_new", rating=4, comments="")
+    assert late.value.reason == "outcome_pending"
+    assert late.value.retry_after_s is not None
+
+
+@pytest.mark.parametrize(
+    ("status", "hint"),
+    [("pending", "once GetJob says succeeded"), ("running", "once GetJob"), ("failed", "")],
+)
+async def test_a_job_not_succeeded_per_jobs_is_refused_at_once(status: str, hint: str) -> None:
+    service, _ = _waiting_service(_Jobs({"job_new": status}), timeout_s=30)
+    with pytest.raises(FailedPrecondition, match=f"job job_new is {status}") as refused:
+        await asyncio.wait_for(service.submit(OWNER, job_id="job_new", rating=4, comments=""), 5)
+    assert hint in refused.value.message
+    assert ("once GetJob" in refused.value.message) == bool(hint)
+
+
+async def test_a_job_jobs_does_not_show_the_caller_is_not_found_at_once() -> None:
+    jobs = _Jobs({})
+    service, _ = _waiting_service(jobs, timeout_s=30)
+    with pytest.raises(NotFound, match="no finished job job_elsewhere"):
+        await asyncio.wait_for(
+            service.submit(OWNER, job_id="job_elsewhere", rating=4, comments=""), 5
+        )
+    assert jobs.asked == ["job_elsewhere"]
+
+
+async def test_a_known_outcome_needs_no_question_to_jobs(service: FeedbackService) -> None:
+    jobs = _Jobs({})
+    store = _MemoryStore([JobOutcome("job_ok", "usr_owner", "m", SUCCEEDED, 10, NOW)])
+    service = FeedbackService(store, clock=lambda: NOW, jobs=jobs)
+    await service.submit(OWNER, job_id="job_ok", rating=5, comments="")
+    with pytest.raises(NotFound):
+        await service.submit(STRANGER, job_id="job_ok", rating=5, comments="")
+    assert jobs.asked == []
+
+
+async def test_a_project_member_rates_the_projects_job() -> None:
+    store = _MemoryStore([JobOutcome("job_team", "prj_team", "m", SUCCEEDED, 10, NOW)])
+    service = FeedbackService(store, clock=lambda: NOW)
+    member = Principal(
+        user_id="usr_member", role="user", scopes=frozenset({"write:jobs"}), project="prj_team"
+    )
+    saved = await service.submit(member, job_id="job_team", rating=5, comments="")
+    assert saved.rating == 5
+    with pytest.raises(NotFound):
+        await service.submit(OWNER, job_id="job_team", rating=5, comments="")
 
 
 async def test_failed_jobs_cannot_be_rated(service: FeedbackService) -> None:

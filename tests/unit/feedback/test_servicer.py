@@ -136,7 +136,7 @@ async def test_another_users_job_is_not_found(feedback: Harness) -> None:
         feedback.stub.SubmitFeedback(request, metadata=feedback.md("usr_else")),
         grpc.StatusCode.NOT_FOUND,
     )
-    assert "no finished job job_a1 for this user" in details
+    assert "no finished job job_a1 in this project" in details
     unknown = await _fails(
         feedback.stub.SubmitFeedback(
             feedback_pb2.SubmitFeedbackRequest(job_id="job_zz", rating=1), metadata=feedback.md()
