@@ -7,6 +7,8 @@ narrow the scopes, and says what to answer: HTTP status, headers and JSON docume
 client_id is the API key's id and client_secret its secret: the two halves of
 `gk_<key_id>_<secret>` (the whole key is accepted as the secret too). With single sign-on
 configured, the JWT bearer grant (RFC 7523) exchanges an external issuer's JWT instead.
+An optional `project` parameter (an extension parameter, RFC 6749 §8.2) names the shared
+project the token acts in, as IssueToken's `project` does.
 """
 
 from __future__ import annotations
@@ -78,6 +80,7 @@ class ClientCredentialsRequest:
     secret: str
     scopes: tuple[str, ...]
     basic: bool
+    project: str = ""
 
 
 @dataclass(frozen=True)
@@ -86,6 +89,7 @@ class JwtBearerRequest:
 
     assertion: str
     scopes: tuple[str, ...]
+    project: str = ""
 
 
 @dataclass(frozen=True)
@@ -214,7 +218,11 @@ def _jwt_bearer(form: dict[str, str], authorization: str | None) -> JwtBearerReq
         raise _invalid_request(
             "assertion is required: the JWT your identity provider issued for this audience"
         )
-    return JwtBearerRequest(assertion=assertion, scopes=parse_scope(form.get("scope", "")))
+    return JwtBearerRequest(
+        assertion=assertion,
+        scopes=parse_scope(form.get("scope", "")),
+        project=form.get("project", ""),
+    )
 
 
 def _client_credentials(
@@ -257,6 +265,7 @@ def _client_credentials(
         secret=secret,
         scopes=parse_scope(form.get("scope", "")),
         basic=basic,
+        project=form.get("project", ""),
     )
 
 
@@ -266,6 +275,12 @@ def refusal_for(exc: GouacheError, *, basic: bool) -> OAuth2Error:
         return OAuth2Error("invalid_grant", exc.message)
     if exc.reason in ("scope_unknown", "scope_not_allowed"):
         return OAuth2Error("invalid_scope", exc.message)
+    if exc.reason and exc.reason.startswith("project_"):
+        # A project the client may not act in (not a member, no such project, a malformed
+        # id) is invalid_request, "an unsupported parameter value" (RFC 6749 §5.2): the
+        # client's credentials are good (not invalid_client) and its scope is not at fault
+        # (invalid_scope would send it to fix `scope`); the message names the project.
+        return _invalid_request(exc.message)
     if isinstance(exc, Unauthenticated):
         return _invalid_client(exc.message, basic=basic)
     if isinstance(exc, ResourceExhausted):
@@ -335,10 +350,11 @@ async def answer_token_request(
                     identity.name,
                     request.scopes,
                     create=oidc.config.create_users,
+                    project=request.project,
                 )
             else:
                 issued = await accounts.issue_client_token(
-                    request.key_id, request.secret, request.scopes
+                    request.key_id, request.secret, request.scopes, project=request.project
                 )
         except GouacheError as exc:
             basic = isinstance(request, ClientCredentialsRequest) and request.basic

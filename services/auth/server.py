@@ -18,6 +18,7 @@ from services.auth.domain import (
     Accounts,
     Clock,
     FailureThrottle,
+    Projects,
     ScryptParams,
     TokenPolicy,
     utc_now,
@@ -42,6 +43,12 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/DeleteAccount": "internal",
     f"/{SERVICE}/ListAuditEvents": "admin:*",
     f"/{SERVICE}/RecordAuditEvents": "internal",
+    # Who may manage a project is the project's own rule (owners; admins): see Projects.
+    f"/{SERVICE}/CreateProject": AUTHENTICATED,
+    f"/{SERVICE}/ListProjects": AUTHENTICATED,
+    f"/{SERVICE}/GetProject": AUTHENTICATED,
+    f"/{SERVICE}/PutProjectMember": AUTHENTICATED,
+    f"/{SERVICE}/RemoveProjectMember": AUTHENTICATED,
     f"/{OAUTH2_SERVICE}/IssueOAuth2Token": PUBLIC,
 }
 
@@ -53,6 +60,7 @@ class AuthComponents:
     database: AuthDatabase
     keys: KeyRing
     accounts: Accounts
+    projects: Projects
 
 
 def open_components(settings: AuthSettings, *, clock: Clock = utc_now) -> AuthComponents:
@@ -81,7 +89,8 @@ def open_components(settings: AuthSettings, *, clock: Clock = utc_now) -> AuthCo
         clock=clock,
         new_user_id=lambda: new_id("usr"),
     )
-    return AuthComponents(database=database, keys=keys, accounts=accounts)
+    projects = Projects(database, clock=clock, new_id=lambda: new_id("prj"))
+    return AuthComponents(database=database, keys=keys, accounts=accounts, projects=projects)
 
 
 def oidc_verifier(settings: AuthSettings) -> OidcVerifier | None:
@@ -118,7 +127,7 @@ async def build(
 ) -> tuple[ServiceSpec, TokenVerifier]:
     """The service spec and the verifier for its RPCs (its own keys unless one is given)."""
     parts = open_components(settings, clock=clock)
-    servicer = AuthServicer(parts.accounts, parts.keys, AuditLog(parts.database))
+    servicer = AuthServicer(parts.accounts, parts.keys, AuditLog(parts.database), parts.projects)
     oauth2 = OAuth2Servicer(parts.accounts, oidc_verifier(settings))
 
     def register(server: grpc.aio.Server) -> None:

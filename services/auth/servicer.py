@@ -13,7 +13,13 @@ from gouache.runtime.audit import pseudonym
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import InvalidArgument
 from services.auth.audit import AuditEvent, AuditLog
-from services.auth.domain import Accounts, ApiKeyRecord
+from services.auth.domain import (
+    Accounts,
+    ApiKeyRecord,
+    Member,
+    Projects,
+    ProjectView,
+)
 from services.auth.keys import KeyRing
 from services.auth.oauth2 import answer_token_request
 from services.auth.oidc import OidcVerifier
@@ -35,6 +41,27 @@ def _api_key(record: ApiKeyRecord) -> auth_pb2.ApiKey:
         name=record.name,
         created_at=_timestamp(record.created_at),
         revoked=record.revoked,
+    )
+
+
+def _project(view: ProjectView) -> auth_pb2.Project:
+    return auth_pb2.Project(
+        project_id=view.project.project_id,
+        name=view.project.name,
+        created_by=view.project.created_by,
+        created_at=_timestamp(view.project.created_at),
+        role=view.role,
+        personal=view.personal,
+    )
+
+
+def _member(member: Member) -> auth_pb2.ProjectMember:
+    return auth_pb2.ProjectMember(
+        user_id=member.user_id,
+        email=member.email,
+        role=member.role,
+        added_at=_timestamp(member.added_at),
+        added_by=member.added_by,
     )
 
 
@@ -75,12 +102,15 @@ def _audit_event(index: int, item: auth_pb2.AuditEvent, service: str) -> AuditEv
 
 
 class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
-    """One method per RPC; rules live in Accounts and KeyRing."""
+    """One method per RPC; rules live in Accounts, Projects and KeyRing."""
 
-    def __init__(self, accounts: Accounts, keys: KeyRing, audit: AuditLog) -> None:
+    def __init__(
+        self, accounts: Accounts, keys: KeyRing, audit: AuditLog, projects: Projects
+    ) -> None:
         self._accounts = accounts
         self._keys = keys
         self._audit = audit
+        self._projects = projects
 
     async def IssueToken(
         self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
@@ -91,12 +121,15 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             email=request.email,
             password=request.password,
             scopes=[*request.scopes, request.scope],
+            project=request.project,
         )
         return auth_pb2.IssueTokenResponse(
             access_token=issued.access_token,
             token_type="Bearer",
             expires_in=issued.expires_in,
             scope=" ".join(issued.scopes),
+            project_id=issued.project_id,
+            project_role=issued.project_role,
         )
 
     async def GetJwks(
@@ -115,6 +148,8 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             email=principal.email,
             role=principal.role,
             scopes=sorted(principal.scopes),
+            project_id=principal.project_id,
+            project_role=principal.project_role,
         )
 
     async def CreateUser(
@@ -169,18 +204,22 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     async def DeleteAccount(
         self, request: auth_pb2.DeleteAccountRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.DeleteAccountResponse:
-        deleted, keys = await self._accounts.delete_account(request.user_id)
+        result = await self._accounts.delete_account(request.user_id)
         user_id = request.user_id.strip()
         await self._audit.pseudonymise(user_id)
-        if deleted:
+        if result.deleted:
             await self._audit.record(
                 current_principal(),
                 "account.deleted",
                 target=f"user:{pseudonym(user_id)}",
                 subject_id=pseudonym(user_id),
-                detail=f"api_keys={keys}",
+                detail=f"api_keys={result.api_keys} project_memberships={result.memberships}",
             )
-        return auth_pb2.DeleteAccountResponse(deleted=deleted, api_keys_deleted=keys)
+        return auth_pb2.DeleteAccountResponse(
+            deleted=result.deleted,
+            api_keys_deleted=result.api_keys,
+            project_memberships_deleted=result.memberships,
+        )
 
     async def ListAuditEvents(
         self, request: auth_pb2.ListAuditEventsRequest, context: grpc.aio.ServicerContext
@@ -203,6 +242,72 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
         service = current_principal().user_id
         events = [_audit_event(index, item, service) for index, item in enumerate(request.events)]
         return auth_pb2.RecordAuditEventsResponse(recorded=await self._audit.append(events))
+
+    async def CreateProject(
+        self, request: auth_pb2.CreateProjectRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.CreateProjectResponse:
+        actor = current_principal()
+        view = await self._projects.create(actor, request.name)
+        project_id = view.project.project_id
+        await self._audit.record(
+            actor, "project.created", target=f"project:{project_id}", subject_id=actor.user_id
+        )
+        return auth_pb2.CreateProjectResponse(project=_project(view))
+
+    async def ListProjects(
+        self, request: auth_pb2.ListProjectsRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.ListProjectsResponse:
+        views, token = await self._projects.list(
+            current_principal(),
+            all_projects=request.all,
+            page_size=request.page_size,
+            page_token=request.page_token,
+        )
+        return auth_pb2.ListProjectsResponse(
+            projects=[_project(view) for view in views], next_page_token=token
+        )
+
+    async def GetProject(
+        self, request: auth_pb2.GetProjectRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.GetProjectResponse:
+        detail = await self._projects.get(current_principal(), request.project_id)
+        return auth_pb2.GetProjectResponse(
+            project=_project(detail.view), members=[_member(m) for m in detail.members]
+        )
+
+    async def PutProjectMember(
+        self, request: auth_pb2.PutProjectMemberRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.PutProjectMemberResponse:
+        actor = current_principal()
+        change = await self._projects.put_member(
+            actor, request.project_id, request.user_id, request.role
+        )
+        member = change.member
+        if change.previous_role != member.role:
+            added = not change.previous_role
+            await self._audit.record(
+                actor,
+                "project.member_added" if added else "project.member_role_changed",
+                target=f"project:{member.project_id}",
+                subject_id=member.user_id,
+                detail=f"role={member.role}"
+                if added
+                else f"role={change.previous_role}->{member.role}",
+            )
+        return auth_pb2.PutProjectMemberResponse(member=_member(member))
+
+    async def RemoveProjectMember(
+        self, request: auth_pb2.RemoveProjectMemberRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.RemoveProjectMemberResponse:
+        actor = current_principal()
+        await self._projects.remove_member(actor, request.project_id, request.user_id)
+        await self._audit.record(
+            actor,
+            "project.member_removed",
+            target=f"project:{request.project_id.strip()}",
+            subject_id=request.user_id.strip(),
+        )
+        return auth_pb2.RemoveProjectMemberResponse()
 
 
 class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):

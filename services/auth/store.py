@@ -1,4 +1,4 @@
-"""The auth tables (users, API keys, signing keys) and their adapter over SQLAlchemy."""
+"""The auth tables (users, API keys, signing keys, projects) and their adapter over SQLAlchemy."""
 
 from __future__ import annotations
 
@@ -12,6 +12,7 @@ from sqlalchemy import (
     ForeignKey,
     Index,
     LargeBinary,
+    PrimaryKeyConstraint,
     String,
     Table,
     Text,
@@ -22,6 +23,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from gouache.db import (
     Migrations,
@@ -30,8 +32,10 @@ from gouache.db import (
     is_unique_violation,
     new_metadata,
 )
-from gouache.runtime.errors import AlreadyExists
-from services.auth.domain import ApiKeyRecord, User
+from gouache.runtime.audit import pseudonym
+from gouache.runtime.errors import AlreadyExists, NotFound
+from services.auth.domain import ApiKeyRecord, DeletedAccount, User
+from services.auth.domain.projects import Member, MemberChange, MemberCheck, Project
 from services.auth.keys import StoredSigningKey
 
 metadata = new_metadata()
@@ -71,6 +75,54 @@ signing_keys = Table(
     Column("created_at", UtcDateTime(), nullable=False),
     Column("retired_at", UtcDateTime(), nullable=True),
 )
+
+
+# Projects (services/auth/domain/projects.py; migration 0003). A personal project has no row:
+# its id is its user's. created_by and added_by are not foreign keys: an erased user's id
+# is replaced by a pseudonym there, and the project stays.
+projects = Table(
+    "auth_projects",
+    metadata,
+    Column("project_id", String(40), primary_key=True),
+    Column("name", String(100), nullable=False),
+    Column("created_by", String(128), nullable=False),
+    Column("created_at", UtcDateTime(), nullable=False),
+)
+
+project_members = Table(
+    "auth_project_members",
+    metadata,
+    Column("project_id", String(40), ForeignKey("auth_projects.project_id"), nullable=False),
+    Column("user_id", String(40), ForeignKey("auth_users.user_id"), nullable=False),
+    Column("role", String(16), nullable=False),
+    Column("added_at", UtcDateTime(), nullable=False),
+    Column("added_by", String(128), nullable=False),
+    PrimaryKeyConstraint("project_id", "user_id", name="pk_auth_project_members"),
+    Index("ix_auth_project_members_user_id", "user_id", "project_id"),
+)
+
+
+def _project(row: RowMapping) -> Project:
+    return Project(
+        project_id=row["project_id"],
+        name=row["name"],
+        created_by=row["created_by"],
+        created_at=row["created_at"],
+    )
+
+
+def _member(row: RowMapping) -> Member:
+    return Member(
+        project_id=row["project_id"],
+        user_id=row["user_id"],
+        role=row["role"],
+        added_at=row["added_at"],
+        added_by=row["added_by"],
+        email=row["email"],
+    )
+
+
+_MEMBER_COLUMNS = (*project_members.c, users.c.email)
 
 
 def _user(row: RowMapping) -> User:
@@ -203,15 +255,142 @@ class AuthDatabase(ServiceDatabase):
                 .values(revoked_at=at)
             )
 
-    async def delete_account(self, user_id: str) -> tuple[bool, int]:
-        """Deletes the user's API keys, then the user, in one transaction."""
+    async def delete_account(self, user_id: str) -> DeletedAccount:
+        """Deletes the user's API keys and project memberships, then the user, in one
+        transaction; where the user created a project or added a member, their id becomes
+        a pseudonym (the projects stay: they belong to their members)."""
+        alias = pseudonym(user_id)
         async with self.sessions.begin() as session:
             keys = await session.execute(delete(api_keys).where(api_keys.c.user_id == user_id))
+            memberships = await session.execute(
+                delete(project_members).where(project_members.c.user_id == user_id)
+            )
+            await session.execute(
+                update(projects).where(projects.c.created_by == user_id).values(created_by=alias)
+            )
+            await session.execute(
+                update(project_members)
+                .where(project_members.c.added_by == user_id)
+                .values(added_by=alias)
+            )
             user = await session.execute(delete(users).where(users.c.user_id == user_id))
-        return (
-            bool(getattr(user, "rowcount", 0)),
-            int(getattr(keys, "rowcount", 0) or 0),
+        return DeletedAccount(
+            deleted=bool(getattr(user, "rowcount", 0)),
+            api_keys=int(getattr(keys, "rowcount", 0) or 0),
+            memberships=int(getattr(memberships, "rowcount", 0) or 0),
         )
+
+    # -- projects (services.auth.domain.projects.ProjectStore) -----------------------------
+
+    async def add_project(self, project: Project, owner: Member) -> None:
+        async with self.sessions.begin() as session:
+            await session.execute(
+                insert(projects).values(
+                    project_id=project.project_id,
+                    name=project.name,
+                    created_by=project.created_by,
+                    created_at=project.created_at,
+                )
+            )
+            await session.execute(insert(project_members).values(**_member_values(owner)))
+
+    async def project(self, project_id: str) -> Project | None:
+        async with self.reads() as session:
+            row = (
+                (await session.execute(select(projects).where(projects.c.project_id == project_id)))
+                .mappings()
+                .first()
+            )
+        return _project(row) if row else None
+
+    async def member(self, project_id: str, user_id: str) -> Member | None:
+        query = (
+            select(*_MEMBER_COLUMNS)
+            .join(users, users.c.user_id == project_members.c.user_id)
+            .where(project_members.c.project_id == project_id)
+            .where(project_members.c.user_id == user_id)
+        )
+        async with self.reads() as session:
+            row = (await session.execute(query)).mappings().first()
+        return _member(row) if row else None
+
+    async def members(self, project_id: str) -> list[Member]:
+        async with self.reads() as session:
+            return await _members(session, project_id)
+
+    async def projects_of(
+        self, user_id: str, *, after: str, limit: int
+    ) -> list[tuple[Project, str]]:
+        query = (
+            select(projects, project_members.c.role)
+            .join(project_members, project_members.c.project_id == projects.c.project_id)
+            .where(project_members.c.user_id == user_id, projects.c.project_id > after)
+            .order_by(projects.c.project_id)
+            .limit(limit)
+        )
+        async with self.reads() as session:
+            rows = (await session.execute(query)).mappings().all()
+        return [(_project(row), row["role"]) for row in rows]
+
+    async def all_projects(self, *, after: str, limit: int) -> list[Project]:
+        query = (
+            select(projects)
+            .where(projects.c.project_id > after)
+            .order_by(projects.c.project_id)
+            .limit(limit)
+        )
+        async with self.reads() as session:
+            rows = (await session.execute(query)).mappings().all()
+        return [_project(row) for row in rows]
+
+    async def user_brief(self, user_id: str) -> tuple[str, datetime] | None:
+        query = select(users.c.email, users.c.created_at).where(users.c.user_id == user_id)
+        async with self.reads() as session:
+            row = (await session.execute(query)).first()
+        return (row[0], row[1]) if row else None
+
+    async def put_member(self, member: Member, check: MemberCheck) -> MemberChange:
+        """Adds the member or changes their role (keeping when and by whom they were
+        added), after check(members) passed on the members read with the project row
+        locked, so two owners demoting each other at once cannot leave none."""
+        async with self.sessions.begin() as session:
+            current = await _locked_members(session, member.project_id)
+            check(current)
+            before = next((m for m in current if m.user_id == member.user_id), None)
+            if before is None:
+                await session.execute(insert(project_members).values(**_member_values(member)))
+                return MemberChange(member=member, previous_role="")
+            await session.execute(
+                update(project_members)
+                .where(
+                    project_members.c.project_id == member.project_id,
+                    project_members.c.user_id == member.user_id,
+                )
+                .values(role=member.role)
+            )
+        kept = Member(
+            before.project_id,
+            before.user_id,
+            member.role,
+            before.added_at,
+            before.added_by,
+            before.email,
+        )
+        return MemberChange(member=kept, previous_role=before.role)
+
+    async def remove_member(self, project_id: str, user_id: str, check: MemberCheck) -> bool:
+        async with self.sessions.begin() as session:
+            current = await _locked_members(session, project_id)
+            if all(m.user_id != user_id for m in current):
+                return False
+            check(current)
+            await session.execute(
+                delete(project_members).where(
+                    project_members.c.project_id == project_id,
+                    project_members.c.user_id == user_id,
+                )
+            )
+        return True
 
     async def signing_keys(self) -> list[StoredSigningKey]:
         async with self.reads() as session:
@@ -250,3 +429,34 @@ class AuthDatabase(ServiceDatabase):
                 .where(signing_keys.c.kid.in_(list(kids)), signing_keys.c.retired_at.is_(None))
                 .values(retired_at=at)
             )
+
+
+def _member_values(member: Member) -> dict[str, object]:
+    return {
+        "project_id": member.project_id,
+        "user_id": member.user_id,
+        "role": member.role,
+        "added_at": member.added_at,
+        "added_by": member.added_by,
+    }
+
+
+async def _members(session: AsyncSession, project_id: str) -> list[Member]:
+    query = (
+        select(*_MEMBER_COLUMNS)
+        .join(users, users.c.user_id == project_members.c.user_id)
+        .where(project_members.c.project_id == project_id)
+        .order_by(project_members.c.added_at, project_members.c.user_id)
+    )
+    return [_member(row) for row in (await session.execute(query)).mappings().all()]
+
+
+async def _locked_members(session: AsyncSession, project_id: str) -> list[Member]:
+    """The project's members, its row locked for the transaction (FOR UPDATE on
+    PostgreSQL; SQLite has one writer at a time anyway); NOT_FOUND without the project."""
+    locked = await session.execute(
+        select(projects.c.project_id).where(projects.c.project_id == project_id).with_for_update()
+    )
+    if locked.first() is None:
+        raise NotFound(f"no project {project_id}", reason="project_not_found")
+    return await _members(session, project_id)

@@ -1,4 +1,5 @@
-"""Auth rules and use cases, without gRPC: credentials, input rules, throttling, accounts."""
+"""Auth rules and use cases, without gRPC: credentials, input rules, throttling, accounts,
+projects."""
 
 from services.auth.domain.accounts import (
     GRANT_CLIENT_CREDENTIALS,
@@ -8,6 +9,7 @@ from services.auth.domain.accounts import (
     AuthStore,
     Clock,
     CreatedApiKey,
+    DeletedAccount,
     IssuedToken,
     TokenPolicy,
     User,
@@ -23,6 +25,14 @@ from services.auth.domain.credentials import (
     new_api_key,
     parse_api_key,
     verify_password,
+)
+from services.auth.domain.projects import (
+    Member,
+    MemberChange,
+    Project,
+    ProjectDetail,
+    Projects,
+    ProjectView,
 )
 from services.auth.domain.rules import (
     ACCOUNT_ROLES,
@@ -56,8 +66,15 @@ __all__ = [
     "AuthStore",
     "Clock",
     "CreatedApiKey",
+    "DeletedAccount",
     "FailureThrottle",
     "IssuedToken",
+    "Member",
+    "MemberChange",
+    "Project",
+    "ProjectDetail",
+    "ProjectView",
+    "Projects",
     "ScryptParams",
     "TokenPolicy",
     "User",

@@ -29,6 +29,13 @@ from services.auth.domain.credentials import (
     parse_api_key,
     verify_password,
 )
+from services.auth.domain.projects import (
+    OWNER,
+    Member,
+    Project,
+    project_scopes,
+    token_project,
+)
 from services.auth.domain.rules import (
     CREATABLE_ROLES,
     MAX_KEY_NAME_CHARS,
@@ -96,6 +103,18 @@ class IssuedToken:
     access_token: str
     expires_in: int
     scopes: tuple[str, ...]
+    # The project the token acts in (the user's own id: the personal project) and the role.
+    project_id: str = ""
+    project_role: str = ""
+
+
+@dataclass(frozen=True)
+class DeletedAccount:
+    """What erasing an account removed."""
+
+    deleted: bool
+    api_keys: int
+    memberships: int
 
 
 @dataclass(frozen=True)
@@ -124,9 +143,13 @@ class AuthStore(Protocol):
 
     async def revoke_api_key(self, key_id: str, at: datetime) -> None: ...
 
-    async def delete_account(self, user_id: str) -> tuple[bool, int]:
-        """Deletes the user's API keys and the user; (user deleted, keys deleted)."""
+    async def delete_account(self, user_id: str) -> DeletedAccount:
+        """Deletes the user's API keys, project memberships and the user."""
         ...
+
+    async def member(self, project_id: str, user_id: str) -> Member | None: ...
+
+    async def project(self, project_id: str) -> Project | None: ...
 
 
 @dataclass(frozen=True)
@@ -169,11 +192,13 @@ class Accounts:
         email: str = "",
         password: str = "",
         scopes: Sequence[str] = (),
+        project: str = "",
     ) -> IssuedToken:
-        """Exchanges an API key or an email and password for a signed access token."""
+        """Exchanges an API key or an email and password for a signed access token, acting
+        in `project` (empty: the personal project)."""
         if grant_type == GRANT_CLIENT_CREDENTIALS:
             user, key_id = await self._user_for_api_key(api_key)
-            return await self.token_for(user, scopes, api_key_id=key_id)
+            return await self.token_for(user, scopes, api_key_id=key_id, project=project)
         if grant_type == GRANT_PASSWORD:
             user = await self._user_for_password(email, password)
         else:
@@ -183,18 +208,24 @@ class Accounts:
                 field="grant_type",
                 reason="grant_type_unsupported",
             )
-        return await self.token_for(user, scopes)
+        return await self.token_for(user, scopes, project=project)
 
     async def issue_client_token(
-        self, key_id: str, secret: str, scopes: Sequence[str] = ()
+        self, key_id: str, secret: str, scopes: Sequence[str] = (), *, project: str = ""
     ) -> IssuedToken:
         """A token for OAuth2 client credentials: client_id is the key's id, client_secret its
         secret (the two halves of `gk_<key_id>_<secret>`)."""
         user = await self._user_for_key(ApiKeyParts(key_id=key_id, secret=secret))
-        return await self.token_for(user, scopes, api_key_id=key_id)
+        return await self.token_for(user, scopes, api_key_id=key_id, project=project)
 
     async def federated_token(
-        self, email: str, name: str, scopes: Sequence[str] = (), *, create: bool = True
+        self,
+        email: str,
+        name: str,
+        scopes: Sequence[str] = (),
+        *,
+        create: bool = True,
+        project: str = "",
     ) -> IssuedToken:
         """A token for the user with this email, whom an external identity provider vouches
         for (single sign-on); a person unknown here becomes a user when create is set.
@@ -227,14 +258,24 @@ class Accounts:
                 f"{address} is a {user.role} account, which cannot sign in by single sign-on",
                 reason="assertion_role_refused",
             )
-        return await self.token_for(user, scopes)
+        return await self.token_for(user, scopes, project=project)
 
     async def token_for(
-        self, user: User, scopes: Sequence[str] = (), *, api_key_id: str = ""
+        self,
+        user: User,
+        scopes: Sequence[str] = (),
+        *,
+        api_key_id: str = "",
+        project: str = "",
     ) -> IssuedToken:
         """Signs an access token for user with the requested (or all allowed) scopes; one
-        exchanged for an API key names it."""
+        exchanged for an API key names it. With `project` (a shared project the user is a
+        member of) the token acts in it with the user's role there; a viewer's token holds
+        no write:* scope."""
         granted = grant_scopes(user.role, scopes)
+        acting = await token_project(self._store, user.user_id, user.role == "admin", project)
+        if acting is not None:
+            granted = project_scopes(acting.role, granted, scopes, acting.project)
         claims = token_claims(
             user_id=user.user_id,
             role=user.role,
@@ -245,13 +286,26 @@ class Accounts:
             issuer=self._policy.issuer,
             audience=self._policy.audience,
             api_key_id=api_key_id,
+            project=acting.project if acting else "",
+            project_role=acting.role if acting else "",
         )
         token = await self._keys.sign(claims)
         logger.info(
             "token issued",
-            extra={"user_id": user.user_id, "role": user.role, "scope": claims["scope"]},
+            extra={
+                "user_id": user.user_id,
+                "role": user.role,
+                "scope": claims["scope"],
+                "project": claims.get("project", ""),
+            },
         )
-        return IssuedToken(access_token=token, expires_in=self._policy.ttl_s, scopes=granted)
+        return IssuedToken(
+            access_token=token,
+            expires_in=self._policy.ttl_s,
+            scopes=granted,
+            project_id=acting.project if acting else user.user_id,
+            project_role=acting.role if acting else OWNER,
+        )
 
     async def _user_for_api_key(self, api_key: str) -> tuple[User, str]:
         """The key's owner and the key id, or Unauthenticated."""
@@ -410,14 +464,21 @@ class Accounts:
             await self._store.revoke_api_key(key_id, self._clock())
             logger.info("api key revoked", extra={"key_id": key_id, "user_id": record.user_id})
 
-    async def delete_account(self, user_id: str) -> tuple[bool, int]:
-        """A user's erasure (called by jobs, which coordinates it): the API keys and the
-        account go; tokens already issued lapse within their lifetime. Idempotent."""
+    async def delete_account(self, user_id: str) -> DeletedAccount:
+        """A user's erasure (called by jobs, which coordinates it): the API keys, the
+        project memberships and the account go; shared projects and their resources stay;
+        tokens already issued lapse within their lifetime. Idempotent."""
         user_id = user_id.strip()
         if not user_id:
             raise InvalidArgument("user_id is required: the user to erase", field="user_id")
-        deleted, keys = await self._store.delete_account(user_id)
+        result = await self._store.delete_account(user_id)
         logger.info(
-            "account deleted", extra={"user_id": user_id, "deleted": deleted, "api_keys": keys}
+            "account deleted",
+            extra={
+                "user_id": user_id,
+                "deleted": result.deleted,
+                "api_keys": result.api_keys,
+                "memberships": result.memberships,
+            },
         )
-        return deleted, keys
+        return result

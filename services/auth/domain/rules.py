@@ -165,11 +165,15 @@ def token_claims(
     issuer: str,
     audience: str,
     api_key_id: str = "",
+    project: str = "",
+    project_role: str = "",
 ) -> dict[str, Any]:
     """The JWT claims of an access token for one user.
 
     A token exchanged for an API key names the key (`api_key_id`): services charge its
-    calls to the key's rate limit as well as to the user's.
+    calls to the key's rate limit as well as to the user's. A token acting in a shared
+    project names it (`project`) and the user's role there (`project_role`); without them
+    the token acts in the user's personal project, as owner.
     """
     issued_at = int(now.timestamp())
     claims: dict[str, Any] = {
@@ -185,4 +189,7 @@ def token_claims(
     }
     if api_key_id:
         claims["api_key_id"] = api_key_id
+    if project:
+        claims["project"] = project
+        claims["project_role"] = project_role
     return claims
