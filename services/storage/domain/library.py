@@ -111,7 +111,7 @@ class ImageLibrary:
         await self.store.add_reservation(
             Reservation(
                 image_id=image_id,
-                owner_id=principal.user_id,
+                owner_id=principal.project_id,
                 kind=kind,
                 content_type=content_type,
                 filename=filename,
@@ -122,7 +122,12 @@ class ImageLibrary:
         )
         logger.info(
             "upload signed",
-            extra={"image_id": image_id, "owner_id": principal.user_id, "kind": kind},
+            extra={
+                "image_id": image_id,
+                "owner_id": principal.project_id,
+                "by": principal.user_id,
+                "kind": kind,
+            },
         )
         return UploadTicket(
             image_id=image_id,
@@ -185,7 +190,7 @@ class ImageLibrary:
                 field="image_id" if header.image_id else "owner_id",
             )
         else:
-            owner_id, image_id = principal.user_id, ""
+            owner_id, image_id = principal.project_id, ""
         filename = validate_filename(header.filename) if header.filename else ""
         declared = normalize_content_type(header.content_type) if header.content_type else None
         metadata_json = validate_metadata_json(header.metadata_json)
@@ -429,13 +434,14 @@ class ImageLibrary:
 
     @staticmethod
     def _acting_owner(principal: Principal, owner_id: str) -> str | None:
-        """Whose images the caller may use; None means any (a service acting for itself)."""
+        """Whose images the caller may use (a project); None means any (a service acting for
+        itself)."""
         if not owner_id:
-            return None if principal.is_service else principal.user_id
-        if principal.is_service or owner_id == principal.user_id:
+            return None if principal.is_service else principal.project_id
+        if principal.is_service or owner_id == principal.project_id:
             return owner_id
         raise PermissionDenied(
-            "only services may resolve images on behalf of another user; leave owner_id empty",
+            "only services may resolve images on behalf of another project; leave owner_id empty",
             field="owner_id",
         )
 
@@ -447,7 +453,7 @@ class ImageLibrary:
         listing = listing_for(curated)
         cursor = decode_page_token(page_token, listing)
         rows = await self.store.list_styles(
-            curated=curated, owner_id=principal.user_id, after=cursor, limit=limit + 1
+            curated=curated, owner_id=principal.project_id, after=cursor, limit=limit + 1
         )
         page, more = rows[:limit], len(rows) > limit
         token = ""

@@ -140,7 +140,7 @@ class ImageLifecycle:
         privileged = principal.is_admin or principal.is_service
         if image.curated and not privileged:
             raise PermissionDenied(f"image {image_id} is a curated style; only admins delete those")
-        if not (image.owner_id == principal.user_id or privileged):
+        if not (image.owner_id == principal.project_id or privileged):
             raise NotFound(f"image {image_id} not found")
         if image.kind == RESULT and not principal.is_service:
             raise FailedPrecondition(

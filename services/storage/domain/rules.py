@@ -95,7 +95,8 @@ def validate_image_id(value: str, *, field: str = "image_id") -> str:
 
 
 def validate_owner_id(value: str) -> str:
-    """A user id a service stores an image for; the system owner is reserved."""
+    """The project a service stores an image for (a user id names the user's personal
+    project); the system owner is reserved."""
     if not value:
         raise InvalidArgument(
             "owner_id is required when a service uploads: pass the user the image belongs to",
@@ -188,8 +189,9 @@ def decode_page_token(token: str, listing: str) -> StyleCursor | None:
 
 
 def may_read(principal: Principal, image: ImageRecord) -> bool:
-    """Owners and services read an image; the curated catalog is readable by everyone."""
-    return image.curated or principal.is_service or image.owner_id == principal.user_id
+    """The owning project's members and services read an image; the curated catalog is
+    readable by everyone."""
+    return image.curated or principal.is_service or image.owner_id == principal.project_id
 
 
 def blob_key(image_id: str, sha256: str, fmt: str) -> str:
