@@ -242,7 +242,7 @@ def check_owners_remain(
     change = "removed" if new_role is None else f"made {new_role}"
     raise FailedPrecondition(
         f"{user_id} is the last owner of {project_id} and cannot be {change}; make another "
-        "member an owner first (PUT /v1/projects/{project_id}/members/{user_id} with "
+        f"member an owner first (PUT /v1/projects/{project_id}/members/<their user_id> with "
         '{"role": "owner"})',
         reason="last_owner",
     )
