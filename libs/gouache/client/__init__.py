@@ -23,6 +23,7 @@ from gouache.client.errors import (
 )
 from gouache.client.grpc import BearerTokens, GouacheGrpc
 from gouache.client.grpc_clients import AsyncGouacheGrpcClient, GouacheGrpcClient
+from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.rest import AsyncGouacheClient, GouacheClient
 from gouache.client.retry import NO_RETRIES, RetryPolicy
 from gouache.client.types import (
@@ -66,6 +67,9 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PermissionDeniedError",
+    "Project",
+    "ProjectDetail",
+    "ProjectMember",
     "RateLimitedError",
     "RetryPolicy",
     "ServerError",

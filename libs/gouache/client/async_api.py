@@ -17,7 +17,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gouache.client import operations as ops
+from gouache.client import projects
 from gouache.client.operations import Operation
+from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.sync_api import DEFAULT_WEBHOOK_EVENTS
 from gouache.client.types import (
     Batch,
@@ -287,6 +289,35 @@ class AsyncApi(ABC):
     async def delete_webhook(self, webhook_id: str) -> None:
         """As SyncApi.delete_webhook."""
         await self._run(ops.delete_webhook(webhook_id))
+
+    # -- projects -------------------------------------------------------------------------
+
+    async def create_project(self, name: str) -> Project:
+        """As SyncApi.create_project."""
+        return await self._run(projects.create_project(name))
+
+    async def list_projects(self, *, all_projects: bool = False) -> list[Project]:
+        """As SyncApi.list_projects."""
+        found: list[Project] = []
+        token = ""
+        while True:
+            page = await self._run(projects.list_projects(all_projects, 100, token))
+            found.extend(page.items)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    async def get_project(self, project_id: str) -> ProjectDetail:
+        """As SyncApi.get_project."""
+        return await self._run(projects.get_project(project_id))
+
+    async def put_project_member(self, project_id: str, user_id: str, role: str) -> ProjectMember:
+        """As SyncApi.put_project_member."""
+        return await self._run(projects.put_project_member(project_id, user_id, role))
+
+    async def remove_project_member(self, project_id: str, user_id: str) -> None:
+        """As SyncApi.remove_project_member."""
+        await self._run(projects.remove_project_member(project_id, user_id))
 
     # -- models, styles, feedback, usage --------------------------------------------------
 

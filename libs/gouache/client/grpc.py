@@ -29,9 +29,11 @@ class BearerTokens:
         timeout_s: float,
         refresh_margin_s: float = 60.0,
         clock: Callable[[], float] = time.monotonic,
+        project: str = "",
     ) -> None:
         self._auth = auth
         self._api_key = api_key
+        self._project = project
         self._timeout_s = timeout_s
         self._margin_s = refresh_margin_s
         self._clock = clock
@@ -45,7 +47,9 @@ class BearerTokens:
                 issued_at = self._clock()
                 reply = self._auth.IssueToken(
                     auth_pb2.IssueTokenRequest(
-                        grant_type="client_credentials", api_key=self._api_key
+                        grant_type="client_credentials",
+                        api_key=self._api_key,
+                        project=self._project,
                     ),
                     timeout=self._timeout_s,
                 )
@@ -76,6 +80,7 @@ class GouacheGrpc:
         refresh_margin_s: float = 60.0,
         options: Sequence[tuple[str, Any]] = (),
         clock: Callable[[], float] = time.monotonic,
+        project: str = "",
     ) -> None:
         if tls:
             credentials = grpc.ssl_channel_credentials(root_certificates=root_certificates)
@@ -88,6 +93,7 @@ class GouacheGrpc:
             timeout_s=timeout_s,
             refresh_margin_s=refresh_margin_s,
             clock=clock,
+            project=project,
         )
         self.channel = grpc.intercept_channel(self._raw, _Bearer(self.tokens.token))
         self.auth = auth_pb2_grpc.AuthServiceStub(self.channel)

@@ -99,8 +99,11 @@ class _Grpc:
         timeout_s: float,
         retry: RetryPolicy | None,
         refresh_margin_s: float,
+        project: str = "",
     ) -> None:
         self._api_key = api_key
+        # The project every call acts in ("": the personal project).
+        self.project = project
         self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
         self._tokens = TokenCache(refresh_margin_s=refresh_margin_s)
@@ -135,9 +138,14 @@ class GouacheGrpcClient(_Grpc, SyncApi):
         retry: RetryPolicy | None = None,
         refresh_margin_s: float = 60.0,
         options: Sequence[tuple[str, Any]] = (),
+        project: str = "",
     ) -> None:
         super().__init__(
-            api_key, timeout_s=timeout_s, retry=retry, refresh_margin_s=refresh_margin_s
+            api_key,
+            timeout_s=timeout_s,
+            retry=retry,
+            refresh_margin_s=refresh_margin_s,
+            project=project,
         )
         credentials = _credentials(tls, root_certificates)
         self.channel = (
@@ -158,7 +166,9 @@ class GouacheGrpcClient(_Grpc, SyncApi):
         if current is not None:
             return current
         issued_at = time.monotonic()
-        return self._tokens.store(self._run(ops.issue_token(self._api_key)), issued_at)
+        return self._tokens.store(
+            self._run(ops.issue_token(self._api_key, self.project)), issued_at
+        )
 
     def _run(self, operation: Operation[T]) -> T:
         def attempt() -> T:
@@ -289,9 +299,14 @@ class AsyncGouacheGrpcClient(_Grpc, AsyncApi):
         retry: RetryPolicy | None = None,
         refresh_margin_s: float = 60.0,
         options: Sequence[tuple[str, Any]] = (),
+        project: str = "",
     ) -> None:
         super().__init__(
-            api_key, timeout_s=timeout_s, retry=retry, refresh_margin_s=refresh_margin_s
+            api_key,
+            timeout_s=timeout_s,
+            retry=retry,
+            refresh_margin_s=refresh_margin_s,
+            project=project,
         )
         credentials = _credentials(tls, root_certificates)
         self.channel = (
@@ -314,7 +329,7 @@ class AsyncGouacheGrpcClient(_Grpc, AsyncApi):
             if current is not None:
                 return current
             issued_at = time.monotonic()
-            token = await self._run(ops.issue_token(self._api_key))
+            token = await self._run(ops.issue_token(self._api_key, self.project))
             return self._tokens.store(token, issued_at)
 
     async def _run(self, operation: Operation[T]) -> T:

@@ -179,15 +179,14 @@ def _paging(page_size: int, page_token: str) -> dict[str, Any]:
 # -- auth and uploads ---------------------------------------------------------------------
 
 
-def issue_token(api_key: str) -> Operation[Token]:
-    """POST /v1/auth/token: an access token for an API key."""
+def issue_token(api_key: str, project: str = "") -> Operation[Token]:
+    """POST /v1/auth/token: an access token for an API key, acting in `project` (a shared
+    project's id; empty: the key owner's personal project)."""
+    fields = {"grant_type": "client_credentials", "api_key": api_key}
+    if project:
+        fields["project"] = project
     return Operation(
-        AUTH,
-        "IssueToken",
-        "POST /v1/auth/token",
-        {"grant_type": "client_credentials", "api_key": api_key},
-        Token.from_json,
-        authenticated=False,
+        AUTH, "IssueToken", "POST /v1/auth/token", fields, Token.from_json, authenticated=False
     )
 
 

@@ -133,10 +133,18 @@ class _Rest:
     """What both REST clients hold: where the API is, the token, the retry policy."""
 
     def __init__(
-        self, base_url: str, api_key: str, *, timeout_s: float, retry: RetryPolicy | None
+        self,
+        base_url: str,
+        api_key: str,
+        *,
+        timeout_s: float,
+        retry: RetryPolicy | None,
+        project: str = "",
     ) -> None:
         self.base_url = base_url.rstrip("/")
         self._api_key = api_key
+        # The project every call acts in ("": the personal project).
+        self.project = project
         self._timeout_s = timeout_s
         self._retry = retry or RetryPolicy()
         self._tokens = TokenCache(refresh_margin_s=30.0)
@@ -167,7 +175,8 @@ class GouacheClient(_Rest, SyncApi):
             Path("out.png").write_bytes(client.download_result(result))
 
     timeout_s bounds each HTTP request; retry says what is sent again (RetryPolicy();
-    retry.NO_RETRIES for none).
+    retry.NO_RETRIES for none); project names the shared project the calls act in (its
+    "prj_..." id; by default the key owner's personal project).
     """
 
     def __init__(
@@ -178,8 +187,9 @@ class GouacheClient(_Rest, SyncApi):
         timeout_s: float = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.BaseTransport | None = None,
+        project: str = "",
     ) -> None:
-        super().__init__(base_url, api_key, timeout_s=timeout_s, retry=retry)
+        super().__init__(base_url, api_key, timeout_s=timeout_s, retry=retry, project=project)
         self._http = httpx.Client(base_url=self.base_url, timeout=timeout_s, transport=transport)
 
     def close(self) -> None:
@@ -194,7 +204,9 @@ class GouacheClient(_Rest, SyncApi):
         if current is not None:
             return current
         issued_at = time.monotonic()
-        return self._tokens.store(self._run(ops.issue_token(self._api_key)), issued_at)
+        return self._tokens.store(
+            self._run(ops.issue_token(self._api_key, self.project)), issued_at
+        )
 
     def _run(self, operation: Operation[T]) -> T:
         def attempt() -> T:
@@ -316,8 +328,9 @@ class AsyncGouacheClient(_Rest, AsyncApi):
         timeout_s: float = 60.0,
         retry: RetryPolicy | None = None,
         transport: httpx.AsyncBaseTransport | None = None,
+        project: str = "",
     ) -> None:
-        super().__init__(base_url, api_key, timeout_s=timeout_s, retry=retry)
+        super().__init__(base_url, api_key, timeout_s=timeout_s, retry=retry, project=project)
         self._http = httpx.AsyncClient(
             base_url=self.base_url, timeout=timeout_s, transport=transport
         )
@@ -336,7 +349,7 @@ class AsyncGouacheClient(_Rest, AsyncApi):
             if current is not None:
                 return current
             issued_at = time.monotonic()
-            token = await self._run(ops.issue_token(self._api_key))
+            token = await self._run(ops.issue_token(self._api_key, self.project))
             return self._tokens.store(token, issued_at)
 
     async def _run(self, operation: Operation[T]) -> T:

@@ -16,7 +16,9 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 from gouache.client import operations as ops
+from gouache.client import projects
 from gouache.client.operations import Operation
+from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.types import (
     Batch,
     BatchItem,
@@ -300,6 +302,39 @@ class SyncApi(ABC):
     def delete_webhook(self, webhook_id: str) -> None:
         """Deletes one of your webhooks."""
         self._run(ops.delete_webhook(webhook_id))
+
+    # -- projects -------------------------------------------------------------------------
+
+    def create_project(self, name: str) -> Project:
+        """A new shared project (1-100 characters of name) whose owner is you; work in it
+        with a client made with project=its project_id."""
+        return self._run(projects.create_project(name))
+
+    def list_projects(self, *, all_projects: bool = False) -> list[Project]:
+        """Your projects with your role in each, the personal one first (admins: every
+        shared project with all_projects)."""
+        found: list[Project] = []
+        token = ""
+        while True:
+            page = self._run(projects.list_projects(all_projects, 100, token))
+            found.extend(page.items)
+            token = page.next_page_token
+            if not token:
+                return found
+
+    def get_project(self, project_id: str) -> ProjectDetail:
+        """A project you are a member of (admins: any), with its members."""
+        return self._run(projects.get_project(project_id))
+
+    def put_project_member(self, project_id: str, user_id: str, role: str) -> ProjectMember:
+        """Adds a user to a project you own, or changes their role: "owner", "editor" or
+        "viewer". The last owner cannot be demoted (FailedPreconditionError)."""
+        return self._run(projects.put_project_member(project_id, user_id, role))
+
+    def remove_project_member(self, project_id: str, user_id: str) -> None:
+        """Removes a member from a project you own, or yourself from any project (leave);
+        the last owner cannot be removed."""
+        self._run(projects.remove_project_member(project_id, user_id))
 
     # -- models, styles, feedback, usage --------------------------------------------------
 
