@@ -177,7 +177,9 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
         A job that would run is refused once the owner's plan quota is used; one the result
         cache answers is not (it costs no compute); a batch is checked once, up front.
         """
-        owner = principal.user_id
+        # Jobs belong to the project the token acts in (the user's own id: their personal
+        # project); the user who asked is kept as the job's creator.
+        owner = principal.project_id
         key = choose_idempotency_key(request.idempotency_key, header_key)
         valid = validate_job_request(replace(request, idempotency_key=key))
         fingerprint = valid.fingerprint()
@@ -201,6 +203,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
             job = Job(
                 job_id=job_id,
                 owner_id=owner,
+                user_id=principal.user_id,
                 status=JobStatus.PENDING,
                 requested_model_version=valid.model_version,
                 model_version=version.name,
@@ -257,6 +260,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
                 "job created",
                 extra={
                     "owner_id": owner,
+                    "user_id": principal.user_id,
                     "model_version": job.model_version,
                     "requested_model_version": job.requested_model_version,
                     "styles": len(job.style_urls),
@@ -324,7 +328,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
 
     @staticmethod
     def _visible(principal: Principal, job: Job) -> bool:
-        return job.owner_id == principal.user_id or principal.is_admin or principal.is_service
+        return job.owner_id == principal.project_id or principal.is_admin or principal.is_service
 
     def _not_found(self, job_id: str) -> NotFound:
         return NotFound(f"job {job_id} not found", field="job_id")
@@ -362,7 +366,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
         cursor = PageCursor.decode(page_token) if page_token else None
         wanted = parse_status(status) if status.strip() else None
         jobs = await self.store.list_jobs(
-            principal.user_id, status=wanted, after=cursor, limit=limit + 1
+            principal.project_id, status=wanted, after=cursor, limit=limit + 1
         )
         more = len(jobs) > limit
         jobs = jobs[:limit]

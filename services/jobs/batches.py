@@ -110,7 +110,7 @@ class BatchesApp:
         An owner whose plan's monthly compute is used is refused before anything is made.
         """
         store = self._jobs.store
-        owner = principal.user_id
+        owner = principal.project_id
         key = choose_idempotency_key(request.idempotency_key, header_key)
         valid = validate_batch_request(
             replace(request, idempotency_key=key), max_items=self._max_items
@@ -264,7 +264,7 @@ class BatchesApp:
 
     @staticmethod
     def _visible(principal: Principal, batch: Batch) -> bool:
-        return batch.owner_id == principal.user_id or principal.is_admin or principal.is_service
+        return batch.owner_id == principal.project_id or principal.is_admin or principal.is_service
 
     async def _visible_batch(self, principal: Principal, batch_id: str) -> Batch:
         batch_id = check_id(batch_id, "bat", field="batch_id")
@@ -323,7 +323,7 @@ class BatchesApp:
         cursor = BatchCursor.decode(page_token) if page_token else None
         store = self._jobs.store
         after = (cursor.created_at, cursor.batch_id) if cursor else None
-        batches = await store.list_batches(principal.user_id, after=after, limit=limit + 1)
+        batches = await store.list_batches(principal.project_id, after=after, limit=limit + 1)
         more = len(batches) > limit
         batches = batches[:limit]
         counts = await store.batch_counts([batch.batch_id for batch in batches])

@@ -120,6 +120,8 @@ def job_to_pb(
         result_image_id=job.result_image_id or "",
         cached=job.cached,
         lane=job.lane,
+        project_id=job.owner_id,
+        user_id=job.user_id,
     )
     if result_url is not None:
         message.result_url = result_url
@@ -294,6 +296,7 @@ def status_event(job: Job) -> OutgoingEvent | None:
             output_height=job.output_height or 0,
             compute_ms=job.compute_ms,
             device=job.device,
+            user_id=job.user_id,
         )
         return OutgoingEvent(subjects.JOBS_SUCCEEDED, succeeded, event_id)
     if job.status is JobStatus.FAILED:
@@ -306,6 +309,7 @@ def status_event(job: Job) -> OutgoingEvent | None:
             error_message=job.error or "",
             latency_ms=job.latency_ms or 0,
             finished_at=timestamp(finished_at),
+            user_id=job.user_id,
         )
         return OutgoingEvent(subjects.JOBS_FAILED, failed, event_id)
     if job.status is JobStatus.CANCELED:

@@ -35,14 +35,14 @@ class QuotaGate:
             return
         async with self._store.reads() as session:
             used_ms = await compute_used_ms(
-                session, owner_id=principal.user_id, month=month_of(now)
+                session, owner_id=principal.project_id, month=month_of(now)
             )
         try:
             check_compute(tier_of(principal.plan), limit_s, used_ms, now)
         except Exception:
             logger.info(
                 "job refused: compute quota used",
-                extra={"owner_id": principal.user_id, "used_ms": used_ms, "quota_s": limit_s},
+                extra={"owner_id": principal.project_id, "used_ms": used_ms, "quota_s": limit_s},
             )
             raise
 

@@ -39,7 +39,7 @@ class JobRemoval:
         """Deletes a final job of the caller's (an admin: anyone's) and what it made."""
         job_id = check_id(job_id, "job", field="job_id")
         job = await self.store.get_job(job_id)
-        if job is None or not (principal.is_admin or job.owner_id == principal.user_id):
+        if job is None or not (principal.is_admin or job.owner_id == principal.project_id):
             raise NotFound(f"job {job_id} not found")
         if not job.status.is_final:
             raise FailedPrecondition(

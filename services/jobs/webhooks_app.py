@@ -40,7 +40,7 @@ class WebhookUseCases:
         )
         webhook = Webhook(
             webhook_id=new_id("whk"),
-            owner_id=principal.user_id,
+            owner_id=principal.project_id,
             url=url,
             secret=secret,
             events=chosen,
@@ -48,7 +48,7 @@ class WebhookUseCases:
         )
         async with self.store.transaction() as uow:
             check_webhook_quota(
-                await uow.count_webhooks(principal.user_id), self._config.max_webhooks_per_user
+                await uow.count_webhooks(principal.project_id), self._config.max_webhooks_per_user
             )
             await uow.insert_webhook(webhook)
         logger.info(
@@ -59,11 +59,11 @@ class WebhookUseCases:
 
     async def list_webhooks(self, principal: Principal) -> list[Webhook]:
         """The caller's webhooks."""
-        return await self.store.list_webhooks(principal.user_id)
+        return await self.store.list_webhooks(principal.project_id)
 
     async def delete_webhook(self, principal: Principal, webhook_id: str) -> None:
         """Deletes one of the caller's webhooks; pending deliveries go with it."""
         webhook_id = check_id(webhook_id, "whk", field="webhook_id")
-        if not await self.store.delete_webhook(principal.user_id, webhook_id):
+        if not await self.store.delete_webhook(principal.project_id, webhook_id):
             raise NotFound(f"webhook {webhook_id} not found", field="webhook_id")
         logger.info("webhook deleted", extra={"webhook_id": webhook_id})

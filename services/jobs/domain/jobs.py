@@ -73,7 +73,11 @@ def parse_status(text: str, *, field: str = "status") -> JobStatus:
 
 @dataclass(frozen=True)
 class Job:
-    """One stylization job as stored."""
+    """One stylization job as stored.
+
+    owner_id is the project the job belongs to (its creator's own id for their personal
+    project, as for every job from before projects); user_id is the user who created it.
+    """
 
     job_id: str
     owner_id: str
@@ -115,6 +119,12 @@ class Job:
     # on the job (0 and "" once read back).
     compute_ms: int = 0
     device: str = ""
+    # The user who created the job; left empty, the owner (a user's personal project).
+    user_id: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.user_id:
+            object.__setattr__(self, "user_id", self.owner_id)
 
 
 @dataclass(frozen=True)

@@ -28,6 +28,9 @@ from services.jobs.store.usage import compute_usage_table
 
 PENDING = "pending"
 DONE = "done"
+# The creator named on jobs of shared projects whose creator was erased (the jobs are the
+# project's and stay; feedback names their outcomes the same way).
+ERASED_CREATOR = "erased"
 
 erasures_table = Table(
     "user_erasures",
@@ -140,9 +143,11 @@ async def record_failure(
 
 
 async def erase_own_rows(store: JobStore, user_id: str, now: datetime) -> None:
-    """Jobs' share, in one transaction: the user's deliveries (of their webhooks and jobs),
-    webhooks, cache entries, jobs, batches and compute counters, and the published outbox
-    events that name them; then the erasure is done and forgets the user id."""
+    """Jobs' share, in one transaction: the deliveries, webhooks, cache entries, jobs,
+    batches and compute counters of the user's personal project (owner_id is their id), the
+    user's name on the jobs they created in shared projects (those stay, the project's, with
+    ERASED_CREATOR as creator), and the published outbox events that name the user; then the
+    erasure is done and forgets the user id."""
     subject = subject_of(user_id)
     needle = user_id.encode()
     async with store.transaction() as uow:
@@ -164,6 +169,9 @@ async def erase_own_rows(store: JobStore, user_id: str, now: datetime) -> None:
             delete(result_cache_table).where(result_cache_table.c.owner_id == user_id)
         )
         await session.execute(delete(jobs_table).where(jobs_table.c.owner_id == user_id))
+        await session.execute(
+            update(jobs_table).where(jobs_table.c.user_id == user_id).values(user_id=ERASED_CREATOR)
+        )
         await session.execute(delete(batches_table).where(batches_table.c.owner_id == user_id))
         await session.execute(
             delete(compute_usage_table).where(compute_usage_table.c.owner_id == user_id)

@@ -84,6 +84,7 @@ def job_from_row(row: Row[Any]) -> Job:
         batch_index=row.batch_index,
         output_width=row.output_width,
         output_height=row.output_height,
+        user_id=row.user_id,
     )
 
 
@@ -91,6 +92,7 @@ def job_values(job: Job) -> dict[str, Any]:
     return {
         "job_id": job.job_id,
         "owner_id": job.owner_id,
+        "user_id": job.user_id,
         "status": job.status.value,
         "requested_model_version": job.requested_model_version,
         "model_version": job.model_version,

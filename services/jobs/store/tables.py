@@ -32,7 +32,10 @@ jobs_table = Table(
     "jobs",
     metadata,
     Column("job_id", String(40), primary_key=True),
+    # The project the job belongs to (a user's own id: their personal project), and the
+    # user who created it (migration 0010, backfilled with owner_id).
     Column("owner_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("requested_model_version", String(128), nullable=False),
     Column("model_version", String(128), nullable=False),
@@ -77,6 +80,8 @@ Index(
 )
 
 Index("ix_jobs_batch", jobs_table.c.batch_id, jobs_table.c.batch_index)
+# A user's erasure finds the jobs they created in shared projects (migration 0010).
+Index("ix_jobs_user_id", jobs_table.c.user_id)
 
 # A batch (services.jobs.domain.batches): the request every item was made from; its items
 # are the jobs carrying its id. status is "running" until the batch is settled (0005).
