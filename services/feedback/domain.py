@@ -9,7 +9,7 @@ import time
 import unicodedata
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from typing import Protocol
 
 from gouache.runtime.context import Principal
@@ -17,9 +17,10 @@ from gouache.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
     NotFound,
-    PermissionDenied,
     Unavailable,
 )
+from services.feedback.limits import MAX_ID_CHARS, validate_since
+from services.feedback.usage import UsageQuery, UsageRecord, usage_query
 
 logger = logging.getLogger(__name__)
 
@@ -32,14 +33,9 @@ FINISHED = (SUCCEEDED, FAILED, "canceled")
 MIN_RATING = 1
 MAX_RATING = 5
 MAX_COMMENT_CHARS = 2000
-MAX_ID_CHARS = 64
-# How far back a stats window may start (GetModelVersionStats.since).
-MAX_STATS_WINDOW = timedelta(days=400)
 MAX_DEVICE_CHARS = 16
 # The device kind whose compute is GPU time (inference's device names).
 GPU_DEVICE = "cuda"
-# GetUsage.group_by: the UTC calendar periods usage can be split by ("" for none).
-GROUP_BY_PERIODS = ("day", "month")
 
 
 def utc_now() -> datetime:
@@ -53,7 +49,11 @@ class InvalidOutcome(ValueError):
 
 @dataclass(frozen=True)
 class JobOutcome:
-    """How a job ended, as the jobs service announced it."""
+    """How a job ended, as the jobs service announced it.
+
+    owner_id is the project the job belongs to (a user's own id: their personal project);
+    user_id the user who created it ("": the owner, as in events from before projects).
+    """
 
     job_id: str
     owner_id: str
@@ -70,8 +70,12 @@ class JobOutcome:
     # time); 0 and "" when unknown (a failure, a cached result, an older event).
     compute_ms: int = 0
     device: str = ""
+    user_id: str = ""
 
     def __post_init__(self) -> None:
+        if not self.user_id:
+            # An event from before projects: its owner was the user who created the job.
+            object.__setattr__(self, "user_id", self.owner_id)
         for name in ("job_id", "owner_id", "model_version"):
             value = getattr(self, name)
             if not value or len(value) > MAX_ID_CHARS:
@@ -86,6 +90,8 @@ class JobOutcome:
             raise InvalidOutcome(f"compute_ms must not be negative, got {self.compute_ms}")
         if len(self.device) > MAX_DEVICE_CHARS:
             raise InvalidOutcome(f"device must have at most {MAX_DEVICE_CHARS} characters")
+        if len(self.user_id) > MAX_ID_CHARS:
+            raise InvalidOutcome(f"user_id must have at most {MAX_ID_CHARS} characters")
 
 
 @dataclass(frozen=True)
@@ -225,112 +231,6 @@ def validate_model_version(model_version: str) -> str:
     return value
 
 
-def validate_since(since: datetime, now: datetime) -> datetime:
-    """The start of a stats window: not in the future, at most MAX_STATS_WINDOW ago."""
-    if since.tzinfo is None or since.utcoffset() is None:
-        raise ValueError("since must be an aware datetime")
-    if since > now:
-        raise InvalidArgument(
-            f"since {since.isoformat()} is in the future (now is {now.isoformat()}); "
-            "ask about a window that has started",
-            field="since",
-            reason="since_in_future",
-        )
-    if since < now - MAX_STATS_WINDOW:
-        raise InvalidArgument(
-            f"since {since.isoformat()} is more than {MAX_STATS_WINDOW.days} days ago; "
-            "leave it unset for every job",
-            field="since",
-            reason="since_too_old",
-        )
-    return since
-
-
-@dataclass(frozen=True)
-class UsageQuery:
-    """Whose usage, over which window: None means every user, or no bound."""
-
-    user_id: str | None
-    since: datetime | None
-    until: datetime | None
-    # "day", "month", or None for one record per user and version over the window.
-    group_by: str | None = None
-
-
-@dataclass(frozen=True)
-class UsageRecord:
-    """What one user did with one model version within a window."""
-
-    user_id: str
-    model_version: str
-    jobs_succeeded: int
-    jobs_failed: int
-    # Of jobs_succeeded, those answered from the owner's result cache (no model ran).
-    jobs_cached: int
-    last_finished_at: datetime
-    # Pixels of the results models made for the succeeded jobs, in millions.
-    output_megapixels: float = 0.0
-    # The workers' time on the succeeded jobs, and the part of it on a GPU, in ms.
-    compute_ms: int = 0
-    gpu_ms: int = 0
-    # "2026-11" or "2026-11-30" when grouped by month or day; "" otherwise.
-    period: str = ""
-
-
-def usage_query(
-    actor: Principal,
-    *,
-    user_id: str,
-    since: datetime | None,
-    until: datetime | None,
-    now: datetime,
-    group_by: str = "",
-) -> UsageQuery:
-    """The usage an actor may see: admins (and services) any user's or everyone's; anyone
-    else only their own, so naming another user is PERMISSION_DENIED rather than an empty
-    answer that would hide the mistake."""
-    wanted = user_id.strip()
-    if len(wanted) > MAX_ID_CHARS:
-        raise InvalidArgument(
-            f"user_id must have at most {MAX_ID_CHARS} characters",
-            field="user_id",
-            reason="user_id_too_long",
-        )
-    if not (actor.is_admin or actor.is_service):
-        if wanted and wanted != actor.user_id:
-            raise PermissionDenied(
-                f"only admins may read another user's usage; leave user_id empty (or set it "
-                f"to your own, {actor.user_id}) to read yours",
-                reason="usage_of_another_user",
-            )
-        wanted = actor.user_id
-    start = None if since is None else validate_since(since, now)
-    if until is not None and start is not None and until <= start:
-        raise InvalidArgument(
-            f"until {until.isoformat()} must be after since {start.isoformat()}",
-            field="until",
-            reason="until_before_since",
-        )
-    return UsageQuery(
-        user_id=wanted or None, since=start, until=until, group_by=usage_period(group_by)
-    )
-
-
-def usage_period(group_by: str) -> str | None:
-    """The period a usage query is split by, or None; INVALID_ARGUMENT naming the choices."""
-    wanted = group_by.strip().lower()
-    if wanted in ("", "none"):
-        return None
-    if wanted not in GROUP_BY_PERIODS:
-        raise InvalidArgument(
-            f"group_by must be {' or '.join(GROUP_BY_PERIODS)} (or empty for the whole "
-            f"window), got {group_by!r}",
-            field="group_by",
-            reason="unknown_group_by",
-        )
-    return wanted
-
-
 # The owner of the outcomes of erased users (feedback's EraseUser).
 ERASED_USER = "erased"
 
@@ -361,12 +261,13 @@ class FeedbackStore(Protocol):
         ...
 
     async def erase_user(self, user_id: str, anonymous_id: str) -> tuple[int, int]:
-        """Deletes the user's ratings and hands their outcomes to `anonymous_id`."""
+        """Deletes the user's ratings and hands their outcomes to `anonymous_id`: as
+        creator, and as owner of their personal project's."""
         ...
 
     async def usage(self, query: UsageQuery) -> list[UsageRecord]:
-        """Finished jobs per user and model version in the query's window (and per period
-        when grouped), by period, user, then version; pairs without jobs are left out."""
+        """Finished jobs per project, user and model version in the query's window (and per
+        period when grouped), in that order; those without jobs are left out."""
         ...
 
 
@@ -507,7 +408,8 @@ class FeedbackService:
 
     async def erase_user(self, user_id: str) -> tuple[int, int]:
         """A user's erasure: ratings and comments deleted, outcomes kept as ERASED_USER's
-        (version statistics and totals stay right; nothing ties them to the person).
+        (version statistics and totals stay right; nothing ties them to the person): those
+        they created in shared projects stay the project's, with ERASED_USER as creator.
         Returns (ratings deleted, outcomes anonymised); idempotent."""
         if not user_id.strip():
             raise InvalidArgument("user_id is required: the user to erase", field="user_id")
@@ -523,12 +425,19 @@ class FeedbackService:
         since: datetime | None = None,
         until: datetime | None = None,
         group_by: str = "",
+        project_id: str = "",
     ) -> list[UsageRecord]:
-        """Jobs succeeded, failed and cached per user and model version (usage_query says
-        whose), with their output megapixels and compute, per period when group_by is set;
-        jobs answered from the cache count, unlike in version stats: the user got the image
-        (and they cost no compute)."""
+        """Jobs succeeded, failed and cached per project, user and model version (usage_query
+        says whose), with their output megapixels and compute, per period when group_by is
+        set; jobs answered from the cache count, unlike in version stats: the user got the
+        image (and they cost no compute)."""
         query = usage_query(
-            actor, user_id=user_id, since=since, until=until, now=self._clock(), group_by=group_by
+            actor,
+            user_id=user_id,
+            since=since,
+            until=until,
+            now=self._clock(),
+            group_by=group_by,
+            project_id=project_id,
         )
         return await self._store.usage(query)

@@ -59,6 +59,7 @@ def outcome_of(event: Event) -> JobOutcome:
             output_pixels=pixels,
             compute_ms=compute_ms,
             device=device,
+            user_id=message.user_id,
         )
     except InvalidOutcome as exc:
         raise PermanentEventError(f"event {event.event_id}: {exc}") from exc

@@ -12,7 +12,8 @@ from gouache.contracts.feedback.v1 import feedback_pb2, feedback_pb2_grpc
 from gouache.runtime.audit import AuditReporter
 from gouache.runtime.context import Principal, current_principal
 from gouache.runtime.errors import InvalidArgument
-from services.feedback.domain import FeedbackService, ModelVersionStats, UsageRecord
+from services.feedback.domain import FeedbackService, ModelVersionStats
+from services.feedback.usage import UsageRecord
 from services.feedback.usage_csv import CONTENT_TYPE, usage_csv
 
 
@@ -46,6 +47,7 @@ def _stats(stats: ModelVersionStats) -> feedback_pb2.ModelVersionStats:
 
 def _usage(record: UsageRecord) -> feedback_pb2.UsageRecord:
     return feedback_pb2.UsageRecord(
+        project_id=record.project_id,
         user_id=record.user_id,
         model_version=record.model_version,
         jobs_succeeded=record.jobs_succeeded,
@@ -74,16 +76,23 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
         self._service = service
         self._audit = audit
 
-    async def _audit_read(self, principal: Principal, user_id: str, what: str) -> None:
-        """An admin reading usage that is not only their own goes to the audit log."""
-        if self._audit is None or not principal.is_admin or user_id.strip() == principal.user_id:
+    async def _audit_read(
+        self,
+        principal: Principal,
+        request: feedback_pb2.GetUsageRequest | feedback_pb2.ExportUsageRequest,
+        what: str,
+    ) -> None:
+        """An admin reading usage that is not only their own goes to the audit log (the
+        target names the project when one was asked for: "usage:project:prj_...")."""
+        user_id = request.user_id.strip()
+        project_id = request.project_id.strip()
+        if self._audit is None or not principal.is_admin:
             return
+        if user_id == principal.user_id and not project_id:
+            return
+        target = f"usage:project:{project_id}" if project_id else f"usage:{user_id or '*'}"
         await self._audit.report(
-            principal,
-            "usage.read_other",
-            target=f"usage:{user_id.strip() or '*'}",
-            subject_id=user_id.strip(),
-            detail=what,
+            principal, "usage.read_other", target=target, subject_id=user_id, detail=what
         )
 
     async def EraseUser(
@@ -139,8 +148,9 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             since=since,
             until=until,
             group_by=request.group_by,
+            project_id=request.project_id,
         )
-        await self._audit_read(principal, request.user_id, "GetUsage")
+        await self._audit_read(principal, request, "GetUsage")
         return feedback_pb2.GetUsageResponse(usage=[_usage(record) for record in records])
 
     async def ExportUsage(
@@ -154,6 +164,7 @@ class FeedbackServicer(feedback_pb2_grpc.FeedbackServiceServicer):
             since=since,
             until=until,
             group_by=request.group_by,
+            project_id=request.project_id,
         )
-        await self._audit_read(principal, request.user_id, "ExportUsage")
+        await self._audit_read(principal, request, "ExportUsage")
         return httpbody_pb2.HttpBody(content_type=CONTENT_TYPE, data=usage_csv(records))

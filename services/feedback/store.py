@@ -41,10 +41,9 @@ from services.feedback.domain import (
     SUCCEEDED,
     JobOutcome,
     Rating,
-    UsageQuery,
-    UsageRecord,
     VersionRecords,
 )
+from services.feedback.usage import UsageQuery, UsageRecord
 
 metadata = new_metadata()
 
@@ -52,7 +51,10 @@ outcomes = Table(
     "feedback_job_outcomes",
     metadata,
     Column("job_id", String(64), primary_key=True),
+    # The project the job belongs to (a user's own id: their personal project), and the user
+    # who created it (migration 0006, backfilled with owner_id: before projects, the same).
     Column("owner_id", String(64), nullable=False),
+    Column("user_id", String(64), nullable=False),
     Column("model_version", String(64), nullable=False),
     Column("status", String(16), nullable=False),
     Column("latency_ms", BigInteger, nullable=False),
@@ -71,8 +73,10 @@ outcomes = Table(
     Index("ix_feedback_job_outcomes_model_version_status", "model_version", "status"),
     # Windowed stats (GetModelVersionStats.since) read one version's recent jobs.
     Index("ix_feedback_job_outcomes_model_version_finished_at", "model_version", "finished_at"),
-    # A user's usage (GetUsage) reads their outcomes in a window (migration 0004).
+    # A project's usage (GetUsage) reads its outcomes in a window (migration 0004), a user's
+    # the outcomes of the jobs they created (migration 0006).
     Index("ix_feedback_job_outcomes_owner_id_finished_at", "owner_id", "finished_at"),
+    Index("ix_feedback_job_outcomes_user_id_finished_at", "user_id", "finished_at"),
 )
 
 ratings = Table(
@@ -102,6 +106,7 @@ def _outcome(row: RowMapping) -> JobOutcome:
         output_pixels=int(row["output_pixels"]),
         compute_ms=int(row["compute_ms"]),
         device=row["device"],
+        user_id=row["user_id"],
     )
 
 
@@ -139,6 +144,7 @@ class FeedbackDatabase(ServiceDatabase):
             ).first()
             values = {
                 "owner_id": outcome.owner_id,
+                "user_id": outcome.user_id,
                 "model_version": outcome.model_version,
                 "status": outcome.status,
                 "latency_ms": outcome.latency_ms,
@@ -276,11 +282,23 @@ class FeedbackDatabase(ServiceDatabase):
         ]
 
     async def erase_user(self, user_id: str, anonymous_id: str) -> tuple[int, int]:
-        """Deletes the user's ratings and hands their outcomes to `anonymous_id`, together."""
+        """Deletes the user's ratings and hands their outcomes to `anonymous_id`, together:
+        those they created (user_id), and those of their personal project (owner_id); the
+        outcomes they created in shared projects stay those projects'."""
+        theirs = (outcomes.c.owner_id == user_id) | (outcomes.c.user_id == user_id)
         async with self.sessions() as session, session.begin():
             deleted = await session.execute(delete(ratings).where(ratings.c.owner_id == user_id))
             moved = await session.execute(
-                update(outcomes).where(outcomes.c.owner_id == user_id).values(owner_id=anonymous_id)
+                update(outcomes)
+                .where(theirs)
+                .values(
+                    owner_id=case(
+                        (outcomes.c.owner_id == user_id, anonymous_id), else_=outcomes.c.owner_id
+                    ),
+                    user_id=case(
+                        (outcomes.c.user_id == user_id, anonymous_id), else_=outcomes.c.user_id
+                    ),
+                )
             )
         return (
             int(getattr(deleted, "rowcount", 0) or 0),
@@ -288,9 +306,9 @@ class FeedbackDatabase(ServiceDatabase):
         )
 
     async def usage(self, query: UsageQuery) -> list[UsageRecord]:
-        """Finished jobs per owner and model version in the window, by owner then version,
-        or by period, owner and version when the query groups by day or month (the UTC
-        calendar period each job finished in).
+        """Finished jobs per project (owner), user (creator) and model version in the window,
+        in that order, each split by period first when the query groups by day or month (the
+        UTC calendar period each job finished in).
 
         Every outcome counts, those answered from the result cache too (jobs_cached says
         how many): usage is what a user received, not what the models computed. Compute
@@ -300,7 +318,11 @@ class FeedbackDatabase(ServiceDatabase):
         on_gpu = succeeded & (outcomes.c.device == GPU_DEVICE)
         # Ungrouped, the period is an empty constant, left out of GROUP BY and ORDER BY
         # (PostgreSQL refuses a constant there).
-        keys: tuple[ColumnElement[str], ...] = (outcomes.c.owner_id, outcomes.c.model_version)
+        keys: tuple[ColumnElement[str], ...] = (
+            outcomes.c.owner_id,
+            outcomes.c.user_id,
+            outcomes.c.model_version,
+        )
         period: ColumnElement[str] = literal_column("''")
         if query.group_by:
             period = _period(self.engine.dialect.name, query.group_by)
@@ -309,6 +331,7 @@ class FeedbackDatabase(ServiceDatabase):
             select(
                 period,
                 outcomes.c.owner_id,
+                outcomes.c.user_id,
                 outcomes.c.model_version,
                 func.count().filter(succeeded),
                 func.count().filter(outcomes.c.status != SUCCEEDED),
@@ -322,7 +345,9 @@ class FeedbackDatabase(ServiceDatabase):
             .order_by(*keys)
         )
         if query.user_id is not None:
-            statement = statement.where(outcomes.c.owner_id == query.user_id)
+            statement = statement.where(outcomes.c.user_id == query.user_id)
+        if query.project_id is not None:
+            statement = statement.where(outcomes.c.owner_id == query.project_id)
         if query.since is not None:
             statement = statement.where(outcomes.c.finished_at >= query.since)
         if query.until is not None:
@@ -331,7 +356,8 @@ class FeedbackDatabase(ServiceDatabase):
             rows = (await session.execute(statement)).all()
         return [
             UsageRecord(
-                user_id=owner,
+                project_id=project,
+                user_id=user,
                 model_version=version,
                 jobs_succeeded=int(ok),
                 jobs_failed=int(failed),
@@ -342,7 +368,7 @@ class FeedbackDatabase(ServiceDatabase):
                 gpu_ms=int(gpu),
                 period=str(when),
             )
-            for when, owner, version, ok, failed, cached, last, pixels, compute, gpu in rows
+            for when, project, user, version, ok, failed, cached, last, pixels, compute, gpu in rows
         ]
 
 

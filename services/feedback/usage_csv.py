@@ -3,14 +3,16 @@
 Columns, in this order:
 
 - period: "2026-11" or "2026-11-30" (UTC) when grouped by month or day, else empty
-- user_id, model_version: whose usage, of which concrete model version
+- project_id, user_id, model_version: whose usage (the project the jobs belong to, a user's
+  own id for their personal project, and the user who created them), of which concrete
+  model version
 - jobs_succeeded, jobs_failed, jobs_cached: finished jobs (cached ones are succeeded too)
 - output_megapixels: pixels of the results models made, in millions (6 decimals, exact)
 - compute_seconds, gpu_seconds: the workers' time on succeeded jobs, and the part of it
   on a GPU (3 decimals: milliseconds, exact)
 - last_finished_at: when the last of these jobs finished (RFC 3339, UTC)
 
-Rows come in the order GetUsage returns them: by period, user, then model version.
+Rows come in the order GetUsage returns them: by period, project, user, then model version.
 """
 
 from __future__ import annotations
@@ -20,11 +22,12 @@ import io
 from collections.abc import Sequence
 from datetime import UTC
 
-from services.feedback.domain import UsageRecord
+from services.feedback.usage import UsageRecord
 
 CONTENT_TYPE = "text/csv; charset=utf-8"
 COLUMNS = (
     "period",
+    "project_id",
     "user_id",
     "model_version",
     "jobs_succeeded",
@@ -46,6 +49,7 @@ def _row(record: UsageRecord) -> tuple[str, ...]:
     finished = record.last_finished_at.astimezone(UTC)
     return (
         record.period,
+        record.project_id,
         record.user_id,
         record.model_version,
         str(record.jobs_succeeded),

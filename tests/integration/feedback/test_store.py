@@ -189,14 +189,14 @@ async def test_usage_per_user_and_version(database: FeedbackDatabase) -> None:
         await database.record_outcome(outcome, event_id=f"evt_{index}", at=NOW)
     everyone = await database.usage(UsageQuery(user_id=None, since=None, until=None))
     assert everyone == [
-        UsageRecord("usr_1", "v1", 2, 1, 1, NOW + 2 * tick, output_megapixels=1.5),
-        UsageRecord("usr_1", "v2", 1, 0, 0, NOW, output_megapixels=0.3072),
-        UsageRecord("usr_2", "v1", 0, 1, 0, NOW + 3 * tick),
+        UsageRecord("usr_1", "v1", 2, 1, 1, NOW + 2 * tick, 1.5, project_id="usr_1"),
+        UsageRecord("usr_1", "v2", 1, 0, 0, NOW, 0.3072, project_id="usr_1"),
+        UsageRecord("usr_2", "v1", 0, 1, 0, NOW + 3 * tick, project_id="usr_2"),
     ]
     window = await database.usage(
         UsageQuery(user_id="usr_1", since=NOW + tick, until=NOW + 2 * tick)
     )
-    assert window == [UsageRecord("usr_1", "v1", 1, 0, 1, NOW + tick)]
+    assert window == [UsageRecord("usr_1", "v1", 1, 0, 1, NOW + tick, project_id="usr_1")]
     assert await database.usage(UsageQuery(user_id="usr_3", since=None, until=None)) == []
 
 

@@ -33,13 +33,13 @@ async def test_export_is_csv_with_the_same_access_rules(feedback: Harness) -> No
     assert body.content_type == "text/csv; charset=utf-8"
     rows = list(csv.reader(io.StringIO(body.data.decode(), newline="")))
     assert tuple(rows[0]) == COLUMNS
-    assert [row[1:6] for row in rows[1:]] == [
-        ["usr_else", "gatys.lite0-v1", "0", "1", "0"],
-        [OWNER, "gatys.lite0-fast", "1", "0", "0"],
-        [OWNER, "gatys.lite0-v1", "2", "0", "0"],
+    assert [row[1:7] for row in rows[1:]] == [
+        ["usr_else", "usr_else", "gatys.lite0-v1", "0", "1", "0"],
+        [OWNER, OWNER, "gatys.lite0-fast", "1", "0", "0"],
+        [OWNER, OWNER, "gatys.lite0-v1", "2", "0", "0"],
     ]
     own = await feedback.stub.ExportUsage(feedback_pb2.ExportUsageRequest(), metadata=feedback.md())
-    assert {row[1] for row in list(csv.reader(io.StringIO(own.data.decode())))[1:]} == {OWNER}
+    assert {row[2] for row in list(csv.reader(io.StringIO(own.data.decode())))[1:]} == {OWNER}
     details = await _fails(
         feedback.stub.ExportUsage(
             feedback_pb2.ExportUsageRequest(user_id="usr_else"), metadata=feedback.md()
