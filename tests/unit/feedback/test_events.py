@@ -57,3 +57,25 @@ def test_a_success_carries_its_compute_and_device_and_a_cached_one_costs_nothing
         job_id="job_3", owner_id="usr_1", model_version="v1", compute_ms=-5
     )
     assert outcome_of(_event(negative)).compute_ms == 0
+
+
+def test_an_outcome_names_its_project_and_creator() -> None:
+    shared = events_pb2.JobSucceeded(
+        job_id="job_1", owner_id="prj_team", model_version="v1", user_id="usr_1"
+    )
+    assert (outcome_of(_event(shared)).owner_id, outcome_of(_event(shared)).user_id) == (
+        "prj_team",
+        "usr_1",
+    )
+    failed = events_pb2.JobFailed(
+        job_id="job_2", owner_id="prj_team", model_version="v1", user_id="usr_2"
+    )
+    assert outcome_of(_event(failed)).user_id == "usr_2"
+    # Events from before projects name no creator: the owner was the user who created it.
+    older = events_pb2.JobSucceeded(job_id="job_3", owner_id="usr_1", model_version="v1")
+    assert outcome_of(_event(older)).user_id == "usr_1"
+    too_long = events_pb2.JobSucceeded(
+        job_id="job_4", owner_id="prj_team", model_version="v1", user_id="u" * 65
+    )
+    with pytest.raises(PermanentEventError, match="user_id must have at most 64"):
+        outcome_of(_event(too_long))

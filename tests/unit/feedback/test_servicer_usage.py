@@ -8,8 +8,9 @@ import io
 import grpc
 
 from gouache.contracts.feedback.v1 import feedback_pb2
+from services.feedback.domain import SUCCEEDED, JobOutcome
 from services.feedback.usage_csv import COLUMNS
-from tests.unit.feedback.test_servicer import OWNER, Harness, _fails, feedback
+from tests.unit.feedback.test_servicer import NOW, OWNER, Harness, _fails, feedback
 
 __all__ = ["feedback"]  # the fixture, imported for pytest
 
@@ -60,3 +61,45 @@ async def test_an_unknown_group_by_is_invalid_argument(feedback: Harness) -> Non
     ):
         details = await _fails(call, grpc.StatusCode.INVALID_ARGUMENT)
         assert "group_by must be day or month" in details
+
+
+async def test_a_projects_owner_reads_its_usage_by_member(feedback: Harness) -> None:
+    for index, user in enumerate((OWNER, "usr_mate")):
+        await feedback.database.record_outcome(
+            JobOutcome(
+                f"job_t{index}", "prj_team", "gatys.lite0-v1", SUCCEEDED, 5, NOW, user_id=user
+            ),
+            event_id=f"evt_t{index}",
+            at=NOW,
+        )
+    owner = feedback.md(extra={"project": "prj_team", "project_role": "owner"})
+    team = await feedback.stub.GetUsage(
+        feedback_pb2.GetUsageRequest(project_id="prj_team"), metadata=owner
+    )
+    assert [(u.project_id, u.user_id, u.jobs_succeeded) for u in team.usage] == [
+        ("prj_team", "usr_mate", 1),
+        ("prj_team", OWNER, 1),
+    ]
+    export = await feedback.stub.ExportUsage(
+        feedback_pb2.ExportUsageRequest(project_id="prj_team", user_id="usr_mate"), metadata=owner
+    )
+    rows = list(csv.reader(io.StringIO(export.data.decode(), newline="")))
+    assert [row[1:4] for row in rows[1:]] == [["prj_team", "usr_mate", "gatys.lite0-v1"]]
+    # Without project_id, the caller's own jobs, in every project.
+    own = await feedback.stub.GetUsage(feedback_pb2.GetUsageRequest(), metadata=owner)
+    assert {(u.project_id, u.user_id) for u in own.usage} == {(OWNER, OWNER), ("prj_team", OWNER)}
+    viewer = feedback.md("usr_mate", extra={"project": "prj_team", "project_role": "viewer"})
+    details = await _fails(
+        feedback.stub.GetUsage(
+            feedback_pb2.GetUsageRequest(project_id="prj_team"), metadata=viewer
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert "needs its owner role, and yours is viewer" in details
+    details = await _fails(
+        feedback.stub.ExportUsage(
+            feedback_pb2.ExportUsageRequest(project_id="prj_other"), metadata=owner
+        ),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    assert "acts in project prj_team, not prj_other" in details
