@@ -4,8 +4,12 @@ GouacheClient(project=)), and the refusals an owner meets, with their HTTP statu
 
 from __future__ import annotations
 
-import httpx
+import json
 
+import httpx
+import pytest
+
+from gouache.cli.main import main
 from gouache.cli.mesh import Mesh
 from gouache.client import GouacheClient
 from tests.e2e.users import new_user_key
@@ -85,3 +89,41 @@ def test_projects_over_rest(mesh: Mesh, admin: GouacheClient) -> None:
         assert left.status_code == 200, left.text
         gone = http.get(f"/v1/projects/{project_id}", headers=theirs)
         assert gone.status_code == 404, gone.text
+
+
+def test_projects_from_the_cli(
+    mesh: Mesh, admin: GouacheClient, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base_url = mesh.config.public_url
+    owner_key = new_user_key(admin, base_url)
+    with GouacheClient(base_url, new_user_key(admin, base_url)) as other:
+        other_id = other.list_projects()[0].project_id  # the personal project: the user's id
+    api = ["--url", base_url, "--api-key", owner_key]
+
+    def run(*argv: str) -> tuple[int, str, str]:
+        status = main(["projects", *api, *argv])
+        captured = capsys.readouterr()
+        return status, captured.out, captured.err
+
+    status, out, _ = run("create", "Launch")
+    assert status == 0
+    project_id = json.loads(out)["project_id"]
+    status, out, _ = run("add", project_id, other_id, "--role", "viewer")
+    assert (status, json.loads(out)["role"]) == (0, "viewer")
+    status, out, _ = run("show", project_id)
+    assert {m["user_id"] for m in json.loads(out)["members"]} == {other_id, mine(out)}
+    status, out, _ = run("list")
+    assert [p["project_id"] for p in json.loads(out)["projects"]][1:] == [project_id]
+    status, out, err = run("remove", project_id, mine(run("show", project_id)[1]))
+    assert status == 1
+    assert "last owner" in err + out
+    assert main(["token", *api, "--project", project_id]) == 0
+    token = capsys.readouterr().out.strip()
+    who = httpx.get(f"{base_url}/v1/auth/whoami", headers={"authorization": f"Bearer {token}"})
+    assert who.json()["project_id"] == project_id
+
+
+def mine(shown: str) -> str:
+    """The owner's user id in `gouache projects show`'s output."""
+    members = json.loads(shown)["members"]
+    return str(next(m["user_id"] for m in members if m["role"] == "owner"))

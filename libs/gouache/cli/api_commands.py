@@ -1,4 +1,5 @@
-"""`gouache stylize | batch | token`: the public REST API from a terminal, with an API key."""
+"""`gouache stylize | batch | token`: the public REST API from a terminal, with an API key
+(`gouache projects` is in project_commands)."""
 
 from __future__ import annotations
 
@@ -183,6 +184,6 @@ def cmd_token(args: argparse.Namespace) -> int:
     from gouache.client import GouacheClient
 
     base_url, api_key = api_credentials(args)
-    with GouacheClient(base_url, api_key) as client:
+    with GouacheClient(base_url, api_key, project=getattr(args, "project", "")) as client:
         print(client.token())
     return 0

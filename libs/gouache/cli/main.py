@@ -14,6 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+from gouache.cli import project_commands
 from gouache.cli.api_commands import (
     cmd_batch,
     cmd_stylize,
@@ -29,7 +30,7 @@ from gouache.ratelimit.plans import parse_plans
 
 DEFAULT_STATE = Path(".gouache")
 # Commands that call the API: whatever stops them is one `error: ...` line (cli/errors.py).
-API_COMMANDS = ("stylize", "batch", "demo", "token")
+API_COMMANDS = ("stylize", "batch", "demo", "token", "projects")
 
 
 def _report(component: Any) -> None:
@@ -373,7 +374,9 @@ def build_parser() -> argparse.ArgumentParser:
     token = sub.add_parser("token", help="print an access token for an API key")
     token.add_argument("--url")
     token.add_argument("--api-key")
+    token.add_argument("--project", default="", help="a shared project the token acts in")
     token.set_defaults(func=cmd_token)
+    project_commands.add_parser(sub)
 
     train = sub.add_parser("train", help="train a family's network and export its weights")
     train.add_argument(
