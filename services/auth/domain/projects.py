@@ -376,7 +376,7 @@ class Projects:
                 reason="personal_project",
             )
         view = await self._view(actor, project_id)
-        if view.role != OWNER:
+        if view.role != OWNER and not actor.is_admin:
             raise PermissionDenied(
                 f"you are {view.role} of {project_id}; only its owners manage members",
                 reason="not_project_owner",
@@ -433,16 +433,18 @@ async def token_project(
 ) -> TokenProject | None:
     """The project a new token acts in, or None for the personal project (no claim).
 
-    A member gets their role; an admin may name any shared project (as owner); anyone
-    else, and a personal project not the user's own, is NOT_FOUND (ids do not leak)."""
+    A member gets their role; an admin may name any shared project and acts there as an
+    owner; anyone else, and a personal project not the user's own, is NOT_FOUND (ids do not
+    leak)."""
     if not requested.strip() or requested.strip() == user_id:
         return None
     project_id = validate_project_id(requested, field_name="project")
     if is_personal(project_id):
         raise _not_found(project_id)
     member = await store.member(project_id, user_id)
+    if user_is_admin and (member is not None or await store.project(project_id) is not None):
+        # An admin acts as an owner in any project, whatever role a membership gives them.
+        return TokenProject(project_id, OWNER)
     if member is not None:
         return TokenProject(project_id, member.role)
-    if user_is_admin and await store.project(project_id) is not None:
-        return TokenProject(project_id, OWNER)
     raise _not_found(project_id)

@@ -204,6 +204,12 @@ async def test_token_project_for_members_admins_and_strangers(world: World) -> N
     acting = await token_project(db, "usr_admin", True, project_id)
     assert acting is not None
     assert acting.role == "owner"
+    # An admin who is a member with a lesser role still acts, and manages, as an owner.
+    await world.projects.put_member(ANN, project_id, "usr_admin", "viewer")
+    acting = await token_project(db, "usr_admin", True, project_id)
+    assert acting is not None
+    assert acting.role == "owner"
+    await world.projects.put_member(ADMIN, project_id, "usr_bob", "editor")
     for user, target in (("usr_cy", project_id), ("usr_cy", "usr_ann"), ("usr_admin", "usr_ann")):
         error = await _code(token_project(db, user, user == "usr_admin", target))
         assert isinstance(error, NotFound)
