@@ -351,6 +351,7 @@ class AsyncApi(ABC):
         until: datetime | None = None,
         user_id: str = "",
         group_by: str = "",
+        project_id: str = "",
     ) -> list[UsageRecord]:
         """As SyncApi.get_usage."""
-        return await self._run(ops.get_usage(since, until, user_id, group_by))
+        return await self._run(ops.get_usage(since, until, user_id, group_by, project_id))

@@ -457,10 +457,14 @@ def list_model_stats() -> Operation[list[ModelVersionStats]]:
 
 
 def get_usage(
-    since: datetime | None, until: datetime | None, user_id: str, group_by: str = ""
+    since: datetime | None,
+    until: datetime | None,
+    user_id: str,
+    group_by: str = "",
+    project_id: str = "",
 ) -> Operation[list[UsageRecord]]:
-    """GET /v1/usage: jobs per user and model version in the window (per day or month
-    with group_by)."""
+    """GET /v1/usage: jobs per project, user and model version in the window (per day or
+    month with group_by), of one project with project_id."""
     fields: dict[str, Any] = {}
     if since is not None:
         fields["since"] = rfc3339(since)
@@ -470,6 +474,8 @@ def get_usage(
         fields["user_id"] = user_id
     if group_by:
         fields["group_by"] = group_by
+    if project_id:
+        fields["project_id"] = project_id
     return Operation(
         FEEDBACK, "GetUsage", "GET /v1/usage", fields, _listing("usage", UsageRecord.from_json)
     )

@@ -368,8 +368,11 @@ class SyncApi(ABC):
         until: datetime | None = None,
         user_id: str = "",
         group_by: str = "",
+        project_id: str = "",
     ) -> list[UsageRecord]:
-        """Jobs succeeded, failed and cached, output megapixels and compute seconds per user
-        and model version, finished in [since, until), per UTC "day" or "month" with
-        group_by. Admins see everyone (or user_id); others only themselves."""
-        return self._run(ops.get_usage(since, until, user_id, group_by))
+        """Jobs succeeded, failed and cached, output megapixels and compute seconds per
+        project, user and model version, finished in [since, until), per UTC "day" or
+        "month" with group_by. Admins see everyone (or one project_id, or user_id); a
+        project's owner, with a client acting in it, sees that project_id's; others only
+        the jobs they created."""
+        return self._run(ops.get_usage(since, until, user_id, group_by, project_id))

@@ -77,6 +77,10 @@ class Job(_Wire):
     result_image_id: str = ""
     created_at: datetime | None = None
     updated_at: datetime | None = None
+    # The project the job belongs to (the creator's own id for their personal project) and
+    # the user who created it.
+    project_id: str = ""
+    user_id: str = ""
 
     @property
     def final(self) -> bool:
@@ -105,6 +109,8 @@ class Job(_Wire):
             result_image_id=str(data.get("result_image_id", "")),
             created_at=_time(data.get("created_at")),
             updated_at=_time(data.get("updated_at")),
+            project_id=str(data.get("project_id", "")),
+            user_id=str(data.get("user_id", "")),
         )
 
 
@@ -407,8 +413,11 @@ class ModelVersionStats(_Wire):
 
 @dataclass(frozen=True, eq=False)
 class UsageRecord(_Wire):
-    """What one user did with one model version in a window (GetUsage)."""
+    """What one user did in one project with one model version in a window (GetUsage)."""
 
+    # The project the jobs belong to (the user's own id for their personal project) and
+    # the user who created them.
+    project_id: str
     user_id: str
     model_version: str
     jobs_succeeded: int
@@ -429,6 +438,7 @@ class UsageRecord(_Wire):
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> UsageRecord:
         return cls(
+            project_id=str(data.get("project_id", "")),
             user_id=str(data.get("user_id", "")),
             model_version=str(data.get("model_version", "")),
             jobs_succeeded=_int(data.get("jobs_succeeded")),

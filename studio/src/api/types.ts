@@ -106,6 +106,8 @@ export interface ModelVersionStats {
 }
 
 export interface UsageRecord {
+  /** The project the jobs belong to (a user's own id for their personal project). */
+  project_id?: string;
   user_id: string;
   model_version: string;
   jobs_succeeded: string;

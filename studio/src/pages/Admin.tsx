@@ -12,7 +12,7 @@ function ms(value: number): string {
 }
 
 /** Per model version: jobs, error rate, latency percentiles and mean rating
- * (GET /v1/feedback/stats), and jobs per user and version (GET /v1/usage). */
+ * (GET /v1/feedback/stats), and jobs per project, user and version (GET /v1/usage). */
 export function Admin({ api }: { api: GouacheApi }) {
   const [stats, setStats] = useState<ModelVersionStats[] | null>(null);
   const [statsError, setStatsError] = useState<string | null>(null);
@@ -76,7 +76,7 @@ export function Admin({ api }: { api: GouacheApi }) {
         ) : null}
       </section>
       <section aria-labelledby="admin-usage">
-        <h2 id="admin-usage">Usage per user</h2>
+        <h2 id="admin-usage">Usage per project and user</h2>
         {usageError ? (
           <p role="alert" className="error">
             {usageError}
@@ -89,6 +89,7 @@ export function Admin({ api }: { api: GouacheApi }) {
             <table>
               <thead>
                 <tr>
+                  <th scope="col">Project</th>
                   <th scope="col">User</th>
                   <th scope="col">Version</th>
                   <th scope="col">Succeeded</th>
@@ -99,8 +100,9 @@ export function Admin({ api }: { api: GouacheApi }) {
               </thead>
               <tbody>
                 {usage.map((row) => (
-                  <tr key={`${row.user_id}/${row.model_version}`}>
-                    <th scope="row">{row.user_id}</th>
+                  <tr key={`${row.project_id ?? ""}/${row.user_id}/${row.model_version}`}>
+                    <th scope="row">{row.project_id ?? row.user_id}</th>
+                    <td>{row.user_id}</td>
                     <td>{row.model_version}</td>
                     <td>{count(row.jobs_succeeded)}</td>
                     <td>{count(row.jobs_failed)}</td>

@@ -69,6 +69,14 @@ def test_usage_windows_are_rfc3339_and_must_be_aware() -> None:
         ops.get_usage(datetime(2026, 11, 30), None, "")
 
 
+def test_usage_of_one_project() -> None:
+    usage = ops.get_usage(None, None, "", "month", "prj_team")
+    assert usage.rest().params == {"group_by": "month", "project_id": "prj_team"}
+    request = usage.grpc_request()
+    assert isinstance(request, feedback_pb2.GetUsageRequest)
+    assert (request.project_id, request.group_by) == ("prj_team", "month")
+
+
 @pytest.mark.parametrize(
     ("styles", "weights", "message"),
     [
