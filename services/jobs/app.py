@@ -361,7 +361,7 @@ class JobsApp(JobInputs, WebhookUseCases, ModelRoutingUseCases, JobRemoval):
     async def list_jobs(
         self, principal: Principal, *, size: int, page_token: str, status: str
     ) -> tuple[list[JobView], str]:
-        """The caller's jobs, newest first, and the token of the next page ("" at the end)."""
+        """The jobs of the caller's project, newest first, and the next page's token ("" at end)."""
         limit = page_size(size)
         cursor = PageCursor.decode(page_token) if page_token else None
         wanted = parse_status(status) if status.strip() else None

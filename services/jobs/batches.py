@@ -318,7 +318,7 @@ class BatchesApp:
     async def list_batches(
         self, principal: Principal, *, size: int, page_token: str
     ) -> tuple[list[BatchView], str]:
-        """The caller's batches, newest first, with counts and no items; and the next token."""
+        """The batches of the caller's project, newest first, with counts, no items; next token."""
         limit = page_size(size)
         cursor = BatchCursor.decode(page_token) if page_token else None
         store = self._jobs.store

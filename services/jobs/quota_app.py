@@ -1,4 +1,5 @@
-"""Plan quotas at job creation: the owner's compute this month against their plan's quota."""
+"""Plan quotas at job creation: the project's compute this month against the caller's plan's
+quota (a user's personal project is theirs alone)."""
 
 from __future__ import annotations
 
@@ -18,7 +19,8 @@ logger = logging.getLogger(__name__)
 
 
 class QuotaGate:
-    """Refuses new work of an owner whose plan's monthly compute is used up.
+    """Refuses new work in a project whose monthly compute is used up (under the plan of the
+    caller's token).
 
     Reads the owner's counter (one row by primary key) only for callers with a finite
     quota; enterprise (unlimited by default), admins and services cost no read.

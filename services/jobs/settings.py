@@ -58,7 +58,8 @@ class JobsSettings(ServiceSettings):
     consumer_retry_initial_s: float = Field(default=1.0, gt=0)
     consumer_retry_max_s: float = Field(default=60.0, gt=0)
     # Webhook deliveries: per-POST timeout, attempts, first retry delay (doubling), how
-    # often due deliveries are looked for, POSTs at once, and webhooks per user.
+    # often due deliveries are looked for, POSTs at once, and webhooks per project (the
+    # setting keeps its name: a user's personal project is theirs).
     webhook_timeout_s: float = Field(default=10.0, gt=0)
     webhook_max_attempts: int = Field(default=6, ge=1)
     webhook_backoff_s: float = Field(default=1.0, gt=0)

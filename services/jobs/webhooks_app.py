@@ -34,7 +34,7 @@ class WebhookUseCases:
     async def create_webhook(
         self, principal: Principal, url: str, secret: str, events: Sequence[str]
     ) -> Webhook:
-        """Registers a webhook for the caller's job events (at most a few per user)."""
+        """Registers a webhook for the job events of the caller's project (a few at most)."""
         url, chosen = validate_webhook(
             url, secret, events, allow_private=self._config.allow_private_webhook_urls
         )
@@ -58,11 +58,11 @@ class WebhookUseCases:
         return webhook
 
     async def list_webhooks(self, principal: Principal) -> list[Webhook]:
-        """The caller's webhooks."""
+        """The webhooks of the caller's project."""
         return await self.store.list_webhooks(principal.project_id)
 
     async def delete_webhook(self, principal: Principal, webhook_id: str) -> None:
-        """Deletes one of the caller's webhooks; pending deliveries go with it."""
+        """Deletes one of the webhooks of the caller's project; its pending deliveries go too."""
         webhook_id = check_id(webhook_id, "whk", field="webhook_id")
         if not await self.store.delete_webhook(principal.project_id, webhook_id):
             raise NotFound(f"webhook {webhook_id} not found", field="webhook_id")

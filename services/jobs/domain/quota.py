@@ -1,7 +1,8 @@
 """Monthly compute quotas of plans: what a plan may use, and the refusal when it is used.
 
 Compute is the workers' time on succeeded jobs (ExecutionSucceeded.compute_ms), counted
-per owner (a project id later) and UTC calendar month when jobs applies the success; a
+per owner (the project the jobs belong to: all its members' jobs count together; a user's
+own id is their personal project) and UTC calendar month when jobs applies the success; a
 job answered from the result cache ran no model and costs nothing. The quota is checked
 when a job (or a batch) is created, against what has finished so far: jobs still pending
 or running when the quota runs out finish and are counted, so an owner can overshoot by

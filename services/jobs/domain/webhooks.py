@@ -134,10 +134,10 @@ def validate_webhook(
 
 
 def check_webhook_quota(existing: int, limit: int) -> None:
-    """A user may hold at most `limit` webhooks."""
+    """A project may hold at most `limit` webhooks."""
     if existing >= limit:
         raise FailedPrecondition(
-            f"you already have {existing} webhooks, the most allowed; delete one with "
+            f"this project already has {existing} webhooks, the most allowed; delete one with "
             "DeleteWebhook before creating another",
             reason="webhook_limit",
         )

@@ -1,6 +1,6 @@
 """Compute used per owner and month: the counter plan quotas are checked against.
 
-One row per owner (the scope; a project id later) and UTC month, added to in the
+One row per owner (the project, a user's own id for their personal project) and UTC month, added to in the
 transaction that applies a job's success, so counting costs one statement and no extra
 transaction on that path; CreateJob reads one row by primary key.
 """
