@@ -8,6 +8,7 @@ retried, and how long it waits, is a `RetryPolicy` (`gouache.client.retry`).
 `GouacheGrpc` is the lower level: one channel and the generated stubs.
 """
 
+from gouache.client.compliance import AuditEvent, Erasure
 from gouache.client.errors import (
     ApiError,
     ConflictError,
@@ -47,12 +48,14 @@ __all__ = [
     "ApiError",
     "AsyncGouacheClient",
     "AsyncGouacheGrpcClient",
+    "AuditEvent",
     "Batch",
     "BatchCounts",
     "BatchItem",
     "BearerTokens",
     "ConflictError",
     "DeadlineExceededError",
+    "Erasure",
     "FailedPreconditionError",
     "Feedback",
     "GouacheClient",

@@ -16,8 +16,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gouache.client import compliance, projects
 from gouache.client import operations as ops
-from gouache.client import projects
+from gouache.client.compliance import AuditEvent, Erasure
 from gouache.client.operations import Operation
 from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.sync_api import DEFAULT_WEBHOOK_EVENTS
@@ -289,6 +290,49 @@ class AsyncApi(ABC):
     async def delete_webhook(self, webhook_id: str) -> None:
         """As SyncApi.delete_webhook."""
         await self._run(ops.delete_webhook(webhook_id))
+
+    # -- deletion, erasure and the audit log ----------------------------------------------
+
+    async def delete_image(self, image_id: str) -> str:
+        """As SyncApi.delete_image."""
+        return await self._run(compliance.delete_image(image_id))
+
+    async def delete_job(self, job_id: str) -> str:
+        """As SyncApi.delete_job."""
+        return await self._run(compliance.delete_job(job_id))
+
+    async def erase_user(self, user_id: str) -> Erasure:
+        """As SyncApi.erase_user."""
+        return await self._run(compliance.erase_user(user_id))
+
+    async def list_audit_events(
+        self,
+        *,
+        since: datetime | None = None,
+        actor_id: str = "",
+        action: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[AuditEvent]:
+        """As SyncApi.list_audit_events."""
+        return await self._run(
+            compliance.list_audit_events(since, actor_id, action, page_size, page_token)
+        )
+
+    async def iter_audit_events(
+        self, *, since: datetime | None = None, actor_id: str = "", action: str = ""
+    ) -> AsyncIterator[AuditEvent]:
+        """As SyncApi.iter_audit_events."""
+        token = ""
+        while True:
+            page = await self.list_audit_events(
+                since=since, actor_id=actor_id, action=action, page_size=100, page_token=token
+            )
+            for event in page.items:
+                yield event
+            token = page.next_page_token
+            if not token:
+                return
 
     # -- projects -------------------------------------------------------------------------
 

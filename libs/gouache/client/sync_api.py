@@ -15,8 +15,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
+from gouache.client import compliance, projects
 from gouache.client import operations as ops
-from gouache.client import projects
+from gouache.client.compliance import AuditEvent, Erasure
 from gouache.client.operations import Operation
 from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.types import (
@@ -302,6 +303,57 @@ class SyncApi(ABC):
     def delete_webhook(self, webhook_id: str) -> None:
         """Deletes one of your webhooks."""
         self._run(ops.delete_webhook(webhook_id))
+
+    # -- deletion, erasure and the audit log ----------------------------------------------
+
+    def delete_image(self, image_id: str) -> str:
+        """Deletes one of your content or style images with its bytes (an admin: anyone's)
+        and returns its id; a job's result is deleted with the job. NotFoundError when it
+        is already gone."""
+        return self._run(compliance.delete_image(image_id))
+
+    def delete_job(self, job_id: str) -> str:
+        """Deletes one of your jobs (an admin: anyone's) with its result image, webhook
+        deliveries and result-cache entry, canceling it first if it is not final; returns
+        its id. NotFoundError when it is already gone."""
+        return self._run(compliance.delete_job(job_id))
+
+    def erase_user(self, user_id: str) -> Erasure:
+        """Erases everything gouache holds of a user (GDPR): images, results, jobs, batches,
+        webhooks, ratings, API keys and the account (yourself, or anyone for an admin).
+        Carried out in the background: the answer says "pending" or "done", and calling
+        again reports where it stands. Irreversible."""
+        return self._run(compliance.erase_user(user_id))
+
+    def list_audit_events(
+        self,
+        *,
+        since: datetime | None = None,
+        actor_id: str = "",
+        action: str = "",
+        page_size: int = 0,
+        page_token: str = "",
+    ) -> Page[AuditEvent]:
+        """One page of the audit log (admins), newest first: events at or after since (an
+        aware datetime), by one actor_id, of one action ("job.deleted", ...); page_size
+        1-100 (0: 50)."""
+        return self._run(
+            compliance.list_audit_events(since, actor_id, action, page_size, page_token)
+        )
+
+    def iter_audit_events(
+        self, *, since: datetime | None = None, actor_id: str = "", action: str = ""
+    ) -> Iterator[AuditEvent]:
+        """Every audit event that matches, newest first, fetching pages as they are consumed."""
+        token = ""
+        while True:
+            page = self.list_audit_events(
+                since=since, actor_id=actor_id, action=action, page_size=100, page_token=token
+            )
+            yield from page.items
+            token = page.next_page_token
+            if not token:
+                return
 
     # -- projects -------------------------------------------------------------------------
 
