@@ -23,6 +23,7 @@ from services.auth.domain import (
     TokenPolicy,
     utc_now,
 )
+from services.auth.domain.plans import Plans
 from services.auth.keys import KeyRing, keep_published_s
 from services.auth.oidc import OidcConfig, OidcVerifier
 from services.auth.servicer import AuthServicer, OAuth2Servicer
@@ -49,6 +50,8 @@ POLICY: Mapping[str, str] = {
     f"/{SERVICE}/GetProject": AUTHENTICATED,
     f"/{SERVICE}/PutProjectMember": AUTHENTICATED,
     f"/{SERVICE}/RemoveProjectMember": AUTHENTICATED,
+    f"/{SERVICE}/SetUserPlan": "admin:*",
+    f"/{SERVICE}/SetProjectPlan": "admin:*",
     f"/{OAUTH2_SERVICE}/IssueOAuth2Token": PUBLIC,
 }
 
@@ -127,7 +130,9 @@ async def build(
 ) -> tuple[ServiceSpec, TokenVerifier]:
     """The service spec and the verifier for its RPCs (its own keys unless one is given)."""
     parts = open_components(settings, clock=clock)
-    servicer = AuthServicer(parts.accounts, parts.keys, AuditLog(parts.database), parts.projects)
+    servicer = AuthServicer(
+        parts.accounts, parts.keys, AuditLog(parts.database), parts.projects, Plans(parts.database)
+    )
     oauth2 = OAuth2Servicer(parts.accounts, oidc_verifier(settings))
 
     def register(server: grpc.aio.Server) -> None:

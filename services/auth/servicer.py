@@ -20,6 +20,7 @@ from services.auth.domain import (
     Projects,
     ProjectView,
 )
+from services.auth.domain.plans import PlanChange, Plans
 from services.auth.keys import KeyRing
 from services.auth.oauth2 import answer_token_request
 from services.auth.oidc import OidcVerifier
@@ -52,6 +53,7 @@ def _project(view: ProjectView) -> auth_pb2.Project:
         created_at=_timestamp(view.project.created_at),
         role=view.role,
         personal=view.personal,
+        plan=view.project.plan,
     )
 
 
@@ -105,12 +107,18 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
     """One method per RPC; rules live in Accounts, Projects and KeyRing."""
 
     def __init__(
-        self, accounts: Accounts, keys: KeyRing, audit: AuditLog, projects: Projects
+        self,
+        accounts: Accounts,
+        keys: KeyRing,
+        audit: AuditLog,
+        projects: Projects,
+        plans: Plans,
     ) -> None:
         self._accounts = accounts
         self._keys = keys
         self._audit = audit
         self._projects = projects
+        self._plans = plans
 
     async def IssueToken(
         self, request: auth_pb2.IssueTokenRequest, context: grpc.aio.ServicerContext
@@ -130,6 +138,7 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             scope=" ".join(issued.scopes),
             project_id=issued.project_id,
             project_role=issued.project_role,
+            plan=issued.plan,
         )
 
     async def GetJwks(
@@ -150,22 +159,29 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             scopes=sorted(principal.scopes),
             project_id=principal.project_id,
             project_role=principal.project_role,
+            plan=principal.plan,
         )
 
     async def CreateUser(
         self, request: auth_pb2.CreateUserRequest, context: grpc.aio.ServicerContext
     ) -> auth_pb2.CreateUserResponse:
         user = await self._accounts.create_user(
-            email=request.email, password=request.password, name=request.name, role=request.role
+            email=request.email,
+            password=request.password,
+            name=request.name,
+            role=request.role,
+            plan=request.plan,
         )
         await self._audit.record(
             current_principal(),
             "user.created",
             target=f"user:{user.user_id}",
             subject_id=user.user_id,
-            detail=f"role={user.role}",
+            detail=f"role={user.role} plan={user.plan}",
         )
-        return auth_pb2.CreateUserResponse(user_id=user.user_id, email=user.email, role=user.role)
+        return auth_pb2.CreateUserResponse(
+            user_id=user.user_id, email=user.email, role=user.role, plan=user.plan
+        )
 
     async def CreateApiKey(
         self, request: auth_pb2.CreateApiKeyRequest, context: grpc.aio.ServicerContext
@@ -308,6 +324,37 @@ class AuthServicer(auth_pb2_grpc.AuthServiceServicer):
             subject_id=request.user_id.strip(),
         )
         return auth_pb2.RemoveProjectMemberResponse()
+
+    async def SetUserPlan(
+        self, request: auth_pb2.SetUserPlanRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SetUserPlanResponse:
+        actor = current_principal()
+        change = await self._plans.set_user_plan(actor, request.user_id, request.plan)
+        await self._audit_plan(change)
+        return auth_pb2.SetUserPlanResponse(
+            user_id=change.subject, plan=change.plan, previous_plan=change.previous_plan
+        )
+
+    async def SetProjectPlan(
+        self, request: auth_pb2.SetProjectPlanRequest, context: grpc.aio.ServicerContext
+    ) -> auth_pb2.SetProjectPlanResponse:
+        actor = current_principal()
+        change = await self._plans.set_project_plan(actor, request.project_id, request.plan)
+        await self._audit_plan(change)
+        return auth_pb2.SetProjectPlanResponse(
+            project_id=change.subject, plan=change.plan, previous_plan=change.previous_plan
+        )
+
+    async def _audit_plan(self, change: PlanChange) -> None:
+        """`plan.changed` for a change (setting the plan a subject already has records none)."""
+        if change.changed:
+            await self._audit.record(
+                current_principal(),
+                "plan.changed",
+                target=f"{change.kind}:{change.subject}",
+                subject_id=change.subject if change.kind == "user" else "",
+                detail=f"plan={change.previous_plan}->{change.plan}",
+            )
 
 
 class OAuth2Servicer(auth_pb2_grpc.OAuth2ServiceServicer):

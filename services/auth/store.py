@@ -1,4 +1,5 @@
-"""The auth tables (users, API keys, signing keys, projects) and their adapter over SQLAlchemy."""
+"""The auth store: users, API keys, signing keys, projects and plans over SQLAlchemy (the
+tables are in services/auth/tables.py)."""
 
 from __future__ import annotations
 
@@ -6,100 +7,39 @@ from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
 
-from sqlalchemy import (
-    Boolean,
-    Column,
-    ForeignKey,
-    Index,
-    LargeBinary,
-    PrimaryKeyConstraint,
-    String,
-    Table,
-    Text,
-    delete,
-    insert,
-    select,
-    update,
-)
+from sqlalchemy import Table, delete, insert, select, update
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gouache.db import (
-    Migrations,
-    ServiceDatabase,
-    UtcDateTime,
-    is_unique_violation,
-    new_metadata,
-)
+from gouache.db import Migrations, ServiceDatabase, is_unique_violation
 from gouache.runtime.audit import pseudonym
 from gouache.runtime.errors import AlreadyExists, NotFound
 from services.auth.domain import ApiKeyRecord, DeletedAccount, User
 from services.auth.domain.projects import Member, MemberChange, MemberCheck, Project
 from services.auth.keys import StoredSigningKey
-
-metadata = new_metadata()
-
-users = Table(
-    "auth_users",
+from services.auth.tables import (
+    ACTION_CHARS,
+    api_keys,
+    audit_table,
     metadata,
-    Column("user_id", String(40), primary_key=True),
-    Column("email", String(254), nullable=False, unique=True),
-    Column("name", String(200), nullable=False, default=""),
-    Column("role", String(16), nullable=False),
-    # NULL for accounts that sign in only with API keys (service accounts).
-    Column("password_hash", String(200), nullable=True),
-    Column("created_at", UtcDateTime(), nullable=False),
+    project_members,
+    projects,
+    signing_keys,
+    users,
 )
 
-api_keys = Table(
-    "auth_api_keys",
-    metadata,
-    Column("key_id", String(32), primary_key=True),
-    Column("user_id", String(40), ForeignKey("auth_users.user_id"), nullable=False),
-    Column("name", String(100), nullable=False, default=""),
-    # SHA-256 (hex) of the secret; the secret itself is never stored.
-    Column("secret_hash", String(64), nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("revoked_at", UtcDateTime(), nullable=True),
-    Index("ix_auth_api_keys_user_id_created_at", "user_id", "created_at"),
-)
-
-signing_keys = Table(
-    "auth_signing_keys",
-    metadata,
-    Column("kid", String(64), primary_key=True),
-    # PKCS#8 PEM, encrypted with the configured passphrase when `encrypted`.
-    Column("private_pem", LargeBinary, nullable=False),
-    Column("encrypted", Boolean, nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-    Column("retired_at", UtcDateTime(), nullable=True),
-)
-
-
-# Projects (services/auth/domain/projects.py; migration 0003). A personal project has no row:
-# its id is its user's. created_by and added_by are not foreign keys: an erased user's id
-# is replaced by a pseudonym there, and the project stays.
-projects = Table(
-    "auth_projects",
-    metadata,
-    Column("project_id", String(40), primary_key=True),
-    Column("name", String(100), nullable=False),
-    Column("created_by", String(128), nullable=False),
-    Column("created_at", UtcDateTime(), nullable=False),
-)
-
-project_members = Table(
-    "auth_project_members",
-    metadata,
-    Column("project_id", String(40), ForeignKey("auth_projects.project_id"), nullable=False),
-    Column("user_id", String(40), ForeignKey("auth_users.user_id"), nullable=False),
-    Column("role", String(16), nullable=False),
-    Column("added_at", UtcDateTime(), nullable=False),
-    Column("added_by", String(128), nullable=False),
-    PrimaryKeyConstraint("project_id", "user_id", name="pk_auth_project_members"),
-    Index("ix_auth_project_members_user_id", "user_id", "project_id"),
-)
+__all__ = [
+    "ACTION_CHARS",
+    "AuthDatabase",
+    "api_keys",
+    "audit_table",
+    "metadata",
+    "project_members",
+    "projects",
+    "signing_keys",
+    "users",
+]
 
 
 def _project(row: RowMapping) -> Project:
@@ -108,6 +48,7 @@ def _project(row: RowMapping) -> Project:
         name=row["name"],
         created_by=row["created_by"],
         created_at=row["created_at"],
+        plan=row["plan"],
     )
 
 
@@ -133,6 +74,7 @@ def _user(row: RowMapping) -> User:
         role=row["role"],
         password_hash=row["password_hash"],
         created_at=row["created_at"],
+        plan=row["plan"],
     )
 
 
@@ -145,25 +87,6 @@ def _key(row: RowMapping) -> ApiKeyRecord:
         created_at=row["created_at"],
         revoked_at=row["revoked_at"],
     )
-
-
-# The audit log (services/auth/audit.py; migration 0002): appended to, never changed except
-# to pseudonymise an erased user.
-ACTION_CHARS = 64
-audit_table = Table(
-    "auth_audit_log",
-    metadata,
-    Column("event_id", String(64), primary_key=True),
-    Column("at", UtcDateTime, nullable=False),
-    Column("actor_id", String(128), nullable=False),
-    Column("action", String(ACTION_CHARS), nullable=False),
-    Column("target", String(256), nullable=False),
-    Column("subject_id", String(128), nullable=False),
-    Column("service", String(64), nullable=False),
-    Column("detail", Text, nullable=False),
-    Index("ix_auth_audit_log_at_event_id", "at", "event_id"),
-    Index("ix_auth_audit_log_actor_id", "actor_id"),
-)
 
 
 class AuthDatabase(ServiceDatabase):
@@ -183,6 +106,7 @@ class AuthDatabase(ServiceDatabase):
                         role=user.role,
                         password_hash=user.password_hash,
                         created_at=user.created_at,
+                        plan=user.plan,
                     )
                 )
         except IntegrityError as exc:
@@ -290,6 +214,7 @@ class AuthDatabase(ServiceDatabase):
                     name=project.name,
                     created_by=project.created_by,
                     created_at=project.created_at,
+                    plan=project.plan,
                 )
             )
             await session.execute(insert(project_members).values(**_member_values(owner)))
@@ -343,11 +268,21 @@ class AuthDatabase(ServiceDatabase):
             rows = (await session.execute(query)).mappings().all()
         return [_project(row) for row in rows]
 
-    async def user_brief(self, user_id: str) -> tuple[str, datetime] | None:
-        query = select(users.c.email, users.c.created_at).where(users.c.user_id == user_id)
+    async def user_brief(self, user_id: str) -> tuple[str, datetime, str] | None:
+        query = select(users.c.email, users.c.created_at, users.c.plan).where(
+            users.c.user_id == user_id
+        )
         async with self.reads() as session:
             row = (await session.execute(query)).first()
-        return (row[0], row[1]) if row else None
+        return (row[0], row[1], row[2]) if row else None
+
+    # -- plans (services.auth.domain.plans.PlanStore) --------------------------------------
+
+    async def set_user_plan(self, user_id: str, plan: str) -> str | None:
+        return await _set_plan(self, users, "user_id", user_id, plan)
+
+    async def set_project_plan(self, project_id: str, plan: str) -> str | None:
+        return await _set_plan(self, projects, "project_id", project_id, plan)
 
     async def put_member(self, member: Member, check: MemberCheck) -> MemberChange:
         """Adds the member or changes their role (keeping when and by whom they were
@@ -460,3 +395,19 @@ async def _locked_members(session: AsyncSession, project_id: str) -> list[Member
     if locked.first() is None:
         raise NotFound(f"no project {project_id}", reason="project_not_found")
     return await _members(session, project_id)
+
+
+async def _set_plan(
+    database: AuthDatabase, table: Table, key_column: str, value: str, plan: str
+) -> str | None:
+    """Sets one row's plan, its previous plan read under a row lock in the same transaction
+    (so two admins' changes audit as a chain); None when there is no such row."""
+    key = table.c[key_column]
+    async with database.sessions.begin() as session:
+        row = (
+            await session.execute(select(table.c.plan).where(key == value).with_for_update())
+        ).first()
+        if row is None:
+            return None
+        await session.execute(update(table).where(key == value).values(plan=plan))
+    return str(row[0])

@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Protocol
 
-from gouache.runtime.context import Principal
+from gouache.runtime.context import DEFAULT_PLAN, Principal
 from gouache.runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -29,6 +29,7 @@ from services.auth.domain.credentials import (
     parse_api_key,
     verify_password,
 )
+from services.auth.domain.plans import validate_new_plan
 from services.auth.domain.projects import (
     OWNER,
     Member,
@@ -78,6 +79,8 @@ class User:
     role: str
     password_hash: str | None
     created_at: datetime
+    # The personal project's plan (services/auth/domain/plans.py).
+    plan: str = DEFAULT_PLAN
 
 
 @dataclass(frozen=True)
@@ -106,6 +109,7 @@ class IssuedToken:
     # The project the token acts in (the user's own id: the personal project) and the role.
     project_id: str = ""
     project_role: str = ""
+    plan: str = DEFAULT_PLAN
 
 
 @dataclass(frozen=True)
@@ -271,7 +275,10 @@ class Accounts:
         """Signs an access token for user with the requested (or all allowed) scopes; one
         exchanged for an API key names it. With `project` (a shared project the user is a
         member of) the token acts in it with the user's role there; a viewer's token holds
-        no write:* scope."""
+        no write:* scope. The token carries the acting project's plan: the shared
+        project's, else the user's own. Single sign-on takes no plan from the identity
+        provider (oidc.py maps email and name only), so the plan stored here decides for
+        every token."""
         granted = grant_scopes(user.role, scopes)
         acting = await token_project(self._store, user.user_id, user.role == "admin", project)
         if acting is not None:
@@ -288,6 +295,7 @@ class Accounts:
             api_key_id=api_key_id,
             project=acting.project if acting else "",
             project_role=acting.role if acting else "",
+            plan=acting.plan if acting else user.plan,
         )
         token = await self._keys.sign(claims)
         logger.info(
@@ -305,6 +313,7 @@ class Accounts:
             scopes=granted,
             project_id=acting.project if acting else user.user_id,
             project_role=acting.role if acting else OWNER,
+            plan=claims["plan"],
         )
 
     async def _user_for_api_key(self, api_key: str) -> tuple[User, str]:
@@ -367,11 +376,13 @@ class Accounts:
         return self._dummy_hash
 
     async def create_user(
-        self, *, email: str, password: str, name: str = "", role: str = "user"
+        self, *, email: str, password: str, name: str = "", role: str = "user", plan: str = ""
     ) -> User:
-        """Adds a user with a password; the caller's authority is checked by the policy."""
+        """Adds a user with a password, on plan (empty: free); the caller's authority is
+        checked by the policy."""
         address = normalize_email(email)
         validate_password(password)
+        plan = validate_new_plan(plan)
         user = User(
             user_id=self._new_user_id(),
             email=address,
@@ -379,6 +390,7 @@ class Accounts:
             role=validate_new_role(role),
             password_hash=await asyncio.to_thread(hash_password, password, self._hasher),
             created_at=self._clock(),
+            plan=plan,
         )
         await self._store.add_user(user)
         logger.info("user created", extra={"user_id": user.user_id, "role": user.role})

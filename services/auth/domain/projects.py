@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Protocol
 
-from gouache.runtime.context import PROJECT_ROLES, Principal
+from gouache.runtime.context import DEFAULT_PLAN, PROJECT_ROLES, Principal
 from gouache.runtime.errors import (
     FailedPrecondition,
     InvalidArgument,
@@ -52,6 +52,8 @@ class Project:
     name: str
     created_by: str
     created_at: datetime
+    # The project's plan (services/auth/domain/plans.py); tokens acting in it carry it.
+    plan: str = DEFAULT_PLAN
 
 
 @dataclass(frozen=True)
@@ -85,10 +87,11 @@ class ProjectDetail:
 
 @dataclass(frozen=True)
 class TokenProject:
-    """The shared project a token acts in and the user's role there (its claims)."""
+    """The shared project a token acts in, the user's role there and its plan (claims)."""
 
     project: str
     role: str
+    plan: str = DEFAULT_PLAN
 
 
 @dataclass(frozen=True)
@@ -128,8 +131,8 @@ class ProjectStore(MembershipReader, Protocol):
 
     async def all_projects(self, *, after: str, limit: int) -> list[Project]: ...
 
-    async def user_brief(self, user_id: str) -> tuple[str, datetime] | None:
-        """The user's email and creation time, or None when there is no such user."""
+    async def user_brief(self, user_id: str) -> tuple[str, datetime, str] | None:
+        """The user's email, creation time and plan, or None when there is no such user."""
         ...
 
     async def put_member(self, member: Member, check: MemberCheck) -> MemberChange:
@@ -296,8 +299,8 @@ class Projects:
     async def _personal(self, actor: Principal) -> tuple[ProjectView, Member]:
         """The caller's personal project (made with the account) and its one member."""
         brief = await self._store.user_brief(actor.user_id)
-        email, created_at = brief if brief else (actor.email, self._clock())
-        project = Project(actor.user_id, PERSONAL_NAME, "", created_at)
+        email, created_at, plan = brief if brief else (actor.email, self._clock(), actor.plan)
+        project = Project(actor.user_id, PERSONAL_NAME, "", created_at, plan)
         member = Member(actor.user_id, actor.user_id, OWNER, created_at, "", email)
         return ProjectView(project=project, role=OWNER, personal=True), member
 
@@ -442,9 +445,10 @@ async def token_project(
     if is_personal(project_id):
         raise _not_found(project_id)
     member = await store.member(project_id, user_id)
-    if user_is_admin and (member is not None or await store.project(project_id) is not None):
+    shared = await store.project(project_id) if member is not None or user_is_admin else None
+    if shared is not None and user_is_admin:
         # An admin acts as an owner in any project, whatever role a membership gives them.
-        return TokenProject(project_id, OWNER)
-    if member is not None:
-        return TokenProject(project_id, member.role)
+        return TokenProject(project_id, OWNER, shared.plan)
+    if shared is not None and member is not None:
+        return TokenProject(project_id, member.role, shared.plan)
     raise _not_found(project_id)

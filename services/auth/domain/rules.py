@@ -167,13 +167,16 @@ def token_claims(
     api_key_id: str = "",
     project: str = "",
     project_role: str = "",
+    plan: str = "",
 ) -> dict[str, Any]:
     """The JWT claims of an access token for one user.
 
     A token exchanged for an API key names the key (`api_key_id`): services charge its
     calls to the key's rate limit as well as to the user's. A token acting in a shared
     project names it (`project`) and the user's role there (`project_role`); without them
-    the token acts in the user's personal project, as owner.
+    the token acts in the user's personal project, as owner. `plan` is the acting
+    project's plan (services read it for rate limits, quotas and retention); without it
+    services take the free plan.
     """
     issued_at = int(now.timestamp())
     claims: dict[str, Any] = {
@@ -192,4 +195,6 @@ def token_claims(
     if project:
         claims["project"] = project
         claims["project_role"] = project_role
+    if plan:
+        claims["plan"] = plan
     return claims

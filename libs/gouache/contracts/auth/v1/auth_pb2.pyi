@@ -293,6 +293,7 @@ class IssueTokenResponse(_message.Message):
     SCOPE_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     PROJECT_ROLE_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     access_token: _builtins.str
     token_type: _builtins.str
     """Always "Bearer"."""
@@ -305,6 +306,10 @@ class IssueTokenResponse(_message.Message):
     user's role in it.
     """
     project_role: _builtins.str
+    plan: _builtins.str
+    """The plan the token carries (claim `plan`): the shared project's plan when it acts in
+    one, else the user's own.
+    """
     def __init__(
         self,
         *,
@@ -314,10 +319,11 @@ class IssueTokenResponse(_message.Message):
         scope: _builtins.str = ...,
         project_id: _builtins.str = ...,
         project_role: _builtins.str = ...,
+        plan: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "project_id", b"project_id", "project_role", b"project_role", "scope", b"scope", "token_type", b"token_type"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["access_token", b"access_token", "expires_in", b"expires_in", "plan", b"plan", "project_id", b"project_id", "project_role", b"project_role", "scope", b"scope", "token_type", b"token_type"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -419,6 +425,7 @@ class WhoAmIResponse(_message.Message):
     SCOPES_FIELD_NUMBER: _builtins.int
     PROJECT_ID_FIELD_NUMBER: _builtins.int
     PROJECT_ROLE_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     role: _builtins.str
@@ -428,6 +435,8 @@ class WhoAmIResponse(_message.Message):
     caller's role in it.
     """
     project_role: _builtins.str
+    plan: _builtins.str
+    """The plan the token carries ("free" when it carries none)."""
     @_builtins.property
     def scopes(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]: ...
     def __init__(
@@ -439,10 +448,11 @@ class WhoAmIResponse(_message.Message):
         scopes: _abc.Iterable[_builtins.str] | None = ...,
         project_id: _builtins.str = ...,
         project_role: _builtins.str = ...,
+        plan: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "project_id", b"project_id", "project_role", b"project_role", "role", b"role", "scopes", b"scopes", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "plan", b"plan", "project_id", b"project_id", "project_role", b"project_role", "role", b"role", "scopes", b"scopes", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -456,11 +466,14 @@ class CreateUserRequest(_message.Message):
     PASSWORD_FIELD_NUMBER: _builtins.int
     NAME_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     email: _builtins.str
     password: _builtins.str
     name: _builtins.str
     role: _builtins.str
     """"user" (default) or "admin"."""
+    plan: _builtins.str
+    """"free" (default), "pro" or "enterprise"."""
     def __init__(
         self,
         *,
@@ -468,10 +481,11 @@ class CreateUserRequest(_message.Message):
         password: _builtins.str = ...,
         name: _builtins.str = ...,
         role: _builtins.str = ...,
+        plan: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "password", b"password", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "name", b"name", "password", b"password", "plan", b"plan", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -484,19 +498,22 @@ class CreateUserResponse(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     EMAIL_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     email: _builtins.str
     role: _builtins.str
+    plan: _builtins.str
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         email: _builtins.str = ...,
         role: _builtins.str = ...,
+        plan: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["email", b"email", "plan", b"plan", "role", b"role", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -668,6 +685,7 @@ class Project(_message.Message):
     CREATED_AT_FIELD_NUMBER: _builtins.int
     ROLE_FIELD_NUMBER: _builtins.int
     PERSONAL_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
     project_id: _builtins.str
     name: _builtins.str
     created_by: _builtins.str
@@ -678,6 +696,8 @@ class Project(_message.Message):
     """
     personal: _builtins.bool
     """True for the caller's personal project."""
+    plan: _builtins.str
+    """"free", "pro" or "enterprise" (a personal project's plan is its user's)."""
     @_builtins.property
     def created_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
@@ -689,10 +709,11 @@ class Project(_message.Message):
         created_at: _timestamp_pb2.Timestamp | None = ...,
         role: _builtins.str = ...,
         personal: _builtins.bool = ...,
+        plan: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "name", b"name", "personal", b"personal", "project_id", b"project_id", "role", b"role"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["created_at", b"created_at", "created_by", b"created_by", "name", b"name", "personal", b"personal", "plan", b"plan", "project_id", b"project_id", "role", b"role"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -948,3 +969,100 @@ class RemoveProjectMemberResponse(_message.Message):
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
 Global___RemoveProjectMemberResponse: _TypeAlias = RemoveProjectMemberResponse  # noqa: Y015
+
+@_typing.final
+class SetUserPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    plan: _builtins.str
+    """"free", "pro" or "enterprise"."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        plan: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserPlanRequest: _TypeAlias = SetUserPlanRequest  # noqa: Y015
+
+@_typing.final
+class SetUserPlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    USER_ID_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PLAN_FIELD_NUMBER: _builtins.int
+    user_id: _builtins.str
+    plan: _builtins.str
+    previous_plan: _builtins.str
+    """The plan before this call (the same as plan when it did not change)."""
+    def __init__(
+        self,
+        *,
+        user_id: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        previous_plan: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "previous_plan", b"previous_plan", "user_id", b"user_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetUserPlanResponse: _TypeAlias = SetUserPlanResponse  # noqa: Y015
+
+@_typing.final
+class SetProjectPlanRequest(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    plan: _builtins.str
+    """"free", "pro" or "enterprise"."""
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        plan: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetProjectPlanRequest: _TypeAlias = SetProjectPlanRequest  # noqa: Y015
+
+@_typing.final
+class SetProjectPlanResponse(_message.Message):
+    DESCRIPTOR: _descriptor.Descriptor
+
+    PROJECT_ID_FIELD_NUMBER: _builtins.int
+    PLAN_FIELD_NUMBER: _builtins.int
+    PREVIOUS_PLAN_FIELD_NUMBER: _builtins.int
+    project_id: _builtins.str
+    plan: _builtins.str
+    previous_plan: _builtins.str
+    def __init__(
+        self,
+        *,
+        project_id: _builtins.str = ...,
+        plan: _builtins.str = ...,
+        previous_plan: _builtins.str = ...,
+    ) -> None: ...
+    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["plan", b"plan", "previous_plan", b"previous_plan", "project_id", b"project_id"]  # noqa: Y015
+    def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
+    def WhichOneof(self, oneof_group: _Never) -> None: ...
+
+Global___SetProjectPlanResponse: _TypeAlias = SetProjectPlanResponse  # noqa: Y015

@@ -111,6 +111,16 @@ class AuthServiceStub:
                 request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberRequest.SerializeToString,
                 response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberResponse.FromString,
                 _registered_method=True)
+        self.SetUserPlan = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/SetUserPlan',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetUserPlanRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetUserPlanResponse.FromString,
+                _registered_method=True)
+        self.SetProjectPlan = channel.unary_unary(
+                '/gouache.auth.v1.AuthService/SetProjectPlan',
+                request_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetProjectPlanRequest.SerializeToString,
+                response_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetProjectPlanResponse.FromString,
+                _registered_method=True)
 
 
 class AuthServiceServicer:
@@ -232,6 +242,23 @@ class AuthServiceServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def SetUserPlan(self, request, context):
+        """Puts a user on a plan ("free", "pro" or "enterprise"; admins only). The plan decides
+        the rate limits, the monthly compute quota and the retention of the user's personal
+        project; tokens carry it from their next issue (at most one token lifetime later).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetProjectPlan(self, request, context):
+        """Puts a shared project on a plan (admins only); tokens acting in the project carry it
+        from their next issue. A personal project's id (a user id) sets that user's plan.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_AuthServiceServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -309,6 +336,16 @@ def add_AuthServiceServicer_to_server(servicer, server):
                     servicer.RemoveProjectMember,
                     request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberRequest.FromString,
                     response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberResponse.SerializeToString,
+            ),
+            'SetUserPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetUserPlan,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetUserPlanRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetUserPlanResponse.SerializeToString,
+            ),
+            'SetProjectPlan': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetProjectPlan,
+                    request_deserializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetProjectPlanRequest.FromString,
+                    response_serializer=gouache_dot_auth_dot_v1_dot_auth__pb2.SetProjectPlanResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -717,6 +754,60 @@ class AuthService:
             '/gouache.auth.v1.AuthService/RemoveProjectMember',
             gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberRequest.SerializeToString,
             gouache_dot_auth_dot_v1_dot_auth__pb2.RemoveProjectMemberResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetUserPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/SetUserPlan',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.SetUserPlanRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.SetUserPlanResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetProjectPlan(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/gouache.auth.v1.AuthService/SetProjectPlan',
+            gouache_dot_auth_dot_v1_dot_auth__pb2.SetProjectPlanRequest.SerializeToString,
+            gouache_dot_auth_dot_v1_dot_auth__pb2.SetProjectPlanResponse.FromString,
             options,
             channel_credentials,
             insecure,

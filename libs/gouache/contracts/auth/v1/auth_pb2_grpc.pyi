@@ -84,6 +84,15 @@ class AuthServiceStub:
     """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
     The last owner cannot be removed (FAILED_PRECONDITION).
     """
+    SetUserPlan: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetUserPlanRequest, _auth_pb2.SetUserPlanResponse]
+    """Puts a user on a plan ("free", "pro" or "enterprise"; admins only). The plan decides
+    the rate limits, the monthly compute quota and the retention of the user's personal
+    project; tokens carry it from their next issue (at most one token lifetime later).
+    """
+    SetProjectPlan: _grpc.UnaryUnaryMultiCallable[_auth_pb2.SetProjectPlanRequest, _auth_pb2.SetProjectPlanResponse]
+    """Puts a shared project on a plan (admins only); tokens acting in the project carry it
+    from their next issue. A personal project's id (a user id) sets that user's plan.
+    """
 
 @_typing.type_check_only
 class AuthServiceAsyncStub(AuthServiceStub):
@@ -139,6 +148,15 @@ class AuthServiceAsyncStub(AuthServiceStub):
     RemoveProjectMember: _aio.UnaryUnaryMultiCallable[_auth_pb2.RemoveProjectMemberRequest, _auth_pb2.RemoveProjectMemberResponse]  # type: ignore[assignment]
     """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
     The last owner cannot be removed (FAILED_PRECONDITION).
+    """
+    SetUserPlan: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetUserPlanRequest, _auth_pb2.SetUserPlanResponse]  # type: ignore[assignment]
+    """Puts a user on a plan ("free", "pro" or "enterprise"; admins only). The plan decides
+    the rate limits, the monthly compute quota and the retention of the user's personal
+    project; tokens carry it from their next issue (at most one token lifetime later).
+    """
+    SetProjectPlan: _aio.UnaryUnaryMultiCallable[_auth_pb2.SetProjectPlanRequest, _auth_pb2.SetProjectPlanResponse]  # type: ignore[assignment]
+    """Puts a shared project on a plan (admins only); tokens acting in the project carry it
+    from their next issue. A personal project's id (a user id) sets that user's plan.
     """
 
 class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
@@ -282,6 +300,27 @@ class AuthServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_auth_pb2.RemoveProjectMemberResponse, _abc.Awaitable[_auth_pb2.RemoveProjectMemberResponse]]:
         """Removes a member (owners and admins; any member may remove themselves, i.e. leave).
         The last owner cannot be removed (FAILED_PRECONDITION).
+        """
+
+    @_abc_1.abstractmethod
+    def SetUserPlan(
+        self,
+        request: _auth_pb2.SetUserPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetUserPlanResponse, _abc.Awaitable[_auth_pb2.SetUserPlanResponse]]:
+        """Puts a user on a plan ("free", "pro" or "enterprise"; admins only). The plan decides
+        the rate limits, the monthly compute quota and the retention of the user's personal
+        project; tokens carry it from their next issue (at most one token lifetime later).
+        """
+
+    @_abc_1.abstractmethod
+    def SetProjectPlan(
+        self,
+        request: _auth_pb2.SetProjectPlanRequest,
+        context: _ServicerContext,
+    ) -> _typing.Union[_auth_pb2.SetProjectPlanResponse, _abc.Awaitable[_auth_pb2.SetProjectPlanResponse]]:
+        """Puts a shared project on a plan (admins only); tokens acting in the project carry it
+        from their next issue. A personal project's id (a user id) sets that user's plan.
         """
 
 def add_AuthServiceServicer_to_server(servicer: AuthServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
