@@ -114,6 +114,12 @@ export interface UsageRecord {
   jobs_failed: string;
   jobs_cached: string;
   last_finished_at?: string;
+  /** Pixels of the results models made for the succeeded jobs, in millions. */
+  output_megapixels?: number;
+  /** The workers' time on the succeeded jobs (what plan quotas count), in seconds. */
+  compute_seconds?: number;
+  /** The part of compute_seconds spent on a GPU. */
+  gpu_seconds?: number;
 }
 
 export interface WhoAmI {

@@ -11,8 +11,15 @@ function ms(value: number): string {
   return value > 0 ? `${Math.round(value)} ms` : "–";
 }
 
+/** Seconds of compute as the usage API measures them: tenths below 100 s, whole above. */
+function seconds(value: number | undefined): string {
+  const amount = value ?? 0;
+  return `${amount < 100 ? amount.toFixed(1) : Math.round(amount).toLocaleString("en")} s`;
+}
+
 /** Per model version: jobs, error rate, latency percentiles and mean rating
- * (GET /v1/feedback/stats), and jobs per project, user and version (GET /v1/usage). */
+ * (GET /v1/feedback/stats), and jobs, compute and GPU seconds per project, user and version
+ * (GET /v1/usage). */
 export function Admin({ api }: { api: GouacheApi }) {
   const [stats, setStats] = useState<ModelVersionStats[] | null>(null);
   const [statsError, setStatsError] = useState<string | null>(null);
@@ -95,6 +102,8 @@ export function Admin({ api }: { api: GouacheApi }) {
                   <th scope="col">Succeeded</th>
                   <th scope="col">Failed</th>
                   <th scope="col">Of which cached</th>
+                  <th scope="col">Compute</th>
+                  <th scope="col">GPU</th>
                   <th scope="col">Last finished</th>
                 </tr>
               </thead>
@@ -107,6 +116,8 @@ export function Admin({ api }: { api: GouacheApi }) {
                     <td>{count(row.jobs_succeeded)}</td>
                     <td>{count(row.jobs_failed)}</td>
                     <td>{count(row.jobs_cached)}</td>
+                    <td>{seconds(row.compute_seconds)}</td>
+                    <td>{seconds(row.gpu_seconds)}</td>
                     <td>
                       {row.last_finished_at ? new Date(row.last_finished_at).toLocaleString() : "–"}
                     </td>
