@@ -24,6 +24,7 @@ from gouache.client.errors import (
 )
 from gouache.client.grpc import BearerTokens, GouacheGrpc
 from gouache.client.grpc_clients import AsyncGouacheGrpcClient, GouacheGrpcClient
+from gouache.client.plans import PLANS, PlanChange
 from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.rest import AsyncGouacheClient, GouacheClient
 from gouache.client.retry import NO_RETRIES, RetryPolicy
@@ -45,6 +46,7 @@ from gouache.client.types import (
 
 __all__ = [
     "NO_RETRIES",
+    "PLANS",
     "ApiError",
     "AsyncGouacheClient",
     "AsyncGouacheGrpcClient",
@@ -70,6 +72,7 @@ __all__ = [
     "NotFoundError",
     "Page",
     "PermissionDeniedError",
+    "PlanChange",
     "Project",
     "ProjectDetail",
     "ProjectMember",

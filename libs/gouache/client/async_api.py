@@ -16,10 +16,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gouache.client import compliance, projects
+from gouache.client import compliance, plans, projects
 from gouache.client import operations as ops
 from gouache.client.compliance import AuditEvent, Erasure
 from gouache.client.operations import Operation
+from gouache.client.plans import PlanChange
 from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.sync_api import DEFAULT_WEBHOOK_EVENTS
 from gouache.client.types import (
@@ -362,6 +363,16 @@ class AsyncApi(ABC):
     async def remove_project_member(self, project_id: str, user_id: str) -> None:
         """As SyncApi.remove_project_member."""
         await self._run(projects.remove_project_member(project_id, user_id))
+
+    # -- plans (admins) -------------------------------------------------------------------
+
+    async def set_user_plan(self, user_id: str, plan: str) -> PlanChange:
+        """As SyncApi.set_user_plan."""
+        return await self._run(plans.set_user_plan(user_id, plan))
+
+    async def set_project_plan(self, project_id: str, plan: str) -> PlanChange:
+        """As SyncApi.set_project_plan."""
+        return await self._run(plans.set_project_plan(project_id, plan))
 
     # -- models, styles, feedback, usage --------------------------------------------------
 

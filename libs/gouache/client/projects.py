@@ -33,6 +33,8 @@ class Project(_Wire):
     created_by: str
     created_at: datetime | None
     raw: Mapping[str, Any] = field(repr=False)
+    # "free", "pro" or "enterprise" (a personal project's plan is its user's).
+    plan: str = "free"
 
     @classmethod
     def from_json(cls, data: Mapping[str, Any]) -> Project:
@@ -44,6 +46,7 @@ class Project(_Wire):
             created_by=str(data.get("created_by", "")),
             created_at=_time(data.get("created_at")),
             raw=data,
+            plan=str(data.get("plan") or "free"),
         )
 
 

@@ -15,10 +15,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any, TypeVar
 
-from gouache.client import compliance, projects
+from gouache.client import compliance, plans, projects
 from gouache.client import operations as ops
 from gouache.client.compliance import AuditEvent, Erasure
 from gouache.client.operations import Operation
+from gouache.client.plans import PlanChange
 from gouache.client.projects import Project, ProjectDetail, ProjectMember
 from gouache.client.types import (
     Batch,
@@ -387,6 +388,19 @@ class SyncApi(ABC):
         """Removes a member from a project you own, or yourself from any project (leave);
         the last owner cannot be removed."""
         self._run(projects.remove_project_member(project_id, user_id))
+
+    # -- plans (admins) -------------------------------------------------------------------
+
+    def set_user_plan(self, user_id: str, plan: str) -> PlanChange:
+        """Puts a user on a plan ("free", "pro" or "enterprise"; admins only). Their tokens
+        carry it from the next issue: a client already holding a token sees it when it
+        gets its next one (at most the token lifetime, 15 minutes by default, later)."""
+        return self._run(plans.set_user_plan(user_id, plan))
+
+    def set_project_plan(self, project_id: str, plan: str) -> PlanChange:
+        """Puts a shared project on a plan (admins only); tokens acting in it carry it from
+        their next issue. A personal project's id (a user id) sets that user's plan."""
+        return self._run(plans.set_project_plan(project_id, plan))
 
     # -- models, styles, feedback, usage --------------------------------------------------
 
