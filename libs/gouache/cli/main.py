@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from gouache.cli import compliance_commands, project_commands
+from gouache.cli import compliance_commands, plan_commands, project_commands
 from gouache.cli.api_commands import (
     cmd_batch,
     cmd_stylize,
@@ -30,7 +30,15 @@ from gouache.ratelimit.plans import parse_plans
 
 DEFAULT_STATE = Path(".gouache")
 # Commands that call the API: whatever stops them is one `error: ...` line (cli/errors.py).
-API_COMMANDS = ("stylize", "batch", "demo", "token", "projects", *compliance_commands.COMMANDS)
+API_COMMANDS = (
+    "stylize",
+    "batch",
+    "demo",
+    "token",
+    "projects",
+    plan_commands.COMMAND,
+    *compliance_commands.COMMANDS,
+)
 
 
 def _report(component: Any) -> None:
@@ -377,6 +385,7 @@ def build_parser() -> argparse.ArgumentParser:
     token.add_argument("--project", default="", help="a shared project the token acts in")
     token.set_defaults(func=cmd_token)
     project_commands.add_parser(sub)
+    plan_commands.add_parser(sub)
     compliance_commands.add_parsers(sub)
 
     train = sub.add_parser("train", help="train a family's network and export its weights")
