@@ -164,6 +164,31 @@ def test_the_token_endpoint_takes_the_oauth2_form_too(document: dict[str, Any]) 
     ]
 
 
+def test_a_reader_can_call_the_oauth2_form(document: dict[str, Any]) -> None:
+    """Both grants, their optional scope and project, HTTP Basic, the RFC 6749 answers."""
+    token = document["paths"]["/v1/auth/token"]["post"]
+    form = token["requestBody"]["content"]["application/x-www-form-urlencoded"]
+    fields = form["schema"]["properties"]
+    assert fields["grant_type"]["enum"] == [
+        "client_credentials",
+        "urn:ietf:params:oauth:grant-type:jwt-bearer",
+    ]
+    assert {"client_id", "client_secret", "assertion", "scope", "project"} <= set(fields)
+    assert set(form["examples"]) == {"client_credentials", "jwt_bearer"}
+    for example in form["examples"].values():
+        assert set(example["value"]) <= set(fields)
+    assert "HTTP Basic" in token["description"]
+    assert "Authorization: Basic" in token["description"]
+    success = token["responses"]["200"]["content"]["application/json"]["schema"]
+    assert {"$ref": "#/components/schemas/OAuth2Token"} in success["anyOf"]
+    issued = _schema(document, "OAuth2Token")
+    assert issued["required"] == ["access_token", "token_type", "expires_in", "scope"]
+    error = _schema(document, "OAuth2Error")["properties"]["error"]
+    assert {"invalid_client", "invalid_grant", "unsupported_grant_type"} <= set(error["enum"])
+    assert "WWW-Authenticate" in token["responses"]["401"]["headers"]
+    assert "Retry-After" in token["responses"]["429"]["headers"]
+
+
 def test_errors_have_the_status_shape_envoy_answers(document: dict[str, Any]) -> None:
     responses = document["paths"]["/v1/jobs"]["post"]["responses"]
     get_responses = document["paths"]["/v1/jobs/{job_id}"]["get"]["responses"]

@@ -14,11 +14,13 @@ from gouache.edge.openapi.comments import Comments
 from gouache.edge.openapi.oauth2 import (
     OAUTH2,
     OAUTH2_ERROR,
+    OAUTH2_TOKEN,
     add_form_to_token_operation,
     security_for,
 )
 from gouache.edge.openapi.oauth2 import error_schema as oauth2_error_schema
 from gouache.edge.openapi.oauth2 import security_scheme as oauth2_scheme
+from gouache.edge.openapi.oauth2 import token_schema as oauth2_token_schema
 from gouache.edge.openapi.operations import Binding, OperationBuilder, bindings
 from gouache.edge.openapi.schemas import Direction, Schema, SchemaSet
 from gouache.edge.surface import FILES_PREFIX, GRPC_SERVICES
@@ -120,6 +122,7 @@ def build(
                 **schemas.components(),
                 "Error": _error_schema(),
                 OAUTH2_ERROR: oauth2_error_schema(),
+                OAUTH2_TOKEN: oauth2_token_schema(),
             },
             "responses": {
                 status: {
