@@ -7,8 +7,8 @@ project's plan into every token it issues (Accounts.token_for). A change reaches
 at their next issue: a token already issued keeps its plan until it expires (the token
 lifetime, 15 minutes by default).
 
-The names come from one place, gouache.priority.TIERS, which the jobs quota, the priority
-classes and the rate-limit settings check against.
+The names come from one place, gouache.priority.TIERS, which the priority classes and the
+jobs quota settings check against.
 """
 
 from __future__ import annotations
