@@ -179,6 +179,31 @@ async def test_an_existing_admin_signs_in_as_admin_and_may_narrow_scopes(
     assert (who.email, who.role) == ("admin@example.com", "admin")
 
 
+async def test_a_single_sign_on_token_carries_the_plan_stored_in_gouache(
+    sso: Sso, issuer: Issuer
+) -> None:
+    status, first = await sso.token(issuer.sign())
+    assert status == 200, first
+    who = await sso.whoami(first["access_token"])
+    assert who.plan == "free"
+    admin_key = await bootstrap_admin(sso.settings, "admin@example.com")
+    stub = auth_pb2_grpc.AuthServiceStub(sso.channel)
+    admin = await stub.IssueToken(
+        auth_pb2.IssueTokenRequest(grant_type="client_credentials", api_key=admin_key.api_key)
+    )
+    await stub.SetUserPlan(
+        auth_pb2.SetUserPlanRequest(user_id=who.user_id, plan="pro"),
+        metadata=(("authorization", f"Bearer {admin.access_token}"),),
+    )
+    # A plan claim in the identity provider's JWT is not read: gouache's stored plan wins.
+    status, document = await sso.token(issuer.sign(plan="enterprise"))
+    assert status == 200, document
+    assert (
+        jwt.decode(document["access_token"], options={"verify_signature": False})["plan"] == "pro"
+    )
+    assert (await sso.whoami(document["access_token"])).plan == "pro"
+
+
 def _other_rsa_key_token() -> str:
     other = rsa.generate_private_key(public_exponent=65537, key_size=2048)
     now = int(time.time())
