@@ -57,7 +57,9 @@ async def test_users_start_free_and_keep_the_plan_they_are_given(world: World) -
     ann = await world.database.user_by_id("usr_ann")
     assert ann is not None
     assert ann.plan == "enterprise"
-    assert (await world.database.user_brief("usr_ann") or ())[2] == "enterprise"
+    brief = await world.database.user_brief("usr_ann")
+    assert brief is not None
+    assert brief[2] == "enterprise"
     views, _ = await world.projects.list(ANN, all_projects=False, page_size=0, page_token="")
     assert [(v.personal, v.project.plan) for v in views] == [(True, "enterprise")]
 
