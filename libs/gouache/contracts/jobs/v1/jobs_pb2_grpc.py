@@ -247,7 +247,8 @@ class JobsServiceServicer:
     def DeleteJob(self, request, context):
         """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
         webhook deliveries and any result-cache entry that hands out that image. A job that has
-        not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+        not finished is refused (FAILED_PRECONDITION): cancel it first. Deleting a job already
+        gone is NOT_FOUND.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

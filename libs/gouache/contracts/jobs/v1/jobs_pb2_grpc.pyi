@@ -92,7 +92,8 @@ class JobsServiceStub:
     DeleteJob: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.DeleteJobRequest, _jobs_pb2.DeleteJobResponse]
     """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
     webhook deliveries and any result-cache entry that hands out that image. A job that has
-    not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+    not finished is refused (FAILED_PRECONDITION): cancel it first. Deleting a job already
+    gone is NOT_FOUND.
     """
     EraseUser: _grpc.UnaryUnaryMultiCallable[_jobs_pb2.EraseUserRequest, _jobs_pb2.EraseUserResponse]
     """Erases everything gouache holds of a user (GDPR): images and results with their bytes,
@@ -179,7 +180,8 @@ class JobsServiceAsyncStub(JobsServiceStub):
     DeleteJob: _aio.UnaryUnaryMultiCallable[_jobs_pb2.DeleteJobRequest, _jobs_pb2.DeleteJobResponse]  # type: ignore[assignment]
     """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
     webhook deliveries and any result-cache entry that hands out that image. A job that has
-    not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+    not finished is refused (FAILED_PRECONDITION): cancel it first. Deleting a job already
+    gone is NOT_FOUND.
     """
     EraseUser: _aio.UnaryUnaryMultiCallable[_jobs_pb2.EraseUserRequest, _jobs_pb2.EraseUserResponse]  # type: ignore[assignment]
     """Erases everything gouache holds of a user (GDPR): images and results with their bytes,
@@ -341,7 +343,8 @@ class JobsServiceServicer(metaclass=_abc_1.ABCMeta):
     ) -> _typing.Union[_jobs_pb2.DeleteJobResponse, _abc.Awaitable[_jobs_pb2.DeleteJobResponse]]:
         """Deletes one of the caller's jobs (an admin: anyone's) with its result image, its
         webhook deliveries and any result-cache entry that hands out that image. A job that has
-        not finished is canceled first. Deleting a job already gone is NOT_FOUND.
+        not finished is refused (FAILED_PRECONDITION): cancel it first. Deleting a job already
+        gone is NOT_FOUND.
         """
 
     @_abc_1.abstractmethod
