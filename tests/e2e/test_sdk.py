@@ -233,6 +233,7 @@ def test_admins_read_everyones_usage_over_rest(mesh: Mesh, admin: GouacheClient)
         "compute_seconds",
         "gpu_seconds",
         "period",
+        "project_id",
     }
     assert row["output_megapixels"] == pytest.approx(0.001024)
 

@@ -225,7 +225,18 @@ class Mesh:
             raise ValueError(f"unknown backend {config.backend!r}: one of {', '.join(BACKENDS)}")
         if config.backend == "postgres":
             ports = config.ports
-            chosen = iter(free_ports(2))
+            # Free now, and none the mesh will listen on later (its metrics ports, say).
+            planned = {
+                ports.nats,
+                ports.envoy,
+                ports.envoy_admin,
+                ports.storage_http,
+                ports.postgres,
+                ports.minio,
+                *ports.grpc.values(),
+                *ports.metrics.values(),
+            }
+            chosen = iter(port for port in free_ports(2 + len(planned)) if port not in planned)
             ports.postgres = ports.postgres or next(chosen)
             ports.minio = ports.minio or next(chosen)
         self._secrets = self._load_secrets()

@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from gouache.cli import local_minio, local_postgres
+from gouache.cli import mesh as mesh_module
 from gouache.cli.local_minio import LocalMinio
 from gouache.cli.local_postgres import LocalPostgres, find_postgres_bin
 from gouache.cli.main import _mesh_config, build_parser, main
@@ -107,6 +108,22 @@ def test_free_ports_are_chosen_for_the_stores_and_port_checked(tmp_path: Path) -
         )
     )
     assert (given.config.ports.postgres, given.config.ports.minio) == (15432, 19000)
+
+
+def test_postgres_and_minio_never_get_a_port_the_mesh_will_listen_on_later(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Free right now is not enough: the services' metrics ports are bound only later.
+    ports = MeshPorts.from_base(31000)
+    later = [ports.metrics["auth"], ports.grpc["jobs"]]
+
+    def drawn(count: int) -> list[int]:
+        return [*later, 41001, 41002, *range(42000, 42000 + count)][:count]
+
+    monkeypatch.setattr(mesh_module, "free_ports", drawn)
+    mesh = Mesh(MeshConfig(state_dir=tmp_path, ports=ports, backend="postgres"))
+    assert (mesh.config.ports.postgres, mesh.config.ports.minio) == (41001, 41002)
+    assert len(mesh.planned_ports()) == len(set(mesh.planned_ports()))
 
 
 def test_the_newest_postgresql_under_the_debian_layout_is_found(tmp_path: Path) -> None:
