@@ -417,6 +417,10 @@ class ModelHost:
                 field="model_version",
             )
         model = self._models.get(version)
+        if model is None and version in self._served:
+            # Configured, but load_all has not built it yet: the server takes calls (and
+            # answers health NOT_SERVING) while it loads, after a restart for instance.
+            raise Unavailable(f"model version {version} is still loading; retry shortly")
         if model is None:
             raise FailedPrecondition(
                 f"model version {version} is not loaded here; loaded: " + ", ".join(self._versions),

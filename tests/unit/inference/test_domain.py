@@ -158,6 +158,19 @@ async def test_unknown_and_warming_versions() -> None:
     assert [(m.version, m.ready) for m in host.models()] == [("rec.v1", True)]
 
 
+async def test_a_configured_version_not_built_yet_is_unavailable_not_unknown() -> None:
+    # After a restart the server takes calls while load_all builds the versions in turn:
+    # the second one is not in the host yet, which is a retry, not a permanent refusal.
+    family = _RecordingFamily()
+    host = ModelHost(["rec.v1", "rec.v2"], device="cpu", builder=lambda version, device: family)
+    with pytest.raises(Unavailable, match=r"rec\.v2 is still loading; retry shortly"):
+        await host.stylize(_task(model_version="rec.v2"))
+    with pytest.raises(FailedPrecondition, match=r"rec\.v3 is not loaded here"):
+        await host.stylize(_task(model_version="rec.v3"))
+    await host.load_all()
+    await host.stylize(_task(model_version="rec.v2"))
+
+
 async def test_a_version_that_cannot_be_built_fails_the_start() -> None:
     def broken(version: str, device: str) -> _RecordingFamily:
         raise KeyError(f"unknown model {version!r}")
