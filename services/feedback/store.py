@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from collections import defaultdict
 from datetime import datetime
 from pathlib import Path
@@ -25,6 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.engine import RowMapping
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import ColumnElement, false
 
 from gouache.bus.consumer import mark_processed, processed_events_table
@@ -35,8 +37,10 @@ from gouache.db import (
     is_unique_violation,
     new_id,
     new_metadata,
+    utc_now,
 )
 from services.feedback.domain import (
+    ERASED_USER,
     GPU_DEVICE,
     SUCCEEDED,
     JobOutcome,
@@ -93,6 +97,21 @@ ratings = Table(
 
 processed_events = processed_events_table(metadata, "feedback_processed_events")
 
+# Users erased, by the SHA-256 of their id, never the id (migration 0007): an outcome event
+# that names one and arrives after the erasure (a job that finished while it ran, still in
+# the stream) is recorded anonymised as well.
+erased_subjects = Table(
+    "feedback_erased_subjects",
+    metadata,
+    Column("subject_sha256", String(64), primary_key=True),
+    Column("erased_at", UtcDateTime(), nullable=False),
+)
+
+
+def subject_sha256(user_id: str) -> str:
+    """How an erased user is remembered: the hex SHA-256 of their id."""
+    return hashlib.sha256(user_id.encode()).hexdigest()
+
 
 def _outcome(row: RowMapping) -> JobOutcome:
     return JobOutcome(
@@ -142,9 +161,12 @@ class FeedbackDatabase(ServiceDatabase):
                     select(outcomes.c.finished_at).where(outcomes.c.job_id == outcome.job_id)
                 )
             ).first()
+            owner_id, user_id = await self._unless_erased(
+                session, outcome.owner_id, outcome.user_id
+            )
             values = {
-                "owner_id": outcome.owner_id,
-                "user_id": outcome.user_id,
+                "owner_id": owner_id,
+                "user_id": user_id,
                 "model_version": outcome.model_version,
                 "status": outcome.status,
                 "latency_ms": outcome.latency_ms,
@@ -163,6 +185,23 @@ class FeedbackDatabase(ServiceDatabase):
                     update(outcomes).where(outcomes.c.job_id == outcome.job_id).values(**values)
                 )
         return True
+
+    @staticmethod
+    async def _unless_erased(session: AsyncSession, owner_id: str, user_id: str) -> tuple[str, str]:
+        """owner_id and user_id, each replaced by ERASED_USER if its user was erased."""
+        names = {subject_sha256(owner_id): owner_id, subject_sha256(user_id): user_id}
+        erased = {
+            names[row[0]]
+            for row in await session.execute(
+                select(erased_subjects.c.subject_sha256).where(
+                    erased_subjects.c.subject_sha256.in_(list(names))
+                )
+            )
+        }
+        return (
+            ERASED_USER if owner_id in erased else owner_id,
+            ERASED_USER if user_id in erased else user_id,
+        )
 
     async def outcome(self, job_id: str) -> JobOutcome | None:
         async with self.reads() as session:
@@ -286,7 +325,17 @@ class FeedbackDatabase(ServiceDatabase):
         those they created (user_id), and those of their personal project (owner_id); the
         outcomes they created in shared projects stay those projects'."""
         theirs = (outcomes.c.owner_id == user_id) | (outcomes.c.user_id == user_id)
+        subject = subject_sha256(user_id)
         async with self.sessions() as session, session.begin():
+            remembered = await session.execute(
+                select(erased_subjects.c.subject_sha256).where(
+                    erased_subjects.c.subject_sha256 == subject
+                )
+            )
+            if remembered.first() is None:
+                await session.execute(
+                    insert(erased_subjects).values(subject_sha256=subject, erased_at=utc_now())
+                )
             deleted = await session.execute(delete(ratings).where(ratings.c.owner_id == user_id))
             moved = await session.execute(
                 update(outcomes)

@@ -109,3 +109,25 @@ async def test_an_erased_members_shared_outcomes_stay_the_projects(
         (TEAM, "usr_b", 1, 1, 200),
     ]
     assert await database.usage(UsageQuery("usr_a", None, None)) == []
+
+
+async def test_an_outcome_that_arrives_after_the_erasure_is_anonymised_too(
+    database: FeedbackDatabase,
+) -> None:
+    # A job Alice created finished while her erasure ran; its event comes after.
+    service = FeedbackService(database, clock=lambda: NOW + timedelta(days=1))
+    await service.erase_user("usr_a")
+    late = [
+        JobOutcome("job_6", TEAM, "v1", SUCCEEDED, 10, NOW, compute_ms=7, user_id="usr_a"),
+        JobOutcome("job_7", "usr_a", "v1", FAILED, 10, NOW, user_id="usr_a"),
+        JobOutcome("job_8", TEAM, "v1", SUCCEEDED, 10, NOW, compute_ms=9, user_id="usr_b"),
+    ]
+    for index, outcome in enumerate(late):
+        assert await database.record_outcome(outcome, event_id=f"evt_late_{index}", at=NOW)
+    assert await database.usage(UsageQuery("usr_a", None, None)) == []
+    team = await database.usage(UsageQuery(None, None, None, project_id=TEAM))
+    assert _rows(team) == [(TEAM, ERASED_USER, 2, 0, 1007), (TEAM, "usr_b", 2, 1, 209)]
+    personal = await database.outcome("job_7")
+    assert personal is not None and (personal.owner_id, personal.user_id) == (ERASED_USER,) * 2
+    # Erasing again changes nothing and remembers the user once.
+    assert await service.erase_user("usr_a") == (0, 0)
