@@ -128,6 +128,7 @@ async def test_an_outcome_that_arrives_after_the_erasure_is_anonymised_too(
     team = await database.usage(UsageQuery(None, None, None, project_id=TEAM))
     assert _rows(team) == [(TEAM, ERASED_USER, 2, 0, 1007), (TEAM, "usr_b", 2, 1, 209)]
     personal = await database.outcome("job_7")
-    assert personal is not None and (personal.owner_id, personal.user_id) == (ERASED_USER,) * 2
+    assert personal is not None
+    assert (personal.owner_id, personal.user_id) == (ERASED_USER,) * 2
     # Erasing again changes nothing and remembers the user once.
     assert await service.erase_user("usr_a") == (0, 0)
