@@ -11,7 +11,7 @@ from gouache.contracts.jobs.v1 import jobs_pb2, jobs_pb2_grpc
 from gouache.runtime.audit import AuditReporter, pseudonym
 from gouache.runtime.context import current_principal
 from gouache.runtime.errors import Unavailable
-from services.jobs.app import DEFAULT_WAIT_S, JobsApp
+from services.jobs.app import JobsApp
 from services.jobs.batches import BatchView
 from services.jobs.convert import (
     batch_request_from_pb,
@@ -27,6 +27,7 @@ from services.jobs.convert import (
 )
 from services.jobs.domain.routing import RoutingTable
 from services.jobs.erasure import UserErasures
+from services.jobs.reads_app import DEFAULT_WAIT_S
 
 IDEMPOTENCY_HEADER = "idempotency-key"
 
