@@ -1,5 +1,6 @@
-"""The storage rules (rules.py), the ImageLibrary that applies them (library.py), what it
-works with (model.py) and the checks of an upload's bytes (screening.py)."""
+"""The storage rules (rules.py), the ImageLibrary that applies them (library.py, its reads
+in reading.py), what it works with (model.py) and the checks of an upload's bytes
+(screening.py)."""
 
 from services.storage.domain.library import ImageLibrary
 from services.storage.domain.model import (

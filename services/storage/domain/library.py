@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
 
 from gouache.blobs import BlobStore
@@ -14,29 +14,21 @@ from gouache.imaging.errors import ImageRejected
 from gouache.runtime.context import Principal
 from gouache.runtime.errors import (
     AlreadyExists,
-    FailedPrecondition,
     InvalidArgument,
     NotFound,
     PermissionDenied,
 )
-from services.storage.domain.lifecycle import RetentionPolicy, present
+from services.storage.domain.lifecycle import RetentionPolicy
 from services.storage.domain.model import (
     CatalogEntry,
     ImageStore,
-    StylePage,
     UploadHeader,
     UploadTicket,
 )
+from services.storage.domain.reading import ImageReads
 from services.storage.domain.rules import (
-    DOWNLOAD_CHUNK_BYTES,
     blob_key,
-    decode_page_token,
-    download_ttl,
-    encode_page_token,
-    listing_for,
-    may_read,
     normalize_content_type,
-    page_size_or_default,
     read_capped,
     rejected_image,
     title_from_filename,
@@ -53,11 +45,10 @@ from services.storage.records import (
     SYSTEM_OWNER,
     ImageRecord,
     Reservation,
-    StyleCursor,
     StyleRecord,
     StyleView,
 )
-from services.storage.urls import SignedUrl, UrlSigner, is_style_id, parse_image_ref
+from services.storage.urls import UrlSigner
 
 logger = logging.getLogger(__name__)
 
@@ -65,8 +56,12 @@ logger = logging.getLogger(__name__)
 RefusalHook = Callable[[str, str, float | None], Awaitable[None]]
 
 
-class ImageLibrary:
-    """Everything the storage service does, independent of gRPC and HTTP."""
+class ImageLibrary(ImageReads):
+    """Everything the storage service does, independent of gRPC and HTTP.
+
+    Uploads, storing and housekeeping live here; the reads (records, bytes, signed
+    downloads, resolving URLs, style listings) in reading.py.
+    """
 
     def __init__(
         self,
@@ -362,108 +357,6 @@ class ImageLibrary:
             raise RuntimeError(f"curated style {sha256} vanished right after it was stored")
         return stored, created
 
-    # --- reading ------------------------------------------------------------------------
-
-    async def get_image(self, principal: Principal, image_id: str) -> ImageRecord:
-        """An image the caller may read; NOT_FOUND for missing and for other users' images."""
-        validate_image_id(image_id)
-        image = await self.store.get_image(image_id)
-        if image is None or not may_read(principal, image):
-            raise NotFound(f"image {image_id} not found")
-        return present(image, image_id)
-
-    async def open_image(self, image: ImageRecord) -> AsyncGenerator[bytes, None]:
-        """The image's bytes in chunks of 1 MiB; `aclose()` it if you stop early."""
-        chunks = await self.blobs.open(image.blob_key, chunk_bytes=DOWNLOAD_CHUNK_BYTES)
-        return _closing(chunks)
-
-    async def image_for_signed_download(
-        self, image_id: str, *, expires: str | None, sig: str | None
-    ) -> ImageRecord:
-        """The image a signed GET names, after checking its signature and expiry."""
-        self.signer.verify("GET", image_id, expires, sig, now=self._clock())
-        return present(await self.store.get_image(image_id), image_id)
-
-    async def sign_download(
-        self, principal: Principal, image_id: str, ttl_seconds: int
-    ) -> SignedUrl:
-        """A URL to GET an image without a token, for ttl_seconds (default 1 hour)."""
-        ttl = download_ttl(ttl_seconds)
-        image = await self.get_image(principal, image_id)
-        return self.signer.sign("GET", image.image_id, self._clock() + ttl)
-
-    async def resolve(self, principal: Principal, url: str, owner_id: str) -> ImageRecord:
-        """The image a file URL, an image id or a style id names, if the acting user may use it.
-
-        Services pass the user they act for in owner_id. A reserved id whose bytes have not
-        arrived is FAILED_PRECONDITION, so the caller knows to finish the upload first. A
-        style id (ListStyles' style_id) names its image: any curated style, or one's own.
-        """
-        acting = self._acting_owner(principal, owner_id)
-        if is_style_id(url.strip()):
-            return await self._style_image(url.strip(), acting)
-        image_id = parse_image_ref(url)
-        image = await self.store.get_image(image_id)
-        if image is not None:
-            if acting is None or image.curated or image.owner_id == acting:
-                return present(image, image_id)
-            raise NotFound(f"image {image_id} not found")
-        reservation = await self.store.get_reservation(image_id)
-        if reservation is not None and (acting is None or reservation.owner_id == acting):
-            if reservation.expires_at <= self._clock():
-                raise FailedPrecondition(
-                    f"upload {image_id} expired before the image arrived: request a new "
-                    "upload URL with SignUpload and PUT the image to it",
-                    reason="upload_expired",
-                )
-            raise FailedPrecondition(
-                f"upload {image_id} has not finished: PUT the image to its upload_url first",
-                reason="upload_pending",
-            )
-        raise NotFound(f"image {image_id} not found")
-
-    async def _style_image(self, style_id: str, acting: str | None) -> ImageRecord:
-        view = await self.store.get_style(style_id)
-        if view is None or not (
-            acting is None or view.style.curated or view.image.owner_id == acting
-        ):
-            raise NotFound(
-                f"style {style_id} not found; GET /v1/styles lists the curated styles and yours"
-            )
-        return present(view.image, view.image.image_id)
-
-    @staticmethod
-    def _acting_owner(principal: Principal, owner_id: str) -> str | None:
-        """Whose images the caller may use (a project); None means any (a service acting for
-        itself)."""
-        if not owner_id:
-            return None if principal.is_service else principal.project_id
-        if principal.is_service or owner_id == principal.project_id:
-            return owner_id
-        raise PermissionDenied(
-            "only services may resolve images on behalf of another project; leave owner_id empty",
-            field="owner_id",
-        )
-
-    async def list_styles(
-        self, principal: Principal, *, curated: bool | None, page_size: int, page_token: str
-    ) -> StylePage:
-        """The catalog (curated=True), the caller's own styles (False), or both (None)."""
-        limit = page_size_or_default(page_size)
-        listing = listing_for(curated)
-        cursor = decode_page_token(page_token, listing)
-        rows = await self.store.list_styles(
-            curated=curated, owner_id=principal.project_id, after=cursor, limit=limit + 1
-        )
-        page, more = rows[:limit], len(rows) > limit
-        token = ""
-        if more:
-            last = page[-1].style
-            token = encode_page_token(
-                listing, StyleCursor(curated=last.curated, style_id=last.style_id)
-            )
-        return StylePage(styles=page, next_page_token=token)
-
     # --- housekeeping -------------------------------------------------------------------
 
     async def purge_reservations(self, retention: timedelta) -> int:
@@ -472,17 +365,6 @@ class ImageLibrary:
         if purged:
             logger.info("expired upload reservations purged", extra={"count": purged})
         return purged
-
-
-async def _closing(chunks: AsyncIterator[bytes]) -> AsyncGenerator[bytes, None]:
-    """Passes chunks through and closes the source however the consumer stops."""
-    try:
-        async for chunk in chunks:
-            yield chunk
-    finally:
-        close = getattr(chunks, "aclose", None)
-        if close is not None:
-            await close()
 
 
 def _already_uploaded(image_id: str) -> AlreadyExists:
