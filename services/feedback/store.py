@@ -29,7 +29,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.expression import ColumnElement, false
 
-from gouache.bus.consumer import mark_processed, processed_events_table
+from gouache.bus.idempotency import mark_processed, processed_events_table
 from gouache.db import (
     Migrations,
     ServiceDatabase,

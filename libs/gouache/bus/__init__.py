@@ -6,9 +6,8 @@ from gouache.bus.consumer import (
     Handler,
     PermanentEventError,
     RetryableEventError,
-    mark_processed,
-    processed_events_table,
 )
+from gouache.bus.idempotency import mark_processed, processed_events_table
 from gouache.bus.jetstream import (
     PublishError,
     connect,

@@ -17,7 +17,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.sql.expression import false
 
-from gouache.bus.consumer import processed_events_table
+from gouache.bus.idempotency import processed_events_table
 from gouache.bus.outbox import outbox_table
 from gouache.db import (
     PortableJSON,

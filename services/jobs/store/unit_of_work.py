@@ -13,7 +13,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from gouache.bus.consumer import mark_processed
+from gouache.bus.idempotency import mark_processed
 from gouache.bus.outbox import add_event
 from gouache.db import (
     new_id,

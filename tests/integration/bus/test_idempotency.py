@@ -8,7 +8,7 @@ import pytest
 from sqlalchemy import Table
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
-from gouache.bus.consumer import mark_processed, processed_events_table
+from gouache.bus.idempotency import mark_processed, processed_events_table
 from gouache.db import create_all, new_metadata, session_factory
 
 Sessions = async_sessionmaker[AsyncSession]
