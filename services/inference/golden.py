@@ -14,12 +14,12 @@ from gouache.nst.base import StyleFamily, StylizeControls
 from gouache.runtime.errors import FailedPrecondition
 
 if TYPE_CHECKING:
-    from gouache.nst.evaluate import EvalGrid
+    from gouache.nst.eval_grid import EvalGrid
     from gouache.nst.quality import QualityMeter
 
 GOLDEN_CONTENTS: tuple[str, ...] = ("astronaut", "chelsea")
 GOLDEN_STYLES: tuple[str, ...] = ("immunohistochemistry", "colorwheel")
-"""scikit-image's bundled images (`gouache.nst.evaluate.skimage_grid`): nothing to mount."""
+"""scikit-image's bundled images (`gouache.nst.eval_grid.skimage_grid`): nothing to mount."""
 
 GOLDEN_SIDE = 128
 """Long side of every golden image, and the side the meter measures at: seconds on CPU."""
@@ -84,7 +84,8 @@ class GoldenSet:
         Raises FailedPrecondition when the family refuses the golden styles (a model
         that paints only its trained styles).
         """
-        from gouache.nst.evaluate import ModelUnderTest, evaluate
+        from gouache.nst.eval_report import ModelUnderTest
+        from gouache.nst.evaluate import evaluate
         from gouache.nst.quality import BASELINE_NAME
 
         grid, meter = self._prepared()
@@ -117,7 +118,7 @@ class GoldenSet:
     def _prepared(self) -> tuple[EvalGrid, QualityMeter]:
         with self._lock:
             if self._grid is None or self._meter is None:
-                from gouache.nst.evaluate import skimage_grid
+                from gouache.nst.eval_grid import skimage_grid
                 from gouache.nst.quality import QualityMeter
 
                 self._grid = skimage_grid(

@@ -35,7 +35,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
     import torch
 
     from gouache.nst import registry
-    from gouache.nst.evaluate import GRID_CONTENTS, GRID_STYLES, EvalOptions, PairResult, run
+    from gouache.nst.eval_grid import GRID_CONTENTS, GRID_STYLES
+    from gouache.nst.eval_report import PairResult
+    from gouache.nst.evaluate import EvalOptions, run
 
     if args.threads:
         torch.set_num_threads(args.threads)

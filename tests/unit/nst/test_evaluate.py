@@ -13,28 +13,30 @@ from PIL import Image
 from gouache.cli.main import build_parser
 from gouache.nst.base import RGBImage, StylizeControls
 from gouache.nst.encoders import Lite0Encoder
-from gouache.nst.evaluate import (
+from gouache.nst.eval_grid import (
     DEFAULT_DATA_DIR,
     GRID_CONTENTS,
     GRID_STYLES,
-    IDENTITY_NAME,
     REDISTRIBUTABLE_CONTENT_RIGHTS,
     REDISTRIBUTABLE_STYLE_RIGHTS,
     EvalGrid,
     EvalImage,
+    ShippedConstraints,
+    corpus_grid,
+    load_grid,
+    shipped_constraints,
+)
+from gouache.nst.eval_report import (
+    IDENTITY_NAME,
     EvalReport,
     ModelUnderTest,
-    ShippedConstraints,
     contact_sheet,
-    corpus_grid,
-    evaluate,
-    load_grid,
     markdown_table,
-    shipped_constraints,
     write_contact_sheet,
     write_json,
     write_markdown,
 )
+from gouache.nst.evaluate import evaluate
 from gouache.nst.quality import BASELINE_NAME, QualityMeter, lite1_meter
 from gouache.runtime.errors import InvalidArgument
 
