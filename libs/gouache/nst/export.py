@@ -19,7 +19,8 @@ from torch import Tensor, nn
 from gouache.nst.base import StyleFamily
 from gouache.nst.encoders.lite0 import WeightsIntegrityError, file_sha256
 from gouache.nst.families.adain import AdainFamily, AdainTransfer
-from gouache.nst.families.feedforward import FeedforwardFamily, TransformNet
+from gouache.nst.families.feedforward import FeedforwardFamily
+from gouache.nst.families.feedforward_network import TransformNet
 from gouache.nst.specs import ModelSpec
 
 ONNX_OPSET = 17

@@ -31,7 +31,8 @@ from gouache.nst.export import (
     model_directory,
 )
 from gouache.nst.families.adain import TAP_GEOMETRY, AdainDecoder, AdainTransfer
-from gouache.nst.families.feedforward import FeedforwardFamily, NetworkShape, TransformNet
+from gouache.nst.families.feedforward import FeedforwardFamily
+from gouache.nst.families.feedforward_network import NetworkShape, TransformNet
 from gouache.nst.onnx_runtime import (
     OnnxNetwork,
     build_family,

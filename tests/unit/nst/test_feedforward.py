@@ -21,14 +21,15 @@ from gouache.nst.encoders.lite0 import WeightsIntegrityError
 from gouache.nst.families.feedforward import (
     FeedforwardConfig,
     FeedforwardFamily,
-    IdentifySettings,
-    NetworkShape,
-    TrainedStyle,
-    TransformNet,
     load_model,
     pad_to_multiple,
-    pixels_digest,
     save_model,
+)
+from gouache.nst.families.feedforward_network import NetworkShape, TransformNet
+from gouache.nst.families.feedforward_styles import (
+    IdentifySettings,
+    TrainedStyle,
+    pixels_digest,
     style_grams,
 )
 from gouache.nst.losses import tv_loss

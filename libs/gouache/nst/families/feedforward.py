@@ -31,13 +31,14 @@ and the content's chroma. `tv_weight` above the value the model was trained with
 smooths the output further (`smooth_tv`); at or below it the output is the network's
 own. The network has no randomness: `seed` does not change the output, and the same
 request gives the same bytes on the same runtime.
+
+The network itself is in feedforward_network.py, the style recognition (`StyleIndex`) in
+feedforward_styles.py; this module holds the family, its config and its model files.
 """
 
 from __future__ import annotations
 
-import hashlib
 import json
-import re
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,10 +48,9 @@ import numpy as np
 import numpy.typing as npt
 import torch
 import torch.nn.functional as F
-from torch import Tensor, nn
+from torch import Tensor
 
 from gouache.imaging.color import luminance_transfer, match_histogram, to_float32, to_uint8
-from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
     RGBImage,
@@ -61,10 +61,15 @@ from gouache.nst.base import (
 from gouache.nst.batching import StylizeItem
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
-from gouache.nst.losses import gram
+from gouache.nst.families.feedforward_network import NetworkShape, TransformNet
+from gouache.nst.families.feedforward_styles import (
+    IdentifySettings,
+    StyleIndex,
+    TrainedStyle,
+    style_grams,
+)
 from gouache.nst.pixels import resize_long_side, to_numpy, to_tensor
 from gouache.nst.specs import FamilyBuilder, ModelSpec, ModelWeights, trained_on_lite0
-from gouache.runtime.errors import InvalidArgument
 
 FloatImage = npt.NDArray[np.float32]
 NetworkRunner = Callable[[Tensor, Tensor], Tensor]
@@ -80,288 +85,6 @@ BORDER_MARGIN = 8
 MANIFEST = "manifest.json"
 NETWORK_FILE = "network.pt"
 STYLE_INDEX_FILE = "style_index.pt"
-
-
-@dataclass(frozen=True)
-class NetworkShape:
-    """The transformation network's size: channels per resolution level and depth.
-
-    channels: channels at full resolution, then after each stride-2 convolution; the
-        network downsamples by 2 ** (len(channels) - 1).
-    residual_blocks: residual blocks at the lowest resolution.
-    edge_kernel: kernel of the first and last convolution (at full resolution).
-    """
-
-    channels: tuple[int, ...] = (16, 32, 64)
-    residual_blocks: int = 4
-    edge_kernel: int = 5
-
-    def __post_init__(self) -> None:
-        if len(self.channels) < 1 or min(self.channels) < 1:
-            raise ValueError(f"channels must be positive, got {self.channels}")
-        if self.residual_blocks < 0:
-            raise ValueError("residual_blocks must not be negative")
-        if self.edge_kernel < 1 or self.edge_kernel % 2 == 0:
-            raise ValueError(f"edge_kernel must be odd and positive, got {self.edge_kernel}")
-
-    @property
-    def factor(self) -> int:
-        """Height and width of an input must be multiples of this."""
-        return int(2 ** (len(self.channels) - 1))
-
-    @property
-    def min_side(self) -> int:
-        """Smallest input side: each level keeps at least 2 pixels for reflection padding."""
-        return max(2 * self.factor, self.edge_kernel // 2 + 1)
-
-    def cin_channels(self) -> tuple[int, ...]:
-        """Channels of every conditional instance-norm layer, in forward order."""
-        down = list(self.channels)
-        blocks = [self.channels[-1]] * (2 * self.residual_blocks)
-        up = list(reversed(self.channels[:-1]))
-        return (*down, *blocks, *up)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "channels": list(self.channels),
-            "residual_blocks": self.residual_blocks,
-            "edge_kernel": self.edge_kernel,
-        }
-
-    @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> NetworkShape:
-        return cls(
-            channels=tuple(int(c) for c in values["channels"]),
-            residual_blocks=int(values["residual_blocks"]),
-            edge_kernel=int(values["edge_kernel"]),
-        )
-
-
-def _padded_conv(in_channels: int, out_channels: int, kernel: int, stride: int = 1) -> nn.Module:
-    return nn.Sequential(
-        nn.ReflectionPad2d(kernel // 2), nn.Conv2d(in_channels, out_channels, kernel, stride)
-    )
-
-
-class TransformNet(nn.Module):
-    """The image-transformation network with its table of CIN parameters, one row per slot.
-
-    `forward(image, params)` takes the image (NCHW, [0, 1], sides multiples of
-    `shape.factor`) and one row of CIN parameters per image (N x 2C: all scales, then
-    all shifts, C = sum of `shape.cin_channels()`), so mixing rows happens outside the
-    network and the ONNX graph has just these two inputs.
-    """
-
-    def __init__(self, shape: NetworkShape, slots: int) -> None:
-        super().__init__()
-        if slots < 1:
-            raise ValueError("the network needs at least one CIN slot")
-        self.shape = shape
-        self._cin = shape.cin_channels()
-        self.width = sum(self._cin)
-        self.gamma = nn.Parameter(torch.ones(slots, self.width))
-        self.beta = nn.Parameter(torch.zeros(slots, self.width))
-        channels = shape.channels
-        down: list[nn.Module] = [_padded_conv(3, channels[0], shape.edge_kernel)]
-        down += [
-            _padded_conv(channels[i - 1], channels[i], 3, stride=2) for i in range(1, len(channels))
-        ]
-        self.down = nn.ModuleList(down)
-        deepest = channels[-1]
-        self.blocks = nn.ModuleList(
-            _padded_conv(deepest, deepest, 3) for _ in range(2 * shape.residual_blocks)
-        )
-        self.up = nn.ModuleList(
-            _padded_conv(channels[i], channels[i - 1], 3) for i in range(len(channels) - 1, 0, -1)
-        )
-        self.out = _padded_conv(channels[0], 3, shape.edge_kernel)
-
-    @property
-    def slots(self) -> int:
-        return int(self.gamma.shape[0])
-
-    def slot_params(self, mix: Tensor) -> Tensor:
-        """CIN parameters (N x 2C) for slot mixtures `mix` (N x slots, rows of weights)."""
-        return torch.cat([mix @ self.gamma, mix @ self.beta], dim=1)
-
-    def forward(self, image: Tensor, params: Tensor) -> Tensor:
-        gamma, beta = params[:, : self.width], params[:, self.width :]
-        offsets = np.cumsum((0, *self._cin)).tolist()
-        layer = iter(range(len(self._cin)))
-
-        def cin(x: Tensor) -> Tensor:
-            index = next(layer)
-            start, end = offsets[index], offsets[index + 1]
-            normalised = F.instance_norm(x, eps=1e-5)
-            return normalised * gamma[:, start:end, None, None] + beta[:, start:end, None, None]
-
-        y = image
-        for conv in self.down:
-            y = F.relu(cin(conv(y)))
-        for first, second in zip(self.blocks[::2], self.blocks[1::2], strict=True):
-            y = y + cin(second(F.relu(cin(first(y)))))
-        for conv in self.up:
-            y = F.relu(cin(conv(F.interpolate(y, scale_factor=2.0, mode="nearest"))))
-        return torch.sigmoid(self.out(y))
-
-
-@dataclass(frozen=True)
-class TrainedStyle:
-    """A curated style the model learnt: its CIN slot and how to recognise its image.
-
-    `sha256` is the catalog file's (the bytes in /work/shared/data and in the storage
-    catalog), `pixels_sha256` that of its decoded uint8 RGB pixels (see `pixels_digest`).
-    """
-
-    slot: int
-    title: str
-    file: str
-    sha256: str
-    pixels_sha256: str
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "slot": self.slot,
-            "title": self.title,
-            "file": self.file,
-            "sha256": self.sha256,
-            "pixels_sha256": self.pixels_sha256,
-        }
-
-    @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> TrainedStyle:
-        return cls(
-            slot=int(values["slot"]),
-            title=str(values["title"]),
-            file=str(values["file"]),
-            sha256=str(values["sha256"]),
-            pixels_sha256=str(values["pixels_sha256"]),
-        )
-
-
-def pixels_digest(image: RGBImage) -> str:
-    """sha256 over an image's shape and its uint8 RGB pixels, row-major."""
-    digest = hashlib.sha256(f"{image.shape[0]}x{image.shape[1]}x3:".encode())
-    digest.update(np.ascontiguousarray(image).tobytes())
-    return digest.hexdigest()
-
-
-@dataclass(frozen=True)
-class IdentifySettings:
-    """How a style image is matched to a trained style by its Lite0 Gram statistics.
-
-    The image is resized to long side `side` (antialiased bilinear); its Gram matrices at
-    `taps` are compared with each trained style's by the mean relative Frobenius error;
-    the nearest style is taken when that error is at most `max_distance`.
-    """
-
-    side: int = 256
-    taps: tuple[str, ...] = ("b1", "b3", "b5")
-    max_distance: float = 0.1
-
-    def to_json(self) -> dict[str, Any]:
-        return {"side": self.side, "taps": list(self.taps), "max_distance": self.max_distance}
-
-    @classmethod
-    def from_json(cls, values: Mapping[str, Any]) -> IdentifySettings:
-        return cls(
-            side=int(values["side"]),
-            taps=tuple(str(t) for t in values["taps"]),
-            max_distance=float(values["max_distance"]),
-        )
-
-
-def style_grams(
-    encoder: Lite0Encoder, image: RGBImage, settings: IdentifySettings, device: torch.device
-) -> dict[str, Tensor]:
-    """The Gram matrices (C x C) that identify a style image, at `settings.side`."""
-    tensor = resize_long_side(to_tensor(to_float32(image), device), settings.side)
-    with torch.inference_mode():
-        features = encoder.forward_features(tensor, settings.taps)
-    return {tap: gram(features[tap])[0].float().cpu() for tap in settings.taps}
-
-
-def gram_distance(ours: Mapping[str, Tensor], theirs: Mapping[str, Tensor]) -> float:
-    """Mean over taps of ||G - G'|| / ||G'||: 0 for the same statistics."""
-    errors = [
-        float((ours[t] - theirs[t]).norm() / theirs[t].norm().clamp_min(1e-12)) for t in theirs
-    ]
-    return float(np.mean(errors))
-
-
-class StyleIndex:
-    """Maps a request's style image to the trained style it is, or refuses it.
-
-    Three ways, first match wins:
-    1. the style key starts with a trained style's file sha256 (the tiler sends keys
-       `<sha256 of the stored file>@<tile size>`, and storage keeps the catalog's bytes,
-       so a curated style chosen from the catalog is recognised without any compute);
-    2. the sha256 of the decoded pixels equals a trained style's (the original file);
-    3. nearest Gram statistics on Lite0 (`IdentifySettings`): a resized or re-encoded
-       copy of a trained style. Anything farther than `max_distance` is refused.
-       Measured for feedforward.lite0-v1 (b1, b3, b5 at 256 px): copies of its eight
-       styles resized to 512 or 256 px or re-encoded as JPEG q80 lie at most 0.200 from
-       their own style (and nearest to it); the other 19 curated styles lie at least
-       0.465 from every trained one; between any two of the 27 curated styles, at
-       least 0.447. Hence `max_distance` 0.3. A copy recoloured by histogram matching
-       lies 0.38-1.15 away and is refused unless its key names the catalog file.
-    Results are cached per key (or pixel digest), so tiles of one job identify once.
-    """
-
-    def __init__(
-        self,
-        styles: Sequence[TrainedStyle],
-        grams: Mapping[int, Mapping[str, Tensor]],
-        settings: IdentifySettings,
-        encoder: Lite0Encoder,
-        device: torch.device,
-        *,
-        cache_size: int = 256,
-    ) -> None:
-        self.styles = tuple(styles)
-        self.settings = settings
-        self._grams = grams
-        self._encoder = encoder
-        self._device = device
-        self._by_file = {style.sha256: style for style in styles}
-        self._by_pixels = {style.pixels_sha256: style for style in styles}
-        self._cache: LruCache[str, TrainedStyle] = LruCache(cache_size)
-
-    def identify(self, image: RGBImage, key: str | None, *, field: str) -> TrainedStyle:
-        """The trained style `image` is; InvalidArgument naming the trained ones otherwise."""
-        if key is not None:
-            found = self._by_file.get(re.split(r"[@:]", key, maxsplit=1)[0].lower())
-            if found is not None:
-                return found
-        cache_key = key if key is not None else pixels_digest(image)
-        cached = self._cache.get(cache_key)
-        if cached is not None:
-            return cached
-        found = self._by_pixels.get(pixels_digest(image) if key is not None else cache_key)
-        if found is None:
-            found = self._nearest(image, field=field)
-        self._cache.put(cache_key, found)
-        return found
-
-    def distances(self, image: RGBImage) -> dict[int, float]:
-        """Gram distance from `image` to every trained style, by slot."""
-        ours = style_grams(self._encoder, image, self.settings, self._device)
-        return {slot: gram_distance(ours, theirs) for slot, theirs in self._grams.items()}
-
-    def _nearest(self, image: RGBImage, *, field: str) -> TrainedStyle:
-        distances = self.distances(image)
-        slot = min(distances, key=lambda s: distances[s])
-        if distances[slot] <= self.settings.max_distance:
-            return next(style for style in self.styles if style.slot == slot)
-        titles = "; ".join(f"{style.title} ({style.file})" for style in self.styles)
-        raise InvalidArgument(
-            "feedforward models stylize only their trained styles: "
-            f"{field} is none of them (nearest Gram distance {distances[slot]:.3f} > "
-            f"{self.settings.max_distance}); trained styles: {titles}. "
-            "Send one of these images, or use an adain or gatys model for any style.",
-            field=field,
-            reason="untrained_style",
-        )
 
 
 @dataclass(frozen=True)

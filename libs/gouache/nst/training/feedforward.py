@@ -30,13 +30,14 @@ from gouache.nst.families.feedforward import (
     IDENTITY_SLOT,
     MANIFEST,
     FeedforwardFamily,
-    IdentifySettings,
-    NetworkShape,
-    TrainedStyle,
-    TransformNet,
     load_model,
-    pixels_digest,
     save_model,
+)
+from gouache.nst.families.feedforward_network import NetworkShape, TransformNet
+from gouache.nst.families.feedforward_styles import (
+    IdentifySettings,
+    TrainedStyle,
+    pixels_digest,
     style_grams,
 )
 from gouache.nst.losses import gram, relative_mse, tv_loss
