@@ -2,52 +2,42 @@
 
 The services keep their data in SQLite files and images on the local filesystem (backend
 `local`), or in a local PostgreSQL cluster and a MinIO bucket that the mesh starts and
-supervises like its other components (backend `postgres`)."""
+supervises like its other components (backend `postgres`).
+
+A component's process and its probes are in components.py; each service's environment,
+the generated secrets and the accounts and styles made at start in mesh_setup.py."""
 
 from __future__ import annotations
 
 import json
 import logging
 import os
-import secrets
-import shutil
 import signal
-import socket
 import subprocess
 import sys
-import time
-import urllib.error
-import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import IO, Any, Literal, get_args
+from typing import Any, Literal, get_args
 
-import grpc
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-
+from gouache.cli.components import Component, find_binary, grpc_serving, http_ok, tcp_open, wait_for
 from gouache.cli.defaults import DEFAULT_MODELS
-from gouache.cli.listeners import TakenPort, owns_port, taken_ports
+from gouache.cli.listeners import TakenPort, taken_ports
 from gouache.cli.local_minio import LocalMinio, MinioUnavailable
 from gouache.cli.local_postgres import LocalPostgres, PostgresUnavailable
+from gouache.cli.mesh_setup import Credentials, MeshSetup
 from gouache.edge import EdgeConfig, EnvoyProcess, Upstream
 from gouache.edge.studio import default_studio_dir
 from gouache.runtime.ports import free_ports
-from gouache.secretbox import generate_key
 
 logger = logging.getLogger(__name__)
 
 SERVICES = ("auth", "storage", "inference", "tiling", "jobs", "feedback")
-SERVICE_ACCOUNTS = ("storage", "inference", "tiling", "jobs", "feedback")
-# The services the edge exposes: their calls are rate limited through NATS.
-PUBLIC_SERVICES = ("auth", "storage", "jobs", "feedback")
 # Plans so generous that tests and load tests which run many jobs quickly never meet them.
 UNLIMITED_PLANS = json.dumps(
     {"free": {"per_minute": 1_000_000, "burst": 100_000}},
     separators=(",", ":"),
 )
-# The account (role "operator") a canary operator process uses against this mesh.
-OPERATOR_ACCOUNT = "operator"
 # Where the services keep rows and images: SQLite files and a directory, or a PostgreSQL
 # cluster and a MinIO bucket that the mesh runs itself.
 Backend = Literal["local", "postgres"]
@@ -130,65 +120,6 @@ class MeshConfig:
         return f"http://127.0.0.1:{self.ports.envoy}"
 
 
-@dataclass(frozen=True)
-class ExitStatus:
-    """How a component's process ended: an exit code, or the signal that killed it."""
-
-    code: int | None = None
-    signal: int | None = None
-
-    @classmethod
-    def from_returncode(cls, returncode: int) -> ExitStatus:
-        """Popen's convention: a negative return code is the signal that killed the child."""
-        return cls(signal=-returncode) if returncode < 0 else cls(code=returncode)
-
-    def describe(self) -> str:
-        if self.signal is not None:
-            try:
-                name = signal.Signals(self.signal).name
-            except ValueError:
-                return f"signal {self.signal}"
-            return f"signal {self.signal}, {name}"
-        return "exit code ?" if self.code is None else f"exit code {self.code}"
-
-
-@dataclass
-class Component:
-    name: str
-    address: str
-    process: subprocess.Popen[bytes] | None = None
-    envoy: EnvoyProcess | None = None
-    log: IO[bytes] | None = None
-    status: str = "starting"
-    # The ports its process must be the listener of to count as healthy.
-    ports: tuple[int, ...] = ()
-
-    @property
-    def pid(self) -> int | None:
-        if self.envoy is not None:
-            return self.envoy.pid
-        return None if self.process is None else self.process.pid
-
-    def exit_status(self) -> ExitStatus | None:
-        """None while the process runs; how it ended once it has exited."""
-        if self.process is not None:
-            code = self.process.poll()
-            return None if code is None else ExitStatus.from_returncode(code)
-        pid = self.pid
-        if pid is None:
-            return ExitStatus()
-        return _child_exit_status(pid)
-
-    def owns_ports(self) -> bool:
-        """Alive and the listener of each of its ports (not a program that took one)."""
-        pid = self.pid
-        return (
-            pid is not None
-            and self.exit_status() is None
-            and all(owns_port(pid, port) for port in self.ports)
-        )
-
-
 class BackendUnavailable(RuntimeError):
     """PostgreSQL or MinIO cannot be run for the postgres backend; nothing was started."""
 
@@ -201,19 +132,10 @@ class PortsTaken(RuntimeError):
         self.taken = taken
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """The keys `start` made: the admin's, and the operator account's (operator.json)."""
-
-    admin_api_key: str
-    admin_email: str
-    operator_api_key: str
-
-
 Report = Callable[[Component], None]
 
 
-class Mesh:
+class Mesh(MeshSetup):
     """Starts the components in dependency order and stops them in reverse."""
 
     def __init__(self, config: MeshConfig, report: Report | None = None) -> None:
@@ -362,7 +284,7 @@ class Mesh:
     def restart(self, name: str) -> None:
         """Starts a component again after a crash, with the same settings, and waits for it."""
         component = self.relaunch(name)
-        _wait_for(
+        wait_for(
             lambda: self.healthy(component),
             f"{name} at {component.address}",
             self.config.startup_timeout_s,
@@ -395,20 +317,20 @@ class Mesh:
         if not component.owns_ports():
             return False
         if component.name == "nats":
-            return _tcp_open(self.config.ports.nats)
+            return tcp_open(self.config.ports.nats)
         if component.name == "postgres" and self.postgres is not None:
             return self.postgres.ready()
         if component.name == "minio" and self.minio is not None:
             return self.minio.ready()
         if component.name == "envoy":
-            return _http_ok(f"http://127.0.0.1:{self.config.ports.envoy_admin}/ready")
-        return _grpc_serving(self.config.ports.grpc[component.name])
+            return http_ok(f"http://127.0.0.1:{self.config.ports.envoy_admin}/ready")
+        return grpc_serving(self.config.ports.grpc[component.name])
 
     # -- components ------------------------------------------------------------------------
 
     def _start(self, name: str) -> None:
         component = self._launch(name)
-        _wait_for(
+        wait_for(
             lambda: self.healthy(component),
             f"{name} at {component.address}",
             self.config.startup_timeout_s,
@@ -464,7 +386,7 @@ class Mesh:
         return component
 
     def _launch_nats(self) -> Component:
-        binary = _binary("nats-server")
+        binary = find_binary("nats-server")
         store = self.config.state_dir / "nats"
         store.mkdir(parents=True, exist_ok=True)
         port = self.config.ports.nats
@@ -502,61 +424,6 @@ class Mesh:
             "minio", minio.argv(), minio.env(), f"http://{minio.endpoint}", (minio.port,)
         )
 
-    def _service_env(self, name: str) -> dict[str, str]:
-        state = self.config.state_dir
-        ports = self.config.ports
-        prefix = f"GOUACHE_{name.upper()}_"
-        env = {
-            "PORT": str(ports.grpc[name]),
-            "METRICS_PORT": str(ports.metrics[name]),
-            "DATABASE_URL": (
-                self.postgres.url()
-                if self.postgres is not None
-                else f"sqlite+aiosqlite:///{state / (name + '.db')}"
-            ),
-            "NATS_URL": f"nats://127.0.0.1:{ports.nats}",
-            "AUTH_ADDR": f"127.0.0.1:{ports.grpc['auth']}",
-            "STORAGE_ADDR": f"127.0.0.1:{ports.grpc['storage']}",
-            "INFERENCE_ADDR": f"127.0.0.1:{ports.grpc['inference']}",
-            "FEEDBACK_ADDR": f"127.0.0.1:{ports.grpc['feedback']}",
-            "JOBS_ADDR": f"127.0.0.1:{ports.grpc['jobs']}",
-            "STATE_DIR": str(state),
-        }
-        if name == "storage":
-            env.update(
-                {
-                    "HTTP_PORT": str(ports.storage_http),
-                    "PUBLIC_URL": self.config.public_url,
-                    "URL_SIGNING_KEY": self._secrets["url_signing_key"],
-                    **(
-                        self.minio.storage_env()
-                        if self.minio is not None
-                        else {"BLOB_ROOT": str(state / "blobs")}
-                    ),
-                }
-            )
-        if name == "inference":
-            env["MODELS"] = self.config.models
-        if name == "jobs":
-            # One machine: webhook receivers are local processes too.
-            env["ALLOW_PRIVATE_WEBHOOK_URLS"] = "true"
-            env["SECRETS_KEY"] = self._secrets["jobs_secrets_key"]
-        if name == "auth":
-            env["SIGNING_KEY_PASSPHRASE"] = self._secrets["key_encryption_secret"]
-        if name in PUBLIC_SERVICES:
-            env["RATE_LIMIT_NATS_URL"] = f"nats://127.0.0.1:{ports.nats}"
-            if self.config.rate_limit_plans:
-                env["RATE_LIMIT_PLANS"] = self.config.rate_limit_plans
-        if name in SERVICE_ACCOUNTS and self._service_keys:
-            env["SERVICE_API_KEY"] = self._service_keys[name]
-        merged = {prefix + key: value for key, value in env.items()}
-        # Every OTEL_* variable (exporter, endpoint, sampler, resource attributes) reaches each
-        # component with the rest of this environment; the service name alone is per process,
-        # or all six would report as one.
-        merged["OTEL_SERVICE_NAME"] = f"gouache-{name}"
-        merged.update(self.config.extra_env)
-        return merged
-
     def _launch_service(self, name: str) -> Component:
         port = self.config.ports.grpc[name]
         return self._spawn(
@@ -566,100 +433,6 @@ class Mesh:
             f"127.0.0.1:{port}",
             (port,),
         )
-
-    def _bootstrap(self) -> Credentials:
-        """The admin, the services' accounts and the operator account, by auth's own commands."""
-        admin = self._run_command(
-            "auth", ["bootstrap", "--email", self.config.admin_email, "--json"]
-        )
-        keys = self._run_command("auth", ["create-service-account", *SERVICE_ACCOUNTS, "--json"])
-        self._service_keys = {name: str(keys[name]) for name in SERVICE_ACCOUNTS}
-        operator = self._run_command(
-            "auth", ["create-service-account", OPERATOR_ACCOUNT, "--role", "operator", "--json"]
-        )
-        admin_key = str(admin["api_key"])
-        operator_key = str(operator[OPERATOR_ACCOUNT])
-        credentials = Credentials(
-            admin_api_key=admin_key,
-            admin_email=self.config.admin_email,
-            operator_api_key=operator_key,
-        )
-        state = self.config.state_dir
-        _write_secret(
-            state / "credentials.json",
-            {
-                "api_key": admin_key,
-                "email": self.config.admin_email,
-                "base_url": self.config.public_url,
-            },
-        )
-        grpc_ports = self.config.ports.grpc
-        _write_secret(
-            state / "operator.json",
-            {
-                "api_key": operator_key,
-                **{
-                    f"{name}_addr": f"127.0.0.1:{grpc_ports[name]}"
-                    for name in ("jobs", "feedback", "inference", "auth")
-                },
-            },
-        )
-        return credentials
-
-    def _import_styles(self) -> None:
-        """The curated styles the package ships (idempotent), and those of --styles DIR."""
-        extra = [] if self.config.styles_dir is None else [str(self.config.styles_dir)]
-        # Exit code 1: some files were refused; the others are imported and the mesh starts.
-        report = self._run_command(
-            "storage", ["import-styles", "--shipped", *extra, "--json"], ok=(0, 1)
-        )
-        for name, why in dict(report.get("rejected", {})).items():
-            logger.warning("style %s not imported: %s", name, why)
-
-    def _run_command(
-        self, service: str, args: list[str], *, ok: tuple[int, ...] = (0,)
-    ) -> dict[str, Any]:
-        """Runs `python -m services.<service> ARGS` with the service's settings; its JSON.
-
-        The library never imports a service: the mesh prepares one (accounts, curated styles)
-        through the service's own command line, as an operator would. The JSON on stdout
-        (API keys, for auth) is returned, never shown; stderr is appended to the service's log.
-        """
-        what = f"python -m services.{service} {args[0]}"
-        log = self.config.state_dir / "logs" / f"{service}.log"
-        log.parent.mkdir(parents=True, exist_ok=True)
-        try:
-            done = subprocess.run(
-                [sys.executable, "-m", f"services.{service}", *args],
-                env={**os.environ, **self._service_env(service)},
-                capture_output=True,
-                timeout=self.config.startup_timeout_s,
-                check=False,
-                # Like the services: Ctrl-C in the terminal reaches the CLI, which stops the mesh.
-                start_new_session=True,
-            )
-        except subprocess.TimeoutExpired as exc:
-            with log.open("ab") as file:
-                file.write(exc.stderr or b"")
-            raise TimeoutError(
-                f"{what} did not finish in {self.config.startup_timeout_s:.0f} s; "
-                f"see logs/{service}.log"
-            ) from exc
-        with log.open("ab") as file:
-            file.write(done.stderr)
-        if done.returncode not in ok:
-            last = done.stderr.decode(errors="replace").strip().splitlines()[-1:]
-            said = f": {last[0]}" if last else ""
-            raise RuntimeError(
-                f"{what} exited with code {done.returncode}{said}; see logs/{service}.log"
-            )
-        try:
-            result = json.loads(done.stdout)
-        except ValueError as exc:
-            raise RuntimeError(f"{what} printed no JSON; see logs/{service}.log") from exc
-        if not isinstance(result, dict):
-            raise RuntimeError(f"{what} printed {type(result).__name__}, not a JSON object")
-        return result
 
     def edge_config(self) -> EdgeConfig:
         """The edge of this mesh (the Helm chart renders the same with its own addresses)."""
@@ -695,96 +468,3 @@ class Mesh:
     def _ready(self, component: Component) -> None:
         component.status = "ready"
         self._report(component)
-
-    def _load_secrets(self) -> dict[str, str]:
-        """The mesh's generated secrets (secrets.json, mode 0600), made once, when missing.
-
-        The postgres backend adds PostgreSQL's password and MinIO's root credentials, so a
-        state directory made by the local backend gains them on its first postgres run."""
-        path = self.config.state_dir / "secrets.json"
-        loaded: dict[str, str] = json.loads(path.read_text()) if path.exists() else {}
-        wanted = ["url_signing_key", "key_encryption_secret", "jobs_secrets_key"]
-        if self.config.backend == "postgres":
-            wanted += ["postgres_password", "minio_root_user", "minio_root_password"]
-        made = {"minio_root_user": lambda: secrets.token_hex(10), "jobs_secrets_key": generate_key}
-        missing = {
-            name: made.get(name, lambda: secrets.token_urlsafe(32))()
-            for name in wanted
-            if name not in loaded
-        }
-        if missing:
-            self.config.state_dir.mkdir(parents=True, exist_ok=True)
-            loaded = {**loaded, **missing}
-            _write_secret(path, loaded)
-        return loaded
-
-
-def _write_secret(path: Path, data: dict[str, str]) -> None:
-    """Writes a JSON file only its owner can read, with no moment of wider permissions."""
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as file:
-        json.dump(data, file)
-    path.chmod(0o600)
-
-
-def _binary(name: str) -> str:
-    beside = Path(sys.executable).parent / name
-    if beside.exists():
-        return str(beside)
-    found = shutil.which(name)
-    if found is None:
-        raise RuntimeError(f"{name} not found: install gouache with the [embedded] extra")
-    return found
-
-
-def _tcp_open(port: int) -> bool:
-    try:
-        with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-            return True
-    except OSError:
-        return False
-
-
-def _http_ok(url: str) -> bool:
-    try:
-        with urllib.request.urlopen(url, timeout=1) as response:
-            return bool(response.status == 200)
-    except (urllib.error.URLError, OSError):
-        return False
-
-
-def _child_exit_status(pid: int) -> ExitStatus | None:
-    """A child's exit status without reaping it (WNOWAIT): its Popen still waits for it."""
-    try:
-        info = os.waitid(os.P_PID, pid, os.WEXITED | os.WNOHANG | os.WNOWAIT)
-    except ChildProcessError:
-        return ExitStatus()  # already reaped: it has ended, how is no longer known
-    if info is None or info.si_pid == 0:
-        return None
-    if info.si_code == os.CLD_EXITED:
-        return ExitStatus(code=info.si_status)
-    return ExitStatus(signal=info.si_status)
-
-
-def _grpc_serving(port: int) -> bool:
-    try:
-        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            reply = health_pb2_grpc.HealthStub(channel).Check(
-                health_pb2.HealthCheckRequest(service=""), timeout=1
-            )
-        return bool(reply.status == health_pb2.HealthCheckResponse.SERVING)
-    except grpc.RpcError:
-        return False
-
-
-def _wait_for(check: Callable[[], bool], what: str, timeout_s: float, component: Component) -> None:
-    deadline = time.monotonic() + timeout_s
-    while not check():
-        ended = component.exit_status()
-        if ended is not None:
-            raise RuntimeError(
-                f"{what} exited ({ended.describe()}); see its log in logs/{component.name}.log"
-            )
-        if time.monotonic() > deadline:
-            raise TimeoutError(f"{what} not ready after {timeout_s:.0f} s")
-        time.sleep(0.2)

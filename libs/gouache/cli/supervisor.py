@@ -13,7 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from enum import Enum
 
-from gouache.cli.mesh import Component, ExitStatus, Mesh
+from gouache.cli.components import Component, ExitStatus
+from gouache.cli.mesh import Mesh
 from gouache.cli.supervision import GiveUp, RestartHistory, RestartPolicy, on_crash
 
 

@@ -18,8 +18,9 @@ import grpc
 import pytest
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 
+from gouache.cli.components import Component, grpc_serving
 from gouache.cli.listeners import owns_port, port_is_free
-from gouache.cli.mesh import Component, Mesh, MeshConfig, MeshPorts, _grpc_serving
+from gouache.cli.mesh import Mesh, MeshConfig, MeshPorts
 from gouache.runtime.ports import free_port
 from tests.fixtures.gouache_up import GouacheUp, mesh_ports
 
@@ -70,7 +71,7 @@ def test_a_foreign_grpc_server_never_passes_for_a_component(tmp_path: Path) -> N
     child = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(30)"])
     try:
         with _foreign_health_server(port):
-            assert _grpc_serving(port)
+            assert grpc_serving(port)
             component = Component(name="tiling", address="", process=child, ports=(port,))
             assert not mesh.healthy(component)
     finally:
