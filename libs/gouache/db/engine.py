@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import time
 from typing import Any
 
@@ -15,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from gouache.db import inline_sqlite
+
 SQLITE_DRIVER = "sqlite+aiosqlite"
 POSTGRES_DRIVER = "postgresql+asyncpg"
 SQLITE_BUSY_TIMEOUT_MS = 5_000
@@ -22,6 +25,9 @@ _WAL_RETRY_S = 0.02
 # Any constant works; it only has to be the same for every replica of every service.
 _SCHEMA_LOCK_KEY = 0x6A0AC4E
 READ_ONLY = "gouache_read_only"
+# "thread": SQLite through aiosqlite's worker thread instead of on the loop (see
+# gouache.db.inline_sqlite); kept for comparison in benchmarks and as a way back.
+SQLITE_MODE_ENV = "GOUACHE_SQLITE_MODE"
 """Execution option of read-only engines (`read_only`): on SQLite their transactions
 begin DEFERRED, a WAL snapshot that neither waits for nor blocks the writer."""
 
@@ -36,10 +42,19 @@ def create_engine(
     pooled (``pool_size`` + ``max_overflow``), checked before use and recycled, so a
     restarted server or a proxy that drops idle connections costs no failed request.
     """
-    driver = make_url(url).drivername
+    parsed = make_url(url)
+    driver = parsed.drivername
     if driver == SQLITE_DRIVER:
-        engine = create_async_engine(url, echo=echo)
-        _configure_sqlite(engine)
+        if os.environ.get(SQLITE_MODE_ENV, "inline") == "thread":
+            engine = create_async_engine(url, echo=echo)
+            _configure_sqlite(engine, inline=False)
+        else:
+            creator = inline_sqlite.connector(
+                inline_sqlite.sqlite_path(parsed.database),
+                busy_timeout_s=SQLITE_BUSY_TIMEOUT_MS / 1000,
+            )
+            engine = create_async_engine(url, echo=echo, async_creator=creator)
+            _configure_sqlite(engine, inline=True)
         return engine
     if driver == POSTGRES_DRIVER:
         return create_async_engine(
@@ -57,7 +72,7 @@ def create_engine(
     )
 
 
-def _configure_sqlite(engine: AsyncEngine) -> None:
+def _configure_sqlite(engine: AsyncEngine, *, inline: bool) -> None:
     """Set pragmas on each new connection and make every transaction BEGIN IMMEDIATE.
 
     Python's sqlite3 driver by default starts a transaction only at the first INSERT or
@@ -73,7 +88,9 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         try:
-            cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
+            if not inline:
+                # Inline connections wait for locks with asyncio sleeps instead.
+                cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             _enable_wal(cursor)
             cursor.execute("PRAGMA synchronous=NORMAL")
             cursor.execute("PRAGMA foreign_keys=ON")

@@ -35,6 +35,7 @@ from gouache.db import (
     read_only,
     session_factory,
 )
+from gouache.db.engine import SQLITE_MODE_ENV
 
 
 def _schema() -> tuple[MetaData, Table, Table]:
@@ -197,7 +198,12 @@ async def test_concurrent_read_modify_write_loses_no_update(
         assert await session.scalar(select(func.max(items.c.counter))) == 10
 
 
-async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_path: Path) -> None:
+@pytest.mark.parametrize(("mode", "busy_timeout"), [("inline", 0), ("thread", 5000)])
+async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, busy_timeout: int
+) -> None:
+    # Inline connections (the default) wait for locks with asyncio sleeps, not in SQLite.
+    monkeypatch.setenv(SQLITE_MODE_ENV, mode)
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pragmas.db'}")
     try:
         async with engine.connect() as connection:
@@ -208,7 +214,7 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(tmp_pa
     finally:
         await engine.dispose()
 
-    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": 5000}
+    assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout}
 
 
 async def test_read_only_sessions_read_a_snapshot_while_a_writer_holds_the_lock(
