@@ -330,13 +330,34 @@ class Mesh(MeshSetup):
 
     def _start(self, name: str) -> None:
         component = self._launch(name)
+        try:
+            self._wait_ready(component)
+        except RuntimeError:
+            ended = component.exit_status()
+            if name not in SERVICES or ended is None or ended.signal is None:
+                raise
+            # A Python service killed by a signal while starting (gRPC's core has aborted
+            # with "epoll_wait: Bad file descriptor" about once in a few hundred starts on
+            # these VMs) is a crash, not a configuration error: launch it once more, as
+            # the supervisor would once running. An exit code is never retried.
+            self.components.remove(component)
+            if component.log is not None:
+                component.log.close()
+            print(
+                f"{name} crashed while starting ({ended.describe()}); starting it again",
+                file=sys.stderr,
+            )
+            component = self._launch(name)
+            self._wait_ready(component)
+        self._ready(component)
+
+    def _wait_ready(self, component: Component) -> None:
         wait_for(
             lambda: self.healthy(component),
-            f"{name} at {component.address}",
+            f"{component.name} at {component.address}",
             self.config.startup_timeout_s,
             component,
         )
-        self._ready(component)
 
     def _launch(self, name: str) -> Component:
         if name == "nats":
