@@ -179,7 +179,7 @@ class FeedbackDatabase(ServiceDatabase):
                 "recorded_at": at,
             }
             if existing is None:
-                await session.execute(insert(outcomes).values(job_id=outcome.job_id, **values))
+                await session.execute(insert(outcomes), {"job_id": outcome.job_id, **values})
             elif outcome.finished_at >= existing.finished_at:
                 await session.execute(
                     update(outcomes).where(outcomes.c.job_id == outcome.job_id).values(**values)

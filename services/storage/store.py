@@ -118,9 +118,9 @@ class StorageStore(ServiceDatabase):
     async def add_reservation(self, reservation: Reservation) -> None:
         """Records an image id handed out by SignUpload."""
         async with self.sessions() as session, session.begin():
-            await session.execute(
-                upload_reservations.insert().values(**_reservation_row(reservation))
-            )
+            # Parameters beside the statement, not in it: the statement's compiled form
+            # is cached once instead of keyed again for every row.
+            await session.execute(upload_reservations.insert(), _reservation_row(reservation))
 
     async def get_reservation(self, image_id: str) -> Reservation | None:
         """The reservation of image_id, if there is one."""
@@ -164,7 +164,7 @@ class StorageStore(ServiceDatabase):
         """
         try:
             async with self.sessions() as session, session.begin():
-                await session.execute(images.insert().values(**_image_row(image)))
+                await session.execute(images.insert(), _image_row(image))
                 if style is not None:
                     await session.execute(styles.insert().values(**_style_row(style)))
         except IntegrityError as exc:

@@ -22,7 +22,7 @@ from gouache.bus.tracing import process_span
 from gouache.contracts.events.v1 import events_pb2
 from gouache.runtime.context import job_id_var
 from gouache.runtime.errors import Unavailable
-from services.tiling.domain import CanceledJobs, Job, JobParams, JobRunner, RetryLater
+from services.tiling.domain import CanceledJobs, Job, JobParams, JobRunner, Outcome, RetryLater
 from services.tiling.priority import PriorityGate
 
 logger = logging.getLogger(__name__)
@@ -256,7 +256,12 @@ class JobConsumer:
         token = job_id_var.set(message.job_id)
         try:
             outcome = await self._runner.run(job_from_event(message), delivery=event.num_delivered)
-            logger.info("job delivery settled", extra={"outcome": outcome.value})
+            # A success already logged "job finished" with its figures.
+            logger.log(
+                logging.DEBUG if outcome is Outcome.SUCCEEDED else logging.INFO,
+                "job delivery settled",
+                extra={"outcome": outcome.value},
+            )
         except RetryLater as exc:
             raise RetryableEventError(f"{exc.code}: {exc.message}") from exc
         finally:

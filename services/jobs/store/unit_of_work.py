@@ -76,7 +76,7 @@ class UnitOfWork:
 
     async def insert_job(self, job: Job) -> None:
         """Adds a new job (a taken idempotency key raises a unique violation)."""
-        await self.session.execute(insert(jobs_table).values(**job_values(job)))
+        await self.session.execute(insert(jobs_table), job_values(job))
 
     async def release_expired_key(self, owner_id: str, key: str, before: datetime) -> None:
         """Frees an idempotency key whose job is older than the key's lifetime."""
