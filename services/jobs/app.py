@@ -33,6 +33,7 @@ from services.jobs.domain.cache import (
 from services.jobs.domain.capabilities import StyleImage, check_params, check_styles
 from services.jobs.domain.jobs import (
     ExecutionOutcome,
+    ExecutionSucceeded,
     InvalidEvent,
     Job,
     JobChange,
@@ -57,6 +58,7 @@ from services.jobs.notifier import JobNotifier
 from services.jobs.quota_app import QuotaGate
 from services.jobs.reads_app import JobReads, JobView
 from services.jobs.removal_app import JobRemoval
+from services.jobs.result_links import ResultLinks
 from services.jobs.routing_cache import RoutingCache
 from services.jobs.store import JobStore, UnitOfWork
 from services.jobs.webhooks_app import WebhookUseCases
@@ -120,7 +122,8 @@ class JobsApp(JobInputs, JobReads, WebhookUseCases, ModelRoutingUseCases, JobRem
         self.store = store
         self.notifier = notifier or JobNotifier()
         self._images = images
-        self._downloads = downloads
+        self.result_links = ResultLinks(downloads, now=now)
+        self._downloads: DownloadSigner = self.result_links
         self._config = config
         self._on_events = on_events
         self._on_deliveries = on_deliveries
@@ -353,6 +356,9 @@ class JobsApp(JobInputs, JobReads, WebhookUseCases, ModelRoutingUseCases, JobRem
                 if change.entered is JobStatus.SUCCEEDED:
                     await self._remember(uow, change.job, now)
                     await self.quota.count(uow.session, change.job, now)
+            if isinstance(outcome, ExecutionSucceeded) and outcome.link is not None:
+                # Before the waiters wake: their first read of the job can use it.
+                self.result_links.remember(outcome.result_image_id, outcome.link)
             self.after_change(change, deliveries)
             if change.entered is JobStatus.SUCCEEDED:
                 await self._trim_cache_when_due(now)

@@ -25,6 +25,7 @@ from services.jobs.domain.jobs import (
     InvalidEvent,
     Job,
     JobStatus,
+    ResultLink,
 )
 from services.jobs.domain.requests import JobRequest, StylizeParams
 from services.jobs.domain.routing import ModelRoute, ModelVersion, RouteTarget, parse_config
@@ -353,6 +354,7 @@ def execution_outcome(subject: str, message: Message) -> tuple[str, ExecutionOut
             output_height=max(0, message.output_height),
             compute_ms=max(0, message.compute_ms),
             device=message.device.strip().lower()[:16],
+            link=_result_link(message),
         )
     elif isinstance(message, events_pb2.ExecutionFailed):
         outcome = ExecutionFailed(
@@ -364,3 +366,18 @@ def execution_outcome(subject: str, message: Message) -> tuple[str, ExecutionOut
     if not job_id:
         raise InvalidEvent(f"{type(message).__name__} on {subject} names no job")
     return job_id, outcome
+
+
+def _result_link(message: events_pb2.ExecutionSucceeded) -> ResultLink | None:
+    """The signed URL a worker passed on, if it passed one that has an expiry."""
+    if not message.result_url or not message.HasField("result_url_expires_at"):
+        return None
+    return ResultLink(
+        url=message.result_url,
+        url_expires_at=message.result_url_expires_at.ToDatetime(tzinfo=UTC),
+        result_expires_at=(
+            message.result_expires_at.ToDatetime(tzinfo=UTC)
+            if message.HasField("result_expires_at")
+            else None
+        ),
+    )

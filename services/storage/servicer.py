@@ -116,8 +116,15 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
                 field="header",
             )
         header = first.header
+        principal = current_principal()
+        # Refused before a byte is stored: a caller that may not ask, or a bad lifetime.
+        url_ttl = (
+            self._library.stored_url_ttl(principal, header.download_url_ttl_seconds)
+            if header.download_url_ttl_seconds
+            else None
+        )
         image = await self._library.upload(
-            current_principal(),
+            principal,
             UploadHeader(
                 filename=header.filename,
                 content_type=header.content_type,
@@ -128,7 +135,12 @@ class StorageServicer(storage_pb2_grpc.StorageServiceServicer):
             ),
             _chunks(messages),
         )
-        return storage_pb2.UploadImageResponse(image=self._image(image))
+        response = storage_pb2.UploadImageResponse(image=self._image(image))
+        if url_ttl is not None:
+            signed = self._library.sign_stored(image, url_ttl)
+            response.download_url = signed.url
+            response.download_url_expires_at.CopyFrom(_timestamp(signed.expires_at))
+        return response
 
     async def DownloadImage(
         self, request: storage_pb2.DownloadImageRequest, context: Any

@@ -22,7 +22,15 @@ from gouache.bus.tracing import process_span
 from gouache.contracts.events.v1 import events_pb2
 from gouache.runtime.context import job_id_var
 from gouache.runtime.errors import Unavailable
-from services.tiling.domain import CanceledJobs, Job, JobParams, JobRunner, Outcome, RetryLater
+from services.tiling.domain import (
+    CanceledJobs,
+    Job,
+    JobParams,
+    JobRunner,
+    Outcome,
+    ResultLink,
+    RetryLater,
+)
 from services.tiling.priority import PriorityGate
 
 logger = logging.getLogger(__name__)
@@ -94,6 +102,7 @@ class JetStreamExecutionEvents:
         output_width: int,
         output_height: int,
         device: str = "",
+        link: ResultLink | None = None,
     ) -> None:
         """Publishes ExecutionSucceeded."""
         message = events_pb2.ExecutionSucceeded(
@@ -106,6 +115,11 @@ class JetStreamExecutionEvents:
             output_height=output_height,
             device=device,
         )
+        if link is not None:
+            message.result_url = link.url
+            message.result_url_expires_at.FromDatetime(link.url_expires_at)
+            if link.result_expires_at is not None:
+                message.result_expires_at.FromDatetime(link.result_expires_at)
         await self._publish(subjects.EXECUTION_SUCCEEDED, message, event_id)
 
     async def failed(

@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
+from datetime import UTC
 from functools import partial
 from typing import cast
 
@@ -16,7 +17,7 @@ from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.imaging.codec import from_rgb_bytes, to_rgb_bytes
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, open_channel
 from gouache.runtime.errors import FailedPrecondition, from_rpc_error
-from services.tiling.domain import JobParams, Pixels, StoredImage, StyleInput
+from services.tiling.domain import JobParams, Pixels, ResultLink, StoredImage, StyleInput
 
 logger = logging.getLogger(__name__)
 
@@ -68,8 +69,10 @@ class GrpcStorage:
         content_type: str,
         data: bytes,
         metadata_json: str,
+        link_ttl_s: int = 0,
     ) -> StoredImage:
-        """Stores a result under a chosen id for its owner (idempotent by id and bytes)."""
+        """Stores a result under a chosen id for its owner (idempotent by id and bytes),
+        with a signed GET URL valid link_ttl_s when that is not 0."""
         header = storage_pb2.UploadImageHeader(
             filename=filename,
             content_type=content_type,
@@ -77,6 +80,7 @@ class GrpcStorage:
             image_id=image_id,
             owner_id=owner_id,
             metadata_json=metadata_json,
+            download_url_ttl_seconds=link_ttl_s,
         )
 
         async def requests() -> AsyncIterator[storage_pb2.UploadImageRequest]:
@@ -89,7 +93,20 @@ class GrpcStorage:
         except grpc.aio.AioRpcError as exc:
             raise from_rpc_error(exc, context=f"storing result {image_id}") from exc
         image = response.image
-        return StoredImage(image_id=image.image_id, width=image.width, height=image.height)
+        link = None
+        if response.download_url:
+            link = ResultLink(
+                url=response.download_url,
+                url_expires_at=response.download_url_expires_at.ToDatetime(tzinfo=UTC),
+                result_expires_at=(
+                    image.expires_at.ToDatetime(tzinfo=UTC)
+                    if image.HasField("expires_at")
+                    else None
+                ),
+            )
+        return StoredImage(
+            image_id=image.image_id, width=image.width, height=image.height, link=link
+        )
 
 
 @dataclass

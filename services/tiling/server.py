@@ -121,6 +121,7 @@ async def build(
             max_batch_bytes=settings.max_message_bytes * 3 // 4,
             max_deliver=settings.max_deliver,
             progress_interval_s=settings.progress_interval_s,
+            result_url_ttl_s=settings.result_url_ttl_s,
             status=status,
         )
         opened.watcher = CancelWatcher(js, canceled, lookback_s=settings.cancel_lookback_s)

@@ -44,6 +44,10 @@ class TilingSettings(ServiceSettings):
     # them: a job done sooner sends none (pending, then its outcome); 0 sends every one
     # (a report after each batch of tiles and at each stage).
     progress_interval_s: float = Field(default=0.5, ge=0)
+    # Lifetime of the signed GET URL storage mints for each result as it is stored, which
+    # jobs serves for the job's first reads instead of asking storage to sign one; 0 asks
+    # for none. Match jobs' GOUACHE_JOBS_DOWNLOAD_URL_TTL_S.
+    result_url_ttl_s: int = Field(default=3600, ge=0, le=7 * 24 * 3600)
     # First and largest delay before a job that failed transiently is redelivered.
     retry_initial_s: float = Field(default=2.0, gt=0)
     retry_max_s: float = Field(default=60.0, gt=0)

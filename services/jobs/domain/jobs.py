@@ -136,6 +136,16 @@ class ExecutionProgress:
 
 
 @dataclass(frozen=True)
+class ResultLink:
+    """A signed GET URL storage minted for a result as the worker stored it, its expiry,
+    and when the result's retention ends (None: kept until deleted)."""
+
+    url: str
+    url_expires_at: datetime
+    result_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class ExecutionSucceeded:
     """A worker stored the job's result; its size in pixels when the worker said (else 0)."""
 
@@ -145,6 +155,8 @@ class ExecutionSucceeded:
     # The worker's time on the job, and the device kind its model ran on ("" unknown).
     compute_ms: int = 0
     device: str = ""
+    # The result's signed URL when the worker passed storage's on (newer workers do).
+    link: ResultLink | None = None
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ image a URL or style id names, and the style listings."""
 from __future__ import annotations
 
 from collections.abc import AsyncGenerator, AsyncIterator, Callable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from gouache.blobs import BlobStore
 from gouache.runtime.context import Principal
@@ -59,6 +59,20 @@ class ImageReads:
         """A URL to GET an image without a token, for ttl_seconds (default 1 hour)."""
         ttl = download_ttl(ttl_seconds)
         image = await self.get_image(principal, image_id)
+        return self.signer.sign("GET", image.image_id, self._clock() + ttl)
+
+    def stored_url_ttl(self, principal: Principal, ttl_seconds: int) -> timedelta:
+        """The lifetime of the GET URL UploadImage signs when a service asks for one
+        (download_url_ttl_seconds), checked before anything is stored."""
+        if not principal.is_service:
+            raise PermissionDenied(
+                "only services may ask UploadImage for a download URL; call SignDownload",
+                field="download_url_ttl_seconds",
+            )
+        return download_ttl(ttl_seconds)
+
+    def sign_stored(self, image: ImageRecord, ttl: timedelta) -> SignedUrl:
+        """A GET URL for an image just stored, signed without reading it back."""
         return self.signer.sign("GET", image.image_id, self._clock() + ttl)
 
     async def resolve(self, principal: Principal, url: str, owner_id: str) -> ImageRecord:

@@ -67,12 +67,25 @@ class StyleInput:
 
 
 @dataclass(frozen=True)
+class ResultLink:
+    """A signed GET URL storage minted for a result as it stored it, its expiry, and when
+    the result's retention ends (None: kept until deleted). jobs answers the first reads
+    of the job with it instead of asking storage to sign again."""
+
+    url: str
+    url_expires_at: datetime
+    result_expires_at: datetime | None = None
+
+
+@dataclass(frozen=True)
 class StoredImage:
     """What storage answered for an uploaded image."""
 
     image_id: str
     width: int
     height: int
+    # Only when the upload asked for one (link_ttl_s).
+    link: ResultLink | None = None
 
 
 class Storage(Protocol):
@@ -91,8 +104,10 @@ class Storage(Protocol):
         content_type: str,
         data: bytes,
         metadata_json: str,
+        link_ttl_s: int = 0,
     ) -> StoredImage:
-        """Stores a result under image_id; the same id and bytes again return the first."""
+        """Stores a result under image_id; the same id and bytes again return the first.
+        With link_ttl_s, also returns a signed GET URL valid that long."""
         ...
 
 
@@ -139,9 +154,10 @@ class ExecutionEvents(Protocol):
         output_width: int,
         output_height: int,
         device: str = "",
+        link: ResultLink | None = None,
     ) -> None:
-        """Reports the stored result, its size in pixels and the device kind the model ran
-        on ("" when unknown)."""
+        """Reports the stored result, its size in pixels, the device kind the model ran
+        on ("" when unknown) and the result's signed URL when storage gave one."""
         ...
 
     async def failed(

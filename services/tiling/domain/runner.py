@@ -36,6 +36,7 @@ from services.tiling.domain.model import (
     ModelQuery,
     Outcome,
     Pixels,
+    ResultLink,
     RetryLater,
     Storage,
     StyleInput,
@@ -68,13 +69,15 @@ _STORING = 0.95
 
 
 class _Executed(NamedTuple):
-    """A job's stored result: its image id, the worker's time, the tiles, its size."""
+    """A job's stored result: its image id, the worker's time, the tiles, its size, and
+    its signed URL when storage gave one."""
 
     result_image_id: str
     compute_ms: int
     tiles: int
     width: int
     height: int
+    link: ResultLink | None
 
 
 class _Canceled(Exception):
@@ -100,11 +103,13 @@ class JobRunner:
         max_deliver: int = 5,
         progress_interval_s: float = 0.0,
         style_cache_entries: int = 32,
+        result_url_ttl_s: int = 0,
         status: WorkerStatus | None = None,
         clock: Callable[[], datetime] = lambda: datetime.now(UTC),
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self._storage = storage
+        self._result_url_ttl_s = result_url_ttl_s
         self._inference = inference
         self._events = events
         self._canceled = canceled
@@ -150,6 +155,7 @@ class JobRunner:
                 output_width=done.width,
                 output_height=done.height,
                 device=await self._device(job),
+                link=done.link,
             )
         except _Canceled:
             logger.info("job canceled while running; dropping it")
@@ -277,15 +283,18 @@ class JobRunner:
             "delivery": delivery,
             "timings_ms": timings,
         }
+        link = None
         try:
-            await self._storage.upload(
+            stored = await self._storage.upload(
                 image_id=result_id,
                 owner_id=job.owner_id,
                 filename=f"{job.job_id}.{'jpg' if fmt == 'jpeg' else fmt}",
                 content_type=codec.content_type_for(fmt),
                 data=data,
                 metadata_json=json.dumps(metadata, sort_keys=True),
+                link_ttl_s=self._result_url_ttl_s,
             )
+            link = stored.link
         except AlreadyExists:
             # An earlier attempt stored a result under this id; it is the job's result.
             logger.warning("result already stored by an earlier attempt; keeping it")
@@ -295,7 +304,9 @@ class JobRunner:
             "job finished",
             extra={"result_image_id": result_id, "compute_ms": compute_ms, **timings},
         )
-        return _Executed(result_id, compute_ms, len(plan.tiles), content.width, content.height)
+        return _Executed(
+            result_id, compute_ms, len(plan.tiles), content.width, content.height, link
+        )
 
     async def _device(self, job: Job) -> str:
         """The device kind the job's model ran on, for usage ("" when it cannot be told:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from services.jobs.domain.jobs import (
     ExecutionFailed,
     ExecutionProgress,
     ExecutionSucceeded,
+    ResultLink,
 )
 from tests.unit.jobs.conftest import Harness, make_app, start_harness, stop_harness
 from tests.unit.jobs.helpers import InMemoryImages, expect_error
@@ -253,6 +255,22 @@ async def test_get_job_shows_the_result_url_once_succeeded(jobs: Harness) -> Non
     assert job.result_url == "http://127.0.0.1:8080/v1/files/img_result?expires=3600&sig=test"
     assert job.progress == 1.0
     assert job.latency_ms >= 0
+
+
+async def test_the_url_storage_signed_for_the_worker_is_served_without_signing_again(
+    jobs: Harness,
+) -> None:
+    created = await jobs.create()
+    link = ResultLink(
+        url="http://127.0.0.1:8080/v1/files/img_result?expires=9&sig=upload",
+        url_expires_at=datetime.now(UTC) + timedelta(hours=1),
+    )
+    await jobs.app.apply_execution(
+        new_id("evt"), created.job_id, ExecutionSucceeded(result_image_id="img_result", link=link)
+    )
+    job = await _get(jobs, created.job_id)
+    assert job.result_url == link.url
+    assert jobs.app.result_links.hits == 1
 
 
 async def test_get_job_of_a_failed_job_shows_the_error(jobs: Harness) -> None:

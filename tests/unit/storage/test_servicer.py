@@ -8,6 +8,7 @@ from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
+import aiohttp
 import grpc
 import pytest
 
@@ -250,6 +251,62 @@ async def test_a_retried_result_store_returns_the_same_image(storage: Harness) -
     assert len(storage.stored_files()) == 1
     # The owner reads the result; the file exists once.
     assert await storage.download(image_id, storage.auth("usr_alice")) == data
+
+
+async def _upload_asking_for_a_url(
+    storage: Harness, metadata: tuple[tuple[str, str], ...], ttl: int, **header: str
+) -> storage_pb2.UploadImageResponse:
+    data = image_bytes("png", seed=9)
+
+    async def messages() -> AsyncIterator[storage_pb2.UploadImageRequest]:
+        yield storage_pb2.UploadImageRequest(
+            header=storage_pb2.UploadImageHeader(
+                filename="r.png", download_url_ttl_seconds=ttl, **header
+            )
+        )
+        yield storage_pb2.UploadImageRequest(chunk=data)
+
+    response: storage_pb2.UploadImageResponse = await storage.stub.UploadImage(
+        messages(), metadata=metadata, timeout=10
+    )
+    return response
+
+
+async def test_a_service_storing_a_result_may_get_its_download_url_at_once(
+    storage: Harness,
+) -> None:
+    image_id = new_id("img")
+    header = {"image_id": image_id, "owner_id": "usr_alice", "kind": "result"}
+    response = await _upload_asking_for_a_url(storage, storage.service_auth(), 600, **header)
+
+    assert response.download_url.startswith(f"{PUBLIC_URL}/v1/files/{image_id}?expires=")
+    lifetime = response.download_url_expires_at.ToDatetime(tzinfo=UTC) - datetime.now(UTC)
+    assert timedelta(seconds=590) < lifetime <= timedelta(seconds=600)
+    # The URL works: the signed GET serves the bytes stored.
+    async with (
+        aiohttp.ClientSession() as client,
+        client.get(storage.local(response.download_url)) as got,
+    ):
+        assert got.status == 200
+        assert await got.read() == image_bytes("png", seed=9)
+
+
+async def test_only_services_may_ask_for_a_download_url_and_within_its_limits(
+    storage: Harness,
+) -> None:
+    await _fails(
+        _upload_asking_for_a_url(storage, storage.auth(), 600, kind="content"),
+        grpc.StatusCode.PERMISSION_DENIED,
+    )
+    header = {"image_id": new_id("img"), "owner_id": "usr_alice", "kind": "result"}
+    for ttl in (-5, 8 * 24 * 3600):
+        message = await _fails(
+            _upload_asking_for_a_url(storage, storage.service_auth(), ttl, **header),
+            grpc.StatusCode.INVALID_ARGUMENT,
+        )
+        assert "ttl_seconds" in message
+    # Nothing was stored by the refused calls.
+    assert storage.stored_files() == []
 
 
 async def test_a_different_image_under_a_taken_id_is_already_exists(storage: Harness) -> None:

@@ -4,13 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import numpy as np
 
 from gouache.imaging import codec
-from services.tiling.domain import JobParams, Pixels, StoredImage, StyleInput
+from services.tiling.domain import JobParams, Pixels, ResultLink, StoredImage, StyleInput
 
 
 class FakeStorage:
@@ -41,6 +41,7 @@ class FakeStorage:
         content_type: str,
         data: bytes,
         metadata_json: str,
+        link_ttl_s: int = 0,
     ) -> StoredImage:
         if self.upload_errors:
             raise self.upload_errors.pop(0)
@@ -52,11 +53,18 @@ class FakeStorage:
                 "content_type": content_type,
                 "data": data,
                 "metadata_json": metadata_json,
+                "link_ttl_s": link_ttl_s,
             }
         )
         self.images.setdefault(image_id, data)
         decoded = codec.validate_and_decode(data)
-        return StoredImage(image_id=image_id, width=decoded.width, height=decoded.height)
+        link = None
+        if link_ttl_s:
+            link = ResultLink(
+                url=f"http://files.test/{image_id}?sig=fake",
+                url_expires_at=datetime(2030, 1, 1, tzinfo=UTC) + timedelta(seconds=link_ttl_s),
+            )
+        return StoredImage(image_id=image_id, width=decoded.width, height=decoded.height, link=link)
 
 
 @dataclass
@@ -139,6 +147,7 @@ class FakeEvents:
         output_width: int,
         output_height: int,
         device: str = "",
+        link: ResultLink | None = None,
     ) -> None:
         self.published.append(
             (
@@ -153,6 +162,7 @@ class FakeEvents:
                     "output_height": output_height,
                     # Only when the runner could tell it, so older assertions stay exact.
                     **({"device": device} if device else {}),
+                    **({"link": link} if link is not None else {}),
                 },
             )
         )

@@ -51,6 +51,7 @@ class Harness:
         max_batch_bytes: int = 48 * 1024 * 1024,
         trained_styles_only: bool = False,
         progress_interval_s: float = 0.0,
+        result_url_ttl_s: int = 0,
         monotonic: Callable[[], float] = time.monotonic,
     ) -> None:
         self.storage = FakeStorage()
@@ -72,6 +73,7 @@ class Harness:
             max_batch_bytes=max_batch_bytes,
             max_deliver=MAX_DELIVER,
             progress_interval_s=progress_interval_s,
+            result_url_ttl_s=result_url_ttl_s,
             monotonic=monotonic,
         )
 
@@ -289,6 +291,23 @@ async def test_redelivered_job_stores_the_same_bytes_under_the_same_id() -> None
     succeeded = harness.events.of_kind("succeeded")
     assert [e["event_id"] for e in succeeded] == [f"exec-succeeded-{JOB_ID}"] * 2
     assert harness.runner.status.redeliveries == 1
+
+
+async def test_the_result_url_storage_signs_is_carried_in_the_success_event() -> None:
+    harness = Harness(_image(100, 80), result_url_ttl_s=900)
+    assert await harness.runner.run(harness.job()) is Outcome.SUCCEEDED
+
+    assert harness.storage.uploads[0]["link_ttl_s"] == 900
+    [succeeded] = harness.events.of_kind("succeeded")
+    assert succeeded["link"].url.startswith("http://files.test/img_")
+
+
+async def test_no_result_url_is_asked_for_when_its_lifetime_is_zero() -> None:
+    harness = Harness(_image(100, 80))
+    assert await harness.runner.run(harness.job()) is Outcome.SUCCEEDED
+
+    assert harness.storage.uploads[0]["link_ttl_s"] == 0
+    assert "link" not in harness.events.of_kind("succeeded")[0]
 
 
 async def test_result_already_stored_by_an_earlier_attempt_still_succeeds() -> None:

@@ -345,6 +345,9 @@ class ExecutionSucceeded(_message.Message):
     OUTPUT_WIDTH_FIELD_NUMBER: _builtins.int
     OUTPUT_HEIGHT_FIELD_NUMBER: _builtins.int
     DEVICE_FIELD_NUMBER: _builtins.int
+    RESULT_URL_FIELD_NUMBER: _builtins.int
+    RESULT_URL_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    RESULT_EXPIRES_AT_FIELD_NUMBER: _builtins.int
     event_id: _builtins.str
     job_id: _builtins.str
     result_image_id: _builtins.str
@@ -358,6 +361,15 @@ class ExecutionSucceeded(_message.Message):
     """The kind of device the inference server ran the model on, as it reports it
     (ListLoadedModels' device: "cpu" or "cuda"); empty when the worker could not tell.
     """
+    result_url: _builtins.str
+    """A signed GET URL for the result that storage minted when the worker stored it, its
+    expiry, and when the result's retention ends (unset: kept until deleted). Empty from
+    workers that did not ask for one; jobs then signs its own.
+    """
+    @_builtins.property
+    def result_url_expires_at(self) -> _timestamp_pb2.Timestamp: ...
+    @_builtins.property
+    def result_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
@@ -369,10 +381,13 @@ class ExecutionSucceeded(_message.Message):
         output_width: _builtins.int = ...,
         output_height: _builtins.int = ...,
         device: _builtins.str = ...,
+        result_url: _builtins.str = ...,
+        result_url_expires_at: _timestamp_pb2.Timestamp | None = ...,
+        result_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["result_expires_at", b"result_expires_at", "result_url_expires_at", b"result_url_expires_at"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_ms", b"compute_ms", "device", b"device", "event_id", b"event_id", "job_id", b"job_id", "output_height", b"output_height", "output_width", b"output_width", "result_image_id", b"result_image_id", "tiles", b"tiles"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["compute_ms", b"compute_ms", "device", b"device", "event_id", b"event_id", "job_id", b"job_id", "output_height", b"output_height", "output_width", b"output_width", "result_expires_at", b"result_expires_at", "result_image_id", b"result_image_id", "result_url", b"result_url", "result_url_expires_at", b"result_url_expires_at", "tiles", b"tiles"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -26,7 +26,7 @@ from google.api import annotations_pb2 as google_dot_api_dot_annotations__pb2
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gouache/storage/v1/storage.proto\x12\x12gouache.storage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n\x05Image\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x10\n\x08\x66ile_url\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmetadata_json\x18\x0b \x01(\t\x12\x17\n\nnsfw_score\x18\x0c \x01(\x02H\x00\x88\x01\x01\x12.\n\nexpires_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_nsfw_score\"I\n\x11SignUploadRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"|\n\x12SignUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08image_id\x18\x04 \x01(\t\"\x84\x01\n\x11UploadImageHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x10\n\x08owner_id\x18\x05 \x01(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\"f\n\x12UploadImageRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.gouache.storage.v1.UploadImageHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"?\n\x13UploadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"(\n\x14\x44ownloadImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"P\n\x15\x44ownloadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"#\n\x0fGetImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"&\n\x12\x44\x65leteImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"\'\n\x13\x44\x65leteImageResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\"4\n\x11\x45raseOwnerRequest\x12\x10\n\x08owner_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"3\n\x12\x45raseOwnerResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"7\n\x16ResolveImageUrlRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\"C\n\x17ResolveImageUrlResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"<\n\x13SignDownloadRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"S\n\x14SignDownloadResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x11ListStylesRequest\x12\x14\n\x07\x63urated\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\tB\n\n\x08_curated\"\xbb\x01\n\x05Style\x12\x10\n\x08style_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x03 \x01(\t\x12\x0c\n\x04year\x18\x04 \x01(\t\x12\x0f\n\x07license\x18\x05 \x01(\t\x12\x12\n\nprovenance\x18\x06 \x01(\t\x12\x0f\n\x07\x63urated\x18\x07 \x01(\x08\x12\x10\n\x08\x66ile_url\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0c\n\x04tags\x18\x0b \x03(\t\"X\n\x12ListStylesResponse\x12)\n\x06styles\x18\x01 \x03(\x0b\x32\x19.gouache.storage.v1.Style\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdb\x07\n\x0eStorageService\x12x\n\nSignUpload\x12%.gouache.storage.v1.SignUploadRequest\x1a&.gouache.storage.v1.SignUploadResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/uploads/sign:\x01*\x12`\n\x0bUploadImage\x12&.gouache.storage.v1.UploadImageRequest\x1a\'.gouache.storage.v1.UploadImageResponse(\x01\x12\x66\n\rDownloadImage\x12(.gouache.storage.v1.DownloadImageRequest\x1a).gouache.storage.v1.DownloadImageResponse0\x01\x12i\n\x08GetImage\x12#.gouache.storage.v1.GetImageRequest\x1a\x19.gouache.storage.v1.Image\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/images/{image_id}\x12j\n\x0fResolveImageUrl\x12*.gouache.storage.v1.ResolveImageUrlRequest\x1a+.gouache.storage.v1.ResolveImageUrlResponse\x12\x61\n\x0cSignDownload\x12\'.gouache.storage.v1.SignDownloadRequest\x1a(.gouache.storage.v1.SignDownloadResponse\x12}\n\x0b\x44\x65leteImage\x12&.gouache.storage.v1.DeleteImageRequest\x1a\'.gouache.storage.v1.DeleteImageResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/images/{image_id}\x12[\n\nEraseOwner\x12%.gouache.storage.v1.EraseOwnerRequest\x1a&.gouache.storage.v1.EraseOwnerResponse\x12o\n\nListStyles\x12%.gouache.storage.v1.ListStylesRequest\x1a&.gouache.storage.v1.ListStylesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/stylesb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n gouache/storage/v1/storage.proto\x12\x12gouache.storage.v1\x1a\x1cgoogle/api/annotations.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc3\x02\n\x05Image\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x04 \x01(\t\x12\r\n\x05width\x18\x05 \x01(\x05\x12\x0e\n\x06height\x18\x06 \x01(\x05\x12\x12\n\nsize_bytes\x18\x07 \x01(\x03\x12\x0e\n\x06sha256\x18\x08 \x01(\t\x12\x10\n\x08\x66ile_url\x18\t \x01(\t\x12.\n\ncreated_at\x18\n \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x15\n\rmetadata_json\x18\x0b \x01(\t\x12\x17\n\nnsfw_score\x18\x0c \x01(\x02H\x00\x88\x01\x01\x12.\n\nexpires_at\x18\r \x01(\x0b\x32\x1a.google.protobuf.TimestampB\r\n\x0b_nsfw_score\"I\n\x11SignUploadRequest\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\"|\n\x12SignUploadResponse\x12\x12\n\nupload_url\x18\x01 \x01(\t\x12\x10\n\x08\x66ile_url\x18\x02 \x01(\t\x12.\n\nexpires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x10\n\x08image_id\x18\x04 \x01(\t\"\xa6\x01\n\x11UploadImageHeader\x12\x10\n\x08\x66ilename\x18\x01 \x01(\t\x12\x14\n\x0c\x63ontent_type\x18\x02 \x01(\t\x12\x0c\n\x04kind\x18\x03 \x01(\t\x12\x10\n\x08image_id\x18\x04 \x01(\t\x12\x10\n\x08owner_id\x18\x05 \x01(\t\x12\x15\n\rmetadata_json\x18\x06 \x01(\t\x12 \n\x18\x64ownload_url_ttl_seconds\x18\x07 \x01(\x05\"f\n\x12UploadImageRequest\x12\x37\n\x06header\x18\x01 \x01(\x0b\x32%.gouache.storage.v1.UploadImageHeaderH\x00\x12\x0f\n\x05\x63hunk\x18\x02 \x01(\x0cH\x00\x42\x06\n\x04part\"\x92\x01\n\x13UploadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\x12\x14\n\x0c\x64ownload_url\x18\x02 \x01(\t\x12;\n\x17\x64ownload_url_expires_at\x18\x03 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"(\n\x14\x44ownloadImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"P\n\x15\x44ownloadImageResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\x12\r\n\x05\x63hunk\x18\x02 \x01(\x0c\"#\n\x0fGetImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"&\n\x12\x44\x65leteImageRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\"\'\n\x13\x44\x65leteImageResponse\x12\x10\n\x08image_id\x18\x01 \x01(\t\"4\n\x11\x45raseOwnerRequest\x12\x10\n\x08owner_id\x18\x01 \x01(\t\x12\r\n\x05limit\x18\x02 \x01(\x05\"3\n\x12\x45raseOwnerResponse\x12\x0f\n\x07removed\x18\x01 \x01(\x05\x12\x0c\n\x04\x64one\x18\x02 \x01(\x08\"7\n\x16ResolveImageUrlRequest\x12\x0b\n\x03url\x18\x01 \x01(\t\x12\x10\n\x08owner_id\x18\x02 \x01(\t\"C\n\x17ResolveImageUrlResponse\x12(\n\x05image\x18\x01 \x01(\x0b\x32\x19.gouache.storage.v1.Image\"<\n\x13SignDownloadRequest\x12\x10\n\x08image_id\x18\x01 \x01(\t\x12\x13\n\x0bttl_seconds\x18\x02 \x01(\x05\"S\n\x14SignDownloadResponse\x12\x0b\n\x03url\x18\x01 \x01(\t\x12.\n\nexpires_at\x18\x02 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\"\\\n\x11ListStylesRequest\x12\x14\n\x07\x63urated\x18\x01 \x01(\x08H\x00\x88\x01\x01\x12\x11\n\tpage_size\x18\x02 \x01(\x05\x12\x12\n\npage_token\x18\x03 \x01(\tB\n\n\x08_curated\"\xbb\x01\n\x05Style\x12\x10\n\x08style_id\x18\x01 \x01(\t\x12\r\n\x05title\x18\x02 \x01(\t\x12\x0e\n\x06\x61rtist\x18\x03 \x01(\t\x12\x0c\n\x04year\x18\x04 \x01(\t\x12\x0f\n\x07license\x18\x05 \x01(\t\x12\x12\n\nprovenance\x18\x06 \x01(\t\x12\x0f\n\x07\x63urated\x18\x07 \x01(\x08\x12\x10\n\x08\x66ile_url\x18\x08 \x01(\t\x12\r\n\x05width\x18\t \x01(\x05\x12\x0e\n\x06height\x18\n \x01(\x05\x12\x0c\n\x04tags\x18\x0b \x03(\t\"X\n\x12ListStylesResponse\x12)\n\x06styles\x18\x01 \x03(\x0b\x32\x19.gouache.storage.v1.Style\x12\x17\n\x0fnext_page_token\x18\x02 \x01(\t2\xdb\x07\n\x0eStorageService\x12x\n\nSignUpload\x12%.gouache.storage.v1.SignUploadRequest\x1a&.gouache.storage.v1.SignUploadResponse\"\x1b\x82\xd3\xe4\x93\x02\x15\"\x10/v1/uploads/sign:\x01*\x12`\n\x0bUploadImage\x12&.gouache.storage.v1.UploadImageRequest\x1a\'.gouache.storage.v1.UploadImageResponse(\x01\x12\x66\n\rDownloadImage\x12(.gouache.storage.v1.DownloadImageRequest\x1a).gouache.storage.v1.DownloadImageResponse0\x01\x12i\n\x08GetImage\x12#.gouache.storage.v1.GetImageRequest\x1a\x19.gouache.storage.v1.Image\"\x1d\x82\xd3\xe4\x93\x02\x17\x12\x15/v1/images/{image_id}\x12j\n\x0fResolveImageUrl\x12*.gouache.storage.v1.ResolveImageUrlRequest\x1a+.gouache.storage.v1.ResolveImageUrlResponse\x12\x61\n\x0cSignDownload\x12\'.gouache.storage.v1.SignDownloadRequest\x1a(.gouache.storage.v1.SignDownloadResponse\x12}\n\x0b\x44\x65leteImage\x12&.gouache.storage.v1.DeleteImageRequest\x1a\'.gouache.storage.v1.DeleteImageResponse\"\x1d\x82\xd3\xe4\x93\x02\x17*\x15/v1/images/{image_id}\x12[\n\nEraseOwner\x12%.gouache.storage.v1.EraseOwnerRequest\x1a&.gouache.storage.v1.EraseOwnerResponse\x12o\n\nListStyles\x12%.gouache.storage.v1.ListStylesRequest\x1a&.gouache.storage.v1.ListStylesResponse\"\x12\x82\xd3\xe4\x93\x02\x0c\x12\n/v1/stylesb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -48,39 +48,39 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_SIGNUPLOADRESPONSE']._serialized_start=520
   _globals['_SIGNUPLOADRESPONSE']._serialized_end=644
   _globals['_UPLOADIMAGEHEADER']._serialized_start=647
-  _globals['_UPLOADIMAGEHEADER']._serialized_end=779
-  _globals['_UPLOADIMAGEREQUEST']._serialized_start=781
-  _globals['_UPLOADIMAGEREQUEST']._serialized_end=883
-  _globals['_UPLOADIMAGERESPONSE']._serialized_start=885
-  _globals['_UPLOADIMAGERESPONSE']._serialized_end=948
-  _globals['_DOWNLOADIMAGEREQUEST']._serialized_start=950
-  _globals['_DOWNLOADIMAGEREQUEST']._serialized_end=990
-  _globals['_DOWNLOADIMAGERESPONSE']._serialized_start=992
-  _globals['_DOWNLOADIMAGERESPONSE']._serialized_end=1072
-  _globals['_GETIMAGEREQUEST']._serialized_start=1074
-  _globals['_GETIMAGEREQUEST']._serialized_end=1109
-  _globals['_DELETEIMAGEREQUEST']._serialized_start=1111
-  _globals['_DELETEIMAGEREQUEST']._serialized_end=1149
-  _globals['_DELETEIMAGERESPONSE']._serialized_start=1151
-  _globals['_DELETEIMAGERESPONSE']._serialized_end=1190
-  _globals['_ERASEOWNERREQUEST']._serialized_start=1192
-  _globals['_ERASEOWNERREQUEST']._serialized_end=1244
-  _globals['_ERASEOWNERRESPONSE']._serialized_start=1246
-  _globals['_ERASEOWNERRESPONSE']._serialized_end=1297
-  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_start=1299
-  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_end=1354
-  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_start=1356
-  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_end=1423
-  _globals['_SIGNDOWNLOADREQUEST']._serialized_start=1425
-  _globals['_SIGNDOWNLOADREQUEST']._serialized_end=1485
-  _globals['_SIGNDOWNLOADRESPONSE']._serialized_start=1487
-  _globals['_SIGNDOWNLOADRESPONSE']._serialized_end=1570
-  _globals['_LISTSTYLESREQUEST']._serialized_start=1572
-  _globals['_LISTSTYLESREQUEST']._serialized_end=1664
-  _globals['_STYLE']._serialized_start=1667
-  _globals['_STYLE']._serialized_end=1854
-  _globals['_LISTSTYLESRESPONSE']._serialized_start=1856
-  _globals['_LISTSTYLESRESPONSE']._serialized_end=1944
-  _globals['_STORAGESERVICE']._serialized_start=1947
-  _globals['_STORAGESERVICE']._serialized_end=2934
+  _globals['_UPLOADIMAGEHEADER']._serialized_end=813
+  _globals['_UPLOADIMAGEREQUEST']._serialized_start=815
+  _globals['_UPLOADIMAGEREQUEST']._serialized_end=917
+  _globals['_UPLOADIMAGERESPONSE']._serialized_start=920
+  _globals['_UPLOADIMAGERESPONSE']._serialized_end=1066
+  _globals['_DOWNLOADIMAGEREQUEST']._serialized_start=1068
+  _globals['_DOWNLOADIMAGEREQUEST']._serialized_end=1108
+  _globals['_DOWNLOADIMAGERESPONSE']._serialized_start=1110
+  _globals['_DOWNLOADIMAGERESPONSE']._serialized_end=1190
+  _globals['_GETIMAGEREQUEST']._serialized_start=1192
+  _globals['_GETIMAGEREQUEST']._serialized_end=1227
+  _globals['_DELETEIMAGEREQUEST']._serialized_start=1229
+  _globals['_DELETEIMAGEREQUEST']._serialized_end=1267
+  _globals['_DELETEIMAGERESPONSE']._serialized_start=1269
+  _globals['_DELETEIMAGERESPONSE']._serialized_end=1308
+  _globals['_ERASEOWNERREQUEST']._serialized_start=1310
+  _globals['_ERASEOWNERREQUEST']._serialized_end=1362
+  _globals['_ERASEOWNERRESPONSE']._serialized_start=1364
+  _globals['_ERASEOWNERRESPONSE']._serialized_end=1415
+  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_start=1417
+  _globals['_RESOLVEIMAGEURLREQUEST']._serialized_end=1472
+  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_start=1474
+  _globals['_RESOLVEIMAGEURLRESPONSE']._serialized_end=1541
+  _globals['_SIGNDOWNLOADREQUEST']._serialized_start=1543
+  _globals['_SIGNDOWNLOADREQUEST']._serialized_end=1603
+  _globals['_SIGNDOWNLOADRESPONSE']._serialized_start=1605
+  _globals['_SIGNDOWNLOADRESPONSE']._serialized_end=1688
+  _globals['_LISTSTYLESREQUEST']._serialized_start=1690
+  _globals['_LISTSTYLESREQUEST']._serialized_end=1782
+  _globals['_STYLE']._serialized_start=1785
+  _globals['_STYLE']._serialized_end=1972
+  _globals['_LISTSTYLESRESPONSE']._serialized_start=1974
+  _globals['_LISTSTYLESRESPONSE']._serialized_end=2062
+  _globals['_STORAGESERVICE']._serialized_start=2065
+  _globals['_STORAGESERVICE']._serialized_end=3052
 # @@protoc_insertion_point(module_scope)

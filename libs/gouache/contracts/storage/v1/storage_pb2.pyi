@@ -161,6 +161,7 @@ class UploadImageHeader(_message.Message):
     IMAGE_ID_FIELD_NUMBER: _builtins.int
     OWNER_ID_FIELD_NUMBER: _builtins.int
     METADATA_JSON_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_URL_TTL_SECONDS_FIELD_NUMBER: _builtins.int
     filename: _builtins.str
     content_type: _builtins.str
     kind: _builtins.str
@@ -169,6 +170,10 @@ class UploadImageHeader(_message.Message):
     """Services only: store under this id and owner (idempotent by image_id)."""
     owner_id: _builtins.str
     metadata_json: _builtins.str
+    download_url_ttl_seconds: _builtins.int
+    """Services only: also sign a GET URL for the stored image, valid this long (1 s to
+    7 days), and return it; 0 signs none. Saves a SignDownload call per result.
+    """
     def __init__(
         self,
         *,
@@ -178,10 +183,11 @@ class UploadImageHeader(_message.Message):
         image_id: _builtins.str = ...,
         owner_id: _builtins.str = ...,
         metadata_json: _builtins.str = ...,
+        download_url_ttl_seconds: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "filename", b"filename", "image_id", b"image_id", "kind", b"kind", "metadata_json", b"metadata_json", "owner_id", b"owner_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["content_type", b"content_type", "download_url_ttl_seconds", b"download_url_ttl_seconds", "filename", b"filename", "image_id", b"image_id", "kind", b"kind", "metadata_json", b"metadata_json", "owner_id", b"owner_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
@@ -217,16 +223,24 @@ class UploadImageResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     IMAGE_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_URL_FIELD_NUMBER: _builtins.int
+    DOWNLOAD_URL_EXPIRES_AT_FIELD_NUMBER: _builtins.int
+    download_url: _builtins.str
+    """When the header asked for it: a signed GET URL for the image, and its expiry."""
     @_builtins.property
     def image(self) -> Global___Image: ...
+    @_builtins.property
+    def download_url_expires_at(self) -> _timestamp_pb2.Timestamp: ...
     def __init__(
         self,
         *,
         image: Global___Image | None = ...,
+        download_url: _builtins.str = ...,
+        download_url_expires_at: _timestamp_pb2.Timestamp | None = ...,
     ) -> None: ...
-    _HasFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    _HasFieldArgType: _TypeAlias = _typing.Literal["download_url_expires_at", b"download_url_expires_at", "image", b"image"]  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["image", b"image"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["download_url", b"download_url", "download_url_expires_at", b"download_url_expires_at", "image", b"image"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
