@@ -91,6 +91,19 @@ class Mesh:
                 found.append(message)
         return found
 
+    async def published(self, subject: str, job_id: str, count: int = 1) -> list[Message]:
+        """The events on subject about job_id once there are `count`: the outbox relay
+        publishes them after the job's transaction commits, so a read of the job can see
+        its new state before the stream holds the event."""
+        found: list[Message] = []
+
+        async def enough() -> bool:
+            found[:] = await self.job_events(subject, job_id)
+            return len(found) >= count
+
+        await wait_until(enough, what=f"{count} {subject} for {job_id}")
+        return found
+
 
 async def wait_until(
     condition: Callable[[], Awaitable[bool]], *, within: float = 10.0, what: str = ""

@@ -76,7 +76,7 @@ async def test_a_job_whose_created_event_keeps_failing_ends_failed_with_the_reas
         r"\(stream GOUACHE_DLQ, sequence \d+\)",
         job.error,
     ), job.error
-    (failed,) = await mesh.job_events(subjects.JOBS_FAILED, job_id)
+    (failed,) = await mesh.published(subjects.JOBS_FAILED, job_id)
     assert isinstance(failed, events_pb2.JobFailed)
     assert failed.error_message == job.error
 

@@ -136,7 +136,7 @@ async def test_a_projects_jobs_are_its_members_and_not_found_elsewhere(mesh: Mes
     )
 
     await _succeed(mesh, created.job_id, p.shared, alice)
-    (event,) = await mesh.job_events(subjects.JOBS_SUCCEEDED, created.job_id)
+    (event,) = await mesh.published(subjects.JOBS_SUCCEEDED, created.job_id)
     assert isinstance(event, events_pb2.JobSucceeded)
     assert (event.owner_id, event.user_id) == (p.shared, p.alice)
     await mesh.stub.DeleteJob(

@@ -81,7 +81,7 @@ async def test_a_used_quota_refuses_jobs_and_batches_until_the_month_resets(mesh
     await _run(mesh, first.job_id, user, compute_ms=2345)
     assert await _used(mesh, user) == (2345, 1)
     # The success event carries what feedback bills.
-    (done,) = await mesh.job_events(subjects.JOBS_SUCCEEDED, first.job_id)
+    (done,) = await mesh.published(subjects.JOBS_SUCCEEDED, first.job_id)
     assert isinstance(done, events_pb2.JobSucceeded)
     assert (done.compute_ms, done.device) == (2345, "cuda")
 
