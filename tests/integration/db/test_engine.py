@@ -202,7 +202,7 @@ async def test_concurrent_read_modify_write_loses_no_update(
 async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, mode: str, busy_timeout: int
 ) -> None:
-    # Inline connections (the default) wait for locks with asyncio sleeps, not in SQLite.
+    # Inline connections wait for locks with asyncio sleeps, not in SQLite.
     monkeypatch.setenv(SQLITE_MODE_ENV, mode)
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'pragmas.db'}")
     try:

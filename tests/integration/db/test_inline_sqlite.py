@@ -23,6 +23,11 @@ metadata = MetaData()
 rows = Table("rows", metadata, Column("id", String, primary_key=True), Column("n", Integer))
 
 
+@pytest.fixture(autouse=True)
+def inline_mode(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(engine_module.SQLITE_MODE_ENV, "inline")
+
+
 @pytest.fixture
 async def engine(tmp_path: Path) -> AsyncEngine:
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'inline.db'}")
@@ -31,7 +36,7 @@ async def engine(tmp_path: Path) -> AsyncEngine:
     await engine.dispose()
 
 
-async def test_connections_are_inline_by_default(engine: AsyncEngine) -> None:
+async def test_connections_are_inline_when_asked(engine: AsyncEngine) -> None:
     async with engine.connect() as connection:
         raw = await connection.get_raw_connection()
         assert isinstance(raw.driver_connection, InlineConnection)
