@@ -104,3 +104,14 @@ audit_table = Table(
     Index("ix_auth_audit_log_at_event_id", "at", "event_id"),
     Index("ix_auth_audit_log_actor_id", "actor_id"),
 )
+
+
+# Erased users, by the SHA-256 of their id (migration 0005): an audit event naming one that
+# is reported after the erasure (storage's and feedback's own steps of it) is recorded
+# pseudonymised, as the entries already there were.
+erased_subjects = Table(
+    "auth_erased_subjects",
+    metadata,
+    Column("subject_sha256", String(64), primary_key=True),
+    Column("erased_at", UtcDateTime, nullable=False),
+)

@@ -3,6 +3,7 @@ bad page token, and an erased user's entries pseudonymised."""
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 
@@ -100,3 +101,44 @@ async def test_an_erased_users_entries_keep_what_not_who(audit: AuditLog) -> Non
         ("user.created", "usr_root", f"user:{alias}", alias),
         ("api_key.created", alias, "", alias),
     }
+
+
+async def test_an_event_naming_an_erased_user_that_arrives_later_is_recorded_pseudonymised(
+    audit: AuditLog,
+) -> None:
+    """Other services report the erasure's own steps (images, feedback) after auth has
+    deleted the account; their events must not bring the user's id back."""
+    await audit.pseudonymise("usr_alice")
+    late = AuditEvent(
+        event_id="aud_late",
+        at=T0,
+        actor_id="usr_alice",
+        action="image.erased",
+        target="user:usr_alice",
+        subject_id="usr_alice",
+        service="usr_svc_storage",
+    )
+    other = _event(1, actor="usr_bob")
+    assert await audit.append([late, other]) == 2
+    assert await audit.append([late]) == 0  # a retried report is still recorded once
+    entries, _ = await audit.list(since=None, actor_id="", action="", page_size=0, page_token="")
+    alias = pseudonym("usr_alice")
+    assert {(e.event_id, e.actor_id, e.target, e.subject_id) for e in entries} == {
+        ("aud_late", alias, f"user:{alias}", alias),
+        ("aud_0001", "usr_bob", "job:job_1", alias),
+    }
+    assert "usr_alice" not in repr(entries)
+
+
+async def test_events_racing_an_erasure_never_keep_the_users_id(audit: AuditLog) -> None:
+    """Appends that run while the erasure does end pseudonymised whichever commits first."""
+    events = [_event(n, actor="usr_alice") for n in range(40)]
+    await asyncio.gather(
+        *(audit.append([event]) for event in events[:20]),
+        audit.pseudonymise("usr_alice"),
+        *(audit.append([event]) for event in events[20:]),
+    )
+    entries, _ = await audit.list(since=None, actor_id="", action="", page_size=100, page_token="")
+    assert len(entries) == 40
+    assert {e.actor_id for e in entries} == {pseudonym("usr_alice")}
+    assert {e.subject_id for e in entries} == {pseudonym("usr_alice")}
