@@ -25,10 +25,9 @@ _WAL_RETRY_S = 0.02
 # Any constant works; it only has to be the same for every replica of every service.
 _SCHEMA_LOCK_KEY = 0x6A0AC4E
 READ_ONLY = "gouache_read_only"
-# "inline": SQLite on the event loop (gouache.db.inline_sqlite), a quarter less CPU per
-# job in the mesh; "thread" (the default for now): aiosqlite's worker thread. Inline
-# stays opt-in until the tests it showed racy (an audit event arriving after an erasure,
-# the result cache's trim after a job's waiters wake) are fixed.
+# "inline" (the default): SQLite on the event loop (gouache.db.inline_sqlite), a quarter
+# less CPU per job in the mesh (loadtests/RESULTS.md, issue 10); "thread": aiosqlite's
+# worker thread, each cursor call a hop to it and back.
 SQLITE_MODE_ENV = "GOUACHE_SQLITE_MODE"
 """Execution option of read-only engines (`read_only`): on SQLite their transactions
 begin DEFERRED, a WAL snapshot that neither waits for nor blocks the writer."""
@@ -47,7 +46,13 @@ def create_engine(
     parsed = make_url(url)
     driver = parsed.drivername
     if driver == SQLITE_DRIVER:
-        if os.environ.get(SQLITE_MODE_ENV, "thread") != "inline":
+        mode = os.environ.get(SQLITE_MODE_ENV, "inline")
+        if mode not in ("inline", "thread"):
+            raise ValueError(
+                f"{SQLITE_MODE_ENV}={mode!r} is not a SQLite mode: use inline (the default, "
+                "SQLite on the event loop) or thread (aiosqlite's worker thread)"
+            )
+        if mode == "thread":
             engine = create_async_engine(url, echo=echo)
             _configure_sqlite(engine, inline=False)
         else:

@@ -217,6 +217,14 @@ async def test_sqlite_connections_use_wal_foreign_keys_and_a_busy_timeout(
     assert pragmas == {"journal_mode": "wal", "foreign_keys": 1, "busy_timeout": busy_timeout}
 
 
+def test_an_unknown_sqlite_mode_is_refused_by_name(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv(SQLITE_MODE_ENV, "threads")
+    with pytest.raises(ValueError, match="'threads' is not a SQLite mode: use inline"):
+        create_engine(f"sqlite+aiosqlite:///{tmp_path / 'x.db'}")
+
+
 async def test_read_only_sessions_read_a_snapshot_while_a_writer_holds_the_lock(
     engine: AsyncEngine, schema: tuple[Table, Table]
 ) -> None:
