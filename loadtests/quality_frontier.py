@@ -2,6 +2,8 @@
 
     .venv/bin/python -m loadtests.quality_frontier
     .venv/bin/python -m loadtests.quality_frontier --content-weights 10,40,160 --models wct.lite0-v1
+    .venv/bin/python -m loadtests.quality_frontier --content-weights "" --models "" \
+        --gatys-variant '{"content_weight": 40, "steps": 500}'
 
 Issue 9 asks of the best one-pass model, on `gouache eval`'s grid and measured with the
 independent judge (EfficientNet-Lite1, `gouache.nst.quality.lite1_meter`), a style distance
@@ -9,7 +11,8 @@ at most 0.65x the histogram baseline's with a content distance at most 1.35x. A 
 network trained on Lite0 losses learns to approximate what optimising those losses gives;
 this script measures what optimising them gives at each balance. It runs gatys (the pinned
 `--gatys` version's settings) with each `--content-weights` value in place of its content
-weight, and each one-pass `--models`, on the same grid, and prints each one's median Lite1
+weight, any `--gatys-variant` (a JSON object of `GatysConfig` fields to override, e.g.
+more style taps or steps), and each one-pass `--models`, on the same grid, and prints each one's median Lite1
 style and content distances as ratios to the baseline's, with whether it meets the bar.
 
 The grid is `gouache eval`'s (`gouache.nst.eval_grid.load_grid`: the shared corpus when
@@ -86,8 +89,8 @@ def _one_pass(name: str) -> Stylize:
     return stylize
 
 
-def _gatys(config: GatysConfig, content_weight: float) -> Stylize:
-    family = GatysFamily(dataclasses.replace(config, content_weight=content_weight), load_lite0())
+def _gatys(config: GatysConfig, changes: dict[str, Any]) -> Stylize:
+    family = GatysFamily(dataclasses.replace(config, **changes), load_lite0())
     controls = StylizeControls()
 
     def stylize(content: RGBImage, style: RGBImage) -> RGBImage:
@@ -98,6 +101,13 @@ def _gatys(config: GatysConfig, content_weight: float) -> Stylize:
 
 def _floats(text: str) -> list[float]:
     return [float(part) for part in text.split(",") if part.strip()]
+
+
+def _variant(text: str) -> dict[str, Any]:
+    changes = json.loads(text)
+    if not isinstance(changes, dict):
+        raise argparse.ArgumentTypeError(f"a gatys variant is a JSON object, got {text!r}")
+    return changes
 
 
 def _names(text: str) -> list[str]:
@@ -114,6 +124,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         type=_names,
         default=["wct.lite0-v1", "adain.lite0-v1.1", "feedforward.lite0-v1"],
     )
+    parser.add_argument("--gatys-variant", type=_variant, action="append", default=[])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
@@ -123,9 +134,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     baseline = _medians(grid, judge, histogram_baseline)
     config = GatysConfig.from_mapping(registry.get(args.gatys).config)
     rows = [_row("baseline.histogram", baseline, baseline)]
-    for weight in args.content_weights:
-        medians = _medians(grid, judge, _gatys(config, weight))
-        rows.append(_row(f"{args.gatys} content_weight={weight:g}", medians, baseline))
+    variants = [{"content_weight": weight} for weight in args.content_weights]
+    variants += args.gatys_variant
+    for changes in variants:  # every variant checked before the first one runs
+        GatysConfig.from_mapping({**registry.get(args.gatys).config, **changes})
+    for changes in variants:
+        medians = _medians(grid, judge, _gatys(config, changes))
+        label = " ".join(f"{key}={json.dumps(value)}" for key, value in changes.items())
+        rows.append(_row(f"{args.gatys} {label}", medians, baseline))
         print(json.dumps(rows[-1]), file=sys.stderr, flush=True)
     for name in args.models:
         rows.append(_row(name, _medians(grid, judge, _one_pass(name)), baseline))
