@@ -84,7 +84,8 @@ def _run_job(
 
 def _job_trace(receiver: OtlpReceiver, job_id: str) -> tuple[str, list[ReceivedSpan]]:
     """The trace id of the job (its tiling delivery names it) and that trace's spans, once
-    every service has exported its part and feedback has consumed the outcome."""
+    every service has exported its part, feedback has consumed the outcome and the publish
+    of every consumed message is in."""
 
     def trace_id(spans: list[ReceivedSpan]) -> str | None:
         for span in spans:
@@ -97,8 +98,25 @@ def _job_trace(receiver: OtlpReceiver, job_id: str) -> tuple[str, list[ReceivedS
         if found is None:
             return False
         mine = [span for span in spans if span.trace_id == found]
-        return {span.service for span in mine} >= SERVICES and any(
-            span.service == "gouache-feedback" and span.kind == SPAN_KIND_CONSUMER for span in mine
+        # Each process exports on its own schedule: a consumer's span can arrive before the
+        # span of the publish it continues, so wait for every publish a consumer names.
+        published = {
+            span.attributes.get("messaging.message.id")
+            for span in mine
+            if span.kind == SPAN_KIND_PRODUCER
+        }
+        consumed = {
+            span.attributes.get("messaging.message.id")
+            for span in mine
+            if span.kind == SPAN_KIND_CONSUMER
+        }
+        return (
+            {span.service for span in mine} >= SERVICES
+            and any(
+                span.service == "gouache-feedback" and span.kind == SPAN_KIND_CONSUMER
+                for span in mine
+            )
+            and consumed <= published
         )
 
     spans = receiver.wait_for(
