@@ -11,8 +11,9 @@ services report its own steps (images and feedback erased) after auth has delete
 account: an event naming an erased user is recorded pseudonymised. Each append checks and
 inserts in one transaction that an erasure of a user it names cannot interleave with
 (SQLite takes the write lock up front; PostgreSQL takes a per-user advisory lock in both),
-so whichever commits first, no entry keeps the id. A database role without UPDATE/DELETE on this table would enforce it on PostgreSQL; SQLite has
-no roles, so there it rests on the code alone.
+so whichever commits first, no entry keeps the id. A database role without UPDATE/DELETE
+on this table would enforce it on PostgreSQL; SQLite has no roles, so there it rests on
+the code alone.
 """
 
 from __future__ import annotations

@@ -15,6 +15,7 @@ from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.events.v1 import events_pb2
 from gouache.contracts.jobs.v1 import jobs_pb2
 from gouache.db import new_id
+from gouache.results import ResultLink
 from services.jobs.clients import ResultExpired
 from services.jobs.domain.batches import Batch, BatchRequest, counts_dict
 from services.jobs.domain.jobs import (
@@ -25,7 +26,6 @@ from services.jobs.domain.jobs import (
     InvalidEvent,
     Job,
     JobStatus,
-    ResultLink,
 )
 from services.jobs.domain.requests import JobRequest, StylizeParams
 from services.jobs.domain.routing import ModelRoute, ModelVersion, RouteTarget, parse_config
@@ -372,12 +372,8 @@ def _result_link(message: events_pb2.ExecutionSucceeded) -> ResultLink | None:
     """The signed URL a worker passed on, if it passed one that has an expiry."""
     if not message.result_url or not message.HasField("result_url_expires_at"):
         return None
-    return ResultLink(
-        url=message.result_url,
-        url_expires_at=message.result_url_expires_at.ToDatetime(tzinfo=UTC),
-        result_expires_at=(
-            message.result_expires_at.ToDatetime(tzinfo=UTC)
-            if message.HasField("result_expires_at")
-            else None
-        ),
+    return ResultLink.from_timestamps(
+        message.result_url,
+        message.result_url_expires_at,
+        message.result_expires_at if message.HasField("result_expires_at") else None,
     )

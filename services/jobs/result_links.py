@@ -22,8 +22,8 @@ from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from gouache.db import utc_now
+from gouache.results import ResultLink
 from services.jobs.clients import DownloadSigner
-from services.jobs.domain.jobs import ResultLink
 
 # Results remembered at most (a few hundred bytes each).
 DEFAULT_CAPACITY = 4096

@@ -20,6 +20,7 @@ from gouache.bus.consumer import DurableConsumer, Event, PermanentEventError, Re
 from gouache.bus.jetstream import NATS_ERRORS, PublishError, publish
 from gouache.bus.tracing import process_span
 from gouache.contracts.events.v1 import events_pb2
+from gouache.results import ResultLink
 from gouache.runtime.context import job_id_var
 from gouache.runtime.errors import Unavailable
 from services.tiling.domain import (
@@ -28,7 +29,6 @@ from services.tiling.domain import (
     JobParams,
     JobRunner,
     Outcome,
-    ResultLink,
     RetryLater,
 )
 from services.tiling.priority import PriorityGate

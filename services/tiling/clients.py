@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC
 from functools import partial
 from typing import cast
 
@@ -15,9 +14,10 @@ from gouache.contracts.common.v1 import common_pb2
 from gouache.contracts.inference.v1 import inference_pb2, inference_pb2_grpc
 from gouache.contracts.storage.v1 import storage_pb2, storage_pb2_grpc
 from gouache.imaging.codec import from_rgb_bytes, to_rgb_bytes
+from gouache.results import ResultLink
 from gouache.runtime.clients import CallOptions, ServiceTokenSource, open_channel
 from gouache.runtime.errors import FailedPrecondition, from_rpc_error
-from services.tiling.domain import JobParams, Pixels, ResultLink, StoredImage, StyleInput
+from services.tiling.domain import JobParams, Pixels, StoredImage, StyleInput
 
 logger = logging.getLogger(__name__)
 
@@ -95,14 +95,10 @@ class GrpcStorage:
         image = response.image
         link = None
         if response.download_url:
-            link = ResultLink(
-                url=response.download_url,
-                url_expires_at=response.download_url_expires_at.ToDatetime(tzinfo=UTC),
-                result_expires_at=(
-                    image.expires_at.ToDatetime(tzinfo=UTC)
-                    if image.HasField("expires_at")
-                    else None
-                ),
+            link = ResultLink.from_timestamps(
+                response.download_url,
+                response.download_url_expires_at,
+                image.expires_at if image.HasField("expires_at") else None,
             )
         return StoredImage(
             image_id=image.image_id, width=image.width, height=image.height, link=link

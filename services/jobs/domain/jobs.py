@@ -8,6 +8,7 @@ from datetime import datetime
 from enum import StrEnum
 
 from gouache.priority import DEFAULT_LANE
+from gouache.results import ResultLink
 from gouache.runtime.errors import FailedPrecondition, InvalidArgument
 from services.jobs.domain.requests import StylizeParams
 
@@ -133,16 +134,6 @@ class ExecutionProgress:
 
     fraction: float
     started_at: datetime | None = None
-
-
-@dataclass(frozen=True)
-class ResultLink:
-    """A signed GET URL storage minted for a result as the worker stored it, its expiry,
-    and when the result's retention ends (None: kept until deleted)."""
-
-    url: str
-    url_expires_at: datetime
-    result_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -14,6 +14,8 @@ from typing import Protocol, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
+from gouache.results import ResultLink
+
 logger = logging.getLogger(__name__)
 
 Pixels = NDArray[np.uint8]
@@ -64,17 +66,6 @@ class StyleInput:
 
     key: str
     pixels: Pixels
-
-
-@dataclass(frozen=True)
-class ResultLink:
-    """A signed GET URL storage minted for a result as it stored it, its expiry, and when
-    the result's retention ends (None: kept until deleted). jobs answers the first reads
-    of the job with it instead of asking storage to sign again."""
-
-    url: str
-    url_expires_at: datetime
-    result_expires_at: datetime | None = None
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from gouache.imaging import codec
 from gouache.imaging.errors import ImageRejected
 from gouache.imaging.tiling import extract_tile
 from gouache.lru import LruCache
+from gouache.results import ResultLink
 from gouache.runtime.errors import (
     AlreadyExists,
     FailedPrecondition,
@@ -36,7 +37,6 @@ from services.tiling.domain.model import (
     ModelQuery,
     Outcome,
     Pixels,
-    ResultLink,
     RetryLater,
     Storage,
     StyleInput,

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from gouache.results import ResultLink
 from services.jobs.clients import ResultExpired
-from services.jobs.domain.jobs import ResultLink
 from services.jobs.result_links import ResultLinks
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

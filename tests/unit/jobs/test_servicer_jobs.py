@@ -18,12 +18,12 @@ from gouache.db import new_id
 from gouache.ratelimit.calls import CallLimiter
 from gouache.ratelimit.limiter import RateLimiter
 from gouache.ratelimit.plans import PlanLimit
+from gouache.results import ResultLink
 from services.jobs.app import JobsApp, JobsConfig
 from services.jobs.domain.jobs import (
     ExecutionFailed,
     ExecutionProgress,
     ExecutionSucceeded,
-    ResultLink,
 )
 from tests.unit.jobs.conftest import Harness, make_app, start_harness, stop_harness
 from tests.unit.jobs.helpers import InMemoryImages, expect_error

@@ -10,7 +10,8 @@ from typing import Any
 import numpy as np
 
 from gouache.imaging import codec
-from services.tiling.domain import JobParams, Pixels, ResultLink, StoredImage, StyleInput
+from gouache.results import ResultLink
+from services.tiling.domain import JobParams, Pixels, StoredImage, StyleInput
 
 
 class FakeStorage:
