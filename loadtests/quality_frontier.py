@@ -127,17 +127,30 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--gatys-variant", type=_variant, action="append", default=[])
     parser.add_argument("--threads", type=int, default=1)
     args = parser.parse_args(argv)
+    if args.threads < 1:
+        parser.error(f"--threads must be at least 1, got {args.threads}")
+    # Everything is checked before the first image is stylized.
+    try:
+        pinned = dict(registry.get(args.gatys).config)
+        for name in args.models:
+            registry.get(name)
+        config = GatysConfig.from_mapping(pinned)
+        variants = [{"content_weight": weight} for weight in args.content_weights]
+        variants += args.gatys_variant
+        for changes in variants:
+            GatysConfig.from_mapping({**pinned, **changes})
+    except KeyError as exc:
+        parser.error(str(exc.args[0]))
+    except ValueError as exc:
+        parser.error(str(exc))
+    except TypeError as exc:
+        parser.error(f"a gatys setting has the wrong type ({exc})")
     torch.set_num_threads(args.threads)
 
     grid = load_grid(args.data)
     judge = lite1_meter()
     baseline = _medians(grid, judge, histogram_baseline)
-    config = GatysConfig.from_mapping(registry.get(args.gatys).config)
     rows = [_row("baseline.histogram", baseline, baseline)]
-    variants = [{"content_weight": weight} for weight in args.content_weights]
-    variants += args.gatys_variant
-    for changes in variants:  # every variant checked before the first one runs
-        GatysConfig.from_mapping({**registry.get(args.gatys).config, **changes})
     for changes in variants:
         medians = _medians(grid, judge, _gatys(config, changes))
         label = " ".join(f"{key}={json.dumps(value)}" for key, value in changes.items())
