@@ -26,13 +26,21 @@ logger = logging.getLogger(__name__)
 
 USER_AGENT = "gouache-webhooks/1"
 
+LEASE_MARGIN_S = 5.0
+"""How long a claimed delivery stays leased beyond the POST's timeout (recording it)."""
+
 
 class WebhookDeliverer:
     """One background task that POSTs pending deliveries when they are due.
 
     A claimed delivery is leased (its next attempt pushed past the POST's timeout) so
-    another replica does not send it at the same time. Delivery is at least once:
-    receivers deduplicate on X-Gouache-Delivery.
+    another replica does not send it at the same time. A pass claims no more than it
+    sends at once (`concurrency`), so every claimed POST starts at once and the lease
+    only needs to outlast one timeout: LEASE_MARGIN_S more. A replica killed between
+    claiming and recording an attempt holds its deliveries back that long and no longer
+    (the 40 s lease this had before could outlast the chaos test's 30 s wait for the
+    webhooks of jobs it had seen end). Delivery is at least once: receivers deduplicate
+    on X-Gouache-Delivery.
     """
 
     def __init__(
@@ -53,8 +61,8 @@ class WebhookDeliverer:
         self._backoff_s = backoff_s
         self._poll_interval_s = poll_interval_s
         self._concurrency = concurrency
-        self._batch = concurrency * 4
-        self._lease = timedelta(seconds=timeout_s + 30)
+        self._batch = concurrency
+        self.lease = timedelta(seconds=timeout_s + LEASE_MARGIN_S)
         self._allow_private = allow_private
         self._now = now
         self._wake = asyncio.Event()
@@ -88,9 +96,7 @@ class WebhookDeliverer:
 
     async def deliver_due(self) -> int:
         """Sends one batch of due deliveries; returns how many were attempted."""
-        tasks = await self._store.claim_deliveries(
-            self._now(), limit=self._batch, lease=self._lease
-        )
+        tasks = await self._store.claim_deliveries(self._now(), limit=self._batch, lease=self.lease)
         gate = asyncio.Semaphore(self._concurrency)
 
         async def send(task: DeliveryTask) -> None:

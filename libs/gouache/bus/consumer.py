@@ -63,6 +63,20 @@ class Event:
 Handler = Callable[[Event], Awaitable[None]]
 
 
+class _Delivery:
+    """A message this process is handling, as JetStream last delivered it.
+
+    `msg` moves to the newest delivery when JetStream redelivers the message while its
+    handler still runs here, so heartbeats and the final ack, nak or term go to the
+    delivery the server is tracking.
+    """
+
+    __slots__ = ("msg",)
+
+    def __init__(self, msg: Msg) -> None:
+        self.msg = msg
+
+
 class DurableConsumer:
     """Feeds events from a durable JetStream pull consumer to an async handler.
 
@@ -86,6 +100,11 @@ class DurableConsumer:
     - runs long: the consumer sends in-progress heartbeats every ack_wait/3 so JetStream
       does not redeliver it meanwhile; if this process dies, the heartbeats stop and the
       message goes to another instance after ack_wait.
+    - is redelivered to this consumer while its handler still runs here (JetStream
+      forgets the heartbeats when it restarts, and redelivers what was pending): the
+      redelivery joins the running handler instead of starting a second one or, past
+      max_deliver, dead-lettering work that is about to succeed; heartbeats and the
+      outcome then go to the newest delivery.
     Handlers must be idempotent on ``Event.event_id`` (see ``mark_processed``): delivery is
     at least once. At most max_in_flight handlers run at once (1 suits a GPU worker).
     """
@@ -135,6 +154,8 @@ class DurableConsumer:
         self._subscription: JetStreamContext.PullSubscription | None = None
         self._loop_task: asyncio.Task[None] | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._active: dict[int, _Delivery] = {}
+        self._joined = 0
         self._slot_freed = asyncio.Event()
         self._stopping = asyncio.Event()
         self._depth = QueueDepthSampler(
@@ -145,6 +166,11 @@ class DurableConsumer:
     def in_flight(self) -> int:
         """How many handlers are running now."""
         return len(self._handlers)
+
+    @property
+    def redeliveries_joined(self) -> int:
+        """Redeliveries that arrived while their message's handler still ran here."""
+        return self._joined
 
     async def start(self) -> None:
         """Create or update the durable consumer, bind to it and start fetching."""
@@ -249,7 +275,24 @@ class DurableConsumer:
         self._subscription = subscription
 
     def _dispatch(self, msg: Msg) -> None:
-        task = asyncio.create_task(self._process(msg))
+        sequence = msg.metadata.sequence.stream
+        running = self._active.get(sequence)
+        if running is not None:
+            self._joined += 1
+            logger.info(
+                "consumer %s: message %d on %s redelivered (delivery %d) while delivery %d "
+                "is still being handled here; the running handler settles it",
+                self._durable,
+                sequence,
+                msg.subject,
+                msg.metadata.num_delivered,
+                running.msg.metadata.num_delivered,
+            )
+            running.msg = msg
+            return
+        delivery = _Delivery(msg)
+        self._active[sequence] = delivery
+        task = asyncio.create_task(self._process(delivery))
         self._handlers.add(task)
         task.add_done_callback(self._on_handler_done)
 
@@ -275,8 +318,16 @@ class DurableConsumer:
             )
             await asyncio.gather(*late, return_exceptions=True)
 
-    async def _process(self, msg: Msg) -> None:
-        sequence = msg.metadata.sequence.stream
+    async def _process(self, delivery: _Delivery) -> None:
+        sequence = delivery.msg.metadata.sequence.stream
+        try:
+            await self._handle(delivery, sequence)
+        finally:
+            self._active.pop(sequence, None)
+
+    async def _handle(self, delivery: _Delivery, sequence: int) -> None:
+        """Runs one delivery; the outcome settles `delivery.msg`, the newest delivery."""
+        msg = delivery.msg
         if self._dead_letters and msg.metadata.num_delivered > self._max_deliver:
             error = self._last_errors.pop(sequence, None) or (
                 f"delivery {self._max_deliver} did not finish (its worker stopped or timed out)"
@@ -286,18 +337,18 @@ class DurableConsumer:
         event: Event | None = None
         try:
             event = self._decode(msg)
-            async with self._heartbeats(msg):
+            async with self._heartbeats(delivery):
                 await self._traced_handler(msg, event)
         except PermanentEventError as exc:
-            await self._give_up(msg, event, str(exc))
+            await self._give_up(delivery.msg, event, str(exc))
         except asyncio.CancelledError:
-            await self._settle(msg.nak(), msg)
+            await self._settle(delivery.msg.nak(), delivery.msg)
             raise
         except Exception as exc:
-            await self._retry_or_give_up(msg, event, exc)
+            await self._retry_or_give_up(delivery.msg, event, exc)
         else:
             self._last_errors.pop(sequence, None)
-            await self._settle(msg.ack_sync(), msg)
+            await self._settle(delivery.msg.ack_sync(), delivery.msg)
 
     def _decode(self, msg: Msg) -> Event:
         message_type = self._message_types.get(msg.subject)
@@ -345,19 +396,19 @@ class DurableConsumer:
             await self._handler(event)
 
     @contextlib.asynccontextmanager
-    async def _heartbeats(self, msg: Msg) -> AsyncIterator[None]:
-        beat = asyncio.create_task(self._beat(msg))
+    async def _heartbeats(self, delivery: _Delivery) -> AsyncIterator[None]:
+        beat = asyncio.create_task(self._beat(delivery))
         try:
             yield
         finally:
             beat.cancel()
 
-    async def _beat(self, msg: Msg) -> None:
+    async def _beat(self, delivery: _Delivery) -> None:
         interval = self._ack_wait / 3
         while True:
             await asyncio.sleep(interval)
             try:
-                await msg.in_progress()
+                await delivery.msg.in_progress()
             except NATS_ERRORS as exc:
                 logger.warning("consumer %s: in-progress heartbeat failed: %s", self._durable, exc)
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import time
 
 import pytest
 from nats.js import JetStreamContext
@@ -13,11 +14,11 @@ from gouache.bus.consumer import (
     RetryableEventError,
 )
 from gouache.bus.jetstream import connect, publish, publish_payload
-from gouache.bus.subjects import JOBS_CANCELED, JOBS_CREATED
+from gouache.bus.subjects import DLQ_STREAM, JOBS_CANCELED, JOBS_CREATED
 from gouache.contracts.events.v1 import events_pb2
 from tests.fixtures.nats import NatsServer
 from tests.integration.bus.conftest import DURABLE, STREAM, ConsumerFactory
-from tests.integration.bus.helpers import job_created, wait_until
+from tests.integration.bus.helpers import job_created, stream_messages, wait_until
 
 
 async def _settled(js: JetStreamContext, stream_seq: int, durable: str = DURABLE) -> bool:
@@ -219,3 +220,35 @@ async def test_no_more_than_max_in_flight_handlers_run_at_once(
     assert sorted(order) == [f"evt_{n}" for n in range(6)]
     if max_in_flight == 1:
         assert order == sorted(order)
+
+
+async def test_a_redelivery_of_an_event_still_being_handled_here_does_not_run_or_dead_letter_it(
+    js: JetStreamContext, start_consumer: ConsumerFactory
+) -> None:
+    """JetStream redelivers a message whose heartbeats it missed to the consumer that is
+    still working on it: after a NATS crash (what chaos found: a job dead-lettered and
+    failed while its result was being stored), or, as here, after the handler held the
+    event loop past ack_wait. The redelivery is past max_deliver (1). It must neither
+    start the handler a second time nor dead-letter a delivery that is about to succeed.
+    """
+    release = asyncio.Event()
+    runs: list[int] = []
+
+    async def handle(event: Event) -> None:
+        runs.append(event.num_delivered)
+        time.sleep(1.5)  # noqa: ASYNC251 - holds the loop on purpose: no heartbeat for 1.5 ack_waits
+        await release.wait()
+
+    consumer = await start_consumer(handle, ack_wait=1.0, max_deliver=1, max_in_flight=2)
+    ack = await publish(js, JOBS_CREATED, job_created("evt_1"), event_id="evt_1")
+
+    async def redelivery_taken() -> bool:
+        joined = consumer.redeliveries_joined >= 1
+        return joined or bool(await stream_messages(js, DLQ_STREAM.name))
+
+    await wait_until(redelivery_taken, within=10, what="the event redelivered while handled")
+    release.set()
+    await wait_until(lambda: _settled(js, ack.seq), within=10, what="event acked")
+    assert runs == [1]
+    assert await stream_messages(js, DLQ_STREAM.name) == []
+    assert consumer.redeliveries_joined == 1

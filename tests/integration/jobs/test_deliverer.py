@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator
+from datetime import timedelta
 
 import pytest
 from aiohttp import web
 
-from gouache.db import new_id
+from gouache.db import new_id, utc_now
 from gouache.runtime.context import Principal
 from services.jobs.app import JobsApp
-from services.jobs.deliverer import WebhookDeliverer
+from services.jobs.deliverer import LEASE_MARGIN_S, WebhookDeliverer
 from services.jobs.domain.jobs import ExecutionFailed
 from services.jobs.domain.requests import JobRequest
 from services.jobs.store import Delivery
@@ -110,6 +111,38 @@ async def test_unreachable_receiver_is_recorded(app: JobsApp, images: InMemoryIm
     assert (delivery.status, delivery.attempts, delivery.last_status_code) == ("failed", 2, None)
     assert delivery.last_error is not None
     assert "ConnectError" in delivery.last_error
+
+
+async def test_a_delivery_claimed_by_a_deliverer_that_died_is_sent_once_its_lease_ends(
+    app: JobsApp, images: InMemoryImages, always_500: tuple[str, list[str]]
+) -> None:
+    """A replica SIGKILLed between claiming a delivery and recording its POST holds it
+    back for one POST timeout and a small margin, not longer: the next replica sends it."""
+    url, bodies = always_500
+    await app.create_webhook(ALICE, url, SECRET, ["job.failed"])
+    job_id = await _failed_job(app, images)
+    started = utc_now()
+    dead = WebhookDeliverer(app.store, timeout_s=10, now=lambda: started)
+    assert dead.lease == timedelta(seconds=10 + LEASE_MARGIN_S)
+    claimed = await app.store.claim_deliveries(started, limit=8, lease=dead.lease)
+    assert [task.delivery.job_id for task in claimed] == [job_id]
+
+    async def sent_by_a_new_replica(after_s: float) -> int:
+        survivor = WebhookDeliverer(
+            app.store,
+            timeout_s=10,
+            allow_private=True,
+            now=lambda: started + timedelta(seconds=after_s),
+        )
+        await survivor.start()
+        try:
+            return await survivor.deliver_due()
+        finally:
+            await survivor.stop()
+
+    assert await sent_by_a_new_replica(10.0) == 0  # the POST may still be on its way
+    assert await sent_by_a_new_replica(10.0 + LEASE_MARGIN_S + 0.1) == 1
+    assert len(bodies) == 1
 
 
 async def test_deleted_webhook_drops_its_deliveries(app: JobsApp, images: InMemoryImages) -> None:
