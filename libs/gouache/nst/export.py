@@ -17,10 +17,11 @@ import torch
 from torch import Tensor, nn
 
 from gouache.nst.base import StyleFamily
-from gouache.nst.encoders.lite0 import WeightsIntegrityError, file_sha256
+from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.families.adain import AdainFamily, AdainTransfer
 from gouache.nst.families.feedforward import FeedforwardFamily
 from gouache.nst.families.feedforward_network import TransformNet
+from gouache.nst.families.wct import WctConfig, WctDecoders, WctFamily
 from gouache.nst.specs import ModelSpec
 
 ONNX_OPSET = 17
@@ -217,17 +218,90 @@ def feedforward_export(network: TransformNet, *, side: int = EXPORT_SIDE) -> Fam
     return FamilyExport(module, example, FEEDFORWARD_SIGNATURE)
 
 
-def family_export(family: StyleFamily) -> FamilyExport:
-    """The exportable network of a built family; gatys has none (it optimises pixels)."""
+WCT_ENCODE_SIGNATURE = OnnxSignature(
+    inputs=("image",),
+    outputs=("features",),
+    spatial={"image": (2, 3), "features": (2, 3)},
+)
+"""WCT's encoder up to one tap: image (1, 3, H, W) in [0, 1], H and W multiples of the
+family's stride; features (1, C, H/s, W/s) at the tap."""
+
+WCT_DECODE_SIGNATURE = OnnxSignature(
+    inputs=("features",),
+    outputs=("decoded",),
+    spatial={"features": (2, 3), "decoded": (2, 3)},
+)
+"""WCT's decoder of one tap: (transformed) features to an unclamped (1, 3, H, W) image."""
+
+
+class TapEncoder(nn.Module):
+    """The encoder run up to one tap, returning that tap's features (an exportable form)."""
+
+    def __init__(self, encoder: Lite0Encoder, tap: str) -> None:
+        super().__init__()
+        self.encoder = encoder
+        self.tap = tap
+
+    def forward(self, image: Tensor) -> Tensor:
+        features: Tensor = self.encoder.forward_features(image, (self.tap,))[self.tap]
+        return features
+
+
+def wct_graph_file(role: str, tap: str) -> str:
+    """The file of WCT's `role` ("encode" or "decode") graph for `tap`, e.g. encode.b1.onnx."""
+    if role not in ("encode", "decode"):
+        raise ValueError(f"a WCT graph either encodes or decodes, not {role!r}")
+    return f"{role}.{tap}.onnx"
+
+
+def wct_exports(
+    encoder: Lite0Encoder, decoders: WctDecoders, levels: Sequence[str], *, side: int = EXPORT_SIDE
+) -> dict[str, FamilyExport]:
+    """Per level, the encoder to its tap and its decoder, as two graphs by file name.
+
+    The whitening and colouring between them needs an eigendecomposition, which ONNX
+    has no operator for; it stays in torch (`WctFamily.transfer`).
+    """
+    encoder = copy.deepcopy(encoder).to("cpu").to(memory_format=torch.contiguous_format).eval()
+    decoders = copy.deepcopy(decoders).to("cpu").to(memory_format=torch.contiguous_format).eval()
+    generator = torch.Generator().manual_seed(0)
+    image = torch.rand(1, 3, side, side, generator=generator)
+    exports: dict[str, FamilyExport] = {}
+    for tap in levels:
+        to_tap = TapEncoder(encoder, tap).eval()
+        with torch.no_grad():
+            features = to_tap(image)
+        exports[wct_graph_file("encode", tap)] = FamilyExport(
+            to_tap, (image,), WCT_ENCODE_SIGNATURE
+        )
+        exports[wct_graph_file("decode", tap)] = FamilyExport(
+            decoders.decoders[tap], (features,), WCT_DECODE_SIGNATURE
+        )
+    return exports
+
+
+def family_exports(family: StyleFamily) -> dict[str, FamilyExport]:
+    """The exportable networks of a built family by file name; gatys has none."""
     if isinstance(family, AdainFamily):
-        network = family.network
-        return adain_export(network)
+        return {ONNX_FILE: adain_export(family.network)}
     if isinstance(family, FeedforwardFamily):
-        return feedforward_export(family.model.network)
+        return {ONNX_FILE: feedforward_export(family.model.network)}
+    if isinstance(family, WctFamily):
+        return wct_exports(family.encoder, family.decoders, family.config.levels)
     raise ValueError(
         f"the {family.name} family has no feed-forward network to export "
         "(gatys optimises the pixels through the encoder's gradients)"
     )
+
+
+def graph_files(spec: ModelSpec) -> list[str]:
+    """The ONNX files a registered model's family runs on, in its weights directory."""
+    if spec.family in ("adain", "feedforward"):
+        return [ONNX_FILE]
+    if spec.family == "wct":
+        levels = WctConfig.from_mapping(spec.config).levels
+        return [wct_graph_file(role, tap) for tap in levels for role in ("encode", "decode")]
+    return []
 
 
 def model_directory(spec: ModelSpec) -> Path:
@@ -236,30 +310,34 @@ def model_directory(spec: ModelSpec) -> Path:
     if not folders:
         raise ValueError(
             f"{spec.name} ships no weights, so there is no network to export "
-            f"(the {spec.family} family optimises pixels; only adain and feedforward export)"
+            f"(the {spec.family} family optimises pixels; only one-pass families export)"
         )
     if len(folders) != 1:
         raise ValueError(f"{spec.name} has no single weights directory: {sorted(folders)}")
     return folders.pop()
 
 
-def export_model(name: str, *, directory: Path | None = None) -> Path:
-    """Exports registered model `name` to `model.onnx` beside its weights; lists it.
+def export_model(name: str, *, directory: Path | None = None) -> list[Path]:
+    """Exports registered model `name`'s graphs beside its weights; lists them.
 
-    Adds (or replaces) the graph's entry in the manifest's `files` table, in the form
-    the manifest already uses for its other files, and changes nothing else there; the
-    manifest must be the canonical JSON its trainer wrote (indent 2, sorted keys), so the
-    rewrite changes only that entry. The catalogue's pin on the manifest's sha256
-    (`gouache.catalogue`) must then be updated to the new digest, which `main` prints.
+    `model.onnx` for adain and feedforward, an encode and a decode graph per level for
+    wct (`graph_files`). Adds (or replaces) each graph's entry in the manifest's `files`
+    table, in the form the manifest already uses for its other files, and changes
+    nothing else there; the manifest must be the canonical JSON its trainer wrote
+    (indent 2, sorted keys), so the rewrite changes only those entries. The catalogue's
+    pin on the manifest's sha256 (`gouache.catalogue`) must then be updated to the new
+    digest, which `main` prints.
     """
     from gouache.nst import registry
 
     spec = registry.get(name)
     target = directory if directory is not None else model_directory(spec)
-    exported = family_export(registry.build_family(name))
-    path = export_onnx(exported.module, exported.example, target / ONNX_FILE, exported.signature)
-    add_manifest_entry(target / MANIFEST_FILE, path)
-    return path
+    written: list[Path] = []
+    for file, exported in family_exports(registry.build_family(name)).items():
+        path = export_onnx(exported.module, exported.example, target / file, exported.signature)
+        add_manifest_entry(target / MANIFEST_FILE, path)
+        written.append(path)
+    return written
 
 
 def add_manifest_entry(manifest_path: Path, file: Path) -> None:
@@ -303,15 +381,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     for name in args.models:
         try:
-            path = export_model(name)
+            paths = export_model(name)
         except (KeyError, ValueError) as exc:
             message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
             print(f"error: {message}", file=sys.stderr)
             return 2
-        print(
-            f"{name}: {path} ({path.stat().st_size} bytes, sha256 {file_sha256(path)}); "
-            f"manifest sha256 now {file_sha256(path.parent / MANIFEST_FILE)}"
-        )
+        for path in paths:
+            print(f"{name}: {path} ({path.stat().st_size} bytes, sha256 {file_sha256(path)})")
+        print(f"{name}: manifest sha256 now {file_sha256(paths[0].parent / MANIFEST_FILE)}")
     return 0
 
 

@@ -15,9 +15,16 @@ from torch import Tensor
 
 from gouache.nst.base import StyleFamily
 from gouache.nst.encoders.lite0 import WeightsIntegrityError, file_sha256, load_lite0
-from gouache.nst.export import MANIFEST_FILE, ONNX_FILE, manifest_file_sha256, model_directory
+from gouache.nst.export import (
+    MANIFEST_FILE,
+    ONNX_FILE,
+    manifest_file_sha256,
+    model_directory,
+    wct_graph_file,
+)
 from gouache.nst.families.adain import AdainConfig, AdainFamily, load_decoder
 from gouache.nst.families.feedforward import FeedforwardConfig, FeedforwardFamily, load_shipped
+from gouache.nst.families.wct import WctConfig, WctFamily, WctRunners, load_decoders
 from gouache.nst.specs import ModelSpec
 
 Runtime = Literal["torch", "onnx"]
@@ -191,11 +198,13 @@ def build_family(
     return builder(spec, torch.device(device), threads)
 
 
-def _graph(spec: ModelSpec, device: torch.device, threads: int | None) -> OnnxNetwork:
-    """The model's model.onnx, checked against the sha256 its manifest lists."""
+def _graph(
+    spec: ModelSpec, device: torch.device, threads: int | None, file: str = ONNX_FILE
+) -> OnnxNetwork:
+    """One of the model's graphs, checked against the sha256 its manifest lists."""
     directory = model_directory(spec)
-    expected = manifest_file_sha256(directory / MANIFEST_FILE, ONNX_FILE)
-    return OnnxNetwork(directory / ONNX_FILE, device=device, threads=threads, sha256=expected)
+    expected = manifest_file_sha256(directory / MANIFEST_FILE, file)
+    return OnnxNetwork(directory / file, device=device, threads=threads, sha256=expected)
 
 
 def _build_adain(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
@@ -226,7 +235,26 @@ def _build_feedforward(spec: ModelSpec, device: torch.device, threads: int | Non
     )
 
 
+def _build_wct(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
+    config = WctConfig.from_mapping(spec.config)
+
+    def graphs(role: str) -> dict[str, OnnxNetwork]:
+        return {
+            tap: _graph(spec, device, threads, wct_graph_file(role, tap)) for tap in config.levels
+        }
+
+    return WctFamily(
+        config,
+        load_lite0(device=device),
+        load_decoders(spec),
+        model_version=spec.name,
+        device=device,
+        runners=WctRunners(encode=graphs("encode"), decode=graphs("decode")),
+    )
+
+
 _ONNX_BUILDERS: Mapping[str, OnnxFamilyBuilder] = {
     "adain": _build_adain,
     "feedforward": _build_feedforward,
+    "wct": _build_wct,
 }

@@ -24,7 +24,7 @@ PINNED = {
     # v1.1 serves v1's decoder differently: the same artifact, the same manifest.
     "adain.lite0-v1.1": "11f39f8efc9dbf22bf3a2daab396486a6ffb9d7951bdba8a6fab9e3bdced9a74",
     "feedforward.lite0-v1": "51c1b085a371c1b0b8d1e94ba04134ad2abf4e262b4f8895e0350752008b8150",
-    "wct.lite0-v1": "cb17b8d4bb6737658145475bf2099ec4acea7ac86451a557e266b5af65e4afa6",
+    "wct.lite0-v1": "c1cef3e69d780ca82d9f10582044ac0305588791e0b7c957194625ee6b8f4439",
 }
 
 

@@ -36,7 +36,8 @@ def test_an_unknown_runtime_is_refused_with_the_known_ones() -> None:
         ("adain.lite0-v1", "onnx", "onnx"),
         ("feedforward.lite0-v1", "onnx", "onnx"),
         ("gatys.lite0-fast", "onnx", "torch"),  # no exported network: optimises pixels
-        ("wct.lite0-v1", "onnx", "torch"),  # eigendecompositions: no ONNX graph
+        ("wct.lite0-v1", "onnx", "onnx"),  # graphs for the networks, the transform in torch
+        ("wct.lite0-v1", "torch", "torch"),
         ("adain.lite0-v1", "torch", "torch"),
     ],
 )

@@ -18,7 +18,6 @@ from gouache.nst.base import StyleFamily, StylizeControls
 from gouache.nst.encoders.lite0 import Lite0Encoder, WeightsIntegrityError, file_sha256
 from gouache.nst.export import (
     MANIFEST_FILE,
-    ONNX_FILE,
     ONNX_OPSET,
     FamilyExport,
     OnnxSignature,
@@ -26,13 +25,16 @@ from gouache.nst.export import (
     add_manifest_entry,
     export_onnx,
     feedforward_export,
+    graph_files,
     graph_signature,
     manifest_file_sha256,
     model_directory,
+    wct_exports,
 )
 from gouache.nst.families.adain import TAP_GEOMETRY, AdainDecoder, AdainTransfer
 from gouache.nst.families.feedforward import FeedforwardFamily
 from gouache.nst.families.feedforward_network import NetworkShape, TransformNet
+from gouache.nst.families.wct import WctConfig, WctDecoders
 from gouache.nst.onnx_runtime import (
     OnnxNetwork,
     build_family,
@@ -211,6 +213,37 @@ def test_each_family_architecture_exports_with_parity(family: str, tmp_path: Pat
         assert float((expected - actual).abs().max()) <= PARITY_TOLERANCE
 
 
+def test_wct_exports_an_encode_and_a_decode_graph_per_level_with_parity(tmp_path: Path) -> None:
+    torch.manual_seed(0)
+    config = WctConfig(levels=("b3", "b1"), decoder_widths={"b3": (8, 4, 4), "b1": (4, 4)})
+    encoder = Lite0Encoder().eval()
+    exports = wct_exports(encoder, WctDecoders(config).eval(), config.levels)
+    assert sorted(exports) == [
+        "decode.b1.onnx",
+        "decode.b3.onnx",
+        "encode.b1.onnx",
+        "encode.b3.onnx",
+    ]
+    for file, exported in exports.items():
+        path = export_onnx(exported.module, exported.example, tmp_path / file, exported.signature)
+        network = OnnxNetwork(path)
+        for height, width in FAMILY_SIZES:
+            stride = TAP_GEOMETRY[file.split(".")[1]][1]
+            image = torch.rand(1, 3, height, width)
+            if file.startswith("encode"):
+                inputs = [image]
+            else:
+                with torch.no_grad():
+                    inputs = [exports[file.replace("decode", "encode")].module(image)]
+            with torch.no_grad():
+                expected = exported.module(*inputs)
+            actual = network(*inputs)
+            assert actual.shape == expected.shape
+            if file.startswith("decode"):
+                assert actual.shape == (1, 3, height // stride * stride, width // stride * stride)
+            assert float((expected - actual).abs().max()) <= PARITY_TOLERANCE
+
+
 def test_gatys_has_no_onnx_form() -> None:
     with pytest.raises(ValueError, match="no ONNX runtime"):
         build_family("gatys.lite0-fast", runtime="onnx")
@@ -247,8 +280,14 @@ def test_a_hand_edited_manifest_is_not_rewritten(tmp_path: Path) -> None:
 SHIPPED = [
     spec
     for spec in registry.all_models()
-    if spec.weights and (model_directory(spec) / ONNX_FILE).is_file()
+    if graph_files(spec)
+    and all((model_directory(spec) / file).is_file() for file in graph_files(spec))
 ]
+
+
+def test_every_one_pass_model_shipped_in_the_package_has_its_graphs() -> None:
+    shipped = {spec.name for spec in SHIPPED}
+    assert {"adain.lite0-v1", "feedforward.lite0-v1", "wct.lite0-v1"} <= shipped
 
 
 @pytest.mark.parametrize("spec", SHIPPED, ids=lambda spec: spec.name)
@@ -256,9 +295,10 @@ def test_shipped_graphs_match_their_torch_models(
     spec: ModelSpec, chelsea: np.ndarray, stripes: np.ndarray
 ) -> None:
     directory = model_directory(spec)
-    assert manifest_file_sha256(directory / MANIFEST_FILE, ONNX_FILE) == file_sha256(
-        directory / ONNX_FILE
-    )
+    for file in graph_files(spec):
+        assert manifest_file_sha256(directory / MANIFEST_FILE, file) == file_sha256(
+            directory / file
+        )
     torch_family = build_family(spec.name, runtime="torch")
     onnx_family = build_family(spec.name, runtime="onnx")
     keys = _style_keys(torch_family)

@@ -13,7 +13,9 @@ The transforms are computed in float64 from eigendecompositions; eigenvalues are
 at `eps` times their mean, so a flat image (a sky, a wall) whose features hardly vary
 in some directions is not amplified into noise. A style's means and colouring matrices
 are cached per (model version, style key) like adain's statistics. The eigendecomposition
-does not export to ONNX, so this family runs in torch only.
+does not export to ONNX, so the transform always runs in torch (a C x C eigenproblem, 16
+channels at b1); the encoder up to each tap and each decoder export as graphs of their
+own (`gouache.nst.export`), which `WctRunners` plugs in to run them with ONNX Runtime.
 
 How wct.lite0-v1 was chosen (measured here: shared 2-core AMD EPYC, torch 2.15). Decoders
 for b5 (64/48/24/16), b3 (48/24/16) and b1 (32/16) trained together on reconstruction
@@ -42,7 +44,7 @@ the baseline (Lite1 style) once styles were never upsampled.
 from __future__ import annotations
 
 import copy
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field, fields
 
 import torch
@@ -258,8 +260,24 @@ def whiten_colour(content: Tensor, colouring: Colouring, eps: float) -> Tensor:
     centred = flat - mean
     cov = centred @ centred.T / max(1, centred.shape[1] - 1)
     whitening = _symmetric_power(cov, -0.5, eps)
-    transformed = style_root.to(flat.device) @ (whitening @ centred) + style_mean.to(flat.device)
+    # One C x C matrix applied once: (root @ whitening) @ centred, not root @ (whitening @
+    # centred), which would take a second pass over every position.
+    transform = style_root.to(flat.device) @ whitening
+    transformed = torch.addmm(style_mean.to(flat.device), transform, centred)
     return transformed.reshape(content.shape).to(content.dtype)
+
+
+TensorMap = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class WctRunners:
+    """What runs the networks instead of torch: per tap, the encoder to that tap
+    (1x3xHxW image to 1xCxhxw features) and its decoder (features back to an unclamped
+    1x3xHxW image). The family keeps the transform, the resizing and the controls."""
+
+    encode: Mapping[str, TensorMap]
+    decode: Mapping[str, TensorMap]
 
 
 class WctFamily:
@@ -279,7 +297,14 @@ class WctFamily:
         *,
         model_version: str = "wct",
         device: str | torch.device = "cpu",
+        runners: WctRunners | None = None,
     ) -> None:
+        if runners is not None:
+            for role, graphs in (("encode", runners.encode), ("decode", runners.decode)):
+                missing = set(config.levels).difference(graphs)
+                if missing:
+                    raise ValueError(f"no {role} runner for levels {sorted(missing)}")
+        self._runners = runners
         self.config = config
         self.model_version = model_version
         self._device = torch.device(device)
@@ -341,13 +366,25 @@ class WctFamily:
         for tap in self.config.levels:
             check_cancellation(cancellation)
             padded = pad_to_stride(current, self.config.stride)
-            features = self.encoder.forward_features(padded, (tap,))[tap]
-            if alpha > 0.0:
+            features = self._encode(tap, padded)
+            if alpha >= 1.0:
+                features = whiten_colour(features, colourings[tap], self.config.eps)
+            elif alpha > 0.0:
                 target = whiten_colour(features, colourings[tap], self.config.eps)
                 features = alpha * target + (1.0 - alpha) * features
-            decoded = self.decoders.decode(tap, features)
+            decoded = self._decode(tap, features)
             current = decoded[..., :height, :width].clamp(0.0, 1.0)
         return current
+
+    def _encode(self, tap: str, image: Tensor) -> Tensor:
+        if self._runners is not None:
+            return self._runners.encode[tap](image)
+        return self.encoder.forward_features(image, (tap,))[tap]
+
+    def _decode(self, tap: str, features: Tensor) -> Tensor:
+        if self._runners is not None:
+            return self._runners.decode[tap](features)
+        return self.decoders.decode(tap, features)
 
     def _style_colourings(self, style: KeyedStyle) -> dict[str, Colouring]:
         key = (self.model_version, *style.key)
@@ -359,9 +396,11 @@ class WctFamily:
             # Never upsampled: an enlarged style's covariance is a blurred one, and WCT
             # would paint that blur into the result.
             image = resize_long_side(image, min(long_side(image), self.config.style_side))
-            features = self.encoder.forward_features(
-                pad_to_stride(image, self.config.stride), self.config.levels
-            )
+            padded = pad_to_stride(image, self.config.stride)
+            if self._runners is None:
+                features = self.encoder.forward_features(padded, self.config.levels)
+            else:
+                features = {tap: self._encode(tap, padded) for tap in self.config.levels}
             colourings = {
                 tap: style_colouring(features[tap], self.config.eps) for tap in self.config.levels
             }
