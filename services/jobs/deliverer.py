@@ -61,7 +61,6 @@ class WebhookDeliverer:
         self._backoff_s = backoff_s
         self._poll_interval_s = poll_interval_s
         self._concurrency = concurrency
-        self._batch = concurrency
         self.lease = timedelta(seconds=timeout_s + LEASE_MARGIN_S)
         self._allow_private = allow_private
         self._now = now
@@ -96,14 +95,11 @@ class WebhookDeliverer:
 
     async def deliver_due(self) -> int:
         """Sends one batch of due deliveries; returns how many were attempted."""
-        tasks = await self._store.claim_deliveries(self._now(), limit=self._batch, lease=self.lease)
-        gate = asyncio.Semaphore(self._concurrency)
-
-        async def send(task: DeliveryTask) -> None:
-            async with gate:
-                await self._send(task)
-
-        await asyncio.gather(*(send(task) for task in tasks))
+        tasks = await self._store.claim_deliveries(
+            self._now(), limit=self._concurrency, lease=self.lease
+        )
+        # No more are claimed than are sent at once: every POST starts now, within its lease.
+        await asyncio.gather(*(self._send(task) for task in tasks))
         return len(tasks)
 
     async def _run(self) -> None:
@@ -121,7 +117,7 @@ class WebhookDeliverer:
                 await asyncio.sleep(delay)
                 continue
             failures = 0
-            if sent < self._batch:
+            if sent < self._concurrency:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), self._poll_interval_s)
 

@@ -20,6 +20,7 @@ from gouache.nst.families.wct import (
     WctConfig,
     WctDecoders,
     WctFamily,
+    WctRunners,
     covariance,
     mix_colourings,
     style_colouring,
@@ -89,6 +90,14 @@ def test_mixing_one_style_is_that_style() -> None:
 def test_bad_configs_are_refused(values: dict[str, object], message: str) -> None:
     with pytest.raises(ValueError, match=message):
         WctConfig.from_mapping(values)
+
+
+def test_runners_must_cover_every_level(encoder: Lite0Encoder) -> None:
+    config = WctConfig(levels=("b3", "b1"), decoder_widths={"b3": (8, 4, 4), "b1": (4, 4)})
+    both = {"b3": torch.nn.Identity(), "b1": torch.nn.Identity()}
+    only_b1 = {"b1": torch.nn.Identity()}
+    with pytest.raises(ValueError, match=r"no decode runner for levels \['b3'\]"):
+        WctFamily(config, encoder, WctDecoders(config), runners=WctRunners(both, only_b1))
 
 
 def test_random_decoders_keep_every_shape(encoder: Lite0Encoder, chelsea: np.ndarray) -> None:
