@@ -69,7 +69,7 @@ def measure(
     client.token()
 
     started = time.perf_counter()
-    created = client.create_batch(contents, [style_url], model_version="adain")
+    created = client.create_batch(contents, [style_url], model_version=MODEL)
     submitted = time.perf_counter()
     finished = client.wait_batch(created["batch_id"], timeout_s=timeout_s, poll_s=0.2)
     ended = time.perf_counter()
@@ -80,7 +80,7 @@ def measure(
 
     started = time.perf_counter()
     job_ids = [
-        client.create_job(url, [style_url], model_version="adain", no_cache=True)["job_id"]
+        client.create_job(url, [style_url], model_version=MODEL, no_cache=True)["job_id"]
         for url in contents
     ]
     submitted = time.perf_counter()

@@ -2,7 +2,8 @@
 
 Starts `gouache up` on free ports of 127.0.0.1 (a fresh state directory), uploads one content
 and one style image, registers a webhook on a local receiver, and runs `--clients` clients
-that each create a job (adain or gatys-fast, alternately), wait for it, and create the next.
+that each create a job (the `adain` alias, which runs wct.lite0-v1, or gatys-fast,
+alternately), wait for it, and create the next.
 Once `--warmup-jobs` jobs are final, each component of `--kill` is SIGKILLed in turn (or sent
 another signal: `postgres:SIGINT` is PostgreSQL's fast shutdown, a clean stop that `gouache up`
 answers with a restart); the run waits for `gouache up` to print it back, then for
@@ -450,7 +451,7 @@ def start_up(state_dir: Path, backend: str = "local") -> GouacheUp:
         mesh_ports(),
         extra_args=[
             "--models",
-            "adain.lite0-v1.1,gatys.lite0-fast",
+            "wct.lite0-v1,gatys.lite0-fast",
             "--rate-limit-plans",
             UNLIMITED_PLANS,
             "--backend",

@@ -170,7 +170,7 @@ def measure(
     request: dict[str, Any] = {
         "content_url": content_url,
         "style_urls": [style_url],
-        "model_version": "adain",
+        "model_version": MODEL,
     }
     first = client.create_job(**request)
     result = client.wait(first["job_id"], timeout_s=300, poll_s=0.05)

@@ -38,7 +38,7 @@ class InferenceSettings(ServiceSettings):
     # `name` (what requests and ListLoadedModels use), e.g. `adain-canary=adain.lite0-v1`
     # for a canary Deployment; a plain `name` means `name=name`. Names must be unique.
     models: str = ",".join(catalogue.names())
-    # "onnx" runs the exported network of families that have one (adain, feedforward) in
+    # "onnx" runs the exported networks of families that have them (adain, feedforward, wct) in
     # ONNX Runtime, measured 1.6-1.8x faster than torch on CPU at 512 px; "torch" runs
     # every family in PyTorch. gatys optimises pixels and always runs in torch.
     runtime: str = "onnx"
@@ -52,7 +52,7 @@ class InferenceSettings(ServiceSettings):
     # REST than one at a time on the 2-core VM (loadtests/RESULTS.md).
     max_concurrency: int = Field(default=2, ge=1)
     # Dynamic micro-batching (services/inference/batching.py) for the one-pass families
-    # (adain, feedforward): images of one model version and exact size, from any calls
+    # (adain, feedforward, wct): images of one model version and exact size, from any calls
     # and tiles, share a forward pass of up to max_batch_size images; 1 turns it off.
     # 0 (default): 8 on cuda, 1 on cpu, where it measured no gain on 2 cores
     # (loadtests/RESULTS.md, "Dynamic micro-batching").

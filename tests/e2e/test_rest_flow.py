@@ -7,6 +7,7 @@ import uuid
 import httpx
 import pytest
 
+from gouache import catalogue
 from gouache.cli.mesh import Mesh
 from gouache.client import ApiError, GouacheClient
 from gouache.imaging.codec import validate_and_decode
@@ -165,7 +166,7 @@ def test_a_preview_runs_a_one_pass_model_small(mesh: Mesh, admin: GouacheClient)
     created = httpx.post(f"{mesh.config.public_url}/v1/jobs", json=body, headers=headers)
     assert created.status_code == 200, created.text
     # gatys optimises for tens of seconds; the preview runs the default one-pass model.
-    assert created.json()["model_version"] == "adain.lite0-v1.1"
+    assert created.json()["model_version"] == catalogue.DEFAULT
     result = admin.wait(created.json()["job_id"], timeout_s=120)
     assert result.status == "succeeded", result.raw
     assert result.raw["lane"] == "preview"

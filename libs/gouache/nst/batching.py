@@ -1,12 +1,13 @@
 """Batched stylization: several requests for one model in one network pass where a family can.
 
 A request is a `StylizeItem` (one content or tile, its styles, weights and controls).
-One-pass families (adain, feedforward) implement `stylize_batch`: each item's style
-statistics or CIN parameters are derived per item, the items' images go through the
-network together as one NCHW batch, and each output is finished per item (cropping,
-smoothing, colour controls), so a batched result equals the unbatched one within float
-tolerance. Families without it (gatys optimises per image; wct's transform is a
-per-item eigendecomposition) run their items one after another through `stylize`.
+One-pass families (adain, feedforward, wct) implement `stylize_batch`: each item's style
+statistics, CIN parameters or colouring are derived per item, the items' images go
+through the networks together as one NCHW batch (wct: each level's encoder and decoder,
+with each item's own transform between them), and each output is finished per item
+(cropping, smoothing, colour controls), so a batched result equals the unbatched one
+within float tolerance. gatys optimises per image and runs its items one after another
+through `stylize`.
 """
 
 from __future__ import annotations

@@ -87,7 +87,7 @@ class ModelHost:
         A plain sequence serves every model under its own name. `builder` and
         `tile_size_of` take the model. `faults` (tests only) slow down or fail the calls
         for some names, drawing from `rng`; `golden` is the set `evaluate` measures on.
-        Images for families that batch (adain, feedforward) go through a `MicroBatcher`:
+        Images for families that batch (adain, feedforward, wct) go through a `MicroBatcher`:
         up to `max_batch_size` of one version and size per forward pass, waiting at most
         `max_queue_delay_ms` for a batch to fill (services.inference.batching).
         """

@@ -34,7 +34,7 @@ def _up(state: Path) -> GouacheUp:
         mesh_ports(),
         extra_args=[
             "--models",
-            "adain.lite0-v1.1",
+            "wct.lite0-v1",
             "--rate-limit-plans",
             UNLIMITED_PLANS,
             "--backend",

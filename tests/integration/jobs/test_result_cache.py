@@ -34,7 +34,7 @@ class Inputs:
         self.style_url = mesh.images.add(user, sha256=style_sha)
 
     def request(self, **fields: object) -> jobs_pb2.CreateJobRequest:
-        fields.setdefault("model_version", "adain")
+        fields.setdefault("model_version", "adain.lite0-v1.1")
         return jobs_pb2.CreateJobRequest(
             content_url=self.content_url,
             style_urls=[self.style_url],

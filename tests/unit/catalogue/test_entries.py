@@ -52,17 +52,17 @@ def test_the_aliases_route_to_the_best_version_of_each_family() -> None:
         for alias, targets in catalogue.aliases().items()
     }
     assert routes == {
-        "default": [("adain.lite0-v1.1", 100)],
-        "adain": [("adain.lite0-v1.1", 100)],
-        "adain-1.0": [("adain.lite0-v1.1", 100)],
+        "default": [("wct.lite0-v1", 100)],
+        "adain": [("wct.lite0-v1", 100)],
+        "adain-1.0": [("wct.lite0-v1", 100)],
         "feedforward": [("feedforward.lite0-v1", 100)],
         "wct": [("wct.lite0-v1", 100)],
         "gatys": [("gatys.lite0-v1", 100)],
         "gatys-fast": [("gatys.lite0-fast", 100)],
     }
-    # The requirements' default: the best fast arbitrary-style version (issue 9): v1's
-    # network without the block mosaic at 2048 px.
-    assert catalogue.DEFAULT == "adain.lite0-v1.1"
+    # The requirements' default: the best fast arbitrary-style version (issue 9), which
+    # the name users know for it, "adain", follows.
+    assert catalogue.DEFAULT == "wct.lite0-v1"
 
 
 def test_unknown_names_list_the_known_ones() -> None:
@@ -82,7 +82,7 @@ def test_the_jobs_seed_has_the_shape_jobs_reads() -> None:
         "config": {"eta_seconds": 5},
         "description": catalogue.get("gatys.lite0-fast").description,
     }
-    assert seed["routes"]["adain-1.0"] == [{"model_version": "adain.lite0-v1.1", "weight": 100}]
+    assert seed["routes"]["adain-1.0"] == [{"model_version": "wct.lite0-v1", "weight": 100}]
     seed["routes"].clear()
     assert catalogue.jobs_seed()["routes"], "each call returns a fresh structure"
 

@@ -151,8 +151,8 @@ def test_default_seed_parses() -> None:
     by_alias = {r.alias: r.targets for r in routes}
     # A job without model_version gets the fast arbitrary-style model (issue 9).
     assert by_alias["default"] == (RouteTarget(catalogue.DEFAULT, 100),)
-    assert next(v for v in versions if v.name == catalogue.DEFAULT).family == "adain"
-    assert by_alias["adain-1.0"] == (RouteTarget("adain.lite0-v1.1", 100),)
+    assert next(v for v in versions if v.name == catalogue.DEFAULT).family == "wct"
+    assert by_alias["adain"] == by_alias["adain-1.0"] == (RouteTarget("wct.lite0-v1", 100),)
     assert by_alias["feedforward"] == (RouteTarget("feedforward.lite0-v1", 100),)
     assert by_alias["gatys"] == (RouteTarget("gatys.lite0-v1", 100),)
     assert by_alias["gatys-fast"] == (RouteTarget("gatys.lite0-fast", 100),)

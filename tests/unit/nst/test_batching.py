@@ -16,7 +16,7 @@ from gouache.nst.base import (
     trained_style_keys,
 )
 from gouache.nst.batching import StylizeItem, batches, stylize_batch
-from gouache.nst.export import ONNX_FILE, model_directory
+from gouache.nst.export import graph_files, model_directory
 from gouache.nst.onnx_runtime import OnnxNetwork, build_family, has_onnx_runtime
 
 ONE_PASS = [spec for spec in registry.all_models() if spec.family != "gatys"]
@@ -87,13 +87,13 @@ def test_a_batch_paints_what_one_call_per_item_paints(model: str, runtime: str) 
     assert not np.array_equal(batched[0], batched[1])
 
 
-def test_adain_and_feedforward_batch_in_one_pass_and_wct_loops() -> None:
-    assert batches(registry.build_family("adain.lite0-v1"))
-    assert batches(registry.build_family("feedforward.lite0-v1"))
-    assert not batches(registry.build_family("wct.lite0-v1"))
+@pytest.mark.parametrize("model", [spec.name for spec in ONE_PASS])
+def test_every_one_pass_family_batches_and_gatys_loops(model: str) -> None:
+    assert batches(registry.build_family(model))
+    assert not batches(registry.build_family("gatys.lite0-fast"))
 
 
-@pytest.mark.parametrize("model", ["adain.lite0-v1", "feedforward.lite0-v1", "wct.lite0-v1"])
+@pytest.mark.parametrize("model", [spec.name for spec in ONE_PASS])
 def test_a_canceled_item_stops_its_batch_before_the_pass(model: str) -> None:
     family = registry.build_family(model)
     items = _items(family)[:3]
@@ -111,9 +111,16 @@ def test_a_canceled_item_stops_its_batch_before_the_pass(model: str) -> None:
         stylize_batch(family, [items[0], canceled, items[2]])
 
 
-@pytest.mark.parametrize("model", ["adain.lite0-v1", "feedforward.lite0-v1"])
-def test_the_session_takes_a_batch_and_matches_the_file_at_batch_one(model: str) -> None:
-    path = model_directory(registry.get(model)) / ONNX_FILE
+GRAPHS = [
+    pytest.param(spec.name, file, id=f"{spec.name}-{file}")
+    for spec in ONE_PASS
+    for file in graph_files(spec)
+]
+
+
+@pytest.mark.parametrize(("model", "file"), GRAPHS)
+def test_the_session_takes_a_batch_and_matches_the_file_at_batch_one(model: str, file: str) -> None:
+    path = model_directory(registry.get(model)) / file
     network = OnnxNetwork(path, threads=1)
     plain = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     rng = np.random.default_rng(0)

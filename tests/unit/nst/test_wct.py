@@ -16,11 +16,8 @@ from gouache.nst.artifacts import grid_excess
 from gouache.nst.base import StylizeControls
 from gouache.nst.encoders import Lite0Encoder, load_lite0
 from gouache.nst.encoders.lite0 import file_sha256
-from gouache.nst.families.wct import (
-    WctConfig,
-    WctDecoders,
-    WctFamily,
-    WctRunners,
+from gouache.nst.families.wct import WctConfig, WctDecoders, WctFamily, WctRunners
+from gouache.nst.families.wct_transform import (
     covariance,
     mix_colourings,
     style_colouring,

@@ -59,9 +59,16 @@ from gouache.nst.base import (
     check_cancellation,
     validate_request,
 )
+from gouache.nst.batching import StylizeItem
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
-from gouache.nst.families.adain import TAP_GEOMETRY, decoder_levels, smooth
+from gouache.nst.families.adain import TAP_GEOMETRY, FloatImage, decoder_levels, smooth
+from gouache.nst.families.wct_transform import (
+    Colouring,
+    mix_colourings,
+    style_colouring,
+    whiten_colour,
+)
 from gouache.nst.pixels import (
     KeyedStyle,
     long_side,
@@ -72,9 +79,6 @@ from gouache.nst.pixels import (
     to_tensor,
 )
 from gouache.nst.specs import FamilyBuilder, ModelSpec, trained_on_lite0
-
-Colouring = tuple[Tensor, Tensor]
-"""A style at one tap: its feature mean (C, 1) and covariance square root (C, C), float64."""
 
 
 def _default_widths() -> dict[str, tuple[int, ...]]:
@@ -204,70 +208,20 @@ class WctDecoders(nn.Module):
         return decoded
 
 
-def _flatten(features: Tensor) -> Tensor:
-    if features.dim() != 4 or features.shape[0] != 1:
-        raise ValueError(f"expected 1xCxHxW features, got shape {tuple(features.shape)}")
-    return features[0].reshape(features.shape[1], -1).double()
-
-
-def _symmetric_power(covariance: Tensor, power: float, eps: float) -> Tensor:
-    """covariance ** power for a symmetric positive semi-definite matrix, floored eigenvalues."""
-    values, vectors = torch.linalg.eigh(covariance)
-    floor = eps * values.clamp(min=0.0).mean().clamp(min=1e-12)
-    values = values.clamp(min=floor)
-    powered: Tensor = (vectors * values.pow(power)) @ vectors.T
-    return powered
-
-
-def covariance(features: Tensor) -> tuple[Tensor, Tensor]:
-    """The mean (C, 1) and covariance (C, C) over positions of 1xCxHxW features, float64."""
-    flat = _flatten(features)
-    mean = flat.mean(dim=1, keepdim=True)
-    centred = flat - mean
-    count = max(1, centred.shape[1] - 1)
-    return mean, centred @ centred.T / count
-
-
-def style_colouring(features: Tensor, eps: float) -> Colouring:
-    """What WCT needs of a style at one tap: its mean and covariance square root."""
-    mean, cov = covariance(features)
-    return mean, _symmetric_power(cov, 0.5, eps)
-
-
-def mix_colourings(colourings: Sequence[Colouring], weights: Sequence[float]) -> Colouring:
-    """Several styles at one tap as one: the weighted mean of means and of matrices.
-
-    Colouring a whitened feature map with the weighted sum of the styles' square roots
-    is the same as blending the styles' colourings (the transform is linear in them).
-    """
-    if not colourings or len(colourings) != len(weights):
-        raise ValueError(f"got {len(weights)} weights for {len(colourings)} styles")
-    mean = torch.stack([c[0] * w for c, w in zip(colourings, weights, strict=True)]).sum(0)
-    root = torch.stack([c[1] * w for c, w in zip(colourings, weights, strict=True)]).sum(0)
-    return mean, root
-
-
-def whiten_colour(content: Tensor, colouring: Colouring, eps: float) -> Tensor:
-    """The content's 1xCxHxW features with the style's mean and covariance (WCT).
-
-    Centred content features are whitened by the inverse square root of their
-    covariance, multiplied by the style's covariance square root and shifted by the
-    style's mean; computed in float64, returned in the content's dtype.
-    """
-    style_mean, style_root = colouring
-    flat = _flatten(content)
-    mean = flat.mean(dim=1, keepdim=True)
-    centred = flat - mean
-    cov = centred @ centred.T / max(1, centred.shape[1] - 1)
-    whitening = _symmetric_power(cov, -0.5, eps)
-    # One C x C matrix applied once: (root @ whitening) @ centred, not root @ (whitening @
-    # centred), which would take a second pass over every position.
-    transform = style_root.to(flat.device) @ whitening
-    transformed = torch.addmm(style_mean.to(flat.device), transform, centred)
-    return transformed.reshape(content.shape).to(content.dtype)
-
-
 TensorMap = Callable[[Tensor], Tensor]
+
+
+@dataclass(frozen=True)
+class _BatchItem:
+    """One item of `WctFamily.stylize_batch` up to the networks, and what finishes it."""
+
+    content: FloatImage
+    image: Tensor
+    working: Tensor
+    colourings: Mapping[str, Colouring]
+    alpha: float
+    tv_weight: float
+    luminance_only: bool
 
 
 @dataclass(frozen=True)
@@ -327,27 +281,35 @@ class WctFamily:
         cancellation: Cancellation | None = None,
     ) -> RGBImage:
         """Returns `content` painted in the weighted mix of `styles`, same size, uint8 RGB."""
-        mix = validate_request(content, styles, weights, style_keys)
-        content_f = to_float32(content)
-        prepared = prepare_styles(
-            styles, style_keys, content_f if controls.histogram_match else None
-        )
-        per_style = [self._style_colourings(style) for style in prepared]
-        mixed = {
-            tap: mix_colourings([colourings[tap] for colourings in per_style], mix)
-            for tap in self.config.levels
-        }
-        tv_weight = self.config.tv_weight if controls.tv_weight is None else controls.tv_weight
+        item = StylizeItem(content, styles, weights, controls, style_keys, cancellation)
+        return self.stylize_batch([item])[0]
+
+    def stylize_batch(self, items: Sequence[StylizeItem]) -> list[RGBImage]:
+        """`stylize` for each item, the network passes of equal-sized items batched.
+
+        Items of one working size go through each level's encoder and decoder together
+        (gouache.nst.batching); the transform between them is per item (its own
+        whitening, its own mix of styles, its own alpha). Every item's cancellation is
+        checked before each level; one that fired fails the call, and the caller runs
+        the rest again one by one.
+        """
+        prepared = [self._begin(item) for item in items]
+        groups: dict[tuple[int, int], list[int]] = {}
+        for index, entry in enumerate(prepared):
+            size = (int(entry.working.shape[-2]), int(entry.working.shape[-1]))
+            groups.setdefault(size, []).append(index)
+        finished: dict[int, RGBImage] = {}
         with torch.inference_mode():
-            image = to_tensor(content_f, self._device)
-            working = resize_long_side(image, min(long_side(image), self.config.max_side))
-            result = self.transfer(working, mixed, controls.alpha, cancellation=cancellation)
-            result = resize_to(result, image).clamp(0.0, 1.0)
-            result = smooth(result, tv_weight).clamp(0.0, 1.0)
-            stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
-        if controls.luminance_only:
-            stylized = luminance_transfer(stylized, content_f)
-        return to_uint8(stylized)
+            for members in groups.values():
+                decoded = self._transfer_batch(
+                    torch.cat([prepared[i].working for i in members]),
+                    [prepared[i].colourings for i in members],
+                    [prepared[i].alpha for i in members],
+                    [items[i].cancellation for i in members],
+                )
+                for row, index in enumerate(members):
+                    finished[index] = self._finish(prepared[index], decoded[row : row + 1])
+        return [finished[index] for index in range(len(prepared))]
 
     def transfer(
         self,
@@ -361,20 +323,74 @@ class WctFamily:
 
         `cancellation` is checked before each level.
         """
-        height, width = int(image.shape[-2]), int(image.shape[-1])
-        current = image
+        with torch.inference_mode():
+            return self._transfer_batch(image, [colourings], [alpha], [cancellation])
+
+    def _transfer_batch(
+        self,
+        images: Tensor,
+        colourings: Sequence[Mapping[str, Colouring]],
+        alphas: Sequence[float],
+        cancellations: Sequence[Cancellation | None],
+    ) -> Tensor:
+        """`transfer` for an Nx3xHxW batch: row i with colourings[i] and alphas[i]."""
+        height, width = int(images.shape[-2]), int(images.shape[-1])
+        current = images
         for tap in self.config.levels:
-            check_cancellation(cancellation)
-            padded = pad_to_stride(current, self.config.stride)
-            features = self._encode(tap, padded)
-            if alpha >= 1.0:
-                features = whiten_colour(features, colourings[tap], self.config.eps)
-            elif alpha > 0.0:
-                target = whiten_colour(features, colourings[tap], self.config.eps)
-                features = alpha * target + (1.0 - alpha) * features
-            decoded = self._decode(tap, features)
+            for cancellation in cancellations:
+                check_cancellation(cancellation)
+            features = self._encode(tap, pad_to_stride(current, self.config.stride))
+            rows = [
+                self._transform(features[i : i + 1], colourings[i][tap], alphas[i])
+                for i in range(features.shape[0])
+            ]
+            decoded = self._decode(tap, rows[0] if len(rows) == 1 else torch.cat(rows))
             current = decoded[..., :height, :width].clamp(0.0, 1.0)
         return current
+
+    def _transform(self, features: Tensor, colouring: Colouring, alpha: float) -> Tensor:
+        """One item's 1xCxhxw features whitened, coloured and blended with them by alpha."""
+        if alpha >= 1.0:
+            return whiten_colour(features, colouring, self.config.eps)
+        if alpha <= 0.0:
+            return features
+        target = whiten_colour(features, colouring, self.config.eps)
+        return alpha * target + (1.0 - alpha) * features
+
+    def _begin(self, item: StylizeItem) -> _BatchItem:
+        """Checks an item and derives what its passes need, as `stylize` does."""
+        mix = validate_request(item.content, item.styles, item.weights, item.style_keys)
+        content_f = to_float32(item.content)
+        controls = item.controls
+        prepared = prepare_styles(
+            item.styles, item.style_keys, content_f if controls.histogram_match else None
+        )
+        per_style = [self._style_colourings(style) for style in prepared]
+        mixed = {
+            tap: mix_colourings([colourings[tap] for colourings in per_style], mix)
+            for tap in self.config.levels
+        }
+        with torch.inference_mode():
+            image = to_tensor(content_f, self._device)
+            working = resize_long_side(image, min(long_side(image), self.config.max_side))
+        return _BatchItem(
+            content=content_f,
+            image=image,
+            working=working,
+            colourings=mixed,
+            alpha=controls.alpha,
+            tv_weight=self.config.tv_weight if controls.tv_weight is None else controls.tv_weight,
+            luminance_only=controls.luminance_only,
+        )
+
+    def _finish(self, item: _BatchItem, decoded: Tensor) -> RGBImage:
+        """An item's decoded working image back to its size, smoothed, as uint8 RGB."""
+        result = resize_to(decoded, item.image).clamp(0.0, 1.0)
+        result = smooth(result, item.tv_weight).clamp(0.0, 1.0)
+        stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
+        if item.luminance_only:
+            stylized = luminance_transfer(stylized, item.content)
+        return to_uint8(stylized)
 
     def _encode(self, tap: str, image: Tensor) -> Tensor:
         if self._runners is not None:
