@@ -1,9 +1,10 @@
 """Canaries end to end: the embedded mesh, a simulated GPU cluster and the operator, with jobs.
 
-The mesh runs as `gouache up` starts it; its inference serves the stable adain version
-and, under two more version names, the network the ModelVersions name (adain.lite0-v1): `adain.lite0-v1-r2` healthy and
-`adain.lite0-v1-r3` with a test-only fault that fails every call. While clients send
-adain jobs through the REST API (and rate them), a platform team `kubectl apply`s a
+The mesh runs as `gouache up` starts it; its inference serves the version the `adain` alias
+routes to out of the box and, under two more version names, the build the ModelVersions
+name (that same network): `<build>-r2` healthy and `<build>-r3` with a test-only fault
+that fails every call. While clients send jobs for the `adain` alias through the REST API
+(and rate them), a platform team `kubectl apply`s a
 ModelVersion for r2, which walks its steps to Stable; then one for r3, which is rolled
 back with the failing metric on the resource. Every job created reaches a final state.
 """
@@ -32,19 +33,36 @@ from tests.helpers.operator import CRDS, OperatorProcess, RolloutWorld
 
 pytestmark = [pytest.mark.k8s, pytest.mark.slow]
 
-# What the `adain` alias routes to out of the box; the canaries are builds of the network
-# their ModelVersions name (adain.lite0-v1's weights).
+# What the `adain` alias routes to out of the box; the canaries are new names for the same
+# build, so the quality gate compares a network with itself and only the fault differs.
 STABLE = catalogue.aliases()["adain"][0].model_version
-BUILD = "adain.lite0-v1"
-HEALTHY = "adain.lite0-v1-r2"
-FAULTY = "adain.lite0-v1-r3"
+BUILD = STABLE
+HEALTHY = f"{BUILD}-r2"
+FAULTY = f"{BUILD}-r3"
+
+
+def _build_spec(version: str) -> dict[str, Any]:
+    """The ModelVersion fields that name BUILD's network and weights, served as `version`."""
+    entry = catalogue.get(BUILD)
+    assert entry.artifact is not None
+    return {
+        "version": version,
+        "model": entry.name,
+        "family": entry.family,
+        "weights": {
+            "uri": catalogue.artifact_uri(entry),
+            "sha256": entry.artifact.manifest_sha256,
+        },
+    }
+
+
 CLIENTS = 2
 RESULTS = Path(__file__).resolve().parents[2] / ".gouache" / "operator-e2e.json"
 
 
 @pytest.fixture(scope="module")
 def rollout_mesh(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Mesh]:
-    """The embedded mesh serving three adain version names, one of them faulty."""
+    """The embedded mesh serving three version names for the adain alias, one of them faulty."""
     state = tmp_path_factory.mktemp("rollout-mesh")
     config = MeshConfig(
         state_dir=state,
@@ -112,7 +130,7 @@ def world(
 
 @dataclass
 class Traffic:
-    """Closed-loop clients: each creates an adain job, waits for it, rates it, repeats."""
+    """Closed-loop clients: each creates a job for the adain alias, waits for it, rates it, repeats."""
 
     client_factory: Any
     content_url: str
@@ -239,13 +257,25 @@ def test_canary_promotion_then_rollback_while_jobs_flow(
         timeline = Timeline(world)
         started = time.monotonic()
         try:
-            world.apply_version("r2", pool, resources={"gpuMemoryGiB": 6}, rollout=rollout(2))
+            world.apply_version(
+                "r2",
+                pool,
+                resources={"gpuMemoryGiB": 6},
+                rollout=rollout(2),
+                **_build_spec(HEALTHY),
+            )
             promoted = timeline.follow("r2", {"Stable", "RolledBack", "Failed"}, timeout=240)
             promoted_s = time.monotonic() - started
             routes = {r["alias"]: r for r in admin.list_models()["routes"]}
             adain_route = {t["model_version"]: t["weight"] for t in routes["adain"]["targets"]}
 
-            world.apply_version("r3", pool, resources={"gpuMemoryGiB": 6}, rollout=rollout(3))
+            world.apply_version(
+                "r3",
+                pool,
+                resources={"gpuMemoryGiB": 6},
+                rollout=rollout(3),
+                **_build_spec(FAULTY),
+            )
             rolled = timeline.follow("r3", {"RolledBack", "Stable", "Failed"}, timeout=240)
             after = {r["alias"]: r for r in admin.list_models()["routes"]}
             after_route = {t["model_version"]: t["weight"] for t in after["adain"]["targets"]}
