@@ -18,6 +18,7 @@ import httpx
 import pytest
 from PIL import Image
 
+from gouache import catalogue
 from gouache.cli.mesh import Mesh
 from gouache.client import GouacheClient
 from tests.e2e.images import small
@@ -243,7 +244,7 @@ def test_sign_in_upload_stylize_see_and_rate(
     jobs = _api(admin, mesh, "/v1/jobs", page_size=5)["jobs"]
     export = next(job for job in jobs if job["lane"] == "export")
     assert export["status"] == "succeeded"
-    assert export["model_version"].startswith("adain")
+    assert export["model_version"] == catalogue.DEFAULT
     assert export["params"]["alpha"] == pytest.approx(0.8)
     assert (export["params"]["output_format"], export["params"]["seed"]) == ("jpeg", 7)
     assert export["params"]["weights"] == pytest.approx([0.7143, 0.2857], abs=1e-3)
