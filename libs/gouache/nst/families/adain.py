@@ -278,6 +278,24 @@ TransferRunner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """(image, style mean, style std, alpha) -> stylized image: `AdainTransfer` or its export."""
 
 
+def finish(
+    decoded: Tensor,
+    image: Tensor,
+    content: FloatImage,
+    tv_weight: float,
+    luminance_only: bool,
+) -> RGBImage:
+    """A decoder's 1x3xhxw output as the result: resized to `image` (the content at full
+    size), smoothed by `tv_weight`, optionally only its luminance over `content`, uint8 RGB.
+    """
+    result = resize_to(decoded, image).clamp(0.0, 1.0)
+    result = smooth(result, tv_weight).clamp(0.0, 1.0)
+    stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
+    if luminance_only:
+        stylized = luminance_transfer(stylized, content)
+    return to_uint8(stylized)
+
+
 @dataclass(frozen=True)
 class _BatchItem:
     """One item of `AdainFamily.stylize_batch` up to the network, and what finishes it."""
@@ -413,12 +431,7 @@ class AdainFamily:
 
     def _finish(self, item: _BatchItem, decoded: Tensor) -> RGBImage:
         """An item's decoded working image back to its size, smoothed, as uint8 RGB."""
-        result = resize_to(decoded, item.image).clamp(0.0, 1.0)
-        result = smooth(result, item.tv_weight).clamp(0.0, 1.0)
-        stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
-        if item.luminance_only:
-            stylized = luminance_transfer(stylized, item.content)
-        return to_uint8(stylized)
+        return finish(decoded, item.image, item.content, item.tv_weight, item.luminance_only)
 
     def _decode(self, image: Tensor, mean: Tensor, std: Tensor, alpha: float) -> Tensor:
         """Pads to the stride with mirrored borders, runs the network, crops back."""

@@ -50,7 +50,7 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor, nn
 
-from gouache.imaging.color import luminance_transfer, to_float32, to_uint8
+from gouache.imaging.color import to_float32
 from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
@@ -62,7 +62,7 @@ from gouache.nst.base import (
 from gouache.nst.batching import StylizeItem
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
-from gouache.nst.families.adain import TAP_GEOMETRY, FloatImage, decoder_levels, smooth
+from gouache.nst.families.adain import TAP_GEOMETRY, FloatImage, decoder_levels, finish
 from gouache.nst.families.wct_transform import (
     Colouring,
     mix_colourings,
@@ -75,7 +75,6 @@ from gouache.nst.pixels import (
     pad_to_stride,
     prepare_styles,
     resize_long_side,
-    resize_to,
     to_tensor,
 )
 from gouache.nst.specs import FamilyBuilder, ModelSpec, trained_on_lite0
@@ -385,12 +384,7 @@ class WctFamily:
 
     def _finish(self, item: _BatchItem, decoded: Tensor) -> RGBImage:
         """An item's decoded working image back to its size, smoothed, as uint8 RGB."""
-        result = resize_to(decoded, item.image).clamp(0.0, 1.0)
-        result = smooth(result, item.tv_weight).clamp(0.0, 1.0)
-        stylized = result[0].permute(1, 2, 0).contiguous().cpu().numpy()
-        if item.luminance_only:
-            stylized = luminance_transfer(stylized, item.content)
-        return to_uint8(stylized)
+        return finish(decoded, item.image, item.content, item.tv_weight, item.luminance_only)
 
     def _encode(self, tap: str, image: Tensor) -> Tensor:
         if self._runners is not None:
