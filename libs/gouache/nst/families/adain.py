@@ -278,6 +278,31 @@ TransferRunner = Callable[[Tensor, Tensor, Tensor, Tensor], Tensor]
 """(image, style mean, style std, alpha) -> stylized image: `AdainTransfer` or its export."""
 
 
+@dataclass(frozen=True)
+class ItemInputs:
+    """What the one-pass families derive alike from a `StylizeItem` before their networks:
+    the checked mix, the content as float32, its styles prepared (keys, histogram match),
+    the content as a tensor and its working copy at most `max_side` long."""
+
+    mix: list[float]
+    content: FloatImage
+    styles: list[KeyedStyle]
+    image: Tensor
+    working: Tensor
+
+
+def item_inputs(item: StylizeItem, device: torch.device, max_side: int) -> ItemInputs:
+    """Checks an item (`validate_request`) and prepares what adain and wct both need."""
+    mix = validate_request(item.content, item.styles, item.weights, item.style_keys)
+    content = to_float32(item.content)
+    reference = content if item.controls.histogram_match else None
+    styles = prepare_styles(item.styles, item.style_keys, reference)
+    with torch.inference_mode():
+        image = to_tensor(content, device)
+        working = resize_long_side(image, min(long_side(image), max_side))
+    return ItemInputs(list(mix), content, list(styles), image, working)
+
+
 def finish(
     decoded: Tensor,
     image: Tensor,
@@ -408,20 +433,14 @@ class AdainFamily:
 
     def _begin(self, item: StylizeItem) -> _BatchItem:
         """Checks an item and derives what its network pass needs, as `stylize` does."""
-        mix = validate_request(item.content, item.styles, item.weights, item.style_keys)
-        content_f = to_float32(item.content)
+        inputs = item_inputs(item, self._device, self.config.max_side)
+        statistics = [self._style_statistics(style) for style in inputs.styles]
+        mean, std = mix_statistics(statistics, inputs.mix)
         controls = item.controls
-        prepared = prepare_styles(
-            item.styles, item.style_keys, content_f if controls.histogram_match else None
-        )
-        mean, std = mix_statistics([self._style_statistics(style) for style in prepared], mix)
-        with torch.inference_mode():
-            image = to_tensor(content_f, self._device)
-            working = resize_long_side(image, min(long_side(image), self.config.max_side))
         return _BatchItem(
-            content=content_f,
-            image=image,
-            working=working,
+            content=inputs.content,
+            image=inputs.image,
+            working=inputs.working,
             mean=mean,
             std=std,
             alpha=controls.alpha,

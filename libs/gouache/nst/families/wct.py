@@ -50,19 +50,23 @@ from dataclasses import dataclass, field, fields
 import torch
 from torch import Tensor, nn
 
-from gouache.imaging.color import to_float32
 from gouache.lru import LruCache
 from gouache.nst.base import (
     Cancellation,
     RGBImage,
     StylizeControls,
     check_cancellation,
-    validate_request,
 )
 from gouache.nst.batching import StylizeItem
 from gouache.nst.encoders.base import FeatureEncoder
 from gouache.nst.encoders.lite0 import Lite0Encoder
-from gouache.nst.families.adain import TAP_GEOMETRY, FloatImage, decoder_levels, finish
+from gouache.nst.families.adain import (
+    TAP_GEOMETRY,
+    FloatImage,
+    decoder_levels,
+    finish,
+    item_inputs,
+)
 from gouache.nst.families.wct_transform import (
     Colouring,
     mix_colourings,
@@ -73,7 +77,6 @@ from gouache.nst.pixels import (
     KeyedStyle,
     long_side,
     pad_to_stride,
-    prepare_styles,
     resize_long_side,
     to_tensor,
 )
@@ -358,24 +361,17 @@ class WctFamily:
 
     def _begin(self, item: StylizeItem) -> _BatchItem:
         """Checks an item and derives what its passes need, as `stylize` does."""
-        mix = validate_request(item.content, item.styles, item.weights, item.style_keys)
-        content_f = to_float32(item.content)
-        controls = item.controls
-        prepared = prepare_styles(
-            item.styles, item.style_keys, content_f if controls.histogram_match else None
-        )
-        per_style = [self._style_colourings(style) for style in prepared]
+        inputs = item_inputs(item, self._device, self.config.max_side)
+        per_style = [self._style_colourings(style) for style in inputs.styles]
         mixed = {
-            tap: mix_colourings([colourings[tap] for colourings in per_style], mix)
+            tap: mix_colourings([colourings[tap] for colourings in per_style], inputs.mix)
             for tap in self.config.levels
         }
-        with torch.inference_mode():
-            image = to_tensor(content_f, self._device)
-            working = resize_long_side(image, min(long_side(image), self.config.max_side))
+        controls = item.controls
         return _BatchItem(
-            content=content_f,
-            image=image,
-            working=working,
+            content=inputs.content,
+            image=inputs.image,
+            working=inputs.working,
             colourings=mixed,
             alpha=controls.alpha,
             tv_weight=self.config.tv_weight if controls.tv_weight is None else controls.tv_weight,
