@@ -106,6 +106,7 @@ def deployment(
         "GOUACHE_INFERENCE_PORT": str(template.port),
         "GOUACHE_INFERENCE_MODELS": spec.served_as(),
         "GOUACHE_INFERENCE_RUNTIME": spec.runtime,
+        "GOUACHE_INFERENCE_PRECISION": spec.precision,
         "GOUACHE_INFERENCE_DEVICE": "cuda",
         **template.env,
     }

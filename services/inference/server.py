@@ -36,30 +36,40 @@ POLICY: MethodPolicy = {
 }
 
 
-def registry_builder(runtime: str, threads: int) -> FamilyBuilder:
+def registry_builder(runtime: str, threads: int, precision: str = "auto") -> FamilyBuilder:
     """Builds model versions from the nst registry (imports torch) with `runtime`.
 
     With "onnx", families that export a network run it in ONNX Runtime with `threads`
-    intra-op threads (0: one per core); the others (gatys) run in torch.
+    intra-op threads (0: one per core) at `precision` (fp16 where parity holds, see
+    `gouache.nst.onnx_runtime.build_onnx_family`); the others (gatys) run in torch.
     """
 
     def build_family(model_version: str, device: str) -> StyleFamily:
         from gouache.nst import onnx_runtime
+        from gouache.nst import precision as precisions
 
-        chosen = (
-            "onnx"
-            if runtime == "onnx" and onnx_runtime.has_onnx_runtime(model_version)
-            else "torch"
-        )
-        logger.info(
-            "building model version", extra={"model_version": model_version, "runtime": chosen}
-        )
-        return onnx_runtime.build_family(
+        if not (runtime == "onnx" and onnx_runtime.has_onnx_runtime(model_version)):
+            logger.info(
+                "building model version", extra={"model_version": model_version, "runtime": "torch"}
+            )
+            return onnx_runtime.build_family(model_version, device=device, runtime="torch")
+        family, choice = onnx_runtime.build_onnx_family(
             model_version,
             device=device,
-            runtime=onnx_runtime.check_runtime(chosen),
             threads=threads or None,
+            precision=precisions.check_precision(precision),
         )
+        logger.info(
+            "building model version",
+            extra={
+                "model_version": model_version,
+                "runtime": "onnx",
+                "precision": choice.precision,
+                "precision_reason": choice.reason,
+                "fp16_parity": choice.parity.describe() if choice.parity else None,
+            },
+        )
+        return family
 
     return build_family
 
@@ -121,7 +131,8 @@ async def build(
     host = ModelHost(
         settings.served_models(),
         device=device,
-        builder=builder or registry_builder(settings.runtime, settings.torch_threads),
+        builder=builder
+        or registry_builder(settings.runtime, settings.torch_threads, settings.precision),
         max_concurrency=settings.max_concurrency,
         max_pixels=settings.max_pixels,
         warmup_side=settings.warmup_side,

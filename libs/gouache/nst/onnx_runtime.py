@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -25,13 +27,24 @@ from gouache.nst.export import (
 from gouache.nst.families.adain import AdainConfig, AdainFamily, load_decoder
 from gouache.nst.families.feedforward import FeedforwardConfig, FeedforwardFamily, load_shipped
 from gouache.nst.families.wct import WctConfig, WctFamily, WctRunners, load_decoders
+from gouache.nst.precision import (
+    FP16_PARITY,
+    GraphPrecision,
+    Parity,
+    Precision,
+    check_precision,
+    float16_graph,
+    measure_parity,
+)
 from gouache.nst.specs import ModelSpec
+
+logger = logging.getLogger(__name__)
 
 Runtime = Literal["torch", "onnx"]
 RUNTIMES: tuple[Runtime, ...] = ("torch", "onnx")
 
-OnnxFamilyBuilder = Callable[[ModelSpec, torch.device, "int | None"], StyleFamily]
-"""Builds a family whose network runs in ONNX Runtime: (spec, device, threads) -> family."""
+OnnxFamilyBuilder = Callable[[ModelSpec, torch.device, "int | None", GraphPrecision], StyleFamily]
+"""Builds a family whose network runs in ONNX Runtime: (spec, device, threads, precision)."""
 
 _CUDA = "CUDAExecutionProvider"
 _CPU = "CPUExecutionProvider"
@@ -81,6 +94,9 @@ class OnnxNetwork:
     runs the checked file with that axis made symbolic (`batch_dynamic`), so a family
     can send several images in one run without a re-export, which would change the
     pinned sha256s. Outputs at batch one are bit-identical to the file's own.
+
+    `precision` "fp16" runs the checked file converted to float16 in memory
+    (`gouache.nst.precision.float16_graph`); inputs and outputs stay float32.
     """
 
     def __init__(
@@ -90,6 +106,7 @@ class OnnxNetwork:
         device: str | torch.device = "cpu",
         threads: int | None = None,
         sha256: str | None = None,
+        precision: GraphPrecision = "fp32",
     ) -> None:
         if sha256 is not None:
             actual = file_sha256(path)
@@ -101,8 +118,12 @@ class OnnxNetwork:
             options.intra_op_num_threads = threads
             options.inter_op_num_threads = 1
         self.path = path
+        self.precision: GraphPrecision = precision
+        model = batch_dynamic(onnx.load(str(path)))
+        if precision == "fp16":
+            model = float16_graph(model)
         self._session = ort.InferenceSession(
-            batch_dynamic(onnx.load(str(path))).SerializeToString(),
+            model.SerializeToString(),
             sess_options=options,
             providers=providers_for(device),
         )
@@ -175,7 +196,12 @@ def max_abs_difference(
 
 
 def build_family(
-    name: str, *, device: str = "cpu", runtime: Runtime = "torch", threads: int | None = None
+    name: str,
+    *,
+    device: str = "cpu",
+    runtime: Runtime = "torch",
+    threads: int | None = None,
+    precision: Precision = "fp32",
 ) -> StyleFamily:
     """Builds registered model `name` to run its network with `runtime`.
 
@@ -183,11 +209,53 @@ def build_family(
     (the model directory's `model.onnx`, sha256-checked against its manifest) with ONNX
     Runtime, behind the same `StyleFamily` interface; families without a feed-forward
     network (gatys optimises pixels through the encoder's gradients) have no ONNX form.
+    `precision` applies to "onnx" only; see `build_onnx_family`.
     """
     from gouache.nst import registry
 
     if check_runtime(runtime) == "torch":
         return registry.build_family(name, device=device)
+    family, _ = build_onnx_family(name, device=device, threads=threads, precision=precision)
+    return family
+
+
+@dataclass(frozen=True)
+class PrecisionChoice:
+    """What a model version's graphs run at, and why: for the log line at load."""
+
+    precision: GraphPrecision
+    reason: str
+    parity: Parity | None = None
+
+
+class PrecisionParityError(ValueError):
+    """fp16 was asked for and its pictures strayed from fp32's past `FP16_PARITY`."""
+
+
+def runs_on_cuda(device: str | torch.device) -> bool:
+    """Whether ONNX Runtime sessions for `device` get the CUDA execution provider."""
+    return providers_for(device)[0] == _CUDA
+
+
+def build_onnx_family(
+    name: str,
+    *,
+    device: str = "cpu",
+    threads: int | None = None,
+    precision: Precision = "fp32",
+) -> tuple[StyleFamily, PrecisionChoice]:
+    """Builds registered model `name` on ONNX Runtime at `precision`; says what it chose.
+
+    "fp32" loads the exported graphs as they are. "fp16" and "auto" on CUDA also load
+    them converted to float16, stylize a probe with both (`measure_parity`) and keep
+    fp16 only when the pictures agree within `FP16_PARITY`; otherwise "auto" keeps fp32
+    and "fp16" raises `PrecisionParityError` with the measured difference. "auto" off
+    CUDA is fp32: ONNX Runtime's CPU provider computes fp16 nodes in fp32 between casts,
+    slower than fp32 throughout.
+    """
+    from gouache.nst import registry
+
+    wanted = check_precision(precision)
     spec = registry.get(name)
     builder = _ONNX_BUILDERS.get(spec.family)
     if builder is None:
@@ -195,21 +263,46 @@ def build_family(
             f"{name}: the {spec.family} family has no ONNX runtime "
             f"(ONNX families: {', '.join(sorted(_ONNX_BUILDERS)) or 'none'}); use runtime 'torch'"
         )
-    return builder(spec, torch.device(device), threads)
+    torch_device = torch.device(device)
+    full = builder(spec, torch_device, threads, "fp32")
+    if wanted == "fp32":
+        return full, PrecisionChoice("fp32", "fp32 asked for")
+    if wanted == "auto" and not runs_on_cuda(torch_device):
+        return full, PrecisionChoice("fp32", "auto: fp16 is served on CUDA only")
+    half = builder(spec, torch_device, threads, "fp16")
+    parity = measure_parity(full, half)
+    if parity.holds(FP16_PARITY):
+        return half, PrecisionChoice("fp16", f"{wanted}: parity holds", parity)
+    message = (
+        f"{name}: fp16 strays from fp32 on the probe ({parity.describe()}); "
+        f"the bar is mean {FP16_PARITY.mean}, p99.9 {FP16_PARITY.p999}"
+    )
+    if wanted == "fp16":
+        raise PrecisionParityError(f"{message}; serve it at precision 'fp32' or 'auto'")
+    logger.warning("fp16 refused, serving fp32", extra={"model_version": name, "parity": message})
+    return full, PrecisionChoice("fp32", f"auto: {message}", parity)
 
 
 def _graph(
-    spec: ModelSpec, device: torch.device, threads: int | None, file: str = ONNX_FILE
+    spec: ModelSpec,
+    device: torch.device,
+    threads: int | None,
+    precision: GraphPrecision,
+    file: str = ONNX_FILE,
 ) -> OnnxNetwork:
     """One of the model's graphs, checked against the sha256 its manifest lists."""
     directory = model_directory(spec)
     expected = manifest_file_sha256(directory / MANIFEST_FILE, file)
-    return OnnxNetwork(directory / file, device=device, threads=threads, sha256=expected)
+    return OnnxNetwork(
+        directory / file, device=device, threads=threads, sha256=expected, precision=precision
+    )
 
 
-def _build_adain(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
+def _build_adain(
+    spec: ModelSpec, device: torch.device, threads: int | None, precision: GraphPrecision
+) -> StyleFamily:
     config = AdainConfig.from_mapping(spec.config)
-    graph = _graph(spec, device, threads)
+    graph = _graph(spec, device, threads, precision)
 
     def run_graph(image: Tensor, mean: Tensor, std: Tensor, alpha: Tensor) -> Tensor:
         # The graph is exported for float32 and a stride-padded image, as the family sends.
@@ -225,22 +318,27 @@ def _build_adain(spec: ModelSpec, device: torch.device, threads: int | None) -> 
     )
 
 
-def _build_feedforward(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
+def _build_feedforward(
+    spec: ModelSpec, device: torch.device, threads: int | None, precision: GraphPrecision
+) -> StyleFamily:
     return FeedforwardFamily(
         load_shipped(spec.weights, device=device),
         load_lite0(device=device),
         config=FeedforwardConfig.from_mapping(spec.config),
         device=device,
-        runner=_graph(spec, device, threads),
+        runner=_graph(spec, device, threads, precision),
     )
 
 
-def _build_wct(spec: ModelSpec, device: torch.device, threads: int | None) -> StyleFamily:
+def _build_wct(
+    spec: ModelSpec, device: torch.device, threads: int | None, precision: GraphPrecision
+) -> StyleFamily:
     config = WctConfig.from_mapping(spec.config)
 
     def graphs(role: str) -> dict[str, OnnxNetwork]:
         return {
-            tap: _graph(spec, device, threads, wct_graph_file(role, tap)) for tap in config.levels
+            tap: _graph(spec, device, threads, precision, wct_graph_file(role, tap))
+            for tap in config.levels
         }
 
     return WctFamily(

@@ -119,6 +119,7 @@ class VersionSpec:
     gpu_memory_gib: float
     weights: Weights | None = None
     runtime: str = "onnx"
+    precision: str = "auto"
     replicas_min: int = 1
     replicas_max: int = 1
     cpu: str = "2"
@@ -341,6 +342,11 @@ def parse_version_spec(raw: Mapping[str, Any]) -> VersionSpec:
     runtime = raw.get("runtime", "onnx")
     if runtime not in ("onnx", "torch"):
         raise InvalidSpec("InvalidSpec", f"spec.runtime must be onnx or torch, got {runtime!r}")
+    precision = raw.get("precision", "auto")
+    if precision not in ("auto", "fp16", "fp32"):
+        raise InvalidSpec(
+            "InvalidSpec", f"spec.precision must be auto, fp16 or fp32, got {precision!r}"
+        )
     return VersionSpec(
         version=version,
         model=model,
@@ -352,6 +358,7 @@ def parse_version_spec(raw: Mapping[str, Any]) -> VersionSpec:
         ),
         weights=weights,
         runtime=str(runtime),
+        precision=str(precision),
         replicas_min=low,
         replicas_max=high,
         cpu=str(resources.get("cpu", "2")),

@@ -62,3 +62,32 @@ async def test_each_version_loads_and_warms_up_in_its_runtime(
         getattr(r, "runtime", None) for r in caplog.records if r.msg == "building model version"
     ]
     assert chosen == [expected]
+
+
+def test_precision_is_auto_by_default_and_unknown_ones_are_refused() -> None:
+    assert InferenceSettings().precision == "auto"
+    assert InferenceSettings(precision=" FP16 ").precision == "fp16"
+    with pytest.raises(ValidationError, match="'auto', 'fp16' or 'fp32'"):
+        InferenceSettings(precision="int8")
+
+
+@pytest.mark.parametrize(("precision", "expected"), [("auto", "fp32"), ("fp16", "fp16")])
+async def test_the_load_logs_the_precision_chosen_and_the_parity_measured(
+    precision: str, expected: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    # On the CPU, auto keeps fp32 without measuring; fp16 asked for is measured first.
+    host = ModelHost(
+        ["adain.lite0-v1"],
+        device="cpu",
+        builder=registry_builder("onnx", threads=1, precision=precision),
+        warmup_side=32,
+        tile_size_of=registry_tile_size,
+    )
+    with caplog.at_level(logging.INFO, logger="services.inference.server"):
+        await host.load_all()
+    (record,) = [r for r in caplog.records if r.msg == "building model version"]
+    assert getattr(record, "precision", None) == expected
+    parity = getattr(record, "fp16_parity", None)
+    assert (parity is None) == (precision == "auto")
+    if parity is not None:
+        assert parity.startswith("mean ")

@@ -58,6 +58,7 @@ def test_deployment_runs_on_the_pool_with_its_gpus() -> None:
     env = {e["name"]: e["value"] for e in container["env"]}
     assert env["GOUACHE_INFERENCE_MODELS"] == "adain.lite0-v2=adain.lite0-v1"
     assert env["GOUACHE_INFERENCE_AUTH_ADDR"] == "auth:50051"
+    assert (env["GOUACHE_INFERENCE_DEVICE"], env["GOUACHE_INFERENCE_PRECISION"]) == ("cuda", "auto")
     assert container["readinessProbe"]["grpc"] == {"port": 50055}
     assert container["securityContext"]["readOnlyRootFilesystem"] is True
     assert pod["securityContext"]["runAsNonRoot"] is True

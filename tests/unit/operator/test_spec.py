@@ -138,3 +138,12 @@ def test_pool_spec() -> None:
     }
     with pytest.raises(InvalidSpec, match="nodeSelector"):
         parse_pool_spec("x", {"nodeSelector": {}, "gpusPerNode": 1, "gpuMemoryGiB": 80})
+
+
+def test_precision_defaults_to_auto_and_is_checked() -> None:
+    assert parse_version_spec(spec()).precision == "auto"
+    assert parse_version_spec(spec(precision="fp32")).precision == "fp32"
+    with pytest.raises(
+        InvalidSpec, match=r"spec\.precision must be auto, fp16 or fp32, got 'int8'"
+    ):
+        parse_version_spec(spec(precision="int8"))

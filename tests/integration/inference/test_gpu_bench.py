@@ -1,0 +1,50 @@
+"""CI smoke of loadtests/gpu_bench.py on the CPU provider: tiny counts, and its report."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.slow
+
+REPO = Path(__file__).resolve().parents[3]
+
+
+def test_the_gpu_bench_measures_both_precisions_and_appends_its_report(tmp_path: Path) -> None:
+    results = tmp_path / "RESULTS.md"
+    results.write_text("# earlier sections stay\n")
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "loadtests.gpu_bench",
+            *("--device", "cpu", "--models", "adain.lite0-v1", "--side", "64"),
+            *("--batches", "1", "3", "--runs", "2", "--threads", "1"),
+            *("--append", str(results)),
+        ],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    report = results.read_text()
+    assert report.startswith("# earlier sections stay\n")
+    assert "### GPU engine, 64 px" in report
+    rows = [line for line in report.splitlines() if line.startswith("| adain.lite0-v1 |")]
+    assert [row.split("|")[2].strip() for row in rows] == [
+        "fp32 (cpu)",
+        "fp16 (cpu)",
+        "fp32 (cpu)",
+        "fp16 (cpu)",
+    ]
+    # fp16 was measured against fp32 before it ran: mean / p99.9 / max levels.
+    mean, p999, worst = (float(v) for v in rows[1].split("|")[3].split("/"))
+    assert mean <= 0.5
+    assert p999 <= 4.0
+    assert worst <= 255
+    for row in rows[2:]:
+        assert all(float(rate) > 0 for rate in row.split("|")[3:5]), row
