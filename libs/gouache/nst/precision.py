@@ -9,11 +9,13 @@ manifest's sha256 pins; the fp16 graph is derived from it in memory at load.
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from typing import Literal
 
 import numpy as np
+import numpy.typing as npt
 import onnx
 
 from gouache.nst.base import RGBImage, StyleFamily, StylizeControls, trained_style_keys
@@ -183,3 +185,56 @@ def measure_parity(
         for family in (reference, candidate)
     ]
     return compare(pictures[0], pictures[1])
+
+
+FP16_MAX = float(np.finfo(np.float16).max)
+"""65504: past it a float16 tensor is infinite."""
+
+
+@dataclass(frozen=True)
+class Peak:
+    """The largest magnitude a graph's float16 part reaches, and the tensor reaching it."""
+
+    value: float
+    tensor: str
+
+
+def fp16_peak(
+    model: onnx.ModelProto, feeds: Sequence[Mapping[str, npt.NDArray[np.float32]]]
+) -> Peak:
+    """Runs the float32 `model` on `feeds` and finds the largest |value| that
+    `float16_graph` would hold in float16 (every node's output but those kept float32).
+
+    The headroom below `FP16_MAX` is the range half precision has to spare on those
+    inputs; it is measured in float32 on the CPU, where fp16 kernels do not run.
+    """
+    import onnxruntime as ort
+
+    probed = onnx.ModelProto()
+    probed.CopyFrom(model)
+    kept = {
+        name
+        for node in probed.graph.node
+        if node.op_type in STATISTICS_OPS
+        or (node.op_type == "Mul" and len(node.input) == 2 and node.input[0] == node.input[1])
+        for name in node.output
+    }
+    watched = [
+        name
+        for node in probed.graph.node
+        if node.op_type not in ("Constant", "Shape")
+        for name in node.output
+        if name and name not in kept
+    ]
+    del probed.graph.output[:]
+    probed.graph.output.extend(onnx.helper.make_empty_tensor_value_info(n) for n in watched)
+    session = ort.InferenceSession(probed.SerializeToString(), providers=["CPUExecutionProvider"])
+    peak = Peak(0.0, "")
+    for feed in feeds:
+        for name, value in zip(watched, session.run(watched, dict(feed)), strict=True):
+            array = np.asarray(value)
+            if array.dtype.kind == "f" and array.size:
+                largest = float(np.abs(array).max())
+                if largest > peak.value:
+                    peak = Peak(largest, name)
+    return peak

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 import numpy as np
@@ -12,7 +12,7 @@ import torch
 from onnx import TensorProto, helper
 
 from gouache.nst import onnx_runtime, registry
-from gouache.nst.base import RGBImage, StyleFamily, StylizeControls
+from gouache.nst.base import RGBImage, StyleFamily, StylizeControls, trained_style_keys
 from gouache.nst.export import graph_files, model_directory
 from gouache.nst.onnx_runtime import (
     OnnxNetwork,
@@ -21,6 +21,7 @@ from gouache.nst.onnx_runtime import (
     build_onnx_family,
 )
 from gouache.nst.precision import (
+    FP16_MAX,
     FP16_PARITY,
     STATISTICS_OPS,
     Parity,
@@ -28,7 +29,9 @@ from gouache.nst.precision import (
     check_precision,
     compare,
     float16_graph,
+    fp16_peak,
     measure_parity,
+    probe,
 )
 from gouache.nst.specs import ModelSpec
 
@@ -86,6 +89,31 @@ def test_fp16_keeps_parity_with_fp32_on_every_shipped_model(spec: ModelSpec) -> 
     assert choice.parity.holds(FP16_PARITY)
     # The fp16 graphs are the ones serving, not the fp32 ones measured beside them.
     assert _graph_precisions(family) == {"fp16"}
+
+
+@pytest.mark.parametrize("spec", SHIPPED, ids=lambda spec: spec.name)
+def test_what_fp16_holds_stays_far_below_its_largest_finite_value(
+    spec: ModelSpec, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # The feeds each graph gets when the family stylizes the probe, then the float32
+    # graph's largest value among the tensors the fp16 graph would hold in float16.
+    feeds: dict[Path, list[dict[str, np.ndarray]]] = {}
+    run = OnnxNetwork.run
+
+    def recording(self: OnnxNetwork, inputs: Mapping[str, np.ndarray]) -> dict[str, np.ndarray]:
+        feeds.setdefault(self.path, []).append({k: np.array(v) for k, v in inputs.items()})
+        return run(self, inputs)
+
+    monkeypatch.setattr(OnnxNetwork, "run", recording)
+    family = onnx_runtime.build_family(spec.name, runtime="onnx")
+    keys = list(trained_style_keys(family)[:1]) or None
+    shown = probe()
+    family.stylize(shown.content, [shown.style], [1.0], StylizeControls(), style_keys=keys)
+    assert {path.name for path in feeds} == set(graph_files(spec))
+    for path, sent in feeds.items():
+        peak = fp16_peak(batch_dynamic(onnx.load(str(path))), sent)
+        # Measured at 256 px: at most 188 (adain's recoloured features; 134 at 512 px).
+        assert 1.0 < peak.value < FP16_MAX / 64, f"{path.name}: {peak}"
 
 
 def test_auto_on_the_cpu_is_fp32_without_measuring() -> None:
