@@ -5,7 +5,8 @@
     # Anywhere, tiny (what CI runs): the same code on the CPU provider.
     .venv/bin/python -m loadtests.gpu_bench --device cpu --side 64 --batches 1 2 --runs 1
 
-Each (model, precision) runs in a fresh subprocess, so the memory it reports is one
+The one-pass models run on ONNX Runtime in both precisions; gatys runs in torch (CUDA on a
+GPU node), once, in fp32. Each (model, precision) runs in a fresh subprocess, so the memory it reports is one
 model version's: the process's GPU memory from `nvidia-smi` (CUDA context, ONNX
 Runtime's arena at its peak, torch's encoder) on cuda, and the peak resident memory on
 both. In the child: `build_onnx_family(model, device, precision)` (fp16 is measured
@@ -36,7 +37,9 @@ from typing import Any
 
 from gouache.nst.machine import cpu_model
 
-DEFAULT_MODELS = ("adain.lite0-v1", "feedforward.lite0-v1", "wct.lite0-v1")
+DEFAULT_MODELS = ("adain.lite0-v1", "feedforward.lite0-v1", "wct.lite0-v1", "gatys.lite0-fast")
+"""The one-pass families on ONNX Runtime, and gatys, which optimises pixels in torch (CUDA
+on a GPU node): it has no graph to convert, so it is measured once, in fp32."""
 PRECISIONS = ("fp32", "fp16")
 
 
@@ -47,16 +50,31 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
 
     from gouache.nst.base import StylizeControls, trained_style_keys
     from gouache.nst.batching import BatchingFamily, StylizeItem
-    from gouache.nst.onnx_runtime import build_onnx_family, runs_on_cuda
+    from gouache.nst.onnx_runtime import (
+        PrecisionChoice,
+        build_family,
+        build_onnx_family,
+        has_onnx_runtime,
+        runs_on_cuda,
+    )
 
     def image(pixels: np.ndarray) -> np.ndarray:
         resized = transform.resize(pixels, (args.side, args.side), anti_aliasing=True)
         return np.ascontiguousarray((resized * 255).round().astype(np.uint8))
 
     started = time.perf_counter()
-    family, choice = build_onnx_family(
-        args.model, device=args.device, threads=args.threads or None, precision=args.precision
-    )
+    if has_onnx_runtime(args.model):
+        family, choice = build_onnx_family(
+            args.model, device=args.device, threads=args.threads or None, precision=args.precision
+        )
+        runtime = "onnx"
+    else:
+        import torch
+
+        if args.threads:
+            torch.set_num_threads(args.threads)
+        family = build_family(args.model, device=args.device, runtime="torch")
+        choice, runtime = PrecisionChoice("fp32", "torch"), "torch"
     load_s = time.perf_counter() - started
     contents = [image(data.astronaut()), image(data.chelsea()), image(data.coffee())]
     style = image(data.hubble_deep_field())
@@ -88,7 +106,8 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
             if choice.parity
             else ""
         ),
-        "cuda": runs_on_cuda(args.device),
+        "cuda": runs_on_cuda(args.device) if runtime == "onnx" else _torch_cuda(args.device),
+        "runtime": runtime,
         "load_s": load_s,
         "cold_s": cold_s,
         "single_s": single,
@@ -96,6 +115,12 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
         "gpu_mib": _gpu_mib(),
         "rss_mib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024.0,
     }
+
+
+def _torch_cuda(device: str) -> bool:
+    import torch
+
+    return device == "cuda" and torch.cuda.is_available()
 
 
 def _timed(call: Any, runs: int) -> list[float]:
@@ -176,7 +201,8 @@ def report(args: argparse.Namespace, results: Sequence[dict[str, Any] | str]) ->
             continue
         single = result["single_s"]
         gpu = "n/a" if result["gpu_mib"] is None else f"{result['gpu_mib']:.0f}"
-        served = result["precision"] + ("" if result["cuda"] else " (cpu)")
+        served = result["precision"] + ("" if result["runtime"] == "onnx" else ", torch")
+        served += "" if result["cuda"] else " (cpu)"
         lines.append(
             f"| {result['model']} | {served} | {result['parity'] or '-'} | "
             f"{result['load_s']:.1f} | {result['cold_s'] * 1000:.0f} | "
@@ -224,8 +250,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(json.dumps(_child(args)))
         return 0
     results: list[dict[str, Any] | str] = []
+    from gouache.nst.onnx_runtime import has_onnx_runtime
+
     for model in args.models.split(","):
-        for precision in args.precisions.split(","):
+        for precision in args.precisions.split(",") if has_onnx_runtime(model) else ["fp32"]:
             result = _measure(args, model, precision)
             print(result if isinstance(result, str) else _summary(result), flush=True)
             results.append(

@@ -21,7 +21,7 @@ def test_the_gpu_bench_measures_both_precisions_and_appends_its_report(tmp_path:
             sys.executable,
             "-m",
             "loadtests.gpu_bench",
-            *("--device", "cpu", "--models", "adain.lite0-v1", "--side", "64"),
+            *("--device", "cpu", "--models", "adain.lite0-v1,gatys.lite0-fast", "--side", "64"),
             *("--batches", "1", "3", "--runs", "2", "--threads", "1"),
             *("--append", str(results)),
         ],
@@ -48,3 +48,7 @@ def test_the_gpu_bench_measures_both_precisions_and_appends_its_report(tmp_path:
     assert worst <= 255
     for row in rows[2:]:
         assert all(float(rate) > 0 for rate in row.split("|")[3:5]), row
+    # gatys has no graph: measured once, in torch, and it does not batch.
+    (gatys,) = [line for line in report.splitlines() if line.startswith("| gatys.lite0-fast |")]
+    assert gatys.split("|")[2].strip() == "fp32, torch (cpu)"
+    assert float(gatys.split("|")[6]) > 0
