@@ -87,8 +87,8 @@ def _child(model: str, runtime: str, runs: int, threads: int) -> dict[str, Any]:
     first = one(content_512)
     cold_s = time.perf_counter() - started
     assert first.shape == content_512.shape
-    times_512 = _timed(lambda: one(content_512), runs)
-    times_1024 = _timed(lambda: tiled(content_1024), runs)
+    times_512 = timed(lambda: one(content_512), runs)
+    times_1024 = timed(lambda: tiled(content_1024), runs)
     tiles = len(plan_tiles(1024, 1024, spec.tile_size, TILE_OVERLAP))
     return {
         "model": model,
@@ -105,7 +105,8 @@ def _child(model: str, runtime: str, runs: int, threads: int) -> dict[str, Any]:
     }
 
 
-def _timed(call: Any, runs: int) -> list[float]:
+def timed(call: Any, runs: int) -> list[float]:
+    """Wall seconds of each of `runs` calls of `call`, in order."""
     times = []
     for _ in range(runs):
         started = time.perf_counter()

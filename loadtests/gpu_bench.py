@@ -36,6 +36,7 @@ from pathlib import Path
 from typing import Any
 
 from gouache.nst.machine import cpu_model
+from loadtests.engine_bench import timed
 
 DEFAULT_MODELS = ("adain.lite0-v1", "feedforward.lite0-v1", "wct.lite0-v1", "gatys.lite0-fast")
 """The one-pass families on ONNX Runtime, and gatys, which optimises pixels in torch (CUDA
@@ -87,7 +88,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
     started = time.perf_counter()
     one()
     cold_s = time.perf_counter() - started
-    single = _timed(one, args.runs)
+    single = timed(one, args.runs)
     batched: dict[int, list[float]] = {}
     if isinstance(family, BatchingFamily):
         for size in args.batches:
@@ -96,7 +97,7 @@ def _child(args: argparse.Namespace) -> dict[str, Any]:
                 for i in range(size)
             ]
             family.stylize_batch(items)  # warms this batch shape up
-            batched[size] = _timed(lambda items=items: family.stylize_batch(items), args.runs)
+            batched[size] = timed(lambda items=items: family.stylize_batch(items), args.runs)
     return {
         "model": args.model,
         "precision": choice.precision,
@@ -121,15 +122,6 @@ def _torch_cuda(device: str) -> bool:
     import torch
 
     return device == "cuda" and torch.cuda.is_available()
-
-
-def _timed(call: Any, runs: int) -> list[float]:
-    times = []
-    for _ in range(runs):
-        started = time.perf_counter()
-        call()
-        times.append(time.perf_counter() - started)
-    return times
 
 
 def _gpu_mib() -> float | None:
