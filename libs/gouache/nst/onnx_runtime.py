@@ -250,8 +250,8 @@ def build_onnx_family(
     them converted to float16, stylize a probe with both (`measure_parity`) and keep
     fp16 only when the pictures agree within `FP16_PARITY`; otherwise "auto" keeps fp32
     and "fp16" raises `PrecisionParityError` with the measured difference. "auto" off
-    CUDA is fp32: ONNX Runtime's CPU provider computes fp16 nodes in fp32 between casts,
-    slower than fp32 throughout.
+    CUDA is fp32: ONNX Runtime's CPU provider has no fp16 kernels for these graphs and
+    computes their fp16 nodes in fp32 between casts, so half precision buys nothing there.
     """
     from gouache.nst import registry
 
