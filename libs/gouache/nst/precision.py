@@ -45,6 +45,11 @@ def check_precision(precision: str) -> Precision:
     raise ValueError(f"unknown precision {precision!r}; known: {', '.join(PRECISIONS)}")
 
 
+def _is_square(node: onnx.NodeProto) -> bool:
+    """A Mul of a tensor by itself: kept float32 with the statistics it feeds."""
+    return node.op_type == "Mul" and len(node.input) == 2 and node.input[0] == node.input[1]
+
+
 def float16_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """`model` with its weights and activations in float16, inputs and outputs in float32.
 
@@ -53,11 +58,7 @@ def float16_graph(model: onnx.ModelProto) -> onnx.ModelProto:
     """
     from onnxruntime.transformers.float16 import DEFAULT_OP_BLOCK_LIST, convert_float_to_float16
 
-    squares = [
-        node.name
-        for node in model.graph.node
-        if node.op_type == "Mul" and len(node.input) == 2 and node.input[0] == node.input[1]
-    ]
+    squares = [node.name for node in model.graph.node if _is_square(node)]
     converted: onnx.ModelProto = convert_float_to_float16(
         model,
         keep_io_types=True,
@@ -215,8 +216,7 @@ def fp16_peak(
     kept = {
         name
         for node in probed.graph.node
-        if node.op_type in STATISTICS_OPS
-        or (node.op_type == "Mul" and len(node.input) == 2 and node.input[0] == node.input[1])
+        if node.op_type in STATISTICS_OPS or _is_square(node)
         for name in node.output
     }
     watched = [
