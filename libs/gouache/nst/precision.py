@@ -112,7 +112,8 @@ class Tolerance:
 
 FP16_PARITY = Tolerance(mean=0.5, p999=4.0)
 """The bar fp16 must keep on the probe: on average half a level, and 999 pixels of every
-1000 within 4 levels of fp32 (a difference below what a viewer can see). Measured on CPU,
+1000 within 4 of 255 levels of fp32; a JPEG export at quality 95 strays further (the probe's
+photo: mean 2.25, p99.9 26 levels). Measured on CPU,
 where ONNX Runtime computes fp16 nodes in fp32 between casts, the shipped models sit far
 inside it (tests/unit/nst/test_precision.py); on CUDA the real fp16 kernels are measured
 at every load."""
