@@ -115,6 +115,7 @@ def test_settings_reach_each_service(rendered_matrix: dict[str, Rendered]) -> No
     assert storage["GOUACHE_STORAGE_S3_CREATE_BUCKET"] == "false"
     assert storage["GOUACHE_STORAGE_NSFW_FILTER"] == "true"
     assert storage["GOUACHE_STORAGE_NSFW_THRESHOLD"] == "0.8"
+    assert config["inference"]["GOUACHE_INFERENCE_PRECISION"] == "auto"
     assert (
         config["auth"]["GOUACHE_AUTH_DATABASE_URL"]
         == "postgresql+asyncpg://db.example.internal:5432/gouache"
@@ -328,6 +329,7 @@ def test_labels_follow_the_recommended_set(rendered_matrix: dict[str, Rendered])
         (("auth.replicas=-1",), "/auth/replicas': minimum: got -1, want 0"),
         (("nats.replicas=0",), "/nats/replicas': minimum: got 0, want 1"),
         (("inference.device=tpu",), "/inference/device'"),
+        (("inference.precision=int8",), "/inference/precision': value must be one of 'auto'"),
         (("postgresql.external.sslmode=maybe",), "/postgresql/external/sslmode'"),
         (("edge.tls.enabled=true",), "edge.tls.enabled needs edge.tls.secretName"),
         (("mtls.enabled=true",), "mtls.enabled needs mtls.secretName"),
