@@ -50,6 +50,7 @@ def refused(cluster: KubeCluster, namespace: str, manifest: dict[str, Any]) -> s
         ({"resources": {"gpuMemoryGiB": -1}}, "spec.resources.gpuMemoryGiB"),
         ({"replicas": {"min": 3, "max": 2}}, "replicas.min must not exceed replicas.max"),
         ({"rollout": {"onFailure": "pray"}}, "Unsupported value"),
+        ({"precision": "int8"}, 'spec.precision: Unsupported value: "int8"'),
         ({"weights": {"uri": "package://x", "sha256": "xyz"}}, "spec.weights.sha256"),
         ({"rollout": {"analysis": {"interval": "soon"}}}, "spec.rollout.analysis.interval"),
     ],
