@@ -2,37 +2,25 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.bench import run_bench
+
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[3]
 
-
-def test_the_batching_bench_runs_every_case_and_appends_its_report(tmp_path: Path) -> None:
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# earlier sections stay\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.batching_bench",
-            *("--side", "64", "--clients", "1", "3", "--seconds", "5", "--calls", "2"),
-            *("--warmup", "1", "--threads", "1", "--log", str(tmp_path / "server.log")),
-            *("--append", str(results)),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_the_batching_bench_runs_every_case_and_appends_its_report(
+    tmp_path: Path,
+) -> None:
+    report = run_bench(
+        tmp_path,
+        "batching_bench",
+        *("--side", "64", "--clients", "1", "3", "--seconds", "5", "--calls", "2"),
+        *("--warmup", "1", "--threads", "1", "--log", str(tmp_path / "server.log")),
+        log=tmp_path / "server.log",
     )
-    assert done.returncode == 0, done.stdout + done.stderr + (tmp_path / "server.log").read_text()
-    report = results.read_text()
-    assert report.startswith("# earlier sections stay\n")
     assert "### Micro-batching, adain.lite0-v1, 64 px" in report
     rows = [line for line in report.splitlines() if line.startswith(("| off |", "| on"))]
     assert [row.split("|")[1:3] for row in rows] == [

@@ -2,37 +2,24 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
+from tests.helpers.bench import run_bench
+
 pytestmark = pytest.mark.slow
 
-REPO = Path(__file__).resolve().parents[3]
 
-
-def test_the_gpu_bench_measures_both_precisions_and_appends_its_report(tmp_path: Path) -> None:
-    results = tmp_path / "RESULTS.md"
-    results.write_text("# earlier sections stay\n")
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "loadtests.gpu_bench",
-            *("--device", "cpu", "--models", "adain.lite0-v1,gatys.lite0-fast", "--side", "64"),
-            *("--batches", "1", "3", "--runs", "2", "--threads", "1"),
-            *("--append", str(results)),
-        ],
-        cwd=REPO,
-        capture_output=True,
-        text=True,
-        timeout=300,
+def test_the_gpu_bench_measures_both_precisions_and_appends_its_report(
+    tmp_path: Path,
+) -> None:
+    report = run_bench(
+        tmp_path,
+        "gpu_bench",
+        *("--device", "cpu", "--models", "adain.lite0-v1,gatys.lite0-fast", "--side", "64"),
+        *("--batches", "1", "3", "--runs", "2", "--threads", "1"),
     )
-    assert done.returncode == 0, done.stdout + done.stderr
-    report = results.read_text()
-    assert report.startswith("# earlier sections stay\n")
     assert "### GPU engine, 64 px" in report
     rows = [line for line in report.splitlines() if line.startswith("| adain.lite0-v1 |")]
     assert [row.split("|")[2].strip() for row in rows] == [

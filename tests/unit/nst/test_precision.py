@@ -140,14 +140,7 @@ class _Saturating:
     def __init__(self, inner: StyleFamily) -> None:
         self.inner = inner
 
-    def stylize(
-        self,
-        content: RGBImage,
-        styles: Sequence[RGBImage],
-        weights: Sequence[float],
-        controls: StylizeControls,
-        **kwargs: object,
-    ) -> RGBImage:
+    def stylize(self, content: RGBImage, *args: object, **kwargs: object) -> RGBImage:
         return np.full_like(content, 255)
 
 
